@@ -1,0 +1,77 @@
+# strata front door.  `make demo` and `make check` work on a fresh Debian
+# machine as root: they install what is missing, build, and run.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+PYTHON     ?= /usr/bin/python3
+WERROR     ?= $(if $(CI),true,false)
+# Seconds each fuzz target runs in `make check` (on top of its corpus).
+FUZZ_SECONDS ?= 15
+
+DEB_PACKAGES = meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
+  libjansson-dev zlib1g-dev libzstd-dev libnbd-dev libmicrohttpd-dev \
+  libcmocka-dev python3 python3-pytest python3-libnbd qemu-utils \
+  qemu-system-common nbdkit libnbd-bin fio prometheus util-linux procps
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build check check-unit check-integration check-asan \
+        check-fuzz demo bench clean
+
+all: build
+
+# Installs the Debian packages that are missing; idempotent, and runs
+# apt-get update only when something has to be installed.
+deps:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing:$$missing"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "All build and test dependencies are installed."; fi
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) -Dwerror=$(WERROR)
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+check: build
+	$(MAKE) --no-print-directory check-unit check-asan check-fuzz check-integration
+
+check-unit:
+	meson test -C $(BUILD) --suite unit --print-errorlogs
+
+check-integration:
+	STRATA_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+# The unit tests and the fuzz corpora again under ASan+UBSan.
+check-asan:
+	[ -f $(ASAN_BUILD)/build.ninja ] || meson setup $(ASAN_BUILD) \
+	  -Db_sanitize=address,undefined -Db_lundef=false -Dwerror=$(WERROR) \
+	  -Dbuildtype=debug
+	ninja -C $(ASAN_BUILD)
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
+
+# Every libFuzzer target runs its seed corpus and then FUZZ_SECONDS of
+# new inputs.
+check-fuzz:
+	[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang meson setup $(FUZZ_BUILD) \
+	  -Dfuzzing=true -Dtests=false -Db_sanitize=address,undefined \
+	  -Db_lundef=false -Dwerror=$(WERROR) -Dbuildtype=debug
+	ninja -C $(FUZZ_BUILD)
+	FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run-all.sh
+
+demo: build
+	BUILD=$(abspath $(BUILD)) scripts/demo.sh
+
+bench: build
+	BUILD=$(abspath $(BUILD)) bench/run-all.sh
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

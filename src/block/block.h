@@ -1,0 +1,158 @@
+/* strata - the block layer: a graph of named nodes and one I/O entry
+ * point per operation.
+ *
+ * Every request from any user (NBD export, job, image tool, or a format
+ * driver reading its own `file` child) goes through the functions below.
+ * They do the generic work once -- bounds, alignment (read-modify-write
+ * for drivers that need it), in-flight counting for drain, write
+ * threshold, accounting -- and then call the node's driver.
+ *
+ * Data paths return 0 or -errno and are safe to call from any thread.
+ * Control paths return bool/pointer and fill an Error.
+ */
+#ifndef STRATA_BLOCK_BLOCK_H
+#define STRATA_BLOCK_BLOCK_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "util/error.h"
+
+typedef struct BlockNode BlockNode;
+
+/* ---- request flags ---- */
+#define BLOCK_REQ_FUA         0x1 /* write/zeroes: durable when it returns */
+#define BLOCK_REQ_MAY_UNMAP   0x2 /* zeroes: may deallocate the range */
+#define BLOCK_REQ_NO_FALLBACK 0x4 /* zeroes: -ENOTSUP rather than writing
+                                     a buffer of zeroes (NBD FAST_ZERO) */
+
+/* ---- block status flags (same values and meaning as QEMU's) ---- */
+#define BLOCK_STATUS_DATA         0x01 /* reads come from this node's file */
+#define BLOCK_STATUS_ZERO         0x02 /* reads return zeroes */
+#define BLOCK_STATUS_OFFSET_VALID 0x04 /* *map is the offset in *file */
+#define BLOCK_STATUS_ALLOCATED    0x10 /* the content is defined by this
+                                          layer (not by a backing node) */
+#define BLOCK_STATUS_EOF          0x20 /* range reaches the end of node */
+#define BLOCK_STATUS_COMPRESSED   0x40 /* stored compressed (qcow2) */
+
+/* ---- open flags for block_open_image ---- */
+#define BLOCK_O_RDWR        0x1 /* open read-write (default read-only) */
+#define BLOCK_O_NO_BACKING  0x2 /* do not open the backing chain */
+#define BLOCK_O_FORCE_SHARE 0x4 /* -U: take no locks that exclude writers;
+                                   read-only only */
+#define BLOCK_O_NOCACHE     0x8 /* cache.direct=on on the protocol node */
+#define BLOCK_O_NO_REPAIR   0x10 /* do not auto-repair a dirty image on
+                                    open (used by check) */
+
+typedef enum PreallocMode {
+    PREALLOC_OFF = 0,
+    PREALLOC_METADATA,
+    PREALLOC_FALLOC,
+    PREALLOC_FULL,
+} PreallocMode;
+extern const char *const prealloc_mode_names[]; /* NULL-terminated */
+
+/* ---- graph ---- */
+
+/* Opens a node (and any children given inline) from blockdev-add style
+ * options: {"driver", "node-name"?, "read-only"?, "force-share"?,
+ * "discard"?, "cache"?: {"direct"?, "no-flush"?}, "file"?, "backing"?,
+ * driver options...}.  A child given as a string is an existing node
+ * name; as an object it is opened recursively with an implicit name
+ * ("#blockNNN").  A format node whose image names a backing file opens
+ * the chain read-only unless "backing" is given (null = none).
+ * Does not take ownership of opts.  Returns a new reference. */
+BlockNode *block_node_open(json_t *opts, Error **errp);
+
+/* Opens an image as qemu-img does: {"driver": fmt or probed, "file":
+ * {"driver": "file", "filename": filename}} with BLOCK_O_* flags.
+ * A filename beginning with "json:" is parsed as options. */
+BlockNode *block_open_image(const char *filename, const char *fmt, int flags,
+                            Error **errp);
+
+/* Probes the format of a file ("qcow2" or "raw"). */
+const char *block_probe_format(const char *filename, Error **errp);
+
+BlockNode *block_node_find(const char *node_name);
+void block_node_ref(BlockNode *bs);
+/* Drops a reference; the last one drains, flushes, closes the driver and
+ * drops the references held on the children. */
+void block_node_unref(BlockNode *bs);
+const char *block_node_name(const BlockNode *bs);
+const char *block_node_driver_name(const BlockNode *bs);
+
+/* Calls fn for every node in the graph (in creation order) under the
+ * graph read lock; stops early when fn returns false. */
+void block_graph_foreach(bool (*fn)(BlockNode *bs, void *opaque), void *opaque);
+
+/* Waits until no request is in flight on bs and holds new ones back
+ * until block_drain_end.  Nests. */
+void block_drain_begin(BlockNode *bs);
+void block_drain_end(BlockNode *bs);
+
+/* ---- I/O (data path: 0 or -errno) ---- */
+int block_read(BlockNode *bs, uint64_t offset, uint64_t bytes, void *buf,
+               int flags);
+int block_write(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                const void *buf, int flags);
+int block_write_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                       int flags);
+int block_discard(BlockNode *bs, uint64_t offset, uint64_t bytes);
+int block_flush(BlockNode *bs);
+/* Writes one whole cluster compressed (qcow2; convert -c).  offset must
+ * be cluster aligned; bytes is the cluster size, or less at the end of
+ * the image.  -ENOTSUP if the format cannot. */
+int block_write_compressed(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                           const void *buf);
+
+/* Status of bs alone (its backing chain is not consulted): returns
+ * BLOCK_STATUS_* flags for the run starting at offset and sets *pnum to
+ * its length (1 <= *pnum <= bytes).  *map/*file are set when
+ * OFFSET_VALID.  map and file may be NULL. */
+int block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                 uint64_t *pnum, uint64_t *map, BlockNode **file);
+
+/* Status through the backing chain down to (not including) base, or the
+ * whole chain when base is NULL.  *depth (may be NULL) is 1 when the
+ * run is allocated in bs, 2 in its backing node, ..., 0 when it is
+ * allocated nowhere in the searched chain (NBD qemu:allocation-depth).
+ * The flags are those of the layer that defines the content; ZERO is set
+ * for unallocated runs and for runs past the end of a shorter backing
+ * node. */
+int block_status_above(BlockNode *bs, BlockNode *base, uint64_t offset,
+                       uint64_t bytes, uint64_t *pnum, uint64_t *map,
+                       BlockNode **file, int *depth);
+
+/* Reads from bs->backing, returning zeroes where the backing node is
+ * shorter than the range, or everywhere when there is no backing. */
+int block_read_backing(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                       void *buf);
+
+/* ---- sizes ---- */
+/* Virtual size in bytes. */
+uint64_t block_node_size(const BlockNode *bs);
+/* Re-reads the size of the storage under a protocol node (a file or
+ * device that may have grown); returns the size or -errno. */
+int64_t block_refresh_size(BlockNode *bs);
+/* Bytes the image occupies on its storage (st_blocks), or -errno. */
+int64_t block_allocated_file_size(BlockNode *bs);
+bool block_truncate(BlockNode *bs, uint64_t size, bool exact,
+                    PreallocMode prealloc, Error **errp);
+
+/* ---- image creation (strata-img create) ---- */
+/* Creates an image of format fmt ("qcow2", "raw", "file").  opts holds
+ * qemu-img -o style options ("size" is a number, the rest strings or
+ * JSON values).  Unknown options fail with "Invalid parameter 'x'". */
+bool block_create(const char *fmt, const char *filename, json_t *opts,
+                  Error **errp);
+
+/* ---- events ---- */
+/* The daemon installs a sink that broadcasts QMP events; it may be
+ * called from any thread and takes ownership of data. */
+typedef void BlockEventSink(const char *event, json_t *data);
+void block_set_event_sink(BlockEventSink *sink);
+void block_emit_event(const char *event, json_t *data);
+
+#endif

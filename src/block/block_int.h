@@ -1,0 +1,183 @@
+/* strata - what block drivers and the block layer core share.
+ *
+ * A driver is a `const BlockDriver` with designated initializers,
+ * registered in src/block/drivers.c.  Drivers do no generic work: the
+ * entry points in io.c have already checked bounds, aligned the request
+ * to bs->request_alignment, counted it in flight and accounted it.
+ * Drivers are synchronous and must be thread-safe: several threads may
+ * call any data callback of the same node at once.
+ */
+#ifndef STRATA_BLOCK_BLOCK_INT_H
+#define STRATA_BLOCK_BLOCK_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "block/block.h"
+
+typedef struct BlockDriver BlockDriver;
+
+/* Result of an image consistency check (qemu-img check semantics). */
+typedef struct BlockCheckResult {
+    int corruptions;          /* errors found and not fixed */
+    int leaks;                /* leaked clusters not fixed */
+    int check_errors;         /* the check itself failed (I/O error ...) */
+    int corruptions_fixed;
+    int leaks_fixed;
+    int64_t image_end_offset; /* highest host offset in use, or 0 */
+    struct {
+        uint64_t total_clusters;
+        uint64_t allocated_clusters;
+        uint64_t fragmented_clusters;
+        uint64_t compressed_clusters;
+    } bfi;
+} BlockCheckResult;
+
+#define BLOCK_FIX_LEAKS   0x1
+#define BLOCK_FIX_ERRORS  0x2
+
+typedef enum BlockDiscardMode { BLOCK_DISCARD_IGNORE, BLOCK_DISCARD_UNMAP } BlockDiscardMode;
+
+struct BlockNode {
+    char *node_name;          /* user given or "#blockNNN" */
+    bool implicit_name;       /* name was generated */
+    const BlockDriver *drv;
+    void *opaque;             /* drv->state_size bytes, zeroed */
+    char *filename;           /* what info shows: file path or json: */
+
+    BlockNode *file;          /* protocol child of a format node */
+    BlockNode *backing;       /* backing node, or NULL */
+    /* As recorded in the image header (set by the format driver's open). */
+    char *backing_file;
+    char *backing_format;
+
+    bool read_only;
+    bool force_share;
+    bool cache_direct;
+    bool no_flush;
+    BlockDiscardMode discard;
+
+    /* Set by the driver's open; updated by truncate/refresh. */
+    _Atomic uint64_t total_size;
+    uint32_t request_alignment; /* 1 unless the driver needs more */
+    uint32_t max_transfer;      /* 0 = unlimited; io.c splits above it */
+
+    /* Lifetime: one reference per parent link, export, job, monitor. */
+    atomic_int refcnt;
+    int parents;              /* number of parent child links */
+
+    /* In flight and drain (io.c). */
+    pthread_mutex_t drain_lock;
+    pthread_cond_t drain_cond;
+    int in_flight;            /* guarded by drain_lock */
+    int quiesce_counter;      /* guarded by drain_lock */
+
+    /* Thin provisioning: armed write threshold (0 = off) and the end of
+     * the highest write that reached this node. */
+    _Atomic uint64_t write_threshold;
+    _Atomic uint64_t wr_highest_offset;
+
+    BlockNode *graph_next;    /* graph list, guarded by the graph lock */
+};
+
+struct BlockDriver {
+    const char *format_name;  /* "qcow2", "raw", "file", ... */
+    size_t state_size;        /* bytes of bs->opaque to allocate */
+    bool is_format;           /* opens a `file` child; can be probed */
+    bool is_protocol;         /* talks to storage directly */
+    bool supports_backing;    /* may have a `backing` child */
+
+    /* Scores how well the first bytes of a file match this format:
+     * 0 = not at all, 100 = certain.  Optional. */
+    int (*probe)(const uint8_t *buf, size_t len, const char *filename);
+
+    /* Opens bs.  opts holds the driver-specific options only: open must
+     * json_object_del() every key it recognises (the core rejects what
+     * is left).  A format driver opens its file child with
+     * block_open_child(bs, opts, "file", errp).  Must set
+     * bs->total_size, and bs->backing_file/backing_format when the image
+     * names a backing file (the core opens the chain afterwards).
+     * flags are BLOCK_O_*.  Returns false with errp set. */
+    bool (*open)(BlockNode *bs, json_t *opts, int flags, Error **errp);
+
+    /* Releases driver state.  In-flight I/O is already drained and the
+     * node flushed; children are released by the core afterwards. */
+    void (*close)(BlockNode *bs);
+
+    /* Data callbacks: offset and bytes are multiples of
+     * bs->request_alignment (except possibly at the end of the node), the
+     * range lies inside the node and bytes <= max_transfer.  Return 0 or
+     * -errno.  Must be thread-safe. */
+    int (*pread)(BlockNode *bs, uint64_t offset, uint64_t bytes, void *buf,
+                 int flags);
+    /* flags may contain BLOCK_REQ_FUA. */
+    int (*pwrite)(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                  const void *buf, int flags);
+    /* flags: FUA, MAY_UNMAP, NO_FALLBACK.  -ENOTSUP makes the core write
+     * a zero buffer instead (unless NO_FALLBACK).  Optional. */
+    int (*pwrite_zeroes)(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                         int flags);
+    /* Called only when bs->discard is UNMAP; advisory.  Optional. */
+    int (*pdiscard)(BlockNode *bs, uint64_t offset, uint64_t bytes);
+    /* Writes one cluster compressed (see block_write_compressed); never
+     * called on a range that is being written concurrently.  Optional. */
+    int (*pwrite_compressed)(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                             const void *buf);
+    /* Makes every completed write durable.  Optional. */
+    int (*flush)(BlockNode *bs);
+
+    /* Describes the run at offset in this node alone; see block_status().
+     * Optional: without it the whole range is DATA|ALLOCATED, and for a
+     * format node with a file child also OFFSET_VALID at the same
+     * offset. */
+    int (*block_status)(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                        uint64_t *pnum, uint64_t *map, BlockNode **file);
+
+    /* Re-reads the storage size (protocol drivers); returns it or -errno. */
+    int64_t (*refresh_size)(BlockNode *bs);
+    /* st_blocks * 512 of the storage, or -errno.  Format drivers may
+     * leave it NULL: the core asks bs->file. */
+    int64_t (*get_allocated_file_size)(BlockNode *bs);
+    /* Changes the virtual size.  Optional. */
+    bool (*truncate)(BlockNode *bs, uint64_t size, bool exact,
+                     PreallocMode prealloc, Error **errp);
+
+    /* Creates an image file (see block_create).  Optional. */
+    bool (*create)(const char *filename, json_t *opts, Error **errp);
+
+    /* Returns qemu-img info's "format-specific" object ({"type": ...,
+     * "data": {...}}) or NULL.  Optional. */
+    json_t *(*get_specific_info)(BlockNode *bs);
+    /* Cluster size for info, or 0.  Optional. */
+    uint32_t (*get_cluster_size)(BlockNode *bs);
+    /* True if the image is marked dirty (lazy refcounts).  Optional. */
+    bool (*is_dirty)(BlockNode *bs);
+
+    /* Checks (and with fix = BLOCK_FIX_* repairs) the image.  Returns 0,
+     * or -errno if the check could not run.  Optional. */
+    int (*check)(BlockNode *bs, BlockCheckResult *res, int fix);
+
+    /* Rewrites the backing file name and format recorded in the image
+     * (NULL file = no backing).  Does not change the open graph.
+     * Optional. */
+    bool (*change_backing_file)(BlockNode *bs, const char *backing_file,
+                                const char *backing_fmt, Error **errp);
+
+    /* Deallocates everything in this layer so reads fall through to the
+     * backing node (qemu-img commit).  Optional. */
+    int (*make_empty)(BlockNode *bs);
+};
+
+/* Opens the child named key ("file" or "backing") from opts: a string
+ * names an existing node, an object is opened with an implicit name.
+ * Deletes key from opts.  The child inherits read-only and force-share.
+ * Returns a new reference, or NULL with errp set (also when absent and
+ * required -- message "A block device must be specified for \"file\""). */
+BlockNode *block_open_child(BlockNode *parent, json_t *opts, const char *key,
+                            int flags, Error **errp);
+
+const BlockDriver *block_find_driver(const char *name);
+/* NULL-terminated list of every driver. */
+extern const BlockDriver *const block_drivers[];
+
+#endif

@@ -1,0 +1,44 @@
+/* strata - NBD server and block exports: the C API used by the stratad
+ * command line (--nbd-server, --export) and by the QMP commands
+ * (nbd-server-start/stop, block-export-add/del, query-block-exports).
+ *
+ * Arguments are the QMP argument objects exactly as QEMU defines them
+ * (values may also be strings, as from the command line's keyval
+ * syntax; see util/keyval.h).  Functions are called from the main
+ * thread only; NBD connections run on their own threads.
+ */
+#ifndef STRATA_NBD_NBD_H
+#define STRATA_NBD_NBD_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "util/error.h"
+
+/* nbd-server-start: {"addr": {"type": "unix", "path": P} |
+ * {"type": "inet", "host": H, "port": N}, "max-connections"?: N}.
+ * Error when a server is already running: "NBD server already running". */
+bool nbd_server_start(json_t *args, Error **errp);
+/* nbd-server-stop: closes the listener and every connection, and deletes
+ * the exports that were added with type nbd (as QEMU does). */
+bool nbd_server_stop(Error **errp);
+bool nbd_server_running(void);
+
+/* block-export-add: {"type": "nbd", "id", "node-name", "name"?,
+ * "description"?, "writable"?, "writethrough"?, "bitmaps"?,
+ * "allocation-depth"?, ...}.  Takes a reference on the node. */
+bool block_export_add(json_t *args, Error **errp);
+/* block-export-del {"id", "mode"?: "safe"|"hard"}.  Emits
+ * BLOCK_EXPORT_DELETED once the export is gone. */
+bool block_export_del(json_t *args, Error **errp);
+/* query-block-exports result: [{"type", "id", "node-name",
+ * "shutting-down"}, ...] */
+json_t *block_export_query(void);
+/* True if node_name is used by an export (blockdev-del refuses it). */
+bool block_export_uses_node(const char *node_name);
+
+/* Daemon shutdown: stop accepting, let in-flight requests finish, drop
+ * every export.  Safe to call when no server was started. */
+void nbd_shutdown_all(void);
+
+#endif
