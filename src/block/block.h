@@ -109,7 +109,7 @@ int block_write_compressed(BlockNode *bs, uint64_t offset, uint64_t bytes,
 
 /* Status of bs alone (its backing chain is not consulted): returns
  * BLOCK_STATUS_* flags for the run starting at offset and sets *pnum to
- * its length (1 <= *pnum <= bytes).  *map/*file are set when
+ * its length (1 <= *pnum <= bytes).  *map and *file are set when
  * OFFSET_VALID.  map and file may be NULL. */
 int block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
                  uint64_t *pnum, uint64_t *map, BlockNode **file);

@@ -78,6 +78,10 @@ struct BlockNode {
     _Atomic uint64_t wr_highest_offset;
 
     BlockNode *graph_next;    /* graph list, guarded by the graph lock */
+
+    /* io.c: serialises overlapping writes when request_alignment > 1 so
+     * read-modify-write never loses a concurrent write. */
+    struct BlockWriteTracker *write_tracker;
 };
 
 struct BlockDriver {

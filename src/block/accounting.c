@@ -1,0 +1,624 @@
+/* strata - block I/O accounting (see accounting.h for the rules). */
+#include "block/accounting.h"
+
+#include <limits.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/timed-average.h"
+
+#define NS_PER_SEC INT64_C(1000000000)
+
+const uint32_t block_acct_default_intervals[3] = { 1, 60, 3600 };
+const uint32_t block_acct_percentile_ppm[BLOCK_ACCT_NPERCENTILES] = {
+    500000, 900000, 990000, 999000,
+};
+
+/* Prometheus "le" bounds: what latency dashboards use, 10 us .. 10 s. */
+static const uint64_t prometheus_bounds_ns[] = {
+    10000, 25000, 50000, 100000, 250000, 500000,
+    1000000, 2500000, 5000000, 10000000, 25000000, 50000000,
+    100000000, 250000000, 500000000,
+    1000000000, 2500000000, 5000000000, 10000000000,
+};
+#define N_PROM_BOUNDS (sizeof(prometheus_bounds_ns) / sizeof(prometheus_bounds_ns[0]))
+
+/* One timed interval of one operation type. */
+typedef struct AcctWindow {
+    TimedAverage avg;
+    /* Percentile histograms parallel to avg.windows[]; allocated at the
+     * first latency so idle types cost nothing. */
+    LogHistogram *hist;
+} AcctWindow;
+
+typedef struct AcctOp {
+    _Atomic uint64_t bytes;
+    _Atomic uint64_t ops;
+    _Atomic uint64_t failed;
+    _Atomic uint64_t invalid;
+    _Atomic uint64_t merged;
+    _Atomic uint64_t total_time_ns;
+    _Atomic uint64_t in_flight;
+    LatencyBins *prom;          /* fixed bounds, lock-free counting */
+
+    atomic_bool lock;           /* guards the members below */
+    LatencyBins *user_hist;     /* block-latency-histogram-set */
+    AcctWindow *win;            /* [acct->n_intervals] */
+    LogHistogram *hists;        /* 2 per interval, NULL until first use */
+    atomic_bool hists_ready;    /* hists is set; read without the lock */
+} __attribute__((aligned(64))) AcctOp;
+
+struct BlockAcct {
+    AcctOp op[BLOCK_ACCT__MAX];
+    _Atomic int64_t last_access_ns;     /* INT64_MIN: never */
+    atomic_bool account_invalid;
+    atomic_bool account_failed;
+    bool percentiles;
+    size_t n_intervals;
+    uint32_t *intervals;
+    BlockAcctClock *clock;
+    void *clock_opaque;
+};
+
+static const char *const type_names[BLOCK_ACCT__MAX] = {
+    [BLOCK_ACCT_READ] = "read",
+    [BLOCK_ACCT_WRITE] = "write",
+    [BLOCK_ACCT_FLUSH] = "flush",
+    [BLOCK_ACCT_UNMAP] = "unmap",
+};
+
+const char *block_acct_type_name(BlockAcctType type)
+{
+    return type > BLOCK_ACCT_NONE && type < BLOCK_ACCT__MAX ? type_names[type]
+                                                            : NULL;
+}
+
+static bool type_valid(BlockAcctType type)
+{
+    return type > BLOCK_ACCT_NONE && type < BLOCK_ACCT__MAX;
+}
+
+static void op_lock(AcctOp *op)
+{
+    unsigned spins = 0;
+    while (atomic_exchange_explicit(&op->lock, true, memory_order_acquire)) {
+        while (atomic_load_explicit(&op->lock, memory_order_relaxed)) {
+            /* The holder may have been preempted (2-core hosts): give
+             * it the CPU rather than burn the slice. */
+            if (++spins % 64 == 0) {
+                sched_yield();
+            } else {
+#if defined(__x86_64__) || defined(__i386__)
+                __builtin_ia32_pause();
+#endif
+            }
+        }
+    }
+}
+
+static void op_unlock(AcctOp *op)
+{
+    atomic_store_explicit(&op->lock, false, memory_order_release);
+}
+
+static int64_t monotonic_ns(void *opaque)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
+}
+
+static int64_t acct_now(const BlockAcct *acct)
+{
+    return acct->clock(acct->clock_opaque);
+}
+
+void block_acct_options_init(BlockAcctOptions *o)
+{
+    *o = (BlockAcctOptions){
+        .account_invalid = true,
+        .account_failed = true,
+        .intervals = block_acct_default_intervals,
+        .n_intervals = 3,
+        .latency_percentiles = true,
+    };
+}
+
+BlockAcct *block_acct_new(const BlockAcctOptions *o, Error **errp)
+{
+    for (size_t i = 0; i < o->n_intervals; i++) {
+        if (o->intervals[i] == 0) {
+            error_setg(errp, "Invalid interval length: %u", o->intervals[i]);
+            return NULL;
+        }
+    }
+
+    BlockAcct *acct = calloc(1, sizeof(*acct));
+    if (!acct) {
+        error_setg(errp, "out of memory for I/O accounting");
+        return NULL;
+    }
+    acct->clock = o->clock ? o->clock : monotonic_ns;
+    acct->clock_opaque = o->clock_opaque;
+    acct->percentiles = o->latency_percentiles;
+    atomic_init(&acct->last_access_ns, INT64_MIN);
+    atomic_init(&acct->account_invalid, o->account_invalid);
+    atomic_init(&acct->account_failed, o->account_failed);
+    acct->n_intervals = o->n_intervals;
+    if (o->n_intervals) {
+        acct->intervals = malloc(o->n_intervals * sizeof(uint32_t));
+        if (!acct->intervals) {
+            goto oom;
+        }
+        memcpy(acct->intervals, o->intervals, o->n_intervals * sizeof(uint32_t));
+    }
+
+    int64_t now = acct_now(acct);
+    for (int t = BLOCK_ACCT_READ; t < BLOCK_ACCT__MAX; t++) {
+        AcctOp *op = &acct->op[t];
+        /* Bins are [b(i-1), b(i)); bound + 1 makes them Prometheus'
+         * inclusive "le" for integer nanoseconds. */
+        uint64_t b[N_PROM_BOUNDS];
+        for (size_t i = 0; i < N_PROM_BOUNDS; i++) {
+            b[i] = prometheus_bounds_ns[i] + 1;
+        }
+        op->prom = latency_bins_new(b, N_PROM_BOUNDS, NULL);
+        if (!op->prom) {
+            goto oom;
+        }
+        if (acct->n_intervals) {
+            op->win = calloc(acct->n_intervals, sizeof(*op->win));
+            if (!op->win) {
+                goto oom;
+            }
+        }
+        for (size_t i = 0; i < acct->n_intervals; i++) {
+            timed_average_init(&op->win[i].avg,
+                               (uint64_t)acct->intervals[i] * NS_PER_SEC, now);
+        }
+    }
+    return acct;
+
+oom:
+    block_acct_free(acct);
+    error_setg(errp, "out of memory for I/O accounting");
+    return NULL;
+}
+
+void block_acct_free(BlockAcct *acct)
+{
+    if (!acct) {
+        return;
+    }
+    for (int t = BLOCK_ACCT_READ; t < BLOCK_ACCT__MAX; t++) {
+        AcctOp *op = &acct->op[t];
+        latency_bins_free(op->prom);
+        latency_bins_free(op->user_hist);
+        free(op->hists);
+        free(op->win);
+    }
+    free(acct->intervals);
+    free(acct);
+}
+
+void block_acct_set_account_invalid(BlockAcct *acct, bool on)
+{
+    atomic_store_explicit(&acct->account_invalid, on, memory_order_relaxed);
+}
+
+void block_acct_set_account_failed(BlockAcct *acct, bool on)
+{
+    atomic_store_explicit(&acct->account_failed, on, memory_order_relaxed);
+}
+
+static void touch_last_access(BlockAcct *acct, int64_t now)
+{
+    /* Completions race; keep the latest time, not the last writer's. */
+    int64_t seen = atomic_load_explicit(&acct->last_access_ns,
+                                        memory_order_relaxed);
+    while (seen < now &&
+           !atomic_compare_exchange_weak_explicit(&acct->last_access_ns, &seen,
+                                                  now, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+    }
+}
+
+void block_acct_start(BlockAcct *acct, BlockAcctCookie *cookie,
+                      BlockAcctType type, uint64_t bytes)
+{
+    if (!type_valid(type)) {
+        cookie->type = BLOCK_ACCT_NONE;
+        return;
+    }
+    cookie->type = type;
+    cookie->bytes = bytes;
+    cookie->start_ns = acct_now(acct);
+    atomic_fetch_add_explicit(&acct->op[type].in_flight, 1,
+                              memory_order_relaxed);
+}
+
+/* Windows and percentile histograms; caller holds op->lock. */
+static void account_windows_locked(BlockAcct *acct, AcctOp *op,
+                                   uint64_t latency, int64_t now)
+{
+    for (size_t i = 0; i < acct->n_intervals; i++) {
+        AcctWindow *w = &op->win[i];
+        unsigned emptied = timed_average_account(&w->avg, latency, now);
+        if (w->hist) {
+            for (unsigned k = 0; k < 2; k++) {
+                if (emptied & (1u << k)) {
+                    log_histogram_clear(&w->hist[k]);
+                }
+                log_histogram_add(&w->hist[k], latency);
+            }
+        }
+    }
+}
+
+static bool need_hists(const BlockAcct *acct, const AcctOp *op)
+{
+    return acct->percentiles && acct->n_intervals &&
+           !atomic_load_explicit(&op->hists_ready, memory_order_relaxed);
+}
+
+static void account_one(BlockAcct *acct, BlockAcctCookie *cookie, bool failed)
+{
+    BlockAcctType type = cookie->type;
+    if (!type_valid(type)) {
+        return;   /* already accounted */
+    }
+    cookie->type = BLOCK_ACCT_NONE;
+
+    AcctOp *op = &acct->op[type];
+    int64_t now = acct_now(acct);
+    uint64_t latency = now > cookie->start_ns ? (uint64_t)(now - cookie->start_ns)
+                                              : 0;
+    bool timed = !failed || atomic_load_explicit(&acct->account_failed,
+                                                 memory_order_relaxed);
+
+    atomic_fetch_sub_explicit(&op->in_flight, 1, memory_order_relaxed);
+    if (failed) {
+        atomic_fetch_add_explicit(&op->failed, 1, memory_order_relaxed);
+    } else {
+        atomic_fetch_add_explicit(&op->bytes, cookie->bytes,
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&op->ops, 1, memory_order_relaxed);
+    }
+    if (timed) {
+        atomic_fetch_add_explicit(&op->total_time_ns, latency,
+                                  memory_order_relaxed);
+        touch_last_access(acct, now);
+        latency_bins_add(op->prom, latency);
+    }
+
+    /* The first latency of this type allocates its percentile
+     * histograms, outside the lock. */
+    LogHistogram *fresh = NULL;
+    if (timed && need_hists(acct, op)) {
+        fresh = calloc(acct->n_intervals * 2, sizeof(LogHistogram));
+    }
+
+    op_lock(op);
+    if (op->user_hist) {
+        latency_bins_add(op->user_hist, latency);
+    }
+    if (timed) {
+        if (fresh && !op->hists) {
+            op->hists = fresh;
+            for (size_t i = 0; i < acct->n_intervals; i++) {
+                op->win[i].hist = fresh + 2 * i;
+            }
+            fresh = NULL;
+            atomic_store_explicit(&op->hists_ready, true, memory_order_relaxed);
+        }
+        account_windows_locked(acct, op, latency, now);
+    }
+    op_unlock(op);
+    free(fresh);
+}
+
+void block_acct_done(BlockAcct *acct, BlockAcctCookie *cookie)
+{
+    account_one(acct, cookie, false);
+}
+
+void block_acct_failed(BlockAcct *acct, BlockAcctCookie *cookie)
+{
+    account_one(acct, cookie, true);
+}
+
+void block_acct_invalid(BlockAcct *acct, BlockAcctType type)
+{
+    if (!type_valid(type)) {
+        return;
+    }
+    /* Rejected before any I/O: no latency to account, ever. */
+    atomic_fetch_add_explicit(&acct->op[type].invalid, 1, memory_order_relaxed);
+    if (atomic_load_explicit(&acct->account_invalid, memory_order_relaxed)) {
+        touch_last_access(acct, acct_now(acct));
+    }
+}
+
+void block_acct_merge_done(BlockAcct *acct, BlockAcctType type,
+                           uint64_t num_requests)
+{
+    if (type_valid(type)) {
+        atomic_fetch_add_explicit(&acct->op[type].merged, num_requests,
+                                  memory_order_relaxed);
+    }
+}
+
+void block_acct_set_latency_histogram(BlockAcct *acct, BlockAcctType type,
+                                      LatencyBins *lb)
+{
+    if (!type_valid(type)) {
+        latency_bins_free(lb);
+        return;
+    }
+    AcctOp *op = &acct->op[type];
+    op_lock(op);
+    LatencyBins *old = op->user_hist;
+    op->user_hist = lb;
+    op_unlock(op);
+    latency_bins_free(old);
+}
+
+void block_acct_clear_latency_histograms(BlockAcct *acct)
+{
+    for (int t = BLOCK_ACCT_READ; t < BLOCK_ACCT__MAX; t++) {
+        block_acct_set_latency_histogram(acct, (BlockAcctType)t, NULL);
+    }
+}
+
+/* ---- reading ---- */
+
+void block_acct_get_stats(BlockAcct *acct, BlockAcctStats *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (int t = BLOCK_ACCT_READ; t < BLOCK_ACCT__MAX; t++) {
+        AcctOp *op = &acct->op[t];
+        BlockAcctOpStats *s = &out->op[t];
+        s->bytes = atomic_load_explicit(&op->bytes, memory_order_relaxed);
+        s->ops = atomic_load_explicit(&op->ops, memory_order_relaxed);
+        s->failed_ops = atomic_load_explicit(&op->failed, memory_order_relaxed);
+        s->invalid_ops = atomic_load_explicit(&op->invalid, memory_order_relaxed);
+        s->merged_ops = atomic_load_explicit(&op->merged, memory_order_relaxed);
+        s->total_time_ns = atomic_load_explicit(&op->total_time_ns,
+                                                memory_order_relaxed);
+        s->in_flight = atomic_load_explicit(&op->in_flight, memory_order_relaxed);
+    }
+    int64_t last = atomic_load_explicit(&acct->last_access_ns,
+                                        memory_order_relaxed);
+    if (last != INT64_MIN) {
+        int64_t now = acct_now(acct);
+        out->has_idle_time = true;
+        out->idle_time_ns = now > last ? (uint64_t)(now - last) : 0;
+    }
+    out->account_invalid = atomic_load_explicit(&acct->account_invalid,
+                                                memory_order_relaxed);
+    out->account_failed = atomic_load_explicit(&acct->account_failed,
+                                               memory_order_relaxed);
+}
+
+size_t block_acct_interval_count(const BlockAcct *acct)
+{
+    return acct->n_intervals;
+}
+
+void block_acct_get_timed_stats(BlockAcct *acct, size_t i,
+                                BlockAcctTimedStats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (i >= acct->n_intervals) {
+        return;
+    }
+    out->interval_length = acct->intervals[i];
+    int64_t now = acct_now(acct);
+
+    for (int t = BLOCK_ACCT_READ; t < BLOCK_ACCT__MAX; t++) {
+        AcctOp *op = &acct->op[t];
+        AcctWindow *w = &op->win[i];
+        BlockAcctTimedOp *r = &out->op[t];
+
+        op_lock(op);
+        unsigned emptied = timed_average_expire(&w->avg, now);
+        if (w->hist) {
+            for (unsigned k = 0; k < 2; k++) {
+                if (emptied & (1u << k)) {
+                    log_histogram_clear(&w->hist[k]);
+                }
+            }
+        }
+        uint64_t elapsed = 0;
+        uint64_t sum = timed_average_sum(&w->avg, now, &elapsed);
+        const TimedAverageWindow *cur = &w->avg.windows[w->avg.current];
+        r->count = cur->count;
+        r->min_ns = timed_average_min(&w->avg, now);
+        r->max_ns = timed_average_max(&w->avg, now);
+        r->avg_ns = timed_average_avg(&w->avg, now);
+        r->avg_queue_depth = elapsed ? (double)sum / (double)elapsed : 0.0;
+        if (w->hist && r->count) {
+            log_histogram_percentiles(&w->hist[w->avg.current],
+                                      block_acct_percentile_ppm,
+                                      BLOCK_ACCT_NPERCENTILES,
+                                      r->min_ns, r->max_ns, r->percentile_ns);
+        }
+        op_unlock(op);
+    }
+}
+
+size_t block_acct_prometheus_bounds(const uint64_t **bounds_ns)
+{
+    *bounds_ns = prometheus_bounds_ns;
+    return N_PROM_BOUNDS;
+}
+
+void block_acct_get_latency_buckets(BlockAcct *acct, BlockAcctType type,
+                                    uint64_t *out)
+{
+    if (!type_valid(type)) {
+        memset(out, 0, (N_PROM_BOUNDS + 1) * sizeof(*out));
+        return;
+    }
+    latency_bins_read(acct->op[type].prom, out);
+}
+
+/* ---- query-blockstats ---- */
+
+static int set_u64(json_t *obj, const char *key, uint64_t v)
+{
+    return json_object_set_new(obj, key, json_integer((json_int_t)v));
+}
+
+/* BlockLatencyHistogramInfo, or NULL when no histogram is set. */
+static json_t *latency_histogram_json(BlockAcct *acct, BlockAcctType type)
+{
+    AcctOp *op = &acct->op[type];
+    json_t *bins = NULL, *bounds = NULL;
+
+    op_lock(op);
+    if (op->user_hist) {
+        const LatencyBins *lb = op->user_hist;
+        bins = json_array();
+        bounds = json_array();
+        for (size_t i = 0; bins && bounds && i <= lb->nboundaries; i++) {
+            json_array_append_new(bins, json_integer((json_int_t)
+                atomic_load_explicit(&lb->bins[i], memory_order_relaxed)));
+            if (i < lb->nboundaries) {
+                json_array_append_new(bounds,
+                                      json_integer((json_int_t)lb->boundaries[i]));
+            }
+        }
+    }
+    op_unlock(op);
+    if (!bins || !bounds) {
+        json_decref(bins);
+        json_decref(bounds);
+        return NULL;
+    }
+    json_t *h = json_object();
+    json_object_set_new(h, "bins", bins);
+    json_object_set_new(h, "boundaries", bounds);
+    return h;
+}
+
+static json_t *timed_stats_json(BlockAcct *acct, size_t i)
+{
+    static const char *const pct_names[BLOCK_ACCT_NPERCENTILES] = {
+        "p50", "p90", "p99", "p999",
+    };
+    static const struct { BlockAcctType type; const char *name; } types[] = {
+        { BLOCK_ACCT_READ, "rd" },
+        { BLOCK_ACCT_WRITE, "wr" },
+        { BLOCK_ACCT_FLUSH, "flush" },
+    };
+    BlockAcctTimedStats ts;
+    block_acct_get_timed_stats(acct, i, &ts);
+    const BlockAcctTimedOp *rd = &ts.op[BLOCK_ACCT_READ];
+    const BlockAcctTimedOp *wr = &ts.op[BLOCK_ACCT_WRITE];
+    const BlockAcctTimedOp *fl = &ts.op[BLOCK_ACCT_FLUSH];
+
+    json_t *o = json_object();
+    if (!o) {
+        return NULL;
+    }
+    /* QEMU 7.2's member order (its QDict hash order). */
+    set_u64(o, "avg_flush_latency_ns", fl->avg_ns);
+    json_object_set_new(o, "avg_rd_queue_depth", json_real(rd->avg_queue_depth));
+    set_u64(o, "min_rd_latency_ns", rd->min_ns);
+    set_u64(o, "max_flush_latency_ns", fl->max_ns);
+    set_u64(o, "avg_wr_latency_ns", wr->avg_ns);
+    set_u64(o, "interval_length", ts.interval_length);
+    set_u64(o, "max_wr_latency_ns", wr->max_ns);
+    set_u64(o, "avg_rd_latency_ns", rd->avg_ns);
+    set_u64(o, "max_rd_latency_ns", rd->max_ns);
+    set_u64(o, "min_flush_latency_ns", fl->min_ns);
+    json_object_set_new(o, "avg_wr_queue_depth", json_real(wr->avg_queue_depth));
+    set_u64(o, "min_wr_latency_ns", wr->min_ns);
+
+    /* strata: percentiles of the same window, named like QEMU's min/max. */
+    if (acct->percentiles) {
+        for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+            for (size_t k = 0; k < BLOCK_ACCT_NPERCENTILES; k++) {
+                char key[48];
+                snprintf(key, sizeof(key), "%s_%s_latency_ns", pct_names[k],
+                         types[t].name);
+                set_u64(o, key, ts.op[types[t].type].percentile_ns[k]);
+            }
+        }
+    }
+    return o;
+}
+
+json_t *block_acct_query(BlockAcct *acct, uint64_t wr_highest_offset)
+{
+    BlockAcctStats st;
+    block_acct_get_stats(acct, &st);
+    const BlockAcctOpStats *rd = &st.op[BLOCK_ACCT_READ];
+    const BlockAcctOpStats *wr = &st.op[BLOCK_ACCT_WRITE];
+    const BlockAcctOpStats *fl = &st.op[BLOCK_ACCT_FLUSH];
+    const BlockAcctOpStats *um = &st.op[BLOCK_ACCT_UNMAP];
+
+    json_t *timed = json_array();
+    json_t *o = json_object();
+    if (!timed || !o) {
+        json_decref(timed);
+        json_decref(o);
+        return NULL;
+    }
+    for (size_t i = 0; i < acct->n_intervals; i++) {
+        json_t *e = timed_stats_json(acct, i);
+        if (e) {
+            json_array_append_new(timed, e);
+        }
+    }
+
+    /* QEMU 7.2 prints BlockDeviceStats in its QDict's hash order; insert
+     * in that order (jansson keeps insertion order) so the text matches. */
+    set_u64(o, "unmap_operations", um->ops);
+    set_u64(o, "unmap_merged", um->merged_ops);
+    set_u64(o, "flush_total_time_ns", fl->total_time_ns);
+    set_u64(o, "wr_highest_offset", wr_highest_offset);
+    set_u64(o, "wr_total_time_ns", wr->total_time_ns);
+    set_u64(o, "failed_wr_operations", wr->failed_ops);
+    set_u64(o, "failed_rd_operations", rd->failed_ops);
+    set_u64(o, "wr_merged", wr->merged_ops);
+    set_u64(o, "wr_bytes", wr->bytes);
+    json_object_set_new(o, "timed_stats", timed);
+    set_u64(o, "failed_unmap_operations", um->failed_ops);
+    set_u64(o, "failed_flush_operations", fl->failed_ops);
+    json_object_set_new(o, "account_invalid", json_boolean(st.account_invalid));
+    set_u64(o, "rd_total_time_ns", rd->total_time_ns);
+    set_u64(o, "invalid_unmap_operations", um->invalid_ops);
+    set_u64(o, "flush_operations", fl->ops);
+    set_u64(o, "wr_operations", wr->ops);
+    set_u64(o, "unmap_bytes", um->bytes);
+    set_u64(o, "rd_merged", rd->merged_ops);
+    set_u64(o, "rd_bytes", rd->bytes);
+    json_t *h = latency_histogram_json(acct, BLOCK_ACCT_WRITE);
+    if (h) {
+        json_object_set_new(o, "wr_latency_histogram", h);
+    }
+    set_u64(o, "unmap_total_time_ns", um->total_time_ns);
+    set_u64(o, "invalid_flush_operations", fl->invalid_ops);
+    json_object_set_new(o, "account_failed", json_boolean(st.account_failed));
+    if (st.has_idle_time) {
+        set_u64(o, "idle_time_ns", st.idle_time_ns);
+    }
+    set_u64(o, "rd_operations", rd->ops);
+    set_u64(o, "invalid_wr_operations", wr->invalid_ops);
+    set_u64(o, "invalid_rd_operations", rd->invalid_ops);
+    h = latency_histogram_json(acct, BLOCK_ACCT_READ);
+    if (h) {
+        json_object_set_new(o, "rd_latency_histogram", h);
+    }
+    h = latency_histogram_json(acct, BLOCK_ACCT_FLUSH);
+    if (h) {
+        json_object_set_new(o, "flush_latency_histogram", h);
+    }
+    return o;
+}

@@ -1,0 +1,169 @@
+/* strata - block I/O accounting (QEMU's BlockAcctStats, plus percentiles).
+ *
+ * One BlockAcct counts the requests seen at one place: an export (what the
+ * client sees) or a node (what it costs underneath).  The rules are those
+ * of QEMU's block/accounting.c, which query-blockstats reports:
+ *
+ *  - done:    bytes and ops grow; latency goes into total_time_ns, the
+ *             timed windows and the histograms; last access time is set.
+ *  - failed:  failed_ops grows (never bytes or ops); the QEMU latency
+ *             histogram (block-latency-histogram-set) always counts it;
+ *             total_time_ns, last access and the timed windows (and our
+ *             percentile and Prometheus histograms) only if account_failed.
+ *  - invalid: (rejected before any I/O) invalid_ops grows; last access is
+ *             set only if account_invalid; no latency anywhere.
+ *  - merged:  merged_ops grows by the number of requests folded into
+ *             another (0 unless the caller merges).
+ *
+ * Write-zeroes is accounted as BLOCK_ACCT_WRITE with its byte count, as
+ * QEMU's virtio-blk (VIRTIO_BLK_T_WRITE_ZEROES) and scsi-disk (WRITE SAME)
+ * do; discard is BLOCK_ACCT_UNMAP.
+ *
+ * Concurrency: every function may be called from any thread.  Counters,
+ * in-flight gauges and the Prometheus buckets are relaxed atomics.  The
+ * timed windows, their percentile histograms and the QEMU histogram of one
+ * operation type sit behind one spinlock per (BlockAcct, type), held for a
+ * few dozen instructions per completion, so only completions of the same
+ * type on the same BlockAcct ever meet; a lock-free version would need
+ * more atomic read-modify-writes per request than the one exchange the
+ * spinlock costs, and could not empty a window exactly.
+ */
+#ifndef STRATA_BLOCK_ACCOUNTING_H
+#define STRATA_BLOCK_ACCOUNTING_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+#include "util/histogram.h"
+
+typedef enum BlockAcctType {
+    BLOCK_ACCT_NONE = 0,   /* a cookie already accounted (or never started) */
+    BLOCK_ACCT_READ,
+    BLOCK_ACCT_WRITE,      /* write and write-zeroes */
+    BLOCK_ACCT_FLUSH,
+    BLOCK_ACCT_UNMAP,      /* discard */
+    BLOCK_ACCT__MAX,
+} BlockAcctType;
+
+/* "read", "write", "flush", "unmap" (Prometheus op label); NULL for NONE. */
+const char *block_acct_type_name(BlockAcctType type);
+
+typedef struct BlockAcct BlockAcct;
+
+/* Lives on the stack of the request between start and done/failed. */
+typedef struct BlockAcctCookie {
+    int64_t start_ns;
+    uint64_t bytes;
+    BlockAcctType type;
+} BlockAcctCookie;
+
+/* Monotonic nanoseconds.  Injectable so tests control time. */
+typedef int64_t BlockAcctClock(void *opaque);
+
+typedef struct BlockAcctOptions {
+    bool account_invalid;       /* default true (QEMU's default) */
+    bool account_failed;        /* default true */
+    const uint32_t *intervals;  /* timed_stats interval lengths, seconds */
+    size_t n_intervals;
+    /* Per-window log histograms for p50/p90/p99/p99.9 (default true).
+     * Off only to measure what they cost. */
+    bool latency_percentiles;
+    BlockAcctClock *clock;      /* NULL: CLOCK_MONOTONIC */
+    void *clock_opaque;
+} BlockAcctOptions;
+
+/* The daemon default intervals: 1, 60 and 3600 seconds. */
+extern const uint32_t block_acct_default_intervals[3];
+
+/* Fills o with the defaults (both switches on, the default intervals,
+ * percentiles on, the monotonic clock). */
+void block_acct_options_init(BlockAcctOptions *o);
+
+/* Fails if an interval is 0 ("Invalid interval length: 0", as QEMU). */
+BlockAcct *block_acct_new(const BlockAcctOptions *o, Error **errp);
+/* No request may be between start and done when this is called. */
+void block_acct_free(BlockAcct *acct);
+
+/* The I/O path.  start records the time and counts the request in flight;
+ * exactly one of done/failed ends it (a second call is ignored). */
+void block_acct_start(BlockAcct *acct, BlockAcctCookie *cookie,
+                      BlockAcctType type, uint64_t bytes);
+void block_acct_done(BlockAcct *acct, BlockAcctCookie *cookie);
+void block_acct_failed(BlockAcct *acct, BlockAcctCookie *cookie);
+void block_acct_invalid(BlockAcct *acct, BlockAcctType type);
+void block_acct_merge_done(BlockAcct *acct, BlockAcctType type,
+                           uint64_t num_requests);
+
+void block_acct_set_account_invalid(BlockAcct *acct, bool on);
+void block_acct_set_account_failed(BlockAcct *acct, bool on);
+
+/* QEMU's block-latency-histogram-set for one type: installs lb (ownership
+ * passes to acct; NULL removes the histogram) and frees the previous one.
+ * Build lb with latency_bins_new(), which validates the boundaries, so a
+ * command can check every list before changing anything. */
+void block_acct_set_latency_histogram(BlockAcct *acct, BlockAcctType type,
+                                      LatencyBins *lb);
+/* Removes the histograms of every type (the command with only an id). */
+void block_acct_clear_latency_histograms(BlockAcct *acct);
+
+/* ---- reading ---- */
+
+typedef struct BlockAcctOpStats {
+    uint64_t bytes;
+    uint64_t ops;
+    uint64_t failed_ops;
+    uint64_t invalid_ops;
+    uint64_t merged_ops;
+    uint64_t total_time_ns;
+    uint64_t in_flight;         /* started and not yet done/failed */
+} BlockAcctOpStats;
+
+typedef struct BlockAcctStats {
+    BlockAcctOpStats op[BLOCK_ACCT__MAX];   /* [BLOCK_ACCT_NONE] unused */
+    bool has_idle_time;          /* false before the first accounted access */
+    uint64_t idle_time_ns;
+    bool account_invalid;
+    bool account_failed;
+} BlockAcctStats;
+
+void block_acct_get_stats(BlockAcct *acct, BlockAcctStats *out);
+
+/* Percentiles kept per window: p50, p90, p99, p99.9. */
+#define BLOCK_ACCT_NPERCENTILES 4
+extern const uint32_t block_acct_percentile_ppm[BLOCK_ACCT_NPERCENTILES];
+
+typedef struct BlockAcctTimedOp {
+    uint64_t count;              /* latencies in the window */
+    uint64_t min_ns, max_ns, avg_ns;
+    double avg_queue_depth;      /* sum of latencies / time covered */
+    uint64_t percentile_ns[BLOCK_ACCT_NPERCENTILES];  /* 0 if disabled */
+} BlockAcctTimedOp;
+
+typedef struct BlockAcctTimedStats {
+    uint32_t interval_length;    /* seconds, as configured */
+    BlockAcctTimedOp op[BLOCK_ACCT__MAX];
+} BlockAcctTimedStats;
+
+size_t block_acct_interval_count(const BlockAcct *acct);
+/* i < block_acct_interval_count(), in configuration order. */
+void block_acct_get_timed_stats(BlockAcct *acct, size_t i,
+                                BlockAcctTimedStats *out);
+
+/* Always-on latency buckets for Prometheus: a latency of v ns lands in
+ * the first bucket whose upper bound (inclusive, as Prometheus' "le") is
+ * >= v; the last bucket is +Inf.  Same counting rule as total_time_ns. */
+size_t block_acct_prometheus_bounds(const uint64_t **bounds_ns);
+/* out gets block_acct_prometheus_bounds() + 1 non-cumulative counts. */
+void block_acct_get_latency_buckets(BlockAcct *acct, BlockAcctType type,
+                                    uint64_t *out);
+
+/* QEMU's BlockDeviceStats for query-blockstats, members in the order
+ * QEMU 7.2 prints them, followed by strata's additions (p50/p90/p99/p999
+ * latencies in each timed_stats entry).  wr_highest_offset is kept on the
+ * node by the caller.  NULL only when out of memory. */
+json_t *block_acct_query(BlockAcct *acct, uint64_t wr_highest_offset);
+
+#endif

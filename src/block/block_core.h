@@ -1,0 +1,65 @@
+/* strata - block-layer internals shared by graph.c, open.c, io.c,
+ * status.c and the built-in drivers.  Not for users of the block layer
+ * (they use block.h) nor for format drivers (block_int.h). */
+#ifndef STRATA_BLOCK_BLOCK_CORE_H
+#define STRATA_BLOCK_BLOCK_CORE_H
+
+#include "block/block_int.h"
+
+/* Extra drv->open flag: the user asked for auto-read-only, so a
+ * protocol driver that cannot open read-write falls back to read-only
+ * (and sets bs->read_only). */
+#define BLOCK_O_AUTO_READ_ONLY 0x1000
+
+/* Maximum backing chain length block_node_open follows. */
+#define BLOCK_MAX_BACKING_DEPTH 256
+
+/* ---- graph.c ---- */
+/* Checks QEMU's node-name rules (letter first, [A-Za-z0-9-_.], at most
+ * 31 characters). */
+bool block_node_name_valid(const char *name, Error **errp);
+/* Allocates an unregistered node with refcnt 1 and drv's zeroed state. */
+BlockNode *block_node_alloc(const BlockDriver *drv);
+/* Frees a node that was never registered (open failed).  Releases the
+ * children it already holds. */
+void block_node_free_unregistered(BlockNode *bs);
+/* Gives bs its name (node_name, or a generated "#blockNNN" when NULL)
+ * and adds it to the graph.  Fails on duplicates. */
+bool block_graph_insert(BlockNode *bs, const char *node_name, Error **errp);
+/* Takes a reference to child on behalf of a parent link. */
+void block_node_attach_child(BlockNode *child);
+/* Drops a parent link taken with block_node_attach_child. */
+void block_node_detach_child(BlockNode *child);
+
+/* ---- open.c ---- */
+/* block_node_open with an explicit driver (tests use drivers that are not
+ * registered) and BLOCK_O_* flags.  A "driver" key in opts is ignored. */
+BlockNode *block_node_open_driver(const BlockDriver *drv, json_t *opts,
+                                  int flags, Error **errp);
+
+/* While a child given inline is being opened, its parent; NULL for nodes
+ * opened on their own.  Lets a protocol driver pick QEMU's permissions
+ * (a metadata format such as qcow2 forbids other writers, raw does not). */
+const BlockNode *block_open_parent(void);
+/* True if parent keeps metadata in its file child, so that nobody else
+ * may write or resize it (every format but raw). */
+bool block_parent_has_metadata(const BlockNode *parent);
+
+/* ---- io.c ---- */
+bool block_io_node_init(BlockNode *bs);
+void block_io_node_cleanup(BlockNode *bs);
+/* Counts a request in flight, waiting while bs is drained by another
+ * thread; block_io_end undoes it. */
+void block_io_begin(BlockNode *bs);
+void block_io_end(BlockNode *bs);
+/* Flush without the in-flight gate (used while closing a drained node). */
+int block_flush_nogate(BlockNode *bs);
+
+/* ---- drivers ---- */
+extern const BlockDriver bdrv_file;
+extern const BlockDriver bdrv_host_device;
+extern const BlockDriver bdrv_raw;
+/* Re-takes a file node's locks for a (new) parent; see file-lock.c. */
+bool file_relock_for_parent(BlockNode *bs, const BlockNode *parent, Error **errp);
+
+#endif

@@ -1,0 +1,27 @@
+/* strata - the registry of block drivers. */
+#include <string.h>
+
+#include "block/block_core.h"
+
+#include "block/drivers/qcow2/qcow2.h"
+
+const BlockDriver *const block_drivers[] = {
+    &bdrv_file,
+    &bdrv_host_device,
+    &bdrv_raw,
+    &bdrv_qcow2,
+    NULL,
+};
+
+const BlockDriver *block_find_driver(const char *name)
+{
+    if (!name) {
+        return NULL;
+    }
+    for (size_t i = 0; block_drivers[i]; i++) {
+        if (strcmp(block_drivers[i]->format_name, name) == 0) {
+            return block_drivers[i];
+        }
+    }
+    return NULL;
+}

@@ -1,0 +1,186 @@
+/* strata - file driver: resizing and creating files, with QEMU's
+ * preallocation modes and messages. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "block/drivers/file-posix.h"
+#include "util/cleanup.h"
+#include "util/keyval.h"
+
+#define ZERO_CHUNK (1024 * 1024)
+
+static int write_zeroes_buffer(int fd, uint64_t offset, uint64_t bytes)
+{
+    CLEANUP_FREE char *buf = calloc(1, ZERO_CHUNK);
+    if (!buf) {
+        return -ENOMEM;
+    }
+    while (bytes > 0) {
+        size_t n = bytes > ZERO_CHUNK ? ZERO_CHUNK : (size_t)bytes;
+        ssize_t r = pwrite(fd, buf, n, (off_t)offset);
+        if (r < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        offset += (uint64_t)r;
+        bytes -= (uint64_t)r;
+    }
+    return 0;
+}
+
+/* Resizes a regular file from cur to size with preallocation. */
+static bool regular_resize(int fd, uint64_t cur, uint64_t size,
+                           PreallocMode prealloc, Error **errp)
+{
+    int ret;
+    switch (prealloc) {
+    case PREALLOC_FALLOC:
+        if (size > cur) {
+            ret = posix_fallocate(fd, (off_t)cur, (off_t)(size - cur));
+            if (ret != 0) {
+                error_setg_errno(errp, ret, "Could not preallocate new data");
+                return false;
+            }
+            return true;
+        }
+        break;
+    case PREALLOC_FULL:
+        if (size > cur) {
+            if (ftruncate(fd, (off_t)size) < 0) {
+                error_setg_errno(errp, errno, "Could not resize file");
+                return false;
+            }
+            ret = write_zeroes_buffer(fd, cur, size - cur);
+            if (ret < 0) {
+                error_setg_errno(errp, -ret, "Could not write zeros for "
+                                 "preallocation");
+                return false;
+            }
+            if (fsync(fd) < 0) {
+                error_setg_errno(errp, errno, "Could not flush file to disk");
+                return false;
+            }
+            return true;
+        }
+        break;
+    case PREALLOC_OFF:
+        break;
+    default:
+        error_setg(errp, "Unsupported preallocation mode: %s",
+                   prealloc_mode_names[prealloc]);
+        return false;
+    }
+    if (ftruncate(fd, (off_t)size) < 0) {
+        error_setg_errno(errp, errno, "Failed to resize the file");
+        return false;
+    }
+    return true;
+}
+
+bool file_truncate(BlockNode *bs, uint64_t size, bool exact,
+                   PreallocMode prealloc, Error **errp)
+{
+    FileState *s = bs->opaque;
+    int64_t cur = file_fd_size(s->fd, s->is_bdev);
+    if (cur < 0) {
+        error_setg_errno(errp, (int)-cur, "Could not get the size of '%s'",
+                         bs->filename);
+        return false;
+    }
+    if (s->is_bdev) {
+        if (prealloc != PREALLOC_OFF) {
+            error_setg(errp, "Preallocation mode '%s' unsupported for this "
+                       "non-regular file", prealloc_mode_names[prealloc]);
+            return false;
+        }
+        if (exact && size != (uint64_t)cur) {
+            error_setg(errp, "Cannot resize device files");
+            return false;
+        }
+        if (size > (uint64_t)cur) {
+            error_setg(errp, "Cannot grow device files");
+            return false;
+        }
+        return true;
+    }
+    if (!regular_resize(s->fd_buffered, (uint64_t)cur, size, prealloc, errp)) {
+        return false;
+    }
+    bs->total_size = size;
+    return true;
+}
+
+/* Sets the no-copy-on-write attribute (btrfs); only effective on an empty
+ * file, harmless elsewhere. */
+static void set_nocow(int fd)
+{
+    int attr = 0;
+    if (ioctl(fd, FS_IOC_GETFLAGS, &attr) == 0) {
+        attr |= FS_NOCOW_FL;
+        (void)ioctl(fd, FS_IOC_SETFLAGS, &attr);
+    }
+}
+
+bool file_create(const char *filename, json_t *opts, Error **errp)
+{
+    uint64_t size, extent_hint;
+    int prealloc;
+    bool nocow;
+
+    if (!opt_get_size(opts, "size", 0, &size, errp) ||
+        !opt_get_enum(opts, "preallocation", prealloc_mode_names, PREALLOC_OFF,
+                      &prealloc, errp) ||
+        !opt_get_bool(opts, "nocow", false, &nocow, errp) ||
+        /* QEMU sets an XFS extent size hint; a tuning knob we accept. */
+        !opt_get_size(opts, "extent_size_hint", 0, &extent_hint, errp)) {
+        return false;
+    }
+    static const char *const known[] = {
+        "size", "preallocation", "nocow", "extent_size_hint",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(known); i++) {
+        json_object_del(opts, known[i]);
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(opts, key, val) {
+        error_setg(errp, "Invalid parameter '%s'", key);
+        return false;
+    }
+    if (prealloc == PREALLOC_METADATA) {
+        error_setg(errp, "Unsupported preallocation mode: metadata");
+        return false;
+    }
+    if (size > INT64_MAX) {
+        error_setg(errp, "Image size must be less than 8 EiB!");
+        return false;
+    }
+
+    int fd CLEANUP_CLOSE = open(filename, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "Could not create '%s'", filename);
+        return false;
+    }
+    if (nocow) {
+        set_nocow(fd);
+    }
+    /* Like QEMU, refuse to truncate an image another process uses. */
+    int ret = file_lock_apply_and_check(fd, FILE_PERM_WRITE | FILE_PERM_RESIZE,
+                                        FILE_PERM_ALL & ~(uint64_t)FILE_PERM_RESIZE,
+                                        filename, errp);
+    if (ret < 0 && ret != -ENOTSUP) {
+        return false;
+    }
+    if (ftruncate(fd, 0) < 0) {
+        error_setg_errno(errp, errno, "Could not truncate '%s'", filename);
+        return false;
+    }
+    return regular_resize(fd, 0, size, (PreallocMode)prealloc, errp);
+}

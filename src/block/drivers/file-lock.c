@@ -1,0 +1,172 @@
+/* strata - image locking compatible with QEMU's file-posix driver.
+ *
+ * QEMU expresses "I use permission P" as a shared OFD read lock on byte
+ * 100 + bit(P) and "nobody else may use P" as one on byte 200 + bit(P).
+ * A conflict is found by asking whether an exclusive lock on the
+ * opposite byte would be refused, which sees other open file
+ * descriptions' locks but not our own.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+
+#include "block/drivers/file-posix.h"
+#include "util/cleanup.h"
+
+#define LOCK_PERM_BASE 100
+#define LOCK_SHARED_BASE 200
+#define NPERMS 4
+
+static const char *const perm_names[NPERMS] = {
+    "consistent read", "write", "write unchanged", "resize",
+};
+
+static int lock_byte(int fd, int off)
+{
+    struct flock fl = {
+        .l_whence = SEEK_SET, .l_start = off, .l_len = 1, .l_type = F_RDLCK,
+    };
+    if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+        return -errno;
+    }
+    return 0;
+}
+
+/* 1 if another process holds a lock on byte off, 0 if not, -errno. */
+static int byte_is_locked(int fd, int off)
+{
+    struct flock fl = {
+        .l_whence = SEEK_SET, .l_start = off, .l_len = 1, .l_type = F_WRLCK,
+    };
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0) {
+        return -errno;
+    }
+    return fl.l_type != F_UNLCK;
+}
+
+int file_lock_apply_and_check(int fd, uint64_t perm, uint64_t shared,
+                              const char *path, Error **errp)
+{
+    for (int i = 0; i < NPERMS; i++) {
+        uint64_t bit = 1ULL << i;
+        int off = 0;
+        if (perm & bit) {
+            off = LOCK_PERM_BASE + i;
+            int ret = lock_byte(fd, off);
+            if (ret == -EINVAL && i == 0) {
+                return -ENOTSUP;
+            }
+            if (ret < 0) {
+                error_setg_errno(errp, -ret, "Failed to lock byte %d", off);
+                return ret;
+            }
+        }
+        if (!(shared & bit)) {
+            off = LOCK_SHARED_BASE + i;
+            int ret = lock_byte(fd, off);
+            if (ret == -EINVAL && i == 0 && !(perm & bit)) {
+                return -ENOTSUP;
+            }
+            if (ret < 0) {
+                error_setg_errno(errp, -ret, "Failed to lock byte %d", off);
+                return ret;
+            }
+        }
+    }
+    /* Same order as QEMU, so the first message is the same. */
+    for (int i = 0; i < NPERMS; i++) {
+        if (perm & (1ULL << i)) {
+            int ret = byte_is_locked(fd, LOCK_SHARED_BASE + i);
+            if (ret < 0) {
+                error_setg_errno(errp, -ret, "Failed to check lock byte %d",
+                                 LOCK_SHARED_BASE + i);
+                return ret;
+            }
+            if (ret) {
+                error_setg(errp, "Failed to get \"%s\" lock\n"
+                           "Is another process using the image [%s]?",
+                           perm_names[i], path);
+                return -EAGAIN;
+            }
+        }
+    }
+    for (int i = 0; i < NPERMS; i++) {
+        if (!(shared & (1ULL << i))) {
+            int ret = byte_is_locked(fd, LOCK_PERM_BASE + i);
+            if (ret < 0) {
+                error_setg_errno(errp, -ret, "Failed to check lock byte %d",
+                                 LOCK_PERM_BASE + i);
+                return ret;
+            }
+            if (ret) {
+                error_setg(errp, "Failed to get shared \"%s\" lock\n"
+                           "Is another process using the image [%s]?",
+                           perm_names[i], path);
+                return -EAGAIN;
+            }
+        }
+    }
+    return 0;
+}
+
+void file_lock_release(int fd, uint64_t perm, uint64_t unshared)
+{
+    for (int i = 0; i < NPERMS; i++) {
+        for (int k = 0; k < 2; k++) {
+            uint64_t mask = k ? unshared : perm;
+            if (!(mask & (1ULL << i))) {
+                continue;
+            }
+            struct flock fl = {
+                .l_whence = SEEK_SET, .l_len = 1, .l_type = F_UNLCK,
+                .l_start = (k ? LOCK_SHARED_BASE : LOCK_PERM_BASE) + i,
+            };
+            (void)fcntl(fd, F_OFD_SETLK, &fl);
+        }
+    }
+}
+
+void file_lock_perms(bool read_only, bool force_share, bool metadata,
+                     uint64_t *perm, uint64_t *shared)
+{
+    *perm = FILE_PERM_CONSISTENT_READ;
+    *shared = FILE_PERM_ALL;
+    if (!read_only) {
+        *perm |= FILE_PERM_WRITE;
+        if (metadata) {
+            *perm |= FILE_PERM_RESIZE;
+        }
+    }
+    if (metadata) {
+        *shared &= ~(uint64_t)(FILE_PERM_WRITE | FILE_PERM_RESIZE);
+    }
+    if (force_share) {
+        *shared = FILE_PERM_ALL;
+    }
+}
+
+bool file_relock_for_parent(BlockNode *bs, const BlockNode *parent, Error **errp)
+{
+    FileState *s = bs->opaque;
+    if (!s->use_lock) {
+        return true;
+    }
+    uint64_t perm, shared;
+    file_lock_perms(bs->read_only, bs->force_share,
+                    block_parent_has_metadata(parent), &perm, &shared);
+    /* A node can have several users: keep the union of what they need. */
+    perm |= s->lock_perm;
+    shared &= s->lock_shared;
+    if (perm == s->lock_perm && shared == s->lock_shared) {
+        return true;
+    }
+    int ret = file_lock_apply_and_check(s->fd, perm, shared, bs->filename, errp);
+    if (ret < 0 && ret != -ENOTSUP) {
+        file_lock_release(s->fd, perm & ~s->lock_perm,
+                          ~shared & s->lock_shared & FILE_PERM_ALL);
+        return false;
+    }
+    s->lock_perm = perm;
+    s->lock_shared = shared;
+    return true;
+}

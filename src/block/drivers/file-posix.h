@@ -1,0 +1,53 @@
+/* strata - pieces of the file driver shared between its source files. */
+#ifndef STRATA_BLOCK_DRIVERS_FILE_POSIX_H
+#define STRATA_BLOCK_DRIVERS_FILE_POSIX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "block/block_core.h"
+
+/* QEMU's permission bits, in the order of their lock bytes. */
+#define FILE_PERM_CONSISTENT_READ 0x1
+#define FILE_PERM_WRITE           0x2
+#define FILE_PERM_WRITE_UNCHANGED 0x4
+#define FILE_PERM_RESIZE          0x8
+#define FILE_PERM_ALL             0xf
+
+typedef struct FileState {
+    int fd;               /* O_DIRECT when cache.direct=on */
+    int fd_buffered;      /* == fd, or a second buffered fd used for the
+                             unaligned tail of an O_DIRECT file */
+    bool is_bdev;
+    uint32_t buf_align;   /* memory alignment O_DIRECT needs */
+    bool use_lock;        /* locking=on/auto and the system has OFD locks */
+    uint64_t lock_perm;   /* FILE_PERM_* held (bytes 100 + bit) */
+    uint64_t lock_shared; /* FILE_PERM_* shared (others: bytes 200 + bit) */
+} FileState;
+
+/* QEMU's permissions for a file node: a reader takes consistent-read, a
+ * writer also write; under a metadata format (qcow2) a writer also takes
+ * resize and nobody else may write or resize; force-share shares all. */
+void file_lock_perms(bool read_only, bool force_share, bool metadata,
+                     uint64_t *perm, uint64_t *shared);
+
+/* Size of the file or block device behind fd, or -errno. */
+int64_t file_fd_size(int fd, bool is_bdev);
+
+/* Callbacks implemented in file-create.c. */
+bool file_truncate(BlockNode *bs, uint64_t size, bool exact,
+                   PreallocMode prealloc, Error **errp);
+bool file_create(const char *filename, json_t *opts, Error **errp);
+
+/* Takes QEMU's OFD byte locks on fd (shared read locks at 100 + bit for
+ * each permission in perm, at 200 + bit for each one not in shared) and
+ * then checks that no other process conflicts, with QEMU's messages and
+ * the hint naming path.  Returns 0, -ENOTSUP when the system has no OFD
+ * locks (errp untouched), or another -errno with errp set. */
+int file_lock_apply_and_check(int fd, uint64_t perm, uint64_t shared,
+                              const char *path, Error **errp);
+/* Drops the locks for the permissions in perm and the unshared ones in
+ * unshared. */
+void file_lock_release(int fd, uint64_t perm, uint64_t unshared);
+
+#endif

@@ -1,0 +1,705 @@
+/* strata - opening nodes: generic options, children, backing chains,
+ * images the way qemu-img opens them, creation and resizing. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "block/block_core.h"
+#include "util/cleanup.h"
+#include "util/keyval.h"
+
+const char *const prealloc_mode_names[] = {
+    "off", "metadata", "falloc", "full", NULL,
+};
+
+/* One overlay on the way down a backing chain, to detect loops. */
+typedef struct OpenCtx {
+    const struct OpenCtx *up;
+    dev_t dev;
+    ino_t ino;
+    bool have_id;
+    int depth;
+} OpenCtx;
+
+static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
+                            const OpenCtx *ctx, Error **errp);
+
+static void json_decref_p(json_t **j)
+{
+    json_decref(*j);
+}
+#define CLEANUP_JSON __attribute__((cleanup(json_decref_p)))
+
+/* Deletes a possibly dotted key ("cache.direct"), dropping the group
+ * object when it becomes empty. */
+static void opt_del(json_t *obj, const char *key)
+{
+    const char *dot = strchr(key, '.');
+    if (!dot) {
+        json_object_del(obj, key);
+        return;
+    }
+    char group[64];
+    size_t glen = (size_t)(dot - key);
+    if (glen >= sizeof(group)) {
+        return;
+    }
+    memcpy(group, key, glen);
+    group[glen] = '\0';
+    json_t *sub = json_object_get(obj, group);
+    if (json_is_object(sub)) {
+        opt_del(sub, dot + 1);
+        if (json_object_size(sub) == 0) {
+            json_object_del(obj, group);
+        }
+    }
+}
+
+/* "json:" filenames may use flattened keys ("file.filename"); nest them
+ * as block_node_open expects. */
+static bool crumple(json_t *obj, Error **errp)
+{
+    const char *key;
+    json_t *val;
+    void *tmp;
+    json_object_foreach_safe(obj, tmp, key, val) {
+        const char *dot = strchr(key, '.');
+        if (dot) {
+            CLEANUP_FREE char *group = strndup(key, (size_t)(dot - key));
+            json_t *sub = json_object_get(obj, group);
+            if (!sub) {
+                sub = json_object();
+                json_object_set_new(obj, group, sub);
+            } else if (!json_is_object(sub)) {
+                error_setg(errp, "Parameters '%s.*' used inconsistently", group);
+                return false;
+            }
+            if (json_object_get(sub, dot + 1)) {
+                error_setg(errp, "Parameter '%s' is given twice", key);
+                return false;
+            }
+            json_object_set(sub, dot + 1, val);
+            json_object_del(obj, key);
+        }
+    }
+    json_object_foreach(obj, key, val) {
+        if (json_is_object(val) && !crumple(val, errp)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static __thread const BlockNode *opening_parent;
+
+const BlockNode *block_open_parent(void)
+{
+    return opening_parent;
+}
+
+bool block_parent_has_metadata(const BlockNode *parent)
+{
+    return parent && parent->drv->is_format &&
+           strcmp(parent->drv->format_name, "raw") != 0;
+}
+
+/* Sets key to val in obj unless the user gave it. */
+static void opt_default(json_t *obj, const char *key, json_t *val)
+{
+    const char *dot = strchr(key, '.');
+    if (dot) {
+        CLEANUP_FREE char *group = strndup(key, (size_t)(dot - key));
+        json_t *sub = json_object_get(obj, group);
+        if (!sub) {
+            sub = json_object();
+            json_object_set_new(obj, group, sub);
+        }
+        if (json_is_object(sub)) {
+            opt_default(sub, dot + 1, val);
+            return;
+        }
+        json_decref(val);
+        return;
+    }
+    if (!json_object_get(obj, key)) {
+        json_object_set_new(obj, key, val);
+    } else {
+        json_decref(val);
+    }
+}
+
+/* Options a child inherits from its parent unless given explicitly, as
+ * QEMU's bdrv_inherited_options / bdrv_backing_options. */
+static void inherit_options(const BlockNode *parent, json_t *child, int flags,
+                            bool is_backing)
+{
+    if (is_backing) {
+        opt_default(child, "read-only", json_true());
+    } else {
+        opt_default(child, "read-only", json_boolean(parent->read_only));
+        if (flags & BLOCK_O_AUTO_READ_ONLY) {
+            opt_default(child, "auto-read-only", json_true());
+        }
+        opt_default(child, "discard", json_string(
+            parent->discard == BLOCK_DISCARD_UNMAP ? "unmap" : "ignore"));
+    }
+    if (parent->force_share) {
+        opt_default(child, "force-share", json_true());
+    }
+    opt_default(child, "cache.direct", json_boolean(parent->cache_direct));
+    opt_default(child, "cache.no-flush", json_boolean(parent->no_flush));
+}
+
+/* Links an existing node named by a string option as a child. */
+static BlockNode *child_by_name(BlockNode *parent, const char *name,
+                                const char *key, Error **errp)
+{
+    BlockNode *child = block_node_find(name);
+    if (!child) {
+        error_setg(errp, "Cannot find device='%s' nor node-name='%s'", name, name);
+        return NULL;
+    }
+    if (strcmp(key, "file") == 0 && !parent->read_only && child->read_only) {
+        error_setg(errp, "Block node is read-only");
+        return NULL;
+    }
+    if (strcmp(key, "file") == 0 &&
+        (child->drv == &bdrv_file || child->drv == &bdrv_host_device) &&
+        !file_relock_for_parent(child, parent, errp)) {
+        return NULL;
+    }
+    block_node_attach_child(child);
+    return child;
+}
+
+static BlockNode *open_child_ctx(BlockNode *parent, json_t *opts,
+                                 const char *key, int flags,
+                                 const OpenCtx *ctx, Error **errp)
+{
+    json_t *v = json_object_get(opts, key);
+    if (!v || json_is_null(v)) {
+        json_object_del(opts, key);
+        error_setg(errp, "A block device must be specified for \"%s\"", key);
+        return NULL;
+    }
+    BlockNode *child = NULL;
+    if (json_is_string(v)) {
+        child = child_by_name(parent, json_string_value(v), key, errp);
+    } else if (json_is_object(v)) {
+        CLEANUP_JSON json_t *copy = json_deep_copy(v);
+        bool is_backing = strcmp(key, "backing") == 0;
+        inherit_options(parent, copy, flags, is_backing);
+        int cflags = flags & (BLOCK_O_NO_REPAIR | BLOCK_O_NO_BACKING);
+        const BlockNode *saved = opening_parent;
+        opening_parent = parent;
+        child = node_open(NULL, copy, cflags, ctx, errp);
+        opening_parent = saved;
+        if (child) {
+            /* The reference node_open returned becomes the parent link. */
+            __atomic_add_fetch(&child->parents, 1, __ATOMIC_SEQ_CST);
+        }
+    } else {
+        error_setg(errp, "Invalid parameter type for '%s', expected: "
+                   "string or object", key);
+    }
+    json_object_del(opts, key);
+    return child;
+}
+
+BlockNode *block_open_child(BlockNode *parent, json_t *opts, const char *key,
+                            int flags, Error **errp)
+{
+    return open_child_ctx(parent, opts, key, flags, NULL, errp);
+}
+
+/* ---- backing chains named by an image ---- */
+
+static bool has_protocol_prefix(const char *name)
+{
+    const char *colon = strchr(name, ':');
+    const char *slash = strchr(name, '/');
+    if (!colon || (slash && slash < colon)) {
+        return false;
+    }
+    char proto[32];
+    size_t len = (size_t)(colon - name);
+    if (len == 0 || len >= sizeof(proto)) {
+        return false;
+    }
+    memcpy(proto, name, len);
+    proto[len] = '\0';
+    const BlockDriver *drv = block_find_driver(proto);
+    return drv && drv->is_protocol;
+}
+
+/* QEMU's path_combine: a relative backing name is relative to the
+ * directory of the overlay's file. */
+static char *resolve_backing_name(BlockNode *bs, Error **errp)
+{
+    const char *bf = bs->backing_file;
+    char *out = NULL;
+    if (bf[0] == '/' || strncmp(bf, "json:", 5) == 0 || has_protocol_prefix(bf)) {
+        return strdup(bf);
+    }
+    const char *base = bs->file && bs->file->filename ? bs->file->filename
+                                                       : bs->filename;
+    if (!base || strncmp(base, "json:", 5) == 0 || has_protocol_prefix(base)) {
+        error_setg(errp, "Cannot use relative backing file names for '%s'",
+                   base ? base : block_node_name(bs));
+        return NULL;
+    }
+    const char *slash = strrchr(base, '/');
+    int dirlen = slash ? (int)(slash - base + 1) : 0;
+    if (asprintf(&out, "%.*s%s", dirlen, base, bf) < 0) {
+        error_setg(errp, "Out of memory");
+        return NULL;
+    }
+    return out;
+}
+
+static json_t *image_options(const char *filename, const char *fmt,
+                             Error **errp);
+
+static bool open_backing_chain(BlockNode *bs, int flags, const OpenCtx *ctx,
+                               Error **errp)
+{
+    OpenCtx here = { .up = ctx, .depth = ctx ? ctx->depth + 1 : 1 };
+    struct stat st;
+    const char *self = bs->file && bs->file->filename ? bs->file->filename
+                                                       : bs->filename;
+    if (self && stat(self, &st) == 0) {
+        here.dev = st.st_dev;
+        here.ino = st.st_ino;
+        here.have_id = true;
+    }
+    if (here.depth > BLOCK_MAX_BACKING_DEPTH) {
+        error_setg(errp, "Backing chain of '%s' is too deep (more than %d "
+                   "images)", self ? self : block_node_name(bs),
+                   BLOCK_MAX_BACKING_DEPTH);
+        return false;
+    }
+
+    CLEANUP_FREE char *path = resolve_backing_name(bs, errp);
+    if (!path) {
+        return false;
+    }
+    if (stat(path, &st) == 0) {
+        for (const OpenCtx *c = &here; c; c = c->up) {
+            if (c->have_id && c->dev == st.st_dev && c->ino == st.st_ino) {
+                error_setg(errp, "Backing file '%s' of '%s' forms a loop: it "
+                           "is already part of the chain", path,
+                           self ? self : block_node_name(bs));
+                return false;
+            }
+        }
+    }
+
+    Error *err = NULL;
+    const char *fmt = bs->backing_format;
+    if (fmt && !block_find_driver(fmt)) {
+        error_setg(&err, "Unknown driver '%s'", fmt);
+    }
+    CLEANUP_JSON json_t *opts = err ? NULL : image_options(path, fmt, &err);
+    BlockNode *backing = NULL;
+    if (opts) {
+        inherit_options(bs, opts, flags, true);
+        const BlockNode *saved = opening_parent;
+        opening_parent = NULL;
+        backing = node_open(NULL, opts, flags & BLOCK_O_NO_REPAIR, &here, &err);
+        opening_parent = saved;
+    }
+    if (!backing) {
+        error_prepend(&err, "Could not open backing file: ");
+        error_propagate(errp, err);
+        return false;
+    }
+    __atomic_add_fetch(&backing->parents, 1, __ATOMIC_SEQ_CST);
+    bs->backing = backing;
+    return true;
+}
+
+/* ---- generic options ---- */
+
+typedef struct GenericOpts {
+    const char *node_name;
+    bool read_only, auto_read_only, force_share, cache_direct, no_flush;
+    int discard;
+} GenericOpts;
+
+static bool parse_generic(json_t *opts, int flags, GenericOpts *g, Error **errp)
+{
+    static const char *const discard_names[] = { "ignore", "unmap", "off", "on", NULL };
+    static const char *const dz_names[] = { "off", "on", "unmap", NULL };
+    int dz;
+
+    if (!opt_get_str(opts, "node-name", NULL, &g->node_name, errp) ||
+        (g->node_name && !block_node_name_valid(g->node_name, errp)) ||
+        !opt_get_bool(opts, "read-only", !(flags & BLOCK_O_RDWR), &g->read_only, errp) ||
+        !opt_get_bool(opts, "auto-read-only", false, &g->auto_read_only, errp) ||
+        !opt_get_bool(opts, "force-share", !!(flags & BLOCK_O_FORCE_SHARE),
+                      &g->force_share, errp) ||
+        !opt_get_enum(opts, "discard", discard_names, 0, &g->discard, errp) ||
+        !opt_get_bool(opts, "cache.direct", !!(flags & BLOCK_O_NOCACHE),
+                      &g->cache_direct, errp) ||
+        !opt_get_bool(opts, "cache.no-flush", false, &g->no_flush, errp) ||
+        !opt_get_enum(opts, "detect-zeroes", dz_names, 0, &dz, errp)) {
+        return false;
+    }
+    if (dz != 0) {
+        error_setg(errp, "detect-zeroes=%s is not supported; use "
+                   "detect-zeroes=off", dz_names[dz]);
+        return false;
+    }
+    if (g->force_share && !g->read_only) {
+        error_setg(errp, "force-share=on can only be used with read-only images");
+        return false;
+    }
+    if (g->node_name && block_node_find(g->node_name)) {
+        error_setg(errp, "Duplicate nodes with node-name='%s'", g->node_name);
+        return false;
+    }
+    return true;
+}
+
+static void close_unregistered(BlockNode *bs)
+{
+    if (bs->drv->close) {
+        bs->drv->close(bs);
+    }
+    block_node_free_unregistered(bs);
+}
+
+static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
+                            const OpenCtx *ctx, Error **errp)
+{
+    if (!json_is_object(opts_in)) {
+        error_setg(errp, "Block node options must be a JSON object");
+        return NULL;
+    }
+    CLEANUP_JSON json_t *opts = json_deep_copy(opts_in);
+    if (!opts) {
+        error_setg(errp, "Out of memory");
+        return NULL;
+    }
+
+    if (!drv) {
+        const char *name;
+        if (!opt_get_str(opts, "driver", NULL, &name, errp)) {
+            return NULL;
+        }
+        if (!name) {
+            error_setg(errp, "Parameter 'driver' is missing");
+            return NULL;
+        }
+        drv = block_find_driver(name);
+        if (!drv) {
+            error_setg(errp, "Parameter 'driver' does not accept value '%s'", name);
+            return NULL;
+        }
+    }
+    json_object_del(opts, "driver");
+
+    GenericOpts g;
+    if (!parse_generic(opts, flags, &g, errp)) {
+        return NULL;
+    }
+    CLEANUP_FREE char *node_name = g.node_name ? strdup(g.node_name) : NULL;
+    static const char *const generic_keys[] = {
+        "node-name", "read-only", "auto-read-only", "force-share", "discard",
+        "cache.direct", "cache.no-flush", "detect-zeroes",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(generic_keys); i++) {
+        opt_del(opts, generic_keys[i]);
+    }
+
+    /* "backing" is the core's business; drivers without backing support
+     * leave it for the unexpected-parameter check. */
+    CLEANUP_JSON json_t *backing_opt = NULL;
+    bool have_backing_opt = false;
+    if (drv->supports_backing && json_object_get(opts, "backing")) {
+        backing_opt = json_incref(json_object_get(opts, "backing"));
+        have_backing_opt = true;
+        json_object_del(opts, "backing");
+    }
+
+    BlockNode *bs = block_node_alloc(drv);
+    if (!bs) {
+        error_setg(errp, "Out of memory");
+        return NULL;
+    }
+    bs->read_only = g.read_only;
+    bs->force_share = g.force_share;
+    bs->cache_direct = g.cache_direct;
+    bs->no_flush = g.no_flush;
+    /* "on" is QEMU's old spelling of unmap, "off" of ignore. */
+    bs->discard = (g.discard == 1 || g.discard == 3) ? BLOCK_DISCARD_UNMAP
+                                                     : BLOCK_DISCARD_IGNORE;
+    /* The name is known to the driver while it opens (messages). */
+    bs->node_name = node_name ? strdup(node_name) : NULL;
+
+    int dflags = flags & (BLOCK_O_NO_BACKING | BLOCK_O_NO_REPAIR);
+    dflags |= g.read_only ? 0 : BLOCK_O_RDWR;
+    dflags |= g.force_share ? BLOCK_O_FORCE_SHARE : 0;
+    dflags |= g.cache_direct ? BLOCK_O_NOCACHE : 0;
+    dflags |= g.auto_read_only ? BLOCK_O_AUTO_READ_ONLY : 0;
+
+    if (!drv->open(bs, opts, dflags, errp)) {
+        block_node_free_unregistered(bs);
+        return NULL;
+    }
+    if (bs->request_alignment == 0) {
+        bs->request_alignment = 1;
+    }
+    if (!bs->filename && bs->file && bs->file->filename) {
+        bs->filename = strdup(bs->file->filename);
+    }
+    if (!opt_check_empty(opts, errp)) {
+        close_unregistered(bs);
+        return NULL;
+    }
+
+    if (have_backing_opt) {
+        if (!json_is_null(backing_opt)) {
+            json_t *wrap = json_pack("{s:O}", "backing", backing_opt);
+            bs->backing = open_child_ctx(bs, wrap, "backing", dflags, ctx, errp);
+            json_decref(wrap);
+            if (!bs->backing) {
+                close_unregistered(bs);
+                return NULL;
+            }
+        }
+    } else if (bs->backing_file && bs->backing_file[0] &&
+               !(flags & BLOCK_O_NO_BACKING)) {
+        if (!open_backing_chain(bs, dflags, ctx, errp)) {
+            close_unregistered(bs);
+            return NULL;
+        }
+    }
+
+    if (!block_graph_insert(bs, node_name, errp)) {
+        close_unregistered(bs);
+        return NULL;
+    }
+    return bs;
+}
+
+BlockNode *block_node_open(json_t *opts, Error **errp)
+{
+    return node_open(NULL, opts, BLOCK_O_RDWR, NULL, errp);
+}
+
+BlockNode *block_node_open_driver(const BlockDriver *drv, json_t *opts,
+                                  int flags, Error **errp)
+{
+    return node_open(drv, opts, flags, NULL, errp);
+}
+
+/* ---- images, qemu-img style ---- */
+
+const char *block_probe_format(const char *filename, Error **errp)
+{
+    int fd CLEANUP_CLOSE = open(filename, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "Could not open '%s'", filename);
+        return NULL;
+    }
+    uint8_t buf[2048];
+    ssize_t n;
+    do {
+        n = pread(fd, buf, sizeof(buf), 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        error_setg_errno(errp, errno, "Could not read image for determining "
+                         "its format");
+        return NULL;
+    }
+    const char *best = "raw";
+    int best_score = 0;
+    for (size_t i = 0; block_drivers[i]; i++) {
+        const BlockDriver *drv = block_drivers[i];
+        if (!drv->probe || !drv->is_format) {
+            continue;
+        }
+        int score = drv->probe(buf, (size_t)n, filename);
+        if (score > best_score) {
+            best_score = score;
+            best = drv->format_name;
+        }
+    }
+    return best;
+}
+
+/* {"driver": fmt, "file": {"driver": "file", "filename": f}} for a plain
+ * file name, or the parsed options of a "json:" name.  fmt NULL probes. */
+static json_t *image_options(const char *filename, const char *fmt,
+                             Error **errp)
+{
+    if (strncmp(filename, "json:", 5) == 0) {
+        json_error_t jerr;
+        json_t *opts = json_loads(filename + 5, JSON_REJECT_DUPLICATES, &jerr);
+        if (!opts || !json_is_object(opts)) {
+            json_decref(opts);
+            error_setg(errp, "Could not parse the JSON options: %s",
+                       opts ? "not a JSON object" : jerr.text);
+            return NULL;
+        }
+        if (!crumple(opts, errp)) {
+            json_decref(opts);
+            return NULL;
+        }
+        if (!json_object_get(opts, "driver")) {
+            const char *probed = fmt;
+            json_t *file = json_object_get(opts, "file");
+            json_t *fname = json_is_object(file) ? json_object_get(file, "filename")
+                                                 : NULL;
+            if (!probed && json_is_string(fname)) {
+                probed = block_probe_format(json_string_value(fname), errp);
+                if (!probed) {
+                    json_decref(opts);
+                    return NULL;
+                }
+            }
+            if (probed) {
+                json_object_set_new(opts, "driver", json_string(probed));
+            }
+            if (json_is_object(file) && !json_object_get(file, "driver")) {
+                json_object_set_new(file, "driver", json_string("file"));
+            }
+        }
+        return opts;
+    }
+
+    const char *proto = "file";
+    char protobuf[32];
+    if (has_protocol_prefix(filename)) {
+        size_t len = (size_t)(strchr(filename, ':') - filename);
+        memcpy(protobuf, filename, len);
+        protobuf[len] = '\0';
+        proto = protobuf;
+        if (!fmt) {
+            fmt = "raw";
+        }
+    }
+    if (!fmt) {
+        fmt = block_probe_format(filename, errp);
+        if (!fmt) {
+            return NULL;
+        }
+    }
+    const BlockDriver *drv = block_find_driver(fmt);
+    if (!drv) {
+        error_setg(errp, "Unknown driver '%s'", fmt);
+        return NULL;
+    }
+    if (drv->is_protocol) {
+        return json_pack("{s:s, s:s}", "driver", fmt, "filename", filename);
+    }
+    return json_pack("{s:s, s:{s:s, s:s}}", "driver", fmt, "file",
+                     "driver", proto, "filename", filename);
+}
+
+BlockNode *block_open_image(const char *filename, const char *fmt, int flags,
+                            Error **errp)
+{
+    CLEANUP_JSON json_t *opts = image_options(filename, fmt, errp);
+    if (!opts) {
+        return NULL;
+    }
+    if ((flags & BLOCK_O_FORCE_SHARE) && (flags & BLOCK_O_RDWR)) {
+        error_setg(errp, "force-share=on can only be used with read-only images");
+        return NULL;
+    }
+    opt_default(opts, "read-only", json_boolean(!(flags & BLOCK_O_RDWR)));
+    if (flags & BLOCK_O_FORCE_SHARE) {
+        opt_default(opts, "force-share", json_true());
+    }
+    if (flags & BLOCK_O_NOCACHE) {
+        opt_default(opts, "cache.direct", json_true());
+    }
+    BlockNode *bs = node_open(NULL, opts, flags, NULL, errp);
+    if (bs && strncmp(filename, "json:", 5) == 0) {
+        free(bs->filename);
+        bs->filename = strdup(filename);
+    }
+    return bs;
+}
+
+/* ---- creation and size ---- */
+
+bool block_create(const char *fmt, const char *filename, json_t *opts,
+                  Error **errp)
+{
+    const BlockDriver *drv = block_find_driver(fmt);
+    if (!drv) {
+        error_setg(errp, "Unknown file format '%s'", fmt);
+        return false;
+    }
+    if (!drv->create) {
+        error_setg(errp, "Format driver '%s' does not support image creation",
+                   fmt);
+        return false;
+    }
+    CLEANUP_JSON json_t *copy = opts ? json_deep_copy(opts) : json_object();
+    return drv->create(filename, copy, errp);
+}
+
+bool block_truncate(BlockNode *bs, uint64_t size, bool exact,
+                    PreallocMode prealloc, Error **errp)
+{
+    if (bs->read_only) {
+        error_setg(errp, "Image is read-only");
+        return false;
+    }
+    if (!bs->drv->truncate) {
+        error_setg(errp, "Image format driver does not support resize");
+        return false;
+    }
+    if (size > INT64_MAX) {
+        error_setg(errp, "Image size cannot exceed %lld bytes",
+                   (long long)INT64_MAX);
+        return false;
+    }
+    /* Resizing under running requests would move the bounds they were
+     * checked against. */
+    block_drain_begin(bs);
+    uint64_t before = block_node_size(bs);
+    bool ok = bs->drv->truncate(bs, size, exact, prealloc, errp);
+    if (ok && block_node_size(bs) == before) {
+        atomic_store(&bs->total_size, size);
+    }
+    block_drain_end(bs);
+    return ok;
+}
+
+int64_t block_refresh_size(BlockNode *bs)
+{
+    if (bs->drv->refresh_size) {
+        int64_t ret = bs->drv->refresh_size(bs);
+        if (ret >= 0) {
+            atomic_store(&bs->total_size, (uint64_t)ret);
+        }
+        return ret;
+    }
+    if (bs->file) {
+        int64_t ret = block_refresh_size(bs->file);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return (int64_t)block_node_size(bs);
+}
+
+int64_t block_allocated_file_size(BlockNode *bs)
+{
+    if (bs->drv->get_allocated_file_size) {
+        return bs->drv->get_allocated_file_size(bs);
+    }
+    if (bs->file) {
+        return block_allocated_file_size(bs->file);
+    }
+    return -ENOTSUP;
+}

@@ -1,0 +1,169 @@
+/* strata - block status of one node and through a backing chain. */
+#include <errno.h>
+#include <string.h>
+
+#include "block/block_core.h"
+#include "util/cleanup.h"
+
+int block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                 uint64_t *pnum, uint64_t *map, BlockNode **file)
+{
+    uint64_t size = block_node_size(bs);
+    uint64_t local_map = 0;
+    BlockNode *local_file = NULL;
+
+    if (offset > INT64_MAX || bytes > INT64_MAX) {
+        return -EINVAL;
+    }
+    if (bytes == 0 || offset >= size) {
+        return -EIO;
+    }
+    bytes = MIN(bytes, size - offset);
+
+    block_io_begin(bs);
+    int ret;
+    uint64_t n = 0;
+    if (bs->drv->block_status) {
+        ret = bs->drv->block_status(bs, offset, bytes, &n, &local_map,
+                                    &local_file);
+        if (ret >= 0 && (n == 0 || n > bytes)) {
+            /* A driver reporting no progress would loop its callers. */
+            ret = n == 0 ? -EIO : ret;
+            n = MIN(n, bytes);
+        }
+    } else {
+        n = bytes;
+        ret = BLOCK_STATUS_DATA | BLOCK_STATUS_ALLOCATED;
+        if (bs->drv->is_format && bs->file) {
+            ret |= BLOCK_STATUS_OFFSET_VALID;
+            local_map = offset;
+            local_file = bs->file;
+        } else if (bs->drv->is_protocol) {
+            ret |= BLOCK_STATUS_OFFSET_VALID;
+            local_map = offset;
+            local_file = bs;
+        }
+    }
+    block_io_end(bs);
+    if (ret < 0) {
+        return ret;
+    }
+
+    /* As QEMU: data or zeroes described by this layer are allocated in
+     * it; an unallocated run of a node that could have a backing file
+     * but has none reads as zeroes. */
+    if (ret & (BLOCK_STATUS_DATA | BLOCK_STATUS_ZERO)) {
+        ret |= BLOCK_STATUS_ALLOCATED;
+    } else if (bs->drv->supports_backing && !bs->backing) {
+        ret |= BLOCK_STATUS_ZERO;
+    }
+    if (offset + n == size) {
+        ret |= BLOCK_STATUS_EOF;
+    }
+    if (!(ret & BLOCK_STATUS_OFFSET_VALID)) {
+        local_map = 0;
+        local_file = NULL;
+    }
+    *pnum = n;
+    if (map) {
+        *map = local_map;
+    }
+    if (file) {
+        *file = local_file;
+    }
+    return ret;
+}
+
+int block_status_above(BlockNode *bs, BlockNode *base, uint64_t offset,
+                       uint64_t bytes, uint64_t *pnum, uint64_t *map,
+                       BlockNode **file, int *depth)
+{
+    uint64_t size = block_node_size(bs);
+    if (offset > INT64_MAX || bytes > INT64_MAX) {
+        return -EINVAL;
+    }
+    if (bytes == 0 || offset >= size) {
+        return -EIO;
+    }
+    bytes = MIN(bytes, size - offset);
+
+    int d = 1;
+    for (BlockNode *cur = bs; cur && cur != base; cur = cur->backing, d++) {
+        if (cur != bs && offset >= block_node_size(cur)) {
+            /* Past the end of a shorter backing node: zeroes, allocated
+             * nowhere. */
+            break;
+        }
+        uint64_t n;
+        uint64_t m = 0;
+        BlockNode *f = NULL;
+        int ret = block_status(cur, offset, bytes, &n, &m, &f);
+        if (ret < 0) {
+            return ret;
+        }
+        if (ret & BLOCK_STATUS_ALLOCATED) {
+            *pnum = n;
+            if (map) {
+                *map = m;
+            }
+            if (file) {
+                *file = f;
+            }
+            if (depth) {
+                *depth = d;
+            }
+            /* EOF describes the top node, not the layer we found. */
+            ret &= ~BLOCK_STATUS_EOF;
+            if (offset + n == size) {
+                ret |= BLOCK_STATUS_EOF;
+            }
+            return ret;
+        }
+        bytes = n;
+        if (!cur->backing && !base) {
+            break;
+        }
+        if (cur->backing == base) {
+            /* Unallocated down to base: content comes from base, which
+             * is not ours to describe. */
+            *pnum = bytes;
+            if (map) {
+                *map = 0;
+            }
+            if (file) {
+                *file = NULL;
+            }
+            if (depth) {
+                *depth = 0;
+            }
+            return offset + bytes == size ? BLOCK_STATUS_EOF : 0;
+        }
+    }
+    *pnum = bytes;
+    if (map) {
+        *map = 0;
+    }
+    if (file) {
+        *file = NULL;
+    }
+    if (depth) {
+        *depth = 0;
+    }
+    return BLOCK_STATUS_ZERO | (offset + bytes == size ? BLOCK_STATUS_EOF : 0);
+}
+
+int block_read_backing(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                       void *buf)
+{
+    BlockNode *backing = bs->backing;
+    if (!backing) {
+        memset(buf, 0, bytes);
+        return 0;
+    }
+    uint64_t bsize = block_node_size(backing);
+    uint64_t n = offset >= bsize ? 0 : MIN(bytes, bsize - offset);
+    if (n < bytes) {
+        memset((char *)buf + n, 0, bytes - n);
+    }
+    return n ? block_read(backing, offset, n, buf, 0) : 0;
+}
