@@ -1,0 +1,360 @@
+/* strata - qcow2 guest-to-host mapping: L2 entry decoding, L1/L2
+ * lookup through the L2 cache, L2 table and L1 table allocation, and
+ * block status.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/drivers/qcow2/qcow2-io.h"
+#include "util/cleanup.h"
+#include "util/log.h"
+
+Qcow2ClusterType qcow2_l2e_type(uint64_t l2e)
+{
+    if (l2e & QCOW2_OFLAG_COMPRESSED) {
+        return QCOW2_CLUSTER_COMPRESSED;
+    }
+    if (l2e & QCOW2_OFLAG_ZERO) {
+        return (l2e & QCOW2_L2E_OFFSET_MASK) ? QCOW2_CLUSTER_ZERO_ALLOC
+                                             : QCOW2_CLUSTER_ZERO_PLAIN;
+    }
+    if (l2e & QCOW2_L2E_OFFSET_MASK) {
+        return QCOW2_CLUSTER_NORMAL;
+    }
+    return QCOW2_CLUSTER_UNALLOCATED;
+}
+
+/* The descriptor splits bits 0..61: the low 62 - (cluster_bits - 8) bits
+ * are the byte offset, the rest the number of extra 512-byte sectors. */
+void qcow2_compressed_decode(uint64_t l2e, unsigned cluster_bits,
+                             Qcow2CompressedDesc *d)
+{
+    unsigned shift = 62 - (cluster_bits - 8);
+    uint64_t csize_mask = (1ull << (cluster_bits - 8)) - 1;
+    d->host_offset = l2e & ((1ull << shift) - 1);
+    d->nb_sectors = ((l2e >> shift) & csize_mask) + 1;
+    d->size = d->nb_sectors * 512 - (d->host_offset & 511);
+}
+
+uint64_t qcow2_compressed_encode(uint64_t host_offset, uint64_t size,
+                                 unsigned cluster_bits)
+{
+    unsigned shift = 62 - (cluster_bits - 8);
+    uint64_t csize_mask = (1ull << (cluster_bits - 8)) - 1;
+    if (size == 0 || host_offset >= (1ull << shift)) {
+        return 0;
+    }
+    uint64_t extra = (host_offset + size - 1) / 512 - host_offset / 512;
+    if (extra > csize_mask) {
+        return 0;
+    }
+    return QCOW2_OFLAG_COMPRESSED | (extra << shift) | host_offset;
+}
+
+int qcow2_get_l2_table_locked(BlockNode *bs, uint64_t l1_index, void **table)
+{
+    BDRVQcow2State *s = bs->opaque;
+    *table = NULL;
+    if (l1_index >= s->l1_size) {
+        return 0;
+    }
+    uint64_t l2_offset = s->l1_table[l1_index] & QCOW2_L1E_OFFSET_MASK;
+    if (!l2_offset) {
+        return 0;
+    }
+    if (l2_offset & (s->cluster_size - 1)) {
+        return qcow2_signal_corruption_locked(
+            bs, true, -1, -1,
+            "L2 table offset %#" PRIx64 " unaligned (L1 index: %#" PRIx64 ")",
+            l2_offset, l1_index);
+    }
+    /* Every table this driver allocates is written at once, so a
+     * table past the end of the file comes from a corrupt image. */
+    if (l2_offset >= block_node_size(bs->file)) {
+        return qcow2_signal_corruption_locked(
+            bs, true, -1, -1,
+            "L2 table offset %#" PRIx64 " is beyond the end of the image "
+            "(L1 index: %#" PRIx64 ")", l2_offset, l1_index);
+    }
+    return qcow2_cache_get_locked(bs, s->l2_cache, l2_offset, false, table);
+}
+
+static int check_l2e_locked(BlockNode *bs, uint64_t l2e, uint64_t l1_index,
+                            uint64_t l2_index)
+{
+    BDRVQcow2State *s = bs->opaque;
+    Qcow2ClusterType type = qcow2_l2e_type(l2e);
+    uint64_t l2_offset = s->l1_table[l1_index] & QCOW2_L1E_OFFSET_MASK;
+    if ((type == QCOW2_CLUSTER_ZERO_PLAIN || type == QCOW2_CLUSTER_ZERO_ALLOC)
+        && s->header.version < 3) {
+        return qcow2_signal_corruption_locked(
+            bs, true, -1, -1,
+            "Zero cluster entry found in pre-v3 image (L2 offset: %#" PRIx64
+            ", L2 index: %#" PRIx64 ")", l2_offset, l2_index);
+    }
+    if (type == QCOW2_CLUSTER_NORMAL || type == QCOW2_CLUSTER_ZERO_ALLOC) {
+        uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
+        if (host & (s->cluster_size - 1)) {
+            return qcow2_signal_corruption_locked(
+                bs, true, -1, -1,
+                "Cluster allocation offset %#" PRIx64 " unaligned (L2 offset: %#"
+                PRIx64 ", L2 index: %#" PRIx64 ")", host, l2_offset, l2_index);
+        }
+    }
+    return 0;
+}
+
+int qcow2_get_cluster_locked(BlockNode *bs, uint64_t offset,
+                             uint64_t max_clusters, uint64_t *l2e,
+                             uint64_t *nb_clusters)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t l1_index = offset >> (s->cluster_bits + s->l2_bits);
+    uint64_t l2_index = (offset >> s->cluster_bits) & (s->l2_entries - 1);
+    max_clusters = MIN(max_clusters, s->l2_entries - l2_index);
+    if (max_clusters == 0) {
+        max_clusters = 1;
+    }
+
+    void *table;
+    int ret = qcow2_get_l2_table_locked(bs, l1_index, &table);
+    if (ret < 0) {
+        return ret;
+    }
+    if (!table) {
+        *l2e = 0;
+        *nb_clusters = max_clusters;
+        return 0;
+    }
+    uint64_t first = qcow2_l2_get(table, l2_index);
+    ret = check_l2e_locked(bs, first, l1_index, l2_index);
+    if (ret < 0) {
+        qcow2_cache_put(s->l2_cache, table);
+        return ret;
+    }
+    Qcow2ClusterType type = qcow2_l2e_type(first);
+    uint64_t n = 1;
+    if (type != QCOW2_CLUSTER_COMPRESSED) {
+        bool has_host = type == QCOW2_CLUSTER_NORMAL ||
+                        type == QCOW2_CLUSTER_ZERO_ALLOC;
+        uint64_t flags_mask = QCOW2_OFLAG_COPIED | QCOW2_OFLAG_ZERO;
+        for (; n < max_clusters; n++) {
+            uint64_t e = qcow2_l2_get(table, l2_index + n);
+            if (qcow2_l2e_type(e) != type) {
+                break;
+            }
+            if (has_host &&
+                ((e & QCOW2_L2E_OFFSET_MASK) !=
+                     (first & QCOW2_L2E_OFFSET_MASK) + n * s->cluster_size ||
+                 (e & flags_mask) != (first & flags_mask))) {
+                break;
+            }
+        }
+    }
+    qcow2_cache_put(s->l2_cache, table);
+    *l2e = first;
+    *nb_clusters = n;
+    return 0;
+}
+
+int qcow2_grow_l1_locked(BlockNode *bs, uint64_t min_size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size;
+    if (min_size <= s->l1_size) {
+        return 0;
+    }
+    if (min_size > QCOW2_MAX_L1_BYTES / 8) {
+        return -EFBIG;
+    }
+    uint64_t new_size = MAX(min_size, (uint64_t)s->l1_size * 3 / 2);
+    new_size = MIN(new_size, QCOW2_MAX_L1_BYTES / 8);
+    uint64_t bytes = ALIGN_UP(new_size * 8, cs);
+    uint64_t *table = calloc(bytes / 8, 8);
+    uint64_t *disk = calloc(bytes / 8, 8);
+    if (!table || !disk) {
+        free(table);
+        free(disk);
+        return -ENOMEM;
+    }
+    memcpy(table, s->l1_table, (uint64_t)s->l1_size * 8);
+    for (uint64_t i = 0; i < new_size; i++) {
+        disk[i] = htobe64(table[i]);
+    }
+    uint64_t new_offset;
+    int ret = qcow2_alloc_clusters_locked(bs, bytes / cs, &new_offset);
+    if (ret == 0) {
+        ret = qcow2_write_meta_locked(bs, new_offset, bytes, disk,
+                                      QCOW2_META_NONE);
+    }
+    free(disk);
+    /* The new table and its refcounts must be on disk before the header
+     * points at it. */
+    if (ret == 0) {
+        ret = qcow2_cache_flush_locked(bs, s->refblock_cache);
+    }
+    if (ret == 0) {
+        ret = block_flush(bs->file);
+    }
+    if (ret < 0) {
+        free(table);
+        return ret;
+    }
+    struct {
+        uint32_t l1_size;
+        uint64_t l1_offset;
+    } __attribute__((packed)) hdr = {
+        htobe32((uint32_t)new_size), htobe64(new_offset)
+    };
+    ret = qcow2_write_meta_locked(bs, 36, sizeof(hdr), &hdr,
+                                  QCOW2_META_HEADER);
+    if (ret < 0) {
+        free(table);
+        return ret;
+    }
+    uint64_t old_offset = s->l1_table_offset;
+    uint64_t old_bytes = ALIGN_UP((uint64_t)s->l1_size * 8, cs);
+    free(s->l1_table);
+    s->l1_table = table;
+    s->l1_size = (uint32_t)new_size;
+    s->l1_table_offset = new_offset;
+    s->header.l1_size = (uint32_t)new_size;
+    s->header.l1_table_offset = new_offset;
+    if (old_offset) {
+        qcow2_meta_remove(s, old_offset, old_bytes);
+    }
+    ret = qcow2_meta_add(s, new_offset, bytes, QCOW2_META_L1);
+    if (ret == 0 && old_offset && old_bytes) {
+        ret = qcow2_update_refcount_locked(bs, old_offset, old_bytes, -1);
+    }
+    return ret;
+}
+
+static int write_l1_entry_locked(BlockNode *bs, uint64_t l1_index)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t be = htobe64(s->l1_table[l1_index]);
+    return qcow2_write_meta_locked(bs, s->l1_table_offset + l1_index * 8, 8,
+                                   &be, QCOW2_META_L1);
+}
+
+int qcow2_get_l2_for_write_locked(BlockNode *bs, uint64_t l1_index,
+                                  void **table)
+{
+    BDRVQcow2State *s = bs->opaque;
+    *table = NULL;
+    if (l1_index >= s->l1_size) {
+        int ret = qcow2_grow_l1_locked(bs, l1_index + 1);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    uint64_t l1e = s->l1_table[l1_index];
+    uint64_t l2_offset = l1e & QCOW2_L1E_OFFSET_MASK;
+    if (l2_offset) {
+        if (!(l1e & QCOW2_OFLAG_COPIED)) {
+            /* Shared with a snapshot: only a refcount of 1 may be
+             * written in place (QEMU would copy the table). */
+            uint64_t rc;
+            int ret = qcow2_get_refcount_locked(bs, l2_offset >> s->cluster_bits,
+                                                &rc);
+            if (ret < 0) {
+                return ret;
+            }
+            if (rc != 1) {
+                log_error("qcow2: %s: L2 table at %#" PRIx64 " is shared "
+                          "(refcount %" PRIu64 "); writing to images with "
+                          "internal snapshots is not supported",
+                          bs->filename, l2_offset, rc);
+                return -ENOTSUP;
+            }
+            s->l1_table[l1_index] = l1e | QCOW2_OFLAG_COPIED;
+            ret = write_l1_entry_locked(bs, l1_index);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+        return qcow2_get_l2_table_locked(bs, l1_index, table);
+    }
+
+    uint64_t new_offset;
+    int ret = qcow2_alloc_clusters_locked(bs, 1, &new_offset);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = qcow2_meta_add(s, new_offset, s->cluster_size, QCOW2_META_L2);
+    if (ret < 0) {
+        return ret;
+    }
+    void *t;
+    ret = qcow2_cache_get_locked(bs, s->l2_cache, new_offset, true, &t);
+    if (ret < 0) {
+        return ret;
+    }
+    /* The zeroed table and its refcount reach the disk before the L1
+     * entry that points at them. */
+    ret = qcow2_write_meta_locked(bs, new_offset, s->cluster_size, t,
+                                  QCOW2_META_L2);
+    if (ret == 0 && !s->lazy_refcounts) {
+        ret = qcow2_cache_flush_locked(bs, s->refblock_cache);
+    }
+    if (ret == 0) {
+        s->l1_table[l1_index] = new_offset | QCOW2_OFLAG_COPIED;
+        ret = write_l1_entry_locked(bs, l1_index);
+    }
+    if (ret < 0) {
+        qcow2_cache_put(s->l2_cache, t);
+        return ret;
+    }
+    *table = t;
+    return 0;
+}
+
+int qcow2_co_block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                          uint64_t *pnum, uint64_t *map, BlockNode **file)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (atomic_load(&s->broken)) {
+        return -EIO;
+    }
+    uint64_t in_cluster = offset & (s->cluster_size - 1);
+    uint64_t want = DIV_ROUND_UP(in_cluster + bytes, s->cluster_size);
+    uint64_t l2e, nb;
+    int ret;
+    {
+        LOCK_GUARD(&s->lock);
+        ret = qcow2_get_cluster_locked(bs, offset, want, &l2e, &nb);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    *pnum = MIN(bytes, nb * s->cluster_size - in_cluster);
+    int status = 0;
+    switch (qcow2_l2e_type(l2e)) {
+    case QCOW2_CLUSTER_UNALLOCATED:
+        return 0;
+    case QCOW2_CLUSTER_ZERO_PLAIN:
+        return BLOCK_STATUS_ZERO | BLOCK_STATUS_ALLOCATED;
+    case QCOW2_CLUSTER_ZERO_ALLOC:
+        status = BLOCK_STATUS_ZERO | BLOCK_STATUS_ALLOCATED |
+                 BLOCK_STATUS_OFFSET_VALID;
+        break;
+    case QCOW2_CLUSTER_NORMAL:
+        status = BLOCK_STATUS_DATA | BLOCK_STATUS_ALLOCATED |
+                 BLOCK_STATUS_OFFSET_VALID;
+        break;
+    case QCOW2_CLUSTER_COMPRESSED:
+        return BLOCK_STATUS_DATA | BLOCK_STATUS_ALLOCATED |
+               BLOCK_STATUS_COMPRESSED;
+    }
+    if (map) {
+        *map = (l2e & QCOW2_L2E_OFFSET_MASK) + in_cluster;
+    }
+    if (file) {
+        *file = bs->file;
+    }
+    return status;
+}

@@ -1,0 +1,274 @@
+/* strata - qcow2 image creation (block_create("qcow2", ...)).
+ *
+ * Options are spelled as `qemu-img create -o` spells them, and refused
+ * with QEMU's messages.  The image is laid out by qcow2-create-layout.c
+ * exactly as qemu-img lays it out, then written through a `file` node.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/block.h"
+#include "block/drivers/qcow2/qcow2-create-layout.h"
+#include "block/drivers/qcow2/qcow2-format.h"
+#include "block/drivers/qcow2/qcow2.h"
+#include "util/cleanup.h"
+#include "util/keyval.h"
+
+static const char *const compat_names[] = { "0.10", "v2", "1.1", "v3", NULL };
+static const char *const compression_names[] = { "zlib", "zstd", NULL };
+
+/* Options we recognise but cannot honour: a clear refusal each. */
+static bool refuse_unsupported(json_t *opts, Error **errp)
+{
+    const char *key;
+    json_t *val;
+
+    json_object_foreach(opts, key, val) {
+        if (strcmp(key, "extended_l2") == 0) {
+            bool on = false;
+            if (!opt_get_bool(opts, key, false, &on, errp)) {
+                return false;
+            }
+            if (on) {
+                error_setg(errp, "Extended L2 entries (extended_l2=on) are "
+                           "not supported by strata");
+                return false;
+            }
+        } else if (strcmp(key, "encryption") == 0 ||
+                   strncmp(key, "encrypt", 7) == 0) {
+            error_setg(errp, "Encrypted qcow2 images (%s) are not supported "
+                       "by strata", key);
+            return false;
+        } else if (strcmp(key, "data_file") == 0 ||
+                   strcmp(key, "data_file_raw") == 0) {
+            error_setg(errp, "External data files (%s) are not supported by "
+                       "strata", key);
+            return false;
+        }
+    }
+    json_object_del(opts, "extended_l2");
+    return true;
+}
+
+static bool parse_opts(json_t *opts, Qcow2CreateParams *p, Error **errp)
+{
+    static const char *const known[] = {
+        "size", "compat", "backing_file", "backing_fmt", "cluster_size",
+        "lazy_refcounts", "refcount_bits", "preallocation",
+        "compression_type", "extended_l2", "encryption", "encrypt",
+        "data_file", "data_file_raw", NULL,
+    };
+    const char *key;
+    json_t *val;
+
+    json_object_foreach(opts, key, val) {
+        bool ok = false;
+        for (size_t i = 0; known[i]; i++) {
+            ok |= strcmp(key, known[i]) == 0;
+        }
+        ok |= strncmp(key, "encrypt.", 8) == 0;
+        if (!ok) {
+            error_setg(errp, "Invalid parameter '%s'", key);
+            return false;
+        }
+    }
+    if (!refuse_unsupported(opts, errp)) {
+        return false;
+    }
+
+    uint64_t size, cluster_size, refcount_bits;
+    int compat, prealloc, ctype;
+    bool lazy;
+    if (!json_object_get(opts, "size")) {
+        error_setg(errp, "Image creation needs a size parameter");
+        return false;
+    }
+    if (!opt_get_size(opts, "size", 0, &size, errp) ||
+        !opt_get_size(opts, "cluster_size", 65536, &cluster_size, errp)) {
+        return false;
+    }
+    /* QEMU names the QAPI members in these two messages. */
+    if (json_is_string(json_object_get(opts, "compat")) &&
+        !opt_get_enum(opts, "compat", compat_names, 2, &compat, NULL)) {
+        error_setg(errp, "Parameter 'version' does not accept value '%s'",
+                   json_string_value(json_object_get(opts, "compat")));
+        return false;
+    }
+    if (!opt_get_enum(opts, "compat", compat_names, 2, &compat, errp)) {
+        return false;
+    }
+    if (json_is_string(json_object_get(opts, "compression_type")) &&
+        !opt_get_enum(opts, "compression_type", compression_names, 0, &ctype,
+                      NULL)) {
+        error_setg(errp, "Parameter 'compression-type' does not accept "
+                   "value '%s'",
+                   json_string_value(json_object_get(opts,
+                                                     "compression_type")));
+        return false;
+    }
+    if (!opt_get_enum(opts, "compression_type", compression_names, 0, &ctype,
+                      errp) ||
+        !opt_get_enum(opts, "preallocation", prealloc_mode_names,
+                      PREALLOC_OFF, &prealloc, errp) ||
+        !opt_get_bool(opts, "lazy_refcounts", false, &lazy, errp) ||
+        !opt_get_uint64(opts, "refcount_bits", 16, &refcount_bits, errp) ||
+        !opt_get_str(opts, "backing_file", NULL, &p->backing_file, errp) ||
+        !opt_get_str(opts, "backing_fmt", NULL, &p->backing_fmt, errp)) {
+        return false;
+    }
+
+    if (cluster_size < 512 || cluster_size > (2u << 20) ||
+        (cluster_size & (cluster_size - 1))) {
+        error_setg(errp, "Cluster size must be a power of two between 512 "
+                   "and 2048k");
+        return false;
+    }
+    if (refcount_bits == 0 || refcount_bits > 64 ||
+        (refcount_bits & (refcount_bits - 1))) {
+        error_setg(errp, "Refcount width must be a power of two and may not "
+                   "exceed 64 bits");
+        return false;
+    }
+    p->version = compat < 2 ? 2 : 3;
+    if (p->version == 2 && refcount_bits != 16) {
+        error_setg(errp, "Different refcount widths than 16 bits require "
+                   "compatibility level 1.1 or above (use version=v3 or "
+                   "greater)");
+        return false;
+    }
+    if (p->version == 2 && lazy) {
+        error_setg(errp, "Lazy refcounts only supported with compatibility "
+                   "level 1.1 and above (use version=v3 or greater)");
+        return false;
+    }
+    if (p->version == 2 && ctype != QCOW2_COMPRESSION_ZLIB) {
+        error_setg(errp, "Non-zlib compression type is only supported with "
+                   "compatibility level 1.1 and above (use version=v3 or "
+                   "greater)");
+        return false;
+    }
+    if (p->backing_file && !p->backing_file[0]) {
+        p->backing_file = NULL;
+    }
+    if (p->backing_fmt && !p->backing_file) {
+        error_setg(errp, "Backing format cannot be used without backing "
+                   "file");
+        return false;
+    }
+    if (p->backing_file && prealloc != PREALLOC_OFF) {
+        error_setg(errp, "Backing file and preallocation can only be used at "
+                   "the same time if extended_l2 is on");
+        return false;
+    }
+    if (p->backing_file && strlen(p->backing_file) >
+                           QCOW2_MAX_BACKING_FILE_SIZE) {
+        error_setg(errp, "Backing file name too long");
+        return false;
+    }
+
+    p->size = ALIGN_UP(size, (uint64_t)512);
+    if (p->size < size || p->size > INT64_MAX) {
+        error_setg(errp, "The image size is too large for file format "
+                   "'qcow2'");
+        return false;
+    }
+    p->cluster_bits = (uint32_t)__builtin_ctzll(cluster_size);
+    p->refcount_order = (uint32_t)__builtin_ctzll(refcount_bits);
+    p->prealloc = (PreallocMode)prealloc;
+    p->lazy_refcounts = lazy;
+    p->compression_type = (uint8_t)ctype;
+    return true;
+}
+
+static bool write_layout(BlockNode *file, const char *filename,
+                         const Qcow2Layout *l, PreallocMode prealloc,
+                         Error **errp)
+{
+    int ret;
+
+    /* Size the file first so every write lands inside it; for
+     * falloc/full the data area is allocated by the file driver. */
+    if (l->data_end > l->data_start) {
+        if (!block_truncate(file, l->data_start, true, PREALLOC_OFF, errp) ||
+            !block_truncate(file, l->data_end, true, prealloc, errp)) {
+            return false;
+        }
+    }
+    if (l->file_size > l->data_end &&
+        !block_truncate(file, l->file_size, true, PREALLOC_OFF, errp)) {
+        return false;
+    }
+
+    for (size_t i = 0; i < l->nb_bufs; i++) {
+        const Qcow2LayoutBuf *b = &l->bufs[i];
+        ret = block_write(file, b->offset, b->len, b->data, 0);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Could not write qcow2 metadata to "
+                             "'%s' at offset %" PRIu64, filename, b->offset);
+            return false;
+        }
+    }
+    CLEANUP_FREE uint8_t *buf = malloc(l->cluster_size);
+    if (!buf) {
+        error_setg(errp, "Out of memory creating '%s'", filename);
+        return false;
+    }
+    for (size_t i = 0; i < l->nb_l2; i++) {
+        qcow2_layout_fill_l2(l, &l->l2[i], buf);
+        ret = block_write(file, l->l2[i].offset, l->cluster_size, buf, 0);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Could not write an L2 table to "
+                             "'%s'", filename);
+            return false;
+        }
+    }
+    ret = block_flush(file);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not flush '%s'", filename);
+        return false;
+    }
+    return true;
+}
+
+bool qcow2_create(const char *filename, json_t *opts, Error **errp)
+{
+    json_t *copy = json_deep_copy(opts);
+    Qcow2CreateParams p = { 0 };
+    Qcow2Layout l = { 0 };
+    BlockNode *file = NULL;
+    bool ok = false;
+
+    if (!copy) {
+        error_setg(errp, "Out of memory creating '%s'", filename);
+        return false;
+    }
+    if (!parse_opts(copy, &p, errp) || !qcow2_layout_build(&p, &l, errp)) {
+        goto out;
+    }
+
+    json_t *fopts = json_pack("{s:I}", "size", (json_int_t)0);
+    ok = fopts && block_create("file", filename, fopts, errp);
+    json_decref(fopts);
+    if (!ok) {
+        goto out;
+    }
+    ok = false;
+    json_t *nopts = json_pack("{s:s, s:s}", "driver", "file",
+                              "filename", filename);
+    file = nopts ? block_node_open(nopts, errp) : NULL;
+    json_decref(nopts);
+    if (!file) {
+        goto out;
+    }
+    ok = write_layout(file, filename, &l, p.prealloc, errp);
+
+out:
+    if (file) {
+        block_node_unref(file);
+    }
+    qcow2_layout_free(&l);
+    json_decref(copy);
+    return ok;
+}

@@ -1,0 +1,43 @@
+/* strata - helpers private to the qcow2 I/O engine's own files. */
+#ifndef STRATA_QCOW2_IO_H
+#define STRATA_QCOW2_IO_H
+
+#include <endian.h>
+#include <string.h>
+
+#include "block/drivers/qcow2/qcow2.h"
+
+/* L2 tables stay big-endian in the cache. */
+static inline uint64_t qcow2_l2_get(const void *table, uint64_t index)
+{
+    uint64_t v;
+    memcpy(&v, (const uint8_t *)table + index * 8, 8);
+    return be64toh(v);
+}
+
+static inline void qcow2_l2_set(void *table, uint64_t index, uint64_t value)
+{
+    uint64_t v = htobe64(value);
+    memcpy((uint8_t *)table + index * 8, &v, 8);
+}
+
+/* Pins the L2 table of l1_index (NULL when there is none). */
+int qcow2_get_l2_table_locked(BlockNode *bs, uint64_t l1_index, void **table);
+/* Same, allocating the table (and growing L1) when there is none. */
+int qcow2_get_l2_for_write_locked(BlockNode *bs, uint64_t l1_index,
+                                  void **table);
+
+/* In-flight allocations: a request that changes the L2 entries of guest
+ * clusters [first, first+nb) registers them so no other request acts on
+ * the same clusters until it has updated the L2 table. */
+void qcow2_inflight_wait_locked(BDRVQcow2State *s, uint64_t first,
+                                uint64_t nb);
+int qcow2_inflight_add_locked(BDRVQcow2State *s, uint64_t first, uint64_t nb,
+                              Qcow2InflightAlloc *slot);
+void qcow2_inflight_remove_locked(BDRVQcow2State *s, Qcow2InflightAlloc *slot);
+
+/* Reads and decompresses the cluster described by l2e into out (one
+ * cluster). */
+int qcow2_read_compressed(BlockNode *bs, uint64_t l2e, void *out);
+
+#endif

@@ -1,0 +1,446 @@
+/* strata - qcow2 refcounts: entry packing for every width (1..64 bits),
+ * refcount block lookup and allocation, refcount table growth, and
+ * cluster allocation at the end of the image.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/drivers/qcow2/qcow2.h"
+#include "util/cleanup.h"
+#include "util/log.h"
+
+/* Entries narrower than a byte are packed from the least significant
+ * bit of each byte (as QEMU does); wider ones are big-endian. */
+uint64_t qcow2_refblock_get(const void *block, uint64_t index, unsigned order)
+{
+    const uint8_t *b = block;
+    switch (order) {
+    case 0:
+        return (b[index / 8] >> (index % 8)) & 0x1;
+    case 1:
+        return (b[index / 4] >> (2 * (index % 4))) & 0x3;
+    case 2:
+        return (b[index / 2] >> (4 * (index % 2))) & 0xf;
+    case 3:
+        return b[index];
+    case 4: {
+        uint16_t v;
+        memcpy(&v, b + index * 2, 2);
+        return be16toh(v);
+    }
+    case 5: {
+        uint32_t v;
+        memcpy(&v, b + index * 4, 4);
+        return be32toh(v);
+    }
+    default: {
+        uint64_t v;
+        memcpy(&v, b + index * 8, 8);
+        return be64toh(v);
+    }
+    }
+}
+
+void qcow2_refblock_set(void *block, uint64_t index, unsigned order,
+                        uint64_t value)
+{
+    uint8_t *b = block;
+    switch (order) {
+    case 0:
+    case 1:
+    case 2: {
+        unsigned width = 1u << order;
+        unsigned per_byte = 8 / width;
+        unsigned shift = width * (index % per_byte);
+        uint8_t mask = (uint8_t)(((1u << width) - 1) << shift);
+        b[index / per_byte] = (uint8_t)((b[index / per_byte] & ~mask) |
+                                        ((value << shift) & mask));
+        break;
+    }
+    case 3:
+        b[index] = (uint8_t)value;
+        break;
+    case 4: {
+        uint16_t v = htobe16((uint16_t)value);
+        memcpy(b + index * 2, &v, 2);
+        break;
+    }
+    case 5: {
+        uint32_t v = htobe32((uint32_t)value);
+        memcpy(b + index * 4, &v, 4);
+        break;
+    }
+    default: {
+        uint64_t v = htobe64(value);
+        memcpy(b + index * 8, &v, 8);
+        break;
+    }
+    }
+}
+
+static int write_reftable_entry_locked(BlockNode *bs, uint64_t index)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t be = htobe64(s->reftable[index]);
+    return qcow2_write_meta_locked(bs, s->reftable_offset + index * 8, 8, &be,
+                                   QCOW2_META_REFTABLE);
+}
+
+/* Replaces the refcount table by one at least min_entries long, placed
+ * at the end of the image. */
+static int grow_reftable_locked(BlockNode *bs, uint64_t min_entries)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size;
+    uint64_t entries = MAX(s->reftable_entries * 2, min_entries + 1);
+    uint64_t clusters = DIV_ROUND_UP(entries * 8, cs);
+    if (clusters * cs > QCOW2_MAX_REFTABLE_BYTES) {
+        clusters = QCOW2_MAX_REFTABLE_BYTES / cs;
+        if (clusters * cs / 8 < min_entries + 1) {
+            log_error("qcow2: %s: refcount table would exceed %u bytes",
+                      bs->filename, QCOW2_MAX_REFTABLE_BYTES);
+            return -EFBIG;
+        }
+    }
+    entries = clusters * cs / 8;
+
+    uint64_t *table = calloc(entries, sizeof(uint64_t));
+    if (!table) {
+        return -ENOMEM;
+    }
+    uint64_t *disk = calloc(entries, sizeof(uint64_t));
+    if (!disk) {
+        free(table);
+        return -ENOMEM;
+    }
+    memcpy(table, s->reftable, s->reftable_entries * sizeof(uint64_t));
+    for (uint64_t i = 0; i < entries; i++) {
+        disk[i] = htobe64(table[i]);
+    }
+    uint64_t new_offset = s->next_alloc;
+    s->next_alloc += clusters * cs;
+    int ret = qcow2_write_meta_locked(bs, new_offset, clusters * cs, disk,
+                                      QCOW2_META_NONE);
+    free(disk);
+    if (ret < 0) {
+        free(table);
+        return ret;
+    }
+    /* Everything the new table points at must be on disk first. */
+    ret = qcow2_cache_flush_locked(bs, s->refblock_cache);
+    if (ret == 0) {
+        ret = block_flush(bs->file);
+    }
+    if (ret < 0) {
+        free(table);
+        return ret;
+    }
+
+    struct {
+        uint64_t offset;
+        uint32_t clusters;
+    } __attribute__((packed)) hdr = {
+        htobe64(new_offset), htobe32((uint32_t)clusters)
+    };
+    ret = qcow2_write_meta_locked(bs, 48, sizeof(hdr), &hdr,
+                                  QCOW2_META_HEADER);
+    if (ret < 0) {
+        free(table);
+        return ret;
+    }
+
+    uint64_t old_offset = s->reftable_offset;
+    uint64_t old_bytes = s->reftable_entries * 8;
+    free(s->reftable);
+    s->reftable = table;
+    s->reftable_entries = entries;
+    s->reftable_offset = new_offset;
+    s->header.refcount_table_offset = new_offset;
+    s->header.refcount_table_clusters = (uint32_t)clusters;
+    qcow2_meta_remove(s, old_offset, old_bytes);
+    ret = qcow2_meta_add(s, new_offset, clusters * cs, QCOW2_META_REFTABLE);
+    if (ret < 0) {
+        return ret;
+    }
+
+    ret = qcow2_update_refcount_locked(bs, new_offset, clusters * cs, 1);
+    if (ret < 0) {
+        return ret;
+    }
+    return qcow2_update_refcount_locked(bs, old_offset, old_bytes, -1);
+}
+
+/* Pins the refcount block covering cluster.  Without alloc, *block is
+ * NULL when none exists. */
+static int get_refblock_locked(BlockNode *bs, uint64_t cluster, bool alloc,
+                               void **block)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t rt_index = cluster >> s->refblock_bits;
+    int ret;
+
+    *block = NULL;
+    if (rt_index >= s->reftable_entries) {
+        if (!alloc) {
+            return 0;
+        }
+        ret = grow_reftable_locked(bs, rt_index);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    uint64_t rb = s->reftable[rt_index] & QCOW2_REFT_OFFSET_MASK;
+    if (rb) {
+        if (rb & (s->cluster_size - 1)) {
+            return qcow2_signal_corruption_locked(
+                bs, true, -1, -1,
+                "Refblock offset %#" PRIx64 " unaligned (reftable index: %#"
+                PRIx64 ")", rb, rt_index);
+        }
+        if (rb >= block_node_size(bs->file)) {
+            return qcow2_signal_corruption_locked(
+                bs, true, -1, -1,
+                "Refblock at %#" PRIx64 " is beyond the end of the image "
+                "(reftable index: %#" PRIx64 ")", rb, rt_index);
+        }
+        return qcow2_cache_get_locked(bs, s->refblock_cache, rb, false, block);
+    }
+    if (!alloc) {
+        return 0;
+    }
+
+    /* New refcount block at the end of the image.  If it covers itself,
+     * its own refcount goes into it before it is written. */
+    uint64_t new_rb = s->next_alloc;
+    s->next_alloc += s->cluster_size;
+    uint64_t new_cluster = new_rb >> s->cluster_bits;
+    void *table;
+    ret = qcow2_cache_get_locked(bs, s->refblock_cache, new_rb, true, &table);
+    if (ret < 0) {
+        return ret;
+    }
+    bool self = (new_cluster >> s->refblock_bits) == rt_index;
+    if (self) {
+        qcow2_refblock_set(table, new_cluster & (s->refblock_entries - 1),
+                           s->refcount_order, 1);
+    }
+    ret = qcow2_meta_add(s, new_rb, s->cluster_size, QCOW2_META_REFBLOCK);
+    if (ret == 0) {
+        ret = qcow2_cache_write_table_locked(bs, s->refblock_cache, table);
+    }
+    if (ret < 0) {
+        qcow2_cache_put(s->refblock_cache, table);
+        return ret;
+    }
+    s->reftable[rt_index] = new_rb;
+    ret = write_reftable_entry_locked(bs, rt_index);
+    if (ret == 0 && !self) {
+        ret = qcow2_update_refcount_locked(bs, new_rb, s->cluster_size, 1);
+    }
+    if (ret < 0) {
+        qcow2_cache_put(s->refblock_cache, table);
+        return ret;
+    }
+    *block = table;
+    return 0;
+}
+
+int qcow2_get_refcount_locked(BlockNode *bs, uint64_t cluster,
+                              uint64_t *refcount)
+{
+    BDRVQcow2State *s = bs->opaque;
+    void *block;
+    int ret = get_refblock_locked(bs, cluster, false, &block);
+    *refcount = 0;
+    if (ret < 0 || !block) {
+        return ret;
+    }
+    *refcount = qcow2_refblock_get(block, cluster & (s->refblock_entries - 1),
+                                   s->refcount_order);
+    qcow2_cache_put(s->refblock_cache, block);
+    return 0;
+}
+
+int qcow2_set_refcount_locked(BlockNode *bs, uint64_t cluster,
+                              uint64_t refcount)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (refcount > qcow2_refcount_max(s->refcount_order)) {
+        return -ERANGE;
+    }
+    void *block;
+    int ret = get_refblock_locked(bs, cluster, refcount != 0, &block);
+    if (ret < 0 || !block) {
+        return ret;
+    }
+    qcow2_refblock_set(block, cluster & (s->refblock_entries - 1),
+                       s->refcount_order, refcount);
+    qcow2_cache_mark_dirty(s->refblock_cache, block);
+    qcow2_cache_put(s->refblock_cache, block);
+    return 0;
+}
+
+int qcow2_update_refcount_locked(BlockNode *bs, uint64_t offset,
+                                 uint64_t length, int64_t delta)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (length == 0 || delta == 0) {
+        return 0;
+    }
+    uint64_t first = offset >> s->cluster_bits;
+    uint64_t last = (offset + length - 1) >> s->cluster_bits;
+    uint64_t max = qcow2_refcount_max(s->refcount_order);
+    for (uint64_t c = first; c <= last; c++) {
+        void *block;
+        int ret = get_refblock_locked(bs, c, delta > 0, &block);
+        if (ret < 0) {
+            return ret;
+        }
+        if (!block) {
+            log_error("qcow2: %s: freeing cluster %#" PRIx64
+                      " that has no refcount block", bs->filename,
+                      c << s->cluster_bits);
+            return -EIO;
+        }
+        uint64_t idx = c & (s->refblock_entries - 1);
+        uint64_t old = qcow2_refblock_get(block, idx, s->refcount_order);
+        uint64_t new;
+        if (delta < 0) {
+            uint64_t d = (uint64_t)(-delta);
+            if (old < d) {
+                qcow2_cache_put(s->refblock_cache, block);
+                log_error("qcow2: %s: refcount of cluster %#" PRIx64
+                          " would drop below zero", bs->filename,
+                          c << s->cluster_bits);
+                return -EIO;
+            }
+            new = old - d;
+        } else {
+            if (max - old < (uint64_t)delta) {
+                qcow2_cache_put(s->refblock_cache, block);
+                return -ERANGE;
+            }
+            new = old + (uint64_t)delta;
+        }
+        qcow2_refblock_set(block, idx, s->refcount_order, new);
+        qcow2_cache_mark_dirty(s->refblock_cache, block);
+        qcow2_cache_put(s->refblock_cache, block);
+        if (new == 0 && s->pass_discard_request &&
+            bs->file->discard == BLOCK_DISCARD_UNMAP) {
+            /* Freed clusters are never reused (allocation is at the end),
+             * so giving them back to the storage is always safe. */
+            block_discard(bs->file, c << s->cluster_bits, s->cluster_size);
+        }
+    }
+    return 0;
+}
+
+int qcow2_alloc_clusters_locked(BlockNode *bs, uint64_t nb, uint64_t *offset)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t off = s->next_alloc;
+    if (nb == 0 || off + nb * s->cluster_size > QCOW2_MAX_HOST_OFFSET) {
+        return -EFBIG;
+    }
+    s->next_alloc += nb * s->cluster_size;
+    int ret = qcow2_update_refcount_locked(bs, off, nb * s->cluster_size, 1);
+    if (ret < 0) {
+        return ret;
+    }
+    *offset = off;
+    return 0;
+}
+
+int qcow2_alloc_bytes_locked(BlockNode *bs, uint64_t size, uint64_t *offset)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size;
+    uint64_t cur = s->compressed_next;
+    int ret;
+
+    if (size == 0 || size > cs) {
+        return -EINVAL;
+    }
+    if (cur && (cur & (cs - 1))) {
+        uint64_t cluster_end = ALIGN_UP(cur, cs);
+        /* Pack after the previous compressed cluster if the data fits in
+         * its host cluster, or runs on into clusters that can still be
+         * appended contiguously. */
+        bool fits = cur + size <= cluster_end || cluster_end == s->next_alloc;
+        uint64_t rc = 0;
+        if (fits) {
+            ret = qcow2_get_refcount_locked(bs, cur >> s->cluster_bits, &rc);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+        if (fits && rc >= 1 && rc < qcow2_refcount_max(s->refcount_order)) {
+            uint64_t end = ALIGN_UP(cur + size, cs);
+            if (end > cluster_end) {
+                s->next_alloc = end;
+            }
+            ret = qcow2_update_refcount_locked(bs, cur, size, 1);
+            if (ret < 0) {
+                return ret;
+            }
+            *offset = cur;
+            s->compressed_next = (cur + size) & (cs - 1) ? cur + size : 0;
+            return 0;
+        }
+    }
+    uint64_t off = s->next_alloc;
+    if (off + cs > QCOW2_MAX_HOST_OFFSET) {
+        return -EFBIG;
+    }
+    s->next_alloc += cs;
+    ret = qcow2_update_refcount_locked(bs, off, size, 1);
+    if (ret < 0) {
+        return ret;
+    }
+    *offset = off;
+    s->compressed_next = size < cs ? off + size : 0;
+    return 0;
+}
+
+int qcow2_free_l2e_locked(BlockNode *bs, uint64_t l2e)
+{
+    BDRVQcow2State *s = bs->opaque;
+    switch (qcow2_l2e_type(l2e)) {
+    case QCOW2_CLUSTER_NORMAL:
+    case QCOW2_CLUSTER_ZERO_ALLOC:
+        return qcow2_update_refcount_locked(bs, l2e & QCOW2_L2E_OFFSET_MASK,
+                                            s->cluster_size, -1);
+    case QCOW2_CLUSTER_COMPRESSED: {
+        Qcow2CompressedDesc d;
+        qcow2_compressed_decode(l2e, s->cluster_bits, &d);
+        return qcow2_update_refcount_locked(bs, d.host_offset & ~511ull,
+                                            d.nb_sectors * 512, -1);
+    }
+    default:
+        return 0;
+    }
+}
+
+int qcow2_get_refcount(BlockNode *bs, uint64_t cluster, uint64_t *refcount)
+{
+    BDRVQcow2State *s = bs->opaque;
+    LOCK_GUARD(&s->lock);
+    return qcow2_get_refcount_locked(bs, cluster, refcount);
+}
+
+int qcow2_set_refcount(BlockNode *bs, uint64_t cluster, uint64_t refcount)
+{
+    BDRVQcow2State *s = bs->opaque;
+    LOCK_GUARD(&s->lock);
+    return qcow2_set_refcount_locked(bs, cluster, refcount);
+}
+
+int qcow2_alloc_clusters(BlockNode *bs, uint64_t nb, uint64_t *offset)
+{
+    BDRVQcow2State *s = bs->opaque;
+    LOCK_GUARD(&s->lock);
+    return qcow2_alloc_clusters_locked(bs, nb, offset);
+}

@@ -1,0 +1,463 @@
+/* strata - qcow2 data path: reads, writes with allocation and
+ * copy-on-write, compressed clusters, and in-flight allocation tracking.
+ *
+ * The image lock is taken to look up or change mappings and released
+ * for guest data I/O.  An allocating write registers its guest clusters
+ * as in flight, allocates host clusters at the end of the image, writes
+ * the data (with the copy-on-write parts) unlocked, then publishes the
+ * new L2 entries.  Readers therefore see the old mapping until the data
+ * is complete, never a half-written cluster.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/drivers/qcow2/qcow2-io.h"
+#include "util/cleanup.h"
+#include "util/log.h"
+
+/* Above this a write with copy-on-write parts is split into the head
+ * cluster, the middle (written straight from the caller's buffer) and
+ * the tail cluster instead of being merged into one bounce buffer. */
+#define QCOW2_MERGE_LIMIT (1u << 20)
+
+static bool ranges_overlap(uint64_t a, uint64_t an, uint64_t b, uint64_t bn)
+{
+    return a < b + bn && b < a + an;
+}
+
+void qcow2_inflight_wait_locked(BDRVQcow2State *s, uint64_t first, uint64_t nb)
+{
+    for (;;) {
+        bool busy = false;
+        for (Qcow2InflightAlloc *a = s->inflight; a; a = a->next) {
+            if (ranges_overlap(first, nb, a->first_cluster, a->nb_clusters)) {
+                busy = true;
+                break;
+            }
+        }
+        if (!busy) {
+            return;
+        }
+        pthread_cond_wait(&s->alloc_cond, &s->lock);
+    }
+}
+
+int qcow2_inflight_add_locked(BDRVQcow2State *s, uint64_t first, uint64_t nb,
+                              Qcow2InflightAlloc *slot)
+{
+    slot->first_cluster = first;
+    slot->nb_clusters = nb;
+    slot->next = s->inflight;
+    s->inflight = slot;
+    return 0;
+}
+
+void qcow2_inflight_remove_locked(BDRVQcow2State *s, Qcow2InflightAlloc *slot)
+{
+    for (Qcow2InflightAlloc **p = &s->inflight; *p; p = &(*p)->next) {
+        if (*p == slot) {
+            *p = slot->next;
+            break;
+        }
+    }
+    pthread_cond_broadcast(&s->alloc_cond);
+}
+
+int qcow2_read_compressed(BlockNode *bs, uint64_t l2e, void *out)
+{
+    BDRVQcow2State *s = bs->opaque;
+    Qcow2CompressedDesc d;
+    qcow2_compressed_decode(l2e, s->cluster_bits, &d);
+    /* The last compressed cluster of an image may end inside its last
+     * sector, before the end of the descriptor's range. */
+    uint64_t file_size = block_node_size(bs->file);
+    if (d.host_offset >= file_size) {
+        log_error("qcow2: %s: compressed cluster at %#" PRIx64
+                  " lies beyond the end of the file", bs->filename,
+                  d.host_offset);
+        return -EIO;
+    }
+    uint64_t len = MIN(d.size, file_size - d.host_offset);
+    CLEANUP_FREE uint8_t *in = malloc(len);
+    if (!in) {
+        return -ENOMEM;
+    }
+    int ret = block_read(bs->file, d.host_offset, len, in, 0);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = qcow2_decompress(s->compression_type, in, len, out, s->cluster_size);
+    if (ret < 0) {
+        log_error("qcow2: %s: compressed cluster at %#" PRIx64
+                  " is malformed", bs->filename, d.host_offset);
+    }
+    return ret;
+}
+
+/* Fills buf with what guest range [offset, offset+len) -- inside one run
+ * of the mapping l2e describes, starting at guest offset run_start --
+ * reads as now. */
+static int read_old(BlockNode *bs, uint64_t l2e, uint64_t run_start,
+                    uint64_t offset, uint64_t len, uint8_t *buf)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t size = block_node_size(bs);
+    switch (qcow2_l2e_type(l2e)) {
+    case QCOW2_CLUSTER_UNALLOCATED: {
+        uint64_t in = offset < size ? MIN(len, size - offset) : 0;
+        memset(buf + in, 0, len - in);
+        return in ? block_read_backing(bs, offset, in, buf) : 0;
+    }
+    case QCOW2_CLUSTER_ZERO_PLAIN:
+    case QCOW2_CLUSTER_ZERO_ALLOC:
+        memset(buf, 0, len);
+        return 0;
+    case QCOW2_CLUSTER_NORMAL:
+        return block_read(bs->file,
+                          (l2e & QCOW2_L2E_OFFSET_MASK) + (offset - run_start),
+                          len, buf, 0);
+    case QCOW2_CLUSTER_COMPRESSED: {
+        CLEANUP_FREE uint8_t *cluster = malloc(s->cluster_size);
+        if (!cluster) {
+            return -ENOMEM;
+        }
+        int ret = qcow2_read_compressed(bs, l2e, cluster);
+        if (ret < 0) {
+            return ret;
+        }
+        memcpy(buf, cluster + (offset - run_start), len);
+        return 0;
+    }
+    }
+    return -EIO;
+}
+
+int qcow2_co_pread(BlockNode *bs, uint64_t offset, uint64_t bytes, void *buf,
+                   int flags)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint8_t *p = buf;
+    while (bytes > 0) {
+        if (atomic_load(&s->broken)) {
+            return -EIO;
+        }
+        uint64_t in_cluster = offset & (s->cluster_size - 1);
+        uint64_t want = DIV_ROUND_UP(in_cluster + bytes, s->cluster_size);
+        uint64_t l2e, nb;
+        int ret;
+        {
+            LOCK_GUARD(&s->lock);
+            ret = qcow2_get_cluster_locked(bs, offset, want, &l2e, &nb);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        uint64_t cur = MIN(bytes, nb * s->cluster_size - in_cluster);
+        ret = read_old(bs, l2e, offset - in_cluster, offset, cur, p);
+        if (ret < 0) {
+            return ret;
+        }
+        offset += cur;
+        bytes -= cur;
+        p += cur;
+    }
+    return 0;
+}
+
+/* Writes guest data plus the copy-on-write parts of a newly mapped run:
+ * host clusters [host, host + n*cs) will map guest clusters from
+ * run_start; the guest data covers [run_start+head, +len). */
+static int write_allocated(BlockNode *bs, uint64_t old_l2e, uint64_t run_start,
+                           uint64_t host, uint64_t n, uint64_t head,
+                           uint64_t len, const uint8_t *data)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size;
+    uint64_t total = n * cs;
+    uint64_t tail = total - head - len;
+    int ret;
+
+    if (head == 0 && tail == 0) {
+        return block_write(bs->file, host, len, data, 0);
+    }
+    if (n == 1 || total <= QCOW2_MERGE_LIMIT) {
+        CLEANUP_FREE uint8_t *bounce = NULL;
+        if (posix_memalign((void **)&bounce, 4096, total) != 0) {
+            return -ENOMEM;
+        }
+        if (head) {
+            ret = read_old(bs, old_l2e, run_start, run_start, head, bounce);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+        memcpy(bounce + head, data, len);
+        if (tail) {
+            ret = read_old(bs, old_l2e, run_start, run_start + head + len,
+                           tail, bounce + head + len);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+        return block_write(bs->file, host, total, bounce, 0);
+    }
+
+    /* Several clusters: merge only the first and last one. */
+    CLEANUP_FREE uint8_t *bounce = NULL;
+    if (posix_memalign((void **)&bounce, 4096, cs) != 0) {
+        return -ENOMEM;
+    }
+    uint64_t done = 0; /* bytes of data written */
+    if (head) {
+        ret = read_old(bs, old_l2e, run_start, run_start, head, bounce);
+        if (ret < 0) {
+            return ret;
+        }
+        memcpy(bounce + head, data, cs - head);
+        ret = block_write(bs->file, host, cs, bounce, 0);
+        if (ret < 0) {
+            return ret;
+        }
+        done = cs - head;
+    }
+    uint64_t middle_end = tail ? total - cs : total; /* host-relative */
+    uint64_t pos = head + done;                      /* host-relative */
+    if (middle_end > pos) {
+        ret = block_write(bs->file, host + pos, middle_end - pos, data + done,
+                          0);
+        if (ret < 0) {
+            return ret;
+        }
+        done += middle_end - pos;
+    }
+    if (tail) {
+        uint64_t in_last = len - done;
+        memcpy(bounce, data + done, in_last);
+        ret = read_old(bs, old_l2e, run_start, run_start + total - tail, tail,
+                       bounce + in_last);
+        if (ret < 0) {
+            return ret;
+        }
+        ret = block_write(bs->file, host + total - cs, cs, bounce, 0);
+    }
+    return ret;
+}
+
+/* Publishes n new L2 entries host | COPIED for guest clusters from
+ * first_guest, dropping the references the old entries held.  The L2
+ * table reaches the disk before any refcount drops (a crash must not
+ * leave an on-disk L2 entry pointing at a free cluster). */
+static int publish_l2_locked(BlockNode *bs, uint64_t first_guest,
+                             uint64_t host, uint64_t n, bool reuse)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t l1_index = first_guest >> (s->cluster_bits + s->l2_bits);
+    uint64_t l2_index = (first_guest >> s->cluster_bits) & (s->l2_entries - 1);
+    void *table;
+    int ret = qcow2_get_l2_for_write_locked(bs, l1_index, &table);
+    if (ret < 0) {
+        return ret;
+    }
+    CLEANUP_FREE uint64_t *old = calloc(n, sizeof(uint64_t));
+    if (!old) {
+        qcow2_cache_put(s->l2_cache, table);
+        return -ENOMEM;
+    }
+    bool need_free = false;
+    for (uint64_t i = 0; i < n; i++) {
+        old[i] = qcow2_l2_get(table, l2_index + i);
+        qcow2_l2_set(table, l2_index + i,
+                     (host + i * s->cluster_size) | QCOW2_OFLAG_COPIED);
+        Qcow2ClusterType t = qcow2_l2e_type(old[i]);
+        if (!reuse && (t == QCOW2_CLUSTER_NORMAL || t == QCOW2_CLUSTER_ZERO_ALLOC
+                       || t == QCOW2_CLUSTER_COMPRESSED)) {
+            need_free = true;
+        }
+    }
+    qcow2_cache_mark_dirty(s->l2_cache, table);
+    if (need_free) {
+        ret = qcow2_cache_write_table_locked(bs, s->l2_cache, table);
+        for (uint64_t i = 0; ret == 0 && i < n; i++) {
+            ret = qcow2_free_l2e_locked(bs, old[i]);
+        }
+    }
+    qcow2_cache_put(s->l2_cache, table);
+    return ret;
+}
+
+/* Writes one piece that stays within one L2 table and one mapping run;
+ * returns the number of bytes written or -errno. */
+static int64_t write_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                           const uint8_t *buf, int flags, bool *meta_changed)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size;
+    uint64_t cluster = offset >> s->cluster_bits;
+    uint64_t in_cluster = offset & (cs - 1);
+    uint64_t l2_room = s->l2_entries - (cluster & (s->l2_entries - 1));
+    uint64_t want = MIN(DIV_ROUND_UP(in_cluster + bytes, cs), l2_room);
+    uint64_t l2e, nb, host;
+    Qcow2InflightAlloc slot;
+    int ret;
+
+    pthread_mutex_lock(&s->lock);
+    qcow2_inflight_wait_locked(s, cluster, want);
+    ret = qcow2_get_cluster_locked(bs, offset, want, &l2e, &nb);
+    if (ret < 0) {
+        pthread_mutex_unlock(&s->lock);
+        return ret;
+    }
+    uint64_t cur = MIN(bytes, nb * cs - in_cluster);
+    Qcow2ClusterType type = qcow2_l2e_type(l2e);
+
+    if (type == QCOW2_CLUSTER_NORMAL && (l2e & QCOW2_OFLAG_COPIED)) {
+        host = (l2e & QCOW2_L2E_OFFSET_MASK) + in_cluster;
+        ret = qcow2_check_data_write_locked(bs, host, cur);
+        pthread_mutex_unlock(&s->lock);
+        if (ret < 0) {
+            return ret;
+        }
+        ret = block_write(bs->file, host, cur, buf, flags & BLOCK_REQ_FUA);
+        return ret < 0 ? ret : (int64_t)cur;
+    }
+
+    uint64_t n = DIV_ROUND_UP(in_cluster + cur, cs);
+    bool reuse = type == QCOW2_CLUSTER_ZERO_ALLOC && (l2e & QCOW2_OFLAG_COPIED);
+    qcow2_inflight_add_locked(s, cluster, n, &slot);
+    ret = qcow2_mark_dirty_locked(bs);
+    if (ret == 0) {
+        if (reuse) {
+            host = l2e & QCOW2_L2E_OFFSET_MASK;
+            ret = qcow2_check_data_write_locked(bs, host, n * cs);
+        } else {
+            ret = qcow2_alloc_clusters_locked(bs, n, &host);
+            if (ret == 0) {
+                ret = qcow2_check_data_write_locked(bs, host, n * cs);
+            }
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+
+    if (ret == 0) {
+        ret = write_allocated(bs, l2e, cluster << s->cluster_bits, host, n,
+                              in_cluster, cur, buf);
+    }
+
+    pthread_mutex_lock(&s->lock);
+    if (ret == 0) {
+        ret = publish_l2_locked(bs, cluster << s->cluster_bits, host, n, reuse);
+        *meta_changed = true;
+    }
+    /* On failure the allocated clusters leak (refcount 1, unreferenced):
+     * harmless, and `check -r leaks` reclaims them. */
+    qcow2_inflight_remove_locked(s, &slot);
+    pthread_mutex_unlock(&s->lock);
+    return ret < 0 ? ret : (int64_t)cur;
+}
+
+int qcow2_co_pwrite(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                    const void *buf, int flags)
+{
+    BDRVQcow2State *s = bs->opaque;
+    const uint8_t *p = buf;
+    bool meta_changed = false;
+    while (bytes > 0) {
+        if (atomic_load(&s->broken)) {
+            return -EIO;
+        }
+        int64_t n = write_piece(bs, offset, bytes, p, flags, &meta_changed);
+        if (n < 0) {
+            return (int)n;
+        }
+        offset += (uint64_t)n;
+        bytes -= (uint64_t)n;
+        p += n;
+    }
+    if ((flags & BLOCK_REQ_FUA) && meta_changed) {
+        int ret = qcow2_flush_caches(bs);
+        return ret < 0 ? ret : block_flush(bs->file);
+    }
+    return 0;
+}
+
+int qcow2_co_pwrite_compressed(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                               const void *buf)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size;
+    if (atomic_load(&s->broken)) {
+        return -EIO;
+    }
+    if ((offset & (cs - 1)) || bytes == 0 || bytes > cs) {
+        return -EINVAL;
+    }
+    CLEANUP_FREE uint8_t *in = calloc(1, cs);
+    CLEANUP_FREE uint8_t *out = malloc(cs);
+    if (!in || !out) {
+        return -ENOMEM;
+    }
+    memcpy(in, buf, bytes);
+    int64_t clen = qcow2_compress(s->compression_type, in, cs, out, cs - 1);
+    if (clen < 0) {
+        return (int)clen;
+    }
+    if (clen == 0) {
+        /* Does not shrink: store it as a normal cluster. */
+        return qcow2_co_pwrite(bs, offset, bytes, buf, 0);
+    }
+
+    uint64_t cluster = offset >> s->cluster_bits;
+    uint64_t l1_index = cluster >> s->l2_bits;
+    uint64_t l2_index = cluster & (s->l2_entries - 1);
+    Qcow2InflightAlloc slot;
+    uint64_t host = 0;
+    int ret;
+
+    pthread_mutex_lock(&s->lock);
+    qcow2_inflight_wait_locked(s, cluster, 1);
+    void *table;
+    ret = qcow2_get_l2_for_write_locked(bs, l1_index, &table);
+    if (ret < 0) {
+        pthread_mutex_unlock(&s->lock);
+        return ret;
+    }
+    uint64_t old = qcow2_l2_get(table, l2_index);
+    qcow2_cache_put(s->l2_cache, table);
+    if (old & QCOW2_L2E_OFFSET_MASK) {
+        /* As QEMU: compressed clusters are only written to unallocated
+         * space (convert -c, backup targets). */
+        pthread_mutex_unlock(&s->lock);
+        return -EIO;
+    }
+    qcow2_inflight_add_locked(s, cluster, 1, &slot);
+    ret = qcow2_mark_dirty_locked(bs);
+    if (ret == 0) {
+        ret = qcow2_alloc_bytes_locked(bs, (uint64_t)clen, &host);
+    }
+    if (ret == 0) {
+        ret = qcow2_check_data_write_locked(bs, host, (uint64_t)clen);
+    }
+    pthread_mutex_unlock(&s->lock);
+
+    if (ret == 0) {
+        ret = block_write(bs->file, host, (uint64_t)clen, out, 0);
+    }
+
+    pthread_mutex_lock(&s->lock);
+    if (ret == 0) {
+        uint64_t l2e = qcow2_compressed_encode(host, (uint64_t)clen,
+                                               s->cluster_bits);
+        ret = l2e ? qcow2_get_l2_for_write_locked(bs, l1_index, &table)
+                  : -EFBIG;
+        if (ret == 0) {
+            qcow2_l2_set(table, l2_index, l2e);
+            qcow2_cache_mark_dirty(s->l2_cache, table);
+            qcow2_cache_put(s->l2_cache, table);
+        }
+    }
+    qcow2_inflight_remove_locked(s, &slot);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}

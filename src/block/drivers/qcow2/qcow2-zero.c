@@ -1,0 +1,278 @@
+/* strata - qcow2 write-zeroes, discard and make-empty: rewriting L2
+ * entries of whole clusters, as QEMU 7.2 does:
+ *  - write-zeroes sets the v3 zero flag; with MAY_UNMAP (and always for
+ *    compressed clusters) the host cluster is freed (entry 0x1), else it
+ *    is kept (offset | COPIED | zero flag);
+ *  - discard frees the cluster and leaves the zero flag on v3 (so backing
+ *    data never reappears), 0 on v2; unallocated clusters without a
+ *    backing file are left alone;
+ *  - make-empty (commit) sets every entry to 0.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/drivers/qcow2/qcow2-io.h"
+#include "util/cleanup.h"
+
+typedef enum { OP_ZEROES, OP_DISCARD, OP_MAKE_EMPTY } ZeroOp;
+
+static bool is_allocated(Qcow2ClusterType t)
+{
+    return t == QCOW2_CLUSTER_NORMAL || t == QCOW2_CLUSTER_ZERO_ALLOC ||
+           t == QCOW2_CLUSTER_COMPRESSED;
+}
+
+static uint64_t new_entry(BDRVQcow2State *s, BlockNode *bs, ZeroOp op,
+                          int flags, uint64_t old)
+{
+    Qcow2ClusterType t = qcow2_l2e_type(old);
+    switch (op) {
+    case OP_ZEROES: {
+        bool unmap = t == QCOW2_CLUSTER_COMPRESSED ||
+                     ((flags & BLOCK_REQ_MAY_UNMAP) && is_allocated(t));
+        return unmap ? QCOW2_OFLAG_ZERO : old | QCOW2_OFLAG_ZERO;
+    }
+    case OP_DISCARD:
+        if (!bs->backing && !is_allocated(t)) {
+            return old;
+        }
+        if (s->discard_no_unref && (t == QCOW2_CLUSTER_NORMAL ||
+                                    t == QCOW2_CLUSTER_ZERO_ALLOC)) {
+            /* Keep the host cluster allocated, read zeroes. */
+            return s->header.version >= 3 ? old | QCOW2_OFLAG_ZERO : old;
+        }
+        return s->header.version >= 3 ? QCOW2_OFLAG_ZERO : 0;
+    case OP_MAKE_EMPTY:
+        return 0;
+    }
+    return old;
+}
+
+static bool keeps_host(uint64_t old, uint64_t new)
+{
+    return !(old & QCOW2_OFLAG_COMPRESSED) &&
+           (old & QCOW2_L2E_OFFSET_MASK) &&
+           (new & QCOW2_L2E_OFFSET_MASK) == (old & QCOW2_L2E_OFFSET_MASK);
+}
+
+/* Clusters of a write-zeroes request that are only partly covered: they
+ * become zero clusters only if the rest already reads as zeroes.  The
+ * decision is taken under the lock with the clusters registered in
+ * flight, so a concurrent write into the uncovered part is never lost. */
+typedef struct PartialClusters {
+    uint64_t first, last;      /* guest cluster indices, UINT64_MAX = none */
+    bool first_done, last_done;
+} PartialClusters;
+
+static bool reads_zero(BlockNode *bs, uint64_t l2e)
+{
+    Qcow2ClusterType t = qcow2_l2e_type(l2e);
+    return t == QCOW2_CLUSTER_ZERO_PLAIN || t == QCOW2_CLUSTER_ZERO_ALLOC ||
+           (t == QCOW2_CLUSTER_UNALLOCATED && !bs->backing);
+}
+
+/* Rewrites the entries of clusters [offset, offset+n*cs) inside one L2
+ * table. */
+static int zero_in_l2_locked(BlockNode *bs, uint64_t offset, uint64_t n,
+                             ZeroOp op, int flags, PartialClusters *pc)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cluster = offset >> s->cluster_bits;
+    uint64_t l1_index = cluster >> s->l2_bits;
+    uint64_t l2_index = cluster & (s->l2_entries - 1);
+    void *table;
+    int ret;
+
+    bool need_table = op == OP_ZEROES ||
+                      (op == OP_DISCARD && bs->backing &&
+                       s->header.version >= 3);
+    if (need_table) {
+        ret = qcow2_get_l2_for_write_locked(bs, l1_index, &table);
+    } else {
+        ret = qcow2_get_l2_table_locked(bs, l1_index, &table);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    if (!table) {
+        /* Nothing mapped here: unallocated without backing reads zero. */
+        if (pc && !bs->backing) {
+            pc->first_done |= pc->first >= cluster && pc->first < cluster + n;
+            pc->last_done |= pc->last >= cluster && pc->last < cluster + n;
+        }
+        return 0;
+    }
+    CLEANUP_FREE uint64_t *to_free = calloc(n, sizeof(uint64_t));
+    if (!to_free) {
+        qcow2_cache_put(s->l2_cache, table);
+        return -ENOMEM;
+    }
+    uint64_t nb_free = 0;
+    bool changed = false;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t old = qcow2_l2_get(table, l2_index + i);
+        if (pc && (cluster + i == pc->first || cluster + i == pc->last)) {
+            if (!reads_zero(bs, old)) {
+                continue;
+            }
+            if (cluster + i == pc->first) {
+                pc->first_done = true;
+            }
+            if (cluster + i == pc->last) {
+                pc->last_done = true;
+            }
+        }
+        uint64_t new = new_entry(s, bs, op, flags, old);
+        if (new == old) {
+            continue;
+        }
+        qcow2_l2_set(table, l2_index + i, new);
+        changed = true;
+        if (is_allocated(qcow2_l2e_type(old)) && !keeps_host(old, new)) {
+            to_free[nb_free++] = old;
+        }
+    }
+    ret = 0;
+    if (changed) {
+        qcow2_cache_mark_dirty(s->l2_cache, table);
+    }
+    if (nb_free) {
+        /* The L2 table reaches the disk before the refcounts drop. */
+        ret = qcow2_cache_write_table_locked(bs, s->l2_cache, table);
+        for (uint64_t i = 0; ret == 0 && i < nb_free; i++) {
+            ret = qcow2_free_l2e_locked(bs, to_free[i]);
+        }
+    }
+    qcow2_cache_put(s->l2_cache, table);
+    return ret;
+}
+
+/* Applies op to the clusters of [offset, end) (offset cluster aligned),
+ * one L2 table at a time. */
+static int zero_clusters(BlockNode *bs, uint64_t offset, uint64_t end,
+                         ZeroOp op, int flags, PartialClusters *pc)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size;
+    while (offset < end) {
+        if (atomic_load(&s->broken)) {
+            return -EIO;
+        }
+        uint64_t cluster = offset >> s->cluster_bits;
+        uint64_t room = s->l2_entries - (cluster & (s->l2_entries - 1));
+        uint64_t n = MIN(room, DIV_ROUND_UP(end - offset, cs));
+        Qcow2InflightAlloc slot;
+        int ret;
+
+        pthread_mutex_lock(&s->lock);
+        qcow2_inflight_wait_locked(s, cluster, n);
+        qcow2_inflight_add_locked(s, cluster, n, &slot);
+        ret = qcow2_mark_dirty_locked(bs);
+        if (ret == 0) {
+            ret = zero_in_l2_locked(bs, offset, n, op, flags, pc);
+        }
+        qcow2_inflight_remove_locked(s, &slot);
+        pthread_mutex_unlock(&s->lock);
+        if (ret < 0) {
+            return ret;
+        }
+        offset += n * cs;
+    }
+    return 0;
+}
+
+static int write_zero_buffer(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                             int flags)
+{
+    CLEANUP_FREE void *zeroes = calloc(1, bytes);
+    if (!zeroes) {
+        return -ENOMEM;
+    }
+    return qcow2_co_pwrite(bs, offset, bytes, zeroes, flags & BLOCK_REQ_FUA);
+}
+
+int qcow2_co_pwrite_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                           int flags)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size;
+    uint64_t size = block_node_size(bs);
+    if (s->header.version < 3) {
+        return -ENOTSUP;
+    }
+    if (atomic_load(&s->broken)) {
+        return -EIO;
+    }
+    uint64_t end = offset + bytes;
+    PartialClusters pc = { UINT64_MAX, UINT64_MAX, false, false };
+    if (!IS_ALIGNED(offset, cs)) {
+        pc.first = offset >> s->cluster_bits;
+    }
+    /* The partial cluster at the end of the image counts as whole. */
+    if (!IS_ALIGNED(end, cs) && end < size) {
+        pc.last = end >> s->cluster_bits;
+    }
+    int ret = zero_clusters(bs, ALIGN_DOWN(offset, cs), ALIGN_UP(end, cs),
+                            OP_ZEROES, flags, &pc);
+    if (ret < 0) {
+        return ret;
+    }
+    /* Partial clusters holding other data get zeroes written into them
+     * through copy-on-write. */
+    uint64_t head_end = MIN(ALIGN_UP(offset, cs), end);
+    bool head = pc.first != UINT64_MAX && !pc.first_done;
+    bool tail = pc.last != UINT64_MAX && !pc.last_done &&
+                !(pc.last == pc.first && head);
+    if ((head || tail) && (flags & BLOCK_REQ_NO_FALLBACK)) {
+        return -ENOTSUP;
+    }
+    if (head) {
+        ret = write_zero_buffer(bs, offset, head_end - offset, flags);
+    }
+    if (ret == 0 && tail) {
+        uint64_t tail_start = MAX(ALIGN_DOWN(end, cs), offset);
+        ret = write_zero_buffer(bs, tail_start, end - tail_start, flags);
+    }
+    if (ret == 0 && (flags & BLOCK_REQ_FUA)) {
+        ret = qcow2_flush_caches(bs);
+        if (ret == 0) {
+            ret = block_flush(bs->file);
+        }
+    }
+    return ret;
+}
+
+int qcow2_co_pdiscard(BlockNode *bs, uint64_t offset, uint64_t bytes)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size;
+    uint64_t size = block_node_size(bs);
+    uint64_t end = offset + bytes;
+    /* Only whole clusters (or the partial one at the end of the image)
+     * can be discarded; discard is advisory, so the rest is ignored. */
+    uint64_t start_a = ALIGN_UP(offset, cs);
+    uint64_t end_a = end >= size ? ALIGN_UP(end, cs) : ALIGN_DOWN(end, cs);
+    if (end_a <= start_a) {
+        return 0;
+    }
+    return zero_clusters(bs, start_a, end_a, OP_DISCARD, 0, NULL);
+}
+
+int qcow2_make_empty(BlockNode *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t span = s->cluster_size << s->l2_bits;
+    for (uint64_t i = 0; i < s->l1_size; i++) {
+        if (!(s->l1_table[i] & QCOW2_L1E_OFFSET_MASK)) {
+            continue;
+        }
+        int ret = zero_clusters(bs, i * span, (i + 1) * span, OP_MAKE_EMPTY, 0,
+                                NULL);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    int ret = qcow2_flush_caches(bs);
+    return ret < 0 ? ret : block_flush(bs->file);
+}

@@ -1,0 +1,272 @@
+/* strata - the qcow2 driver: state shared by the I/O engine (qcow2.c,
+ * qcow2-cluster.c, qcow2-refcount.c, qcow2-cache.c, qcow2-compress.c)
+ * and by creation and check/repair (qcow2-create.c, qcow2-check.c).
+ *
+ * Locking: BDRVQcow2State.lock guards every field below that changes
+ * after open (tables, caches, allocation cursor, in-flight allocations).
+ * It is held across metadata I/O to bs->file but never across guest data
+ * I/O.  Functions named *_locked must be called with it held; every other
+ * function declared here takes it itself and must be called without it.
+ *
+ * Allocation: new clusters are always appended at the end of the image
+ * (s->next_alloc), never placed in holes, so on a thin volume the highest
+ * host offset is the allocation.
+ */
+#ifndef STRATA_QCOW2_H
+#define STRATA_QCOW2_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "block/block_int.h"
+#include "block/drivers/qcow2/qcow2-format.h"
+
+extern const BlockDriver bdrv_qcow2;
+
+/* ---- from qcow2-create.c / qcow2-check.c (the "qcow2meta" engineer) ---- */
+bool qcow2_create(const char *filename, json_t *opts, Error **errp);
+/* fix is BLOCK_FIX_*.  Called on an open node with no I/O in flight
+ * (from open when the image is dirty, or from strata-img check). */
+int qcow2_check(BlockNode *bs, BlockCheckResult *res, int fix);
+
+/* ---- L2 entries ---- */
+typedef enum Qcow2ClusterType {
+    QCOW2_CLUSTER_UNALLOCATED, /* 0: read from backing */
+    QCOW2_CLUSTER_ZERO_PLAIN,  /* zero flag, no host cluster */
+    QCOW2_CLUSTER_ZERO_ALLOC,  /* zero flag, host cluster kept */
+    QCOW2_CLUSTER_NORMAL,      /* data at host offset */
+    QCOW2_CLUSTER_COMPRESSED,  /* compressed descriptor */
+} Qcow2ClusterType;
+
+Qcow2ClusterType qcow2_l2e_type(uint64_t l2e);
+
+/* Compressed cluster descriptor (L2 entry bits 0..61) for cluster_bits. */
+typedef struct Qcow2CompressedDesc {
+    uint64_t host_offset; /* byte offset of the compressed data */
+    uint64_t nb_sectors;  /* 512-byte sectors the data may touch */
+    uint64_t size;        /* bytes from host_offset to the end of the
+                             last sector: an upper bound of the data */
+} Qcow2CompressedDesc;
+void qcow2_compressed_decode(uint64_t l2e, unsigned cluster_bits,
+                             Qcow2CompressedDesc *d);
+/* Builds the L2 entry (with QCOW2_OFLAG_COMPRESSED) for size bytes of
+ * compressed data at host_offset.  Returns 0 if it cannot be described
+ * (offset too large for the descriptor). */
+uint64_t qcow2_compressed_encode(uint64_t host_offset, uint64_t size,
+                                 unsigned cluster_bits);
+
+/* ---- refcount block entries of width 1 << order bits (order 0..6) ---- */
+uint64_t qcow2_refblock_get(const void *block, uint64_t index, unsigned order);
+void qcow2_refblock_set(void *block, uint64_t index, unsigned order,
+                        uint64_t value);
+static inline uint64_t qcow2_refcount_max(unsigned order)
+{
+    return order >= 6 ? UINT64_MAX : (1ull << (1u << order)) - 1;
+}
+
+/* ---- table cache (qcow2-cache.c): LRU of cluster-sized tables ---- */
+typedef struct Qcow2Cache Qcow2Cache;
+
+/* ---- in-flight allocations ---- */
+typedef struct Qcow2InflightAlloc {
+    uint64_t first_cluster; /* guest cluster index */
+    uint64_t nb_clusters;
+    struct Qcow2InflightAlloc *next;
+} Qcow2InflightAlloc;
+
+typedef struct BDRVQcow2State {
+    Qcow2Header header;       /* as on disk (kept current) */
+
+    unsigned cluster_bits;
+    uint64_t cluster_size;
+    unsigned l2_bits;         /* log2 of entries per L2 table */
+    uint64_t l2_entries;
+    unsigned refcount_order;  /* refcount width is 1 << order bits */
+    unsigned refblock_bits;   /* log2 of entries per refcount block */
+    uint64_t refblock_entries;
+
+    /* Active L1 table, host-endian, header.l1_size entries. */
+    uint64_t *l1_table;
+    uint32_t l1_size;
+    uint64_t l1_table_offset;
+
+    /* Refcount table, host-endian, reftable_entries entries (the whole
+     * header.refcount_table_clusters area). */
+    uint64_t *reftable;
+    uint64_t reftable_entries;
+    uint64_t reftable_offset;
+
+    Qcow2Cache *l2_cache;
+    Qcow2Cache *refblock_cache;
+    uint64_t l2_cache_bytes;
+    uint64_t refblock_cache_bytes;
+
+    pthread_mutex_t lock;
+    pthread_cond_t alloc_cond;       /* an in-flight allocation ended */
+    Qcow2InflightAlloc *inflight;
+
+    /* Next free host offset (cluster aligned) at the end of the image. */
+    uint64_t next_alloc;
+    /* Where the next compressed cluster may be packed (0 = none). */
+    uint64_t compressed_next;
+
+    /* Set of host clusters holding metadata, for the overlap check. */
+    uint64_t *meta_set;
+    uint64_t meta_set_cap;    /* power of two */
+    uint64_t meta_set_count;
+
+    bool writable;
+    bool lazy_refcounts;      /* open option (or header default) */
+    bool dirty_set_by_us;     /* we set the dirty bit; clear on close */
+    bool discard_no_unref;
+    bool pass_discard_request;
+    uint64_t cache_clean_interval;
+    atomic_bool broken;       /* marked corrupt: all I/O fails -EIO */
+    int compression_type;
+} BDRVQcow2State;
+
+/* ---- services for check/repair and image tools ---- */
+
+/* Writes back dirty cached L2 tables and refcount blocks (refcount
+ * blocks first).  Does not flush bs->file.  0 or -errno. */
+int qcow2_flush_caches(BlockNode *bs);
+
+/* Drops the caches without writing them back and re-reads the header,
+ * L1 table and refcount table from disk (after a repair rewrote them
+ * directly through bs->file).  Also recomputes the allocation cursor
+ * and the metadata overlap set. */
+bool qcow2_reload_metadata(BlockNode *bs, Error **errp);
+
+/* One refcount of host cluster index cluster (offset >> cluster_bits).
+ * Get returns 0 with *refcount = 0 for clusters no refcount block
+ * covers.  Set allocates refcount blocks (and grows the refcount table)
+ * at the end of the image as needed; -ERANGE if value does not fit the
+ * refcount width.  Both go through the refcount cache: call
+ * qcow2_flush_caches to write it back. */
+int qcow2_get_refcount(BlockNode *bs, uint64_t cluster, uint64_t *refcount);
+int qcow2_set_refcount(BlockNode *bs, uint64_t cluster, uint64_t refcount);
+
+/* Appends nb clusters at the end of the image with refcount 1 and
+ * returns their host offset in *offset.  0 or -errno. */
+int qcow2_alloc_clusters(BlockNode *bs, uint64_t nb, uint64_t *offset);
+
+/* Encodes s->header (with its extensions) and writes it over the first
+ * cluster of the image.  0 or -errno. */
+int qcow2_update_header(BlockNode *bs);
+
+/* ---- internal: engine functions across the driver's own files ---- */
+
+/* qcow2-cache.c */
+Qcow2Cache *qcow2_cache_new(unsigned nb_entries, uint64_t table_size);
+void qcow2_cache_free(Qcow2Cache *c);
+/* Returns a pinned table for host offset (read from disk on a miss,
+ * or zero-filled without reading when fresh is true).  Unpin with put. */
+int qcow2_cache_get_locked(BlockNode *bs, Qcow2Cache *c, uint64_t offset,
+                           bool fresh, void **table);
+void qcow2_cache_put(Qcow2Cache *c, void *table);
+void qcow2_cache_mark_dirty(Qcow2Cache *c, void *table);
+/* Writes back all dirty tables of c (respecting the L2-after-refcount
+ * order when c is the L2 cache). */
+int qcow2_cache_flush_locked(BlockNode *bs, Qcow2Cache *c);
+/* Writes back one table now (keeps it cached). */
+int qcow2_cache_write_table_locked(BlockNode *bs, Qcow2Cache *c,
+                                   void *table);
+/* Forgets an entry (table freed) or everything (no write-back). */
+void qcow2_cache_discard(Qcow2Cache *c, uint64_t offset);
+void qcow2_cache_clear(Qcow2Cache *c);
+/* True if the table at offset is cached (tests). */
+bool qcow2_cache_contains(Qcow2Cache *c, uint64_t offset);
+unsigned qcow2_cache_entries_for(uint64_t bytes, uint64_t table_size);
+
+/* qcow2-refcount.c */
+int qcow2_get_refcount_locked(BlockNode *bs, uint64_t cluster,
+                              uint64_t *refcount);
+/* Adds delta (+1/-1...) to the refcount of every cluster touched by
+ * [offset, offset+length). */
+int qcow2_update_refcount_locked(BlockNode *bs, uint64_t offset,
+                                 uint64_t length, int64_t delta);
+int qcow2_set_refcount_locked(BlockNode *bs, uint64_t cluster,
+                              uint64_t refcount);
+int qcow2_alloc_clusters_locked(BlockNode *bs, uint64_t nb, uint64_t *offset);
+/* Allocates size bytes of compressed data space, packing clusters. */
+int qcow2_alloc_bytes_locked(BlockNode *bs, uint64_t size, uint64_t *offset);
+/* Drops one reference of whatever the L2 entry points to. */
+int qcow2_free_l2e_locked(BlockNode *bs, uint64_t l2e);
+
+/* qcow2-overlap.c: the set of host clusters holding metadata. */
+typedef enum Qcow2MetaType {
+    QCOW2_META_NONE = 0,
+    QCOW2_META_HEADER,
+    QCOW2_META_L1,
+    QCOW2_META_L2,
+    QCOW2_META_REFTABLE,
+    QCOW2_META_REFBLOCK,
+    QCOW2_META_SNAPSHOTS,
+} Qcow2MetaType;
+/* QEMU's names ("refcount table", "active L2 table", ...). */
+const char *qcow2_meta_type_name(Qcow2MetaType type);
+/* Marks [offset, offset+len) as metadata of type for the overlap check. */
+int qcow2_meta_add(BDRVQcow2State *s, uint64_t offset, uint64_t len,
+                   Qcow2MetaType type);
+void qcow2_meta_remove(BDRVQcow2State *s, uint64_t offset, uint64_t len);
+void qcow2_meta_clear(BDRVQcow2State *s);
+/* Rebuilds the set from the header, L1 and refcount table. */
+int qcow2_meta_rebuild_locked(BlockNode *bs);
+/* Returns the type of the first metadata cluster other than ignore that
+ * the range overlaps, or QCOW2_META_NONE. */
+Qcow2MetaType qcow2_meta_overlap(BDRVQcow2State *s, uint64_t offset,
+                                 uint64_t len, Qcow2MetaType ignore);
+
+/* qcow2.c */
+/* Marks the image corrupt on disk, emits BLOCK_IMAGE_CORRUPTED and
+ * makes the node fail all later I/O.  Returns -EIO. */
+/* offset and size are -1 when not known. */
+int qcow2_signal_corruption_locked(BlockNode *bs, bool fatal, int64_t offset,
+                                   int64_t size, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Writes metadata to bs->file after the overlap check (ignoring
+ * overlap with the structure being written). */
+int qcow2_write_meta_locked(BlockNode *bs, uint64_t offset, uint64_t len,
+                            const void *buf, Qcow2MetaType ignore);
+/* Checks a guest data write to host [offset, offset+len) against the
+ * metadata; on overlap signals corruption and returns -EIO. */
+int qcow2_check_data_write_locked(BlockNode *bs, uint64_t offset,
+                                  uint64_t len);
+/* Sets the dirty bit on disk (lazy refcounts) before the first write. */
+int qcow2_mark_dirty_locked(BlockNode *bs);
+
+/* qcow2-cluster.c */
+/* Looks up guest offset: *l2e is the L2 entry (0 when no L2 table),
+ * *nb_clusters the number of contiguous clusters from offset's cluster
+ * (at most max_clusters, within one L2 table) with the same type and,
+ * for NORMAL/ZERO_ALLOC, contiguous host offsets. */
+int qcow2_get_cluster_locked(BlockNode *bs, uint64_t offset,
+                             uint64_t max_clusters, uint64_t *l2e,
+                             uint64_t *nb_clusters);
+int qcow2_co_pread(BlockNode *bs, uint64_t offset, uint64_t bytes, void *buf,
+                   int flags);
+int qcow2_co_pwrite(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                    const void *buf, int flags);
+int qcow2_co_pwrite_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                           int flags);
+int qcow2_co_pdiscard(BlockNode *bs, uint64_t offset, uint64_t bytes);
+int qcow2_co_block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                          uint64_t *pnum, uint64_t *map, BlockNode **file);
+int qcow2_co_pwrite_compressed(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                               const void *buf);
+int qcow2_make_empty(BlockNode *bs);
+/* Grows the L1 table to at least min_size entries. */
+int qcow2_grow_l1_locked(BlockNode *bs, uint64_t min_size);
+
+/* qcow2-compress.c: whole clusters.  compress returns the compressed
+ * size, or 0 when it would not be smaller than max_out (then the caller
+ * writes the cluster uncompressed), or -errno. */
+int64_t qcow2_compress(int type, const void *in, size_t in_len, void *out,
+                       size_t max_out);
+/* Decompresses exactly out_len bytes; -EIO on malformed input. */
+int qcow2_decompress(int type, const void *in, size_t in_len, void *out,
+                     size_t out_len);
+
+#endif
