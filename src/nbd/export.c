@@ -1,0 +1,487 @@
+/* strata - the registry of NBD block exports: block-export-add/del,
+ * query-block-exports, and the lookups the handshake uses.
+ *
+ * An export is reference counted: the registry holds one reference while
+ * the export is live, every attached client holds one.  Deleting an
+ * export drops the registry's reference; the export (and its node
+ * reference) goes away, and BLOCK_EXPORT_DELETED is emitted, when the
+ * last client has left.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "block/block_int.h"
+#include "nbd/nbd-int.h"
+#include "nbd/protocol.h"
+#include "util/cleanup.h"
+#include "util/keyval.h"
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t registry_cond = PTHREAD_COND_INITIALIZER;
+static NbdExport *exports;      /* newest first, as QEMU lists them */
+static int pending_frees;       /* unlinked, event not yet emitted */
+
+static NbdExport *find_by_id_locked(const char *id)
+{
+    for (NbdExport *e = exports; e; e = e->next) {
+        if (strcmp(e->id, id) == 0) {
+            return e;
+        }
+    }
+    return NULL;
+}
+
+static NbdExport *find_live_by_name_locked(const char *name)
+{
+    for (NbdExport *e = exports; e; e = e->next) {
+        if (!e->shutting_down && strcmp(e->name, name) == 0) {
+            return e;
+        }
+    }
+    return NULL;
+}
+
+static void export_free(NbdExport *exp)
+{
+    block_node_unref(exp->bs);
+    free(exp->id);
+    free(exp->name);
+    free(exp->description);
+    free(exp);
+}
+
+/* Drops a reference; called with registry_lock held, returns with it
+ * released.  The last reference unlinks the export, emits the event and
+ * releases the node outside the lock. */
+static void export_put_unlock(NbdExport *exp)
+{
+    if (--exp->refcnt > 0) {
+        pthread_mutex_unlock(&registry_lock);
+        return;
+    }
+    for (NbdExport **p = &exports; *p; p = &(*p)->next) {
+        if (*p == exp) {
+            *p = exp->next;
+            break;
+        }
+    }
+    pending_frees++;
+    pthread_mutex_unlock(&registry_lock);
+
+    block_emit_event("BLOCK_EXPORT_DELETED", json_pack("{s:s}", "id", exp->id));
+    export_free(exp);
+
+    pthread_mutex_lock(&registry_lock);
+    pending_frees--;
+    pthread_cond_broadcast(&registry_cond);
+    pthread_mutex_unlock(&registry_lock);
+}
+
+NbdExport *nbd_export_get(const char *name)
+{
+    LOCK_GUARD(&registry_lock);
+    NbdExport *exp = find_live_by_name_locked(name);
+    if (exp) {
+        exp->refcnt++;
+    }
+    return exp;
+}
+
+void nbd_export_put(NbdExport *exp)
+{
+    if (exp) {
+        pthread_mutex_lock(&registry_lock);
+        export_put_unlock(exp);
+    }
+}
+
+bool nbd_export_attach(NbdExport *exp, NbdConn *conn)
+{
+    LOCK_GUARD(&registry_lock);
+    if (exp->shutting_down) {
+        return false;
+    }
+    conn->exp_next = exp->clients;
+    exp->clients = conn;
+    return true;
+}
+
+void nbd_export_detach(NbdExport *exp, NbdConn *conn)
+{
+    LOCK_GUARD(&registry_lock);
+    for (NbdConn **p = &exp->clients; *p; p = &(*p)->exp_next) {
+        if (*p == conn) {
+            *p = conn->exp_next;
+            break;
+        }
+    }
+    conn->exp_next = NULL;
+}
+
+NbdExport **nbd_export_list(size_t *count)
+{
+    LOCK_GUARD(&registry_lock);
+    size_t n = 0;
+    for (NbdExport *e = exports; e; e = e->next) {
+        n += !e->shutting_down;
+    }
+    NbdExport **list = calloc(n ? n : 1, sizeof(*list));
+    if (!list) {
+        *count = 0;
+        return NULL;
+    }
+    /* Oldest first, the order the exports were added in (as qsd). */
+    size_t i = n;
+    for (NbdExport *e = exports; e; e = e->next) {
+        if (!e->shutting_down) {
+            e->refcnt++;
+            list[--i] = e;
+        }
+    }
+    *count = n;
+    return list;
+}
+
+void nbd_export_list_free(NbdExport **list, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        nbd_export_put(list[i]);
+    }
+    free(list);
+}
+
+/* Marks exp deleted and disconnects its clients; registry_lock held. */
+static void export_shutdown_locked(NbdExport *exp)
+{
+    if (exp->shutting_down) {
+        return;
+    }
+    exp->shutting_down = true;
+    for (NbdConn *c = exp->clients; c; c = c->exp_next) {
+        shutdown(c->fd, SHUT_RDWR);
+    }
+}
+
+void nbd_export_delete_all(void)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (;;) {
+        NbdExport *exp = NULL;
+        for (NbdExport *e = exports; e; e = e->next) {
+            if (!e->shutting_down) {
+                exp = e;
+                break;
+            }
+        }
+        if (!exp) {
+            break;
+        }
+        export_shutdown_locked(exp);
+        export_put_unlock(exp);
+        pthread_mutex_lock(&registry_lock);
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+/* QEMU's id_wellformed(): a letter, then letters, digits, '-', '.', '_'. */
+static bool id_wellformed(const char *id)
+{
+    if (!isalpha((unsigned char)id[0])) {
+        return false;
+    }
+    for (const char *p = id + 1; *p; p++) {
+        if (!isalnum((unsigned char)*p) && !strchr("-._", *p)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool get_required_str(json_t *args, const char *key, const char **out,
+                             Error **errp)
+{
+    if (!json_object_get(args, key)) {
+        error_setg(errp, "Parameter '%s' is missing", key);
+        return false;
+    }
+    return opt_get_str(args, key, NULL, out, errp);
+}
+
+static bool check_bitmaps(json_t *bitmaps, Error **errp)
+{
+    if (!bitmaps || json_is_null(bitmaps)) {
+        return true;
+    }
+    if (!json_is_array(bitmaps)) {
+        error_setg(errp, "Invalid parameter type for 'bitmaps', expected: array");
+        return false;
+    }
+    if (json_array_size(bitmaps) == 0) {
+        return true;
+    }
+    /* strata has no dirty bitmaps yet: every name is unknown. */
+    json_t *bm = json_array_get(bitmaps, 0);
+    const char *name = json_is_string(bm) ? json_string_value(bm)
+                       : json_string_value(json_object_get(bm, "name"));
+    error_setg(errp, "Bitmap '%s' is not found", name ? name : "");
+    return false;
+}
+
+bool block_export_add(json_t *args_in, Error **errp)
+{
+    json_t *args = json_deep_copy(args_in);
+    bool ok = false;
+    const char *id, *node_name, *name, *desc, *iothread;
+    bool writable, writethrough, alloc_depth, fixed_iothread;
+    BlockNode *bs = NULL;
+    static const char *const types[] = { "nbd", NULL };
+    int type_idx;
+
+    if (!args || !json_is_object(args)) {
+        error_setg(errp, "Invalid parameter type, expected: object");
+        goto out;
+    }
+    if (!json_object_get(args, "type")) {
+        error_setg(errp, "Parameter 'type' is missing");
+        goto out;
+    }
+    if (!opt_get_enum(args, "type", types, 0, &type_idx, errp) ||
+        !get_required_str(args, "id", &id, errp) ||
+        !get_required_str(args, "node-name", &node_name, errp) ||
+        !opt_get_str(args, "name", NULL, &name, errp) ||
+        !opt_get_str(args, "description", NULL, &desc, errp) ||
+        !opt_get_bool(args, "writable", false, &writable, errp) ||
+        !opt_get_bool(args, "writethrough", false, &writethrough, errp) ||
+        !opt_get_bool(args, "allocation-depth", false, &alloc_depth, errp) ||
+        !opt_get_str(args, "iothread", NULL, &iothread, errp) ||
+        !opt_get_bool(args, "fixed-iothread", false, &fixed_iothread, errp)) {
+        goto out;
+    }
+    json_t *bitmaps = json_incref(json_object_get(args, "bitmaps"));
+    json_object_del(args, "bitmaps");
+    {
+        json_t *rest = json_copy(args);
+        const char *known[] = { "type", "id", "node-name", "name",
+                                "description", "writable", "writethrough",
+                                "allocation-depth", "iothread",
+                                "fixed-iothread" };
+        for (size_t i = 0; i < ARRAY_SIZE(known); i++) {
+            json_object_del(rest, known[i]);
+        }
+        bool empty = opt_check_empty(rest, errp);
+        json_decref(rest);
+        if (!empty) {
+            json_decref(bitmaps);
+            goto out;
+        }
+    }
+
+    if (!id_wellformed(id)) {
+        error_setg(errp, "Invalid block export id");
+        json_decref(bitmaps);
+        goto out;
+    }
+    pthread_mutex_lock(&registry_lock);
+    bool dup = find_by_id_locked(id) != NULL;
+    pthread_mutex_unlock(&registry_lock);
+    if (dup) {
+        error_setg(errp, "Block export id '%s' is already in use", id);
+        json_decref(bitmaps);
+        goto out;
+    }
+    bs = block_node_find(node_name);
+    if (!bs) {
+        error_setg(errp, "Cannot find device='' nor node-name='%s'", node_name);
+        json_decref(bitmaps);
+        goto out;
+    }
+    block_node_ref(bs);
+    if (writable && bs->read_only) {
+        error_setg(errp, "Cannot export read-only node as writable");
+        json_decref(bitmaps);
+        goto out;
+    }
+    if (!nbd_server_running()) {
+        error_setg(errp, "NBD server not running");
+        json_decref(bitmaps);
+        goto out;
+    }
+    if (!name) {
+        name = node_name;
+    }
+    if (strlen(name) > NBD_MAX_STRING_SIZE) {
+        error_setg(errp, "export name '%s' too long", name);
+        json_decref(bitmaps);
+        goto out;
+    }
+    if (desc && strlen(desc) > NBD_MAX_STRING_SIZE) {
+        error_setg(errp, "description '%s' too long", desc);
+        json_decref(bitmaps);
+        goto out;
+    }
+    pthread_mutex_lock(&registry_lock);
+    dup = find_live_by_name_locked(name) != NULL;
+    pthread_mutex_unlock(&registry_lock);
+    if (dup) {
+        error_setg(errp, "NBD server already has export named '%s'", name);
+        json_decref(bitmaps);
+        goto out;
+    }
+    bool bitmaps_ok = check_bitmaps(bitmaps, errp);
+    json_decref(bitmaps);
+    if (!bitmaps_ok) {
+        goto out;
+    }
+
+    NbdExport *exp = calloc(1, sizeof(*exp));
+    if (!exp) {
+        error_setg(errp, "Out of memory creating export '%s'", id);
+        goto out;
+    }
+    exp->id = strdup(id);
+    exp->name = strdup(name);
+    exp->description = desc ? strdup(desc) : NULL;
+    if (!exp->id || !exp->name || (desc && !exp->description)) {
+        free(exp->id);
+        free(exp->name);
+        free(exp->description);
+        free(exp);
+        error_setg(errp, "Out of memory creating export '%s'", id);
+        goto out;
+    }
+    exp->bs = bs;
+    bs = NULL;
+    exp->size = block_node_size(exp->bs);
+    exp->writable = writable;
+    exp->writethrough = writethrough;
+    exp->allocation_depth = alloc_depth;
+    /* As qsd 7.2: flush, FUA and cache always; multi-conn unless the
+     * server allows a single connection; trim and the zero commands only
+     * when writable. */
+    exp->flags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH |
+                 NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_CACHE;
+    if (nbd_server_max_connections() != 1) {
+        exp->flags |= NBD_FLAG_CAN_MULTI_CONN;
+    }
+    if (writable) {
+        exp->flags |= NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES |
+                      NBD_FLAG_SEND_FAST_ZERO;
+    } else {
+        exp->flags |= NBD_FLAG_READ_ONLY;
+    }
+    exp->refcnt = 1;
+
+    pthread_mutex_lock(&registry_lock);
+    exp->next = exports;
+    exports = exp;
+    pthread_mutex_unlock(&registry_lock);
+    ok = true;
+
+out:
+    if (bs) {
+        block_node_unref(bs);
+    }
+    json_decref(args);
+    return ok;
+}
+
+bool block_export_del(json_t *args_in, Error **errp)
+{
+    CLEANUP_FREE char *id = NULL;
+    int mode = 0;
+    static const char *const modes[] = { "safe", "hard", NULL };
+    json_t *args = json_deep_copy(args_in);
+    const char *id_arg;
+    bool ok = false;
+
+    if (!args || !json_is_object(args)) {
+        error_setg(errp, "Invalid parameter type, expected: object");
+        goto out;
+    }
+    if (!get_required_str(args, "id", &id_arg, errp) ||
+        !opt_get_enum(args, "mode", modes, 0, &mode, errp)) {
+        goto out;
+    }
+    id = strdup(id_arg);
+    json_object_del(args, "id");
+    json_object_del(args, "mode");
+    if (!id || !opt_check_empty(args, errp)) {
+        goto out;
+    }
+
+    pthread_mutex_lock(&registry_lock);
+    NbdExport *exp = find_by_id_locked(id);
+    if (!exp) {
+        pthread_mutex_unlock(&registry_lock);
+        error_setg(errp, "Export '%s' is not found", id);
+        goto out;
+    }
+    if (exp->shutting_down) {
+        pthread_mutex_unlock(&registry_lock);
+        error_setg(errp, "Export '%s' is already shutting down", id);
+        goto out;
+    }
+    if (mode == 0 && exp->clients) {
+        pthread_mutex_unlock(&registry_lock);
+        error_setg(errp, "export '%s' still in use", id);
+        goto out;
+    }
+    export_shutdown_locked(exp);
+    bool has_clients = exp->clients != NULL;
+    export_put_unlock(exp);
+    ok = true;
+
+    if (has_clients) {
+        /* Give disconnected clients a moment to leave so that, as with
+         * qsd, the export is usually gone when the command returns;
+         * otherwise it stays listed as shutting down until they do. */
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 2;
+        pthread_mutex_lock(&registry_lock);
+        for (;;) {
+            bool present = false;
+            for (NbdExport *e = exports; e; e = e->next) {
+                present |= strcmp(e->id, id) == 0 && e->shutting_down;
+            }
+            if ((!present && pending_frees == 0) ||
+                pthread_cond_timedwait(&registry_cond, &registry_lock,
+                                       &deadline) == ETIMEDOUT) {
+                break;
+            }
+        }
+        pthread_mutex_unlock(&registry_lock);
+    }
+out:
+    json_decref(args);
+    return ok;
+}
+
+json_t *block_export_query(void)
+{
+    json_t *list = json_array();
+    LOCK_GUARD(&registry_lock);
+    for (NbdExport *e = exports; e; e = e->next) {
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:b}",
+                                              "type", "nbd", "id", e->id,
+                                              "node-name",
+                                              block_node_name(e->bs),
+                                              "shutting-down",
+                                              e->shutting_down));
+    }
+    return list;
+}
+
+bool block_export_uses_node(const char *node_name)
+{
+    LOCK_GUARD(&registry_lock);
+    for (NbdExport *e = exports; e; e = e->next) {
+        if (strcmp(block_node_name(e->bs), node_name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}

@@ -1,0 +1,419 @@
+/* strata - the NBD server: listening sockets (unix, inet), the accept
+ * thread, one thread per connection, and nbd-server-start/stop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "nbd/nbd-int.h"
+#include "util/cleanup.h"
+#include "util/keyval.h"
+#include "util/log.h"
+
+#define MAX_LISTENERS 8
+
+static pthread_mutex_t server_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t server_cond = PTHREAD_COND_INITIALIZER;
+static struct {
+    bool running;
+    bool stopping;
+    int listen_fds[MAX_LISTENERS];
+    int nlisten;
+    char *unix_path;          /* removed on stop */
+    int wake[2];              /* pipe that interrupts the accept poll */
+    pthread_t accept_thread;
+    uint32_t max_connections; /* 0 = unlimited */
+    int nconns;
+    NbdConn *conns;
+} srv = { .wake = { -1, -1 } };
+
+bool nbd_server_running(void)
+{
+    LOCK_GUARD(&server_lock);
+    return srv.running;
+}
+
+uint32_t nbd_server_max_connections(void)
+{
+    LOCK_GUARD(&server_lock);
+    return srv.max_connections;
+}
+
+/* ---- connections ---- */
+
+static void *conn_thread(void *opaque)
+{
+    NbdConn *conn = opaque;
+
+    nbd_conn_serve(conn);
+
+    pthread_mutex_lock(&server_lock);
+    for (NbdConn **p = &srv.conns; *p; p = &(*p)->srv_next) {
+        if (*p == conn) {
+            *p = conn->srv_next;
+            break;
+        }
+    }
+    srv.nconns--;
+    close(conn->fd);
+    pthread_cond_broadcast(&server_cond);
+    pthread_mutex_unlock(&server_lock);
+
+    nbd_conn_destroy(conn);
+    free(conn);
+    return NULL;
+}
+
+static void start_connection(int fd)
+{
+    NbdConn *conn = malloc(sizeof(*conn));
+    pthread_attr_t attr;
+
+    if (!conn) {
+        close(fd);
+        return;
+    }
+    nbd_conn_init(conn, fd);
+    pthread_mutex_lock(&server_lock);
+    conn->srv_next = srv.conns;
+    srv.conns = conn;
+    srv.nconns++;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int ret = pthread_create(&conn->thread, &attr, conn_thread, conn);
+    pthread_attr_destroy(&attr);
+    if (ret != 0) {
+        srv.conns = conn->srv_next;
+        srv.nconns--;
+        pthread_mutex_unlock(&server_lock);
+        log_warn("nbd: cannot start a connection thread: %s", strerror(ret));
+        close(fd);
+        nbd_conn_destroy(conn);
+        free(conn);
+        return;
+    }
+    pthread_mutex_unlock(&server_lock);
+}
+
+static void *accept_main(void *opaque)
+{
+    struct pollfd pfd[MAX_LISTENERS + 1];
+
+    for (;;) {
+        pthread_mutex_lock(&server_lock);
+        /* At max-connections, stop accepting until one leaves: new
+         * clients wait in the listen backlog, as with qsd. */
+        while (!srv.stopping && srv.max_connections &&
+               srv.nconns >= (int)srv.max_connections) {
+            pthread_cond_wait(&server_cond, &server_lock);
+        }
+        bool stopping = srv.stopping;
+        int n = srv.nlisten;
+        for (int i = 0; i < n; i++) {
+            pfd[i] = (struct pollfd){ .fd = srv.listen_fds[i], .events = POLLIN };
+        }
+        pfd[n] = (struct pollfd){ .fd = srv.wake[0], .events = POLLIN };
+        pthread_mutex_unlock(&server_lock);
+        if (stopping) {
+            return NULL;
+        }
+
+        if (poll(pfd, n + 1, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            log_error("nbd: poll on the listening sockets failed: %s",
+                      strerror(errno));
+            return NULL;
+        }
+        if (pfd[n].revents) {
+            continue;   /* woken up: re-check stopping */
+        }
+        for (int i = 0; i < n; i++) {
+            if (!(pfd[i].revents & POLLIN)) {
+                continue;
+            }
+            struct sockaddr_storage ss;
+            socklen_t sslen = sizeof(ss);
+            int fd = accept4(pfd[i].fd, (struct sockaddr *)&ss, &sslen,
+                             SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno != EAGAIN && errno != EINTR &&
+                    errno != ECONNABORTED) {
+                    log_warn("nbd: accept failed: %s", strerror(errno));
+                }
+                continue;
+            }
+            if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+                int one = 1;
+                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            }
+            start_connection(fd);
+        }
+    }
+}
+
+/* ---- listeners ---- */
+
+static bool listen_unix(const char *path, Error **errp)
+{
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        error_setg(errp, "UNIX socket path '%s' is too long", path);
+        return false;
+    }
+    strcpy(sun.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "Failed to create Unix socket");
+        return false;
+    }
+    unlink(path);
+    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+        error_setg_errno(errp, errno, "Failed to bind socket to %s", path);
+        close(fd);
+        return false;
+    }
+    if (listen(fd, 128) < 0) {
+        error_setg_errno(errp, errno, "Failed to listen on socket");
+        close(fd);
+        unlink(path);
+        return false;
+    }
+    srv.listen_fds[srv.nlisten++] = fd;
+    srv.unix_path = strdup(path);
+    return true;
+}
+
+static bool listen_inet(const char *host, const char *port, Error **errp)
+{
+    struct addrinfo hints = {
+        .ai_flags = AI_PASSIVE | AI_ADDRCONFIG,
+        .ai_family = AF_UNSPEC,
+        .ai_socktype = SOCK_STREAM,
+    };
+    struct addrinfo *res = NULL;
+    int err = getaddrinfo(host && *host ? host : NULL, port, &hints, &res);
+    int saved_errno = 0;
+
+    if (err != 0) {
+        error_setg(errp, "address resolution failed for %s:%s: %s",
+                   host ? host : "", port, gai_strerror(err));
+        return false;
+    }
+    for (struct addrinfo *ai = res; ai && srv.nlisten < MAX_LISTENERS;
+         ai = ai->ai_next) {
+        int fd = socket(ai->ai_family,
+                        ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                        ai->ai_protocol);
+        if (fd < 0) {
+            saved_errno = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (ai->ai_family == AF_INET6) {
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        }
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+            saved_errno = errno;
+            close(fd);
+            continue;
+        }
+        srv.listen_fds[srv.nlisten++] = fd;
+    }
+    freeaddrinfo(res);
+    if (srv.nlisten == 0) {
+        error_setg_errno(errp, saved_errno ? saved_errno : EADDRNOTAVAIL,
+                         "Failed to bind socket to %s:%s", host ? host : "",
+                         port);
+        return false;
+    }
+    return true;
+}
+
+static void close_listeners(void)
+{
+    for (int i = 0; i < srv.nlisten; i++) {
+        close(srv.listen_fds[i]);
+    }
+    srv.nlisten = 0;
+    if (srv.unix_path) {
+        unlink(srv.unix_path);
+        free(srv.unix_path);
+        srv.unix_path = NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (srv.wake[i] >= 0) {
+            close(srv.wake[i]);
+            srv.wake[i] = -1;
+        }
+    }
+}
+
+/* Opens the listener described by a SocketAddress (flat, as on the
+ * command line) or SocketAddressLegacy ({"type", "data": {...}}, as in
+ * QMP's nbd-server-start). */
+static bool open_listener(json_t *addr, Error **errp)
+{
+    static const char *const types[] = { "unix", "inet", NULL };
+    int type;
+
+    if (!json_is_object(addr)) {
+        error_setg(errp, "Invalid parameter type for 'addr', expected: object");
+        return false;
+    }
+    json_t *data = json_object_get(addr, "data");
+    json_t *fields = json_is_object(data) ? data : addr;
+    if (!json_object_get(addr, "type")) {
+        error_setg(errp, "Parameter 'addr.type' is missing");
+        return false;
+    }
+    if (!opt_get_enum(addr, "type", types, 0, &type, errp)) {
+        return false;
+    }
+    if (type == 0) {
+        const char *path;
+        if (!json_object_get(fields, "path")) {
+            error_setg(errp, "Parameter 'addr.path' is missing");
+            return false;
+        }
+        return opt_get_str(fields, "path", NULL, &path, errp) &&
+               listen_unix(path, errp);
+    }
+    const char *host;
+    char portbuf[32];
+    json_t *port = json_object_get(fields, "port");
+    if (!json_object_get(fields, "host")) {
+        error_setg(errp, "Parameter 'addr.host' is missing");
+        return false;
+    }
+    if (!port) {
+        error_setg(errp, "Parameter 'addr.port' is missing");
+        return false;
+    }
+    if (!opt_get_str(fields, "host", NULL, &host, errp)) {
+        return false;
+    }
+    if (json_is_integer(port)) {
+        snprintf(portbuf, sizeof(portbuf), "%lld",
+                 (long long)json_integer_value(port));
+    } else if (json_is_string(port)) {
+        snprintf(portbuf, sizeof(portbuf), "%s", json_string_value(port));
+    } else {
+        error_setg(errp, "Invalid parameter type for 'addr.port', "
+                   "expected: string");
+        return false;
+    }
+    return listen_inet(host, portbuf, errp);
+}
+
+bool nbd_server_start(json_t *args, Error **errp)
+{
+    uint64_t max_conn = 0;
+
+    if (!json_is_object(args)) {
+        error_setg(errp, "Invalid parameter type, expected: object");
+        return false;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(args, key, val) {
+        if (strcmp(key, "tls-creds") == 0 || strcmp(key, "tls-authz") == 0) {
+            error_setg(errp, "TLS is not supported by this NBD server "
+                       "(parameter '%s')", key);
+            return false;
+        }
+        if (strcmp(key, "addr") != 0 && strcmp(key, "max-connections") != 0) {
+            error_setg(errp, "Parameter '%s' is unexpected", key);
+            return false;
+        }
+    }
+    if (!json_object_get(args, "addr")) {
+        error_setg(errp, "Parameter 'addr' is missing");
+        return false;
+    }
+    if (!opt_get_uint64(args, "max-connections", 0, &max_conn, errp)) {
+        return false;
+    }
+    if (max_conn > UINT32_MAX) {
+        error_setg(errp, "Parameter 'max-connections' expects uint32_t");
+        return false;
+    }
+
+    LOCK_GUARD(&server_lock);
+    if (srv.running) {
+        error_setg(errp, "NBD server already running");
+        return false;
+    }
+    srv.nlisten = 0;
+    if (!open_listener(json_object_get(args, "addr"), errp)) {
+        close_listeners();
+        return false;
+    }
+    if (pipe2(srv.wake, O_CLOEXEC) < 0) {
+        error_setg_errno(errp, errno, "Failed to create NBD server pipe");
+        close_listeners();
+        return false;
+    }
+    srv.max_connections = max_conn;
+    srv.stopping = false;
+    srv.nconns = 0;
+    int ret = pthread_create(&srv.accept_thread, NULL, accept_main, NULL);
+    if (ret != 0) {
+        error_setg_errno(errp, ret, "Failed to start the NBD accept thread");
+        close_listeners();
+        return false;
+    }
+    srv.running = true;
+    return true;
+}
+
+bool nbd_server_stop(Error **errp)
+{
+    pthread_mutex_lock(&server_lock);
+    if (!srv.running || srv.stopping) {
+        pthread_mutex_unlock(&server_lock);
+        error_setg(errp, "NBD server not running");
+        return false;
+    }
+    srv.stopping = true;
+    pthread_cond_broadcast(&server_cond);
+    if (write(srv.wake[1], "x", 1) < 0) {
+        /* The pipe is only a wake-up; the poll also sees stopping. */
+    }
+    pthread_mutex_unlock(&server_lock);
+    pthread_join(srv.accept_thread, NULL);
+
+    pthread_mutex_lock(&server_lock);
+    close_listeners();
+    for (NbdConn *c = srv.conns; c; c = c->srv_next) {
+        shutdown(c->fd, SHUT_RDWR);
+    }
+    while (srv.nconns > 0) {
+        pthread_cond_wait(&server_cond, &server_lock);
+    }
+    srv.running = false;
+    srv.stopping = false;
+    srv.max_connections = 0;
+    pthread_mutex_unlock(&server_lock);
+
+    nbd_export_delete_all();
+    return true;
+}
+
+void nbd_shutdown_all(void)
+{
+    if (nbd_server_running()) {
+        nbd_server_stop(NULL);
+    }
+    nbd_export_delete_all();
+}

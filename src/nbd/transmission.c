@@ -1,0 +1,424 @@
+/* strata - NBD transmission phase: one receiving thread per connection
+ * reads requests (and write payloads) and hands them to a small pool of
+ * worker threads that call the export and send the reply under the
+ * connection's send lock.  Replies may go out of order.
+ *
+ * Back-pressure: a connection has NBD_MAX_INFLIGHT request slots; when
+ * all are busy the receiver stops reading, so a client that floods
+ * requests (or never reads replies) cannot make the server queue without
+ * bound.  Slots keep their buffers between requests, so the hot path
+ * does not allocate.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "nbd/nbd-int.h"
+#include "nbd/protocol.h"
+#include "util/cleanup.h"
+#include "util/log.h"
+
+#define NBD_MAX_INFLIGHT 64
+#define NBD_MAX_WORKERS  16
+/* Workers per connection: 2 per CPU, at least 4, at most 16.  On a small
+ * host more threads only add context switches (measured: 4 workers beat
+ * 16 by ~1.3x on 2 CPUs for 4k random reads). */
+static int max_workers(void)
+{
+    static _Atomic int cached;
+    if (!cached) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cached = n < 2 ? 4 : (int)MIN(MAX(2 * n, 4), NBD_MAX_WORKERS);
+    }
+    return cached;
+}
+
+struct NbdWorkers {
+    NbdConn *conn;
+    pthread_mutex_t lock;
+    pthread_cond_t work_cond;     /* workers: queue not empty or stop */
+    pthread_cond_t slot_cond;     /* receiver: a slot came back */
+    NbdRequest slots[NBD_MAX_INFLIGHT];
+    NbdRequest *free_list;
+    NbdRequest *queue_head, *queue_tail;
+    int inflight;
+    int nworkers;
+    int idle;
+    bool stop;
+    bool dead;                    /* a send failed: stop serving */
+    pthread_t threads[NBD_MAX_WORKERS];
+};
+
+/* ---- replies ---- */
+
+static void put_chunk_header(uint8_t *p, uint16_t flags, uint16_t type,
+                             uint64_t cookie, uint32_t len)
+{
+    nbd_put32(p, NBD_STRUCTURED_REPLY_MAGIC);
+    nbd_put16(p + 4, flags);
+    nbd_put16(p + 6, type);
+    nbd_put64(p + 8, cookie);
+    nbd_put32(p + 16, len);
+}
+
+static int send_simple(NbdConn *conn, NbdRequest *req, uint32_t err,
+                       const void *data, size_t len)
+{
+    uint8_t hdr[NBD_SIMPLE_REPLY_SIZE];
+    nbd_put32(hdr, NBD_SIMPLE_REPLY_MAGIC);
+    nbd_put32(hdr + 4, err);
+    nbd_put64(hdr + 8, req->cookie);
+    struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)data, len } };
+    return nbd_writev_full(conn->fd, iov, len ? 2 : 1, false);
+}
+
+static int send_error(NbdConn *conn, NbdRequest *req, int err)
+{
+    uint32_t wire = nbd_errno_to_wire(err);
+
+    if (!req->structured) {
+        return send_simple(conn, req, wire, NULL, 0);
+    }
+    const char *msg = req->errmsg ? req->errmsg : "";
+    size_t mlen = strlen(msg);
+    uint8_t hdr[NBD_CHUNK_HEADER_SIZE + 6];
+    put_chunk_header(hdr, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR,
+                     req->cookie, 6 + mlen);
+    nbd_put32(hdr + NBD_CHUNK_HEADER_SIZE, wire);
+    nbd_put16(hdr + NBD_CHUNK_HEADER_SIZE + 4, mlen);
+    struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)msg, mlen } };
+    return nbd_writev_full(conn->fd, iov, 2, false);
+}
+
+/* Structured READ: one chunk per segment, batched into few sendmsg()s. */
+static int send_read_chunks(NbdConn *conn, NbdRequest *req)
+{
+    enum { BATCH = 32 };
+    uint8_t hdrs[BATCH][NBD_CHUNK_HEADER_SIZE + 12];
+    struct iovec iov[BATCH * 2];
+
+    if (req->nsegs == 0) {
+        put_chunk_header(hdrs[0], NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE,
+                         req->cookie, 0);
+        return nbd_write_full(conn->fd, hdrs[0], NBD_CHUNK_HEADER_SIZE);
+    }
+    for (size_t first = 0; first < req->nsegs; first += BATCH) {
+        size_t n = MIN((size_t)BATCH, req->nsegs - first);
+        int iovcnt = 0;
+        for (size_t i = 0; i < n; i++) {
+            NbdSegment *s = &req->segs[first + i];
+            uint8_t *h = hdrs[i];
+            uint16_t flags = first + i == req->nsegs - 1 ? NBD_REPLY_FLAG_DONE : 0;
+            if (s->hole) {
+                put_chunk_header(h, flags, NBD_REPLY_TYPE_OFFSET_HOLE,
+                                 req->cookie, 12);
+                nbd_put64(h + NBD_CHUNK_HEADER_SIZE, s->offset);
+                nbd_put32(h + NBD_CHUNK_HEADER_SIZE + 8, s->length);
+                iov[iovcnt++] = (struct iovec){ h, NBD_CHUNK_HEADER_SIZE + 12 };
+            } else {
+                put_chunk_header(h, flags, NBD_REPLY_TYPE_OFFSET_DATA,
+                                 req->cookie, 8 + s->length);
+                nbd_put64(h + NBD_CHUNK_HEADER_SIZE, s->offset);
+                iov[iovcnt++] = (struct iovec){ h, NBD_CHUNK_HEADER_SIZE + 8 };
+                iov[iovcnt++] = (struct iovec){
+                    req->buf + (s->offset - req->offset), s->length };
+            }
+        }
+        bool more = first + n < req->nsegs;
+        int ret = nbd_writev_full(conn->fd, iov, iovcnt, more);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
+static int send_block_status(NbdConn *conn, NbdRequest *req)
+{
+    int ids[2], n = 0;
+
+    if (req->ctx_base) {
+        ids[n++] = NBD_META_ID_BASE_ALLOCATION;
+    }
+    if (req->ctx_depth) {
+        ids[n++] = NBD_META_ID_ALLOCATION_DEPTH;
+    }
+    for (int i = 0; i < n; i++) {
+        NbdExtentList *l = &req->extents[ids[i]];
+        uint8_t hdr[NBD_CHUNK_HEADER_SIZE + 4];
+        /* Convert the extents to wire order in place. */
+        for (size_t e = 0; e < l->count; e++) {
+            NbdExtent x = l->ext[e];
+            nbd_put32((uint8_t *)&l->ext[e].length, x.length);
+            nbd_put32((uint8_t *)&l->ext[e].flags, x.flags);
+        }
+        put_chunk_header(hdr, i == n - 1 ? NBD_REPLY_FLAG_DONE : 0,
+                         NBD_REPLY_TYPE_BLOCK_STATUS, req->cookie,
+                         4 + l->count * sizeof(NbdExtent));
+        nbd_put32(hdr + NBD_CHUNK_HEADER_SIZE, ids[i]);
+        struct iovec iov[2] = {
+            { hdr, sizeof(hdr) },
+            { l->ext, l->count * sizeof(NbdExtent) },
+        };
+        int ret = nbd_writev_full(conn->fd, iov, 2, i < n - 1);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
+static int send_reply(NbdConn *conn, NbdRequest *req, int ret)
+{
+    LOCK_GUARD(&conn->send_lock);
+
+    if (ret < 0) {
+        return send_error(conn, req, ret);
+    }
+    switch (req->type) {
+    case NBD_CMD_READ:
+        if (req->structured) {
+            return send_read_chunks(conn, req);
+        }
+        return send_simple(conn, req, 0, req->buf, req->len);
+    case NBD_CMD_BLOCK_STATUS:
+        return send_block_status(conn, req);
+    default:
+        return send_simple(conn, req, 0, NULL, 0);
+    }
+}
+
+/* Runs a request and replies; on a dead socket, wakes the receiver. */
+static void process(NbdWorkers *w, NbdRequest *req)
+{
+    NbdConn *conn = w->conn;
+    int ret = nbd_export_do_request(conn->exp, req);
+
+    if (send_reply(conn, req, ret) < 0) {
+        pthread_mutex_lock(&w->lock);
+        w->dead = true;
+        pthread_mutex_unlock(&w->lock);
+        shutdown(conn->fd, SHUT_RDWR);
+    }
+}
+
+/* ---- worker pool ---- */
+
+static void release_slot_locked(NbdWorkers *w, NbdRequest *req)
+{
+    nbd_request_trim(req);
+    req->next = w->free_list;
+    w->free_list = req;
+    w->inflight--;
+    pthread_cond_signal(&w->slot_cond);
+}
+
+static void *worker_main(void *opaque)
+{
+    NbdWorkers *w = opaque;
+
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->queue_head && !w->stop) {
+            w->idle++;
+            pthread_cond_wait(&w->work_cond, &w->lock);
+            w->idle--;
+        }
+        NbdRequest *req = w->queue_head;
+        if (!req) {
+            break;
+        }
+        w->queue_head = req->next;
+        if (!w->queue_head) {
+            w->queue_tail = NULL;
+        }
+        pthread_mutex_unlock(&w->lock);
+
+        process(w, req);
+
+        pthread_mutex_lock(&w->lock);
+        release_slot_locked(w, req);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+/* Queues req for a worker, starting one if none is idle.  Falls back to
+ * running it on the receiving thread when no thread can be started. */
+static void dispatch(NbdWorkers *w, NbdRequest *req)
+{
+    pthread_mutex_lock(&w->lock);
+    req->next = NULL;
+    if (w->queue_tail) {
+        w->queue_tail->next = req;
+    } else {
+        w->queue_head = req;
+    }
+    w->queue_tail = req;
+    if (w->idle == 0 && w->nworkers < max_workers() &&
+        pthread_create(&w->threads[w->nworkers], NULL, worker_main, w) == 0) {
+        w->nworkers++;
+    }
+    if (w->nworkers == 0) {
+        w->queue_head = w->queue_tail = NULL;
+        pthread_mutex_unlock(&w->lock);
+        process(w, req);
+        pthread_mutex_lock(&w->lock);
+        release_slot_locked(w, req);
+    } else {
+        pthread_cond_signal(&w->work_cond);
+    }
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Waits for a free slot; NULL when the connection is dead. */
+static NbdRequest *get_slot(NbdWorkers *w)
+{
+    LOCK_GUARD(&w->lock);
+    while (!w->free_list && !w->dead) {
+        pthread_cond_wait(&w->slot_cond, &w->lock);
+    }
+    if (w->dead) {
+        return NULL;
+    }
+    NbdRequest *req = w->free_list;
+    w->free_list = req->next;
+    w->inflight++;
+    return req;
+}
+
+static void put_slot(NbdWorkers *w, NbdRequest *req)
+{
+    LOCK_GUARD(&w->lock);
+    release_slot_locked(w, req);
+}
+
+/* Reads one request.  Returns 1 to continue, 0 to stop reading (DISC,
+ * EOF, framing error or dead socket). */
+static int receive_one(NbdConn *conn, NbdWorkers *w)
+{
+    uint8_t hdr[NBD_REQUEST_SIZE];
+
+    if (nbd_read_full(conn->fd, hdr, sizeof(hdr)) < 0) {
+        return 0;
+    }
+    if (nbd_get32(hdr) != NBD_REQUEST_MAGIC) {
+        log_debug("nbd: invalid request magic 0x%x", nbd_get32(hdr));
+        return 0;
+    }
+    uint16_t type = nbd_get16(hdr + 6);
+    if (type == NBD_CMD_DISC) {
+        return 0;
+    }
+    NbdRequest *req = get_slot(w);
+    if (!req) {
+        return 0;
+    }
+    req->flags = nbd_get16(hdr + 4);
+    req->type = type;
+    req->cookie = nbd_get64(hdr + 8);
+    req->offset = nbd_get64(hdr + 16);
+    req->len = nbd_get32(hdr + 24);
+    req->structured = conn->structured;
+    req->ctx_base = conn->ctx_base;
+    req->ctx_depth = conn->ctx_depth;
+    req->errmsg = NULL;
+
+    bool has_buffer = type == NBD_CMD_READ || type == NBD_CMD_WRITE;
+    if ((has_buffer || type == NBD_CMD_CACHE) &&
+        req->len > NBD_MAX_BUFFER_SIZE) {
+        /* The stray space is qsd 7.2's text, kept byte for byte. */
+        snprintf(req->msgbuf, sizeof(req->msgbuf),
+                 "len (%u ) is larger than max len (%u)", req->len,
+                 NBD_MAX_BUFFER_SIZE);
+        req->errmsg = req->msgbuf;
+        int sent = send_reply(conn, req, -EINVAL);
+        put_slot(w, req);
+        /* The payload of an oversized write cannot be trusted to be
+         * there: the stream is out of step, so hang up (as qsd does). */
+        return sent == 0 && type != NBD_CMD_WRITE;
+    }
+    if (has_buffer && nbd_request_reserve(req, req->len) < 0) {
+        req->errmsg = "No memory";
+        int sent = send_reply(conn, req, -ENOMEM);
+        put_slot(w, req);
+        if (type == NBD_CMD_WRITE) {
+            return nbd_discard_input(conn->fd, req->len) == 0 && sent == 0;
+        }
+        return sent == 0;
+    }
+    if (type == NBD_CMD_WRITE && nbd_read_full(conn->fd, req->buf, req->len) < 0) {
+        put_slot(w, req);
+        return 0;
+    }
+    dispatch(w, req);
+    return 1;
+}
+
+void nbd_transmission(NbdConn *conn)
+{
+    NbdWorkers *w = calloc(1, sizeof(*w));
+    if (!w) {
+        return;
+    }
+    w->conn = conn;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->work_cond, NULL);
+    pthread_cond_init(&w->slot_cond, NULL);
+    for (int i = NBD_MAX_INFLIGHT - 1; i >= 0; i--) {
+        w->slots[i].next = w->free_list;
+        w->free_list = &w->slots[i];
+    }
+    conn->workers = w;
+
+    while (receive_one(conn, w)) {
+    }
+
+    /* Finish what is in flight (its replies still go out unless the
+     * socket is gone), then stop the workers. */
+    pthread_mutex_lock(&w->lock);
+    while (w->inflight > 0) {
+        pthread_cond_wait(&w->slot_cond, &w->lock);
+    }
+    w->stop = true;
+    pthread_cond_broadcast(&w->work_cond);
+    pthread_mutex_unlock(&w->lock);
+    for (int i = 0; i < w->nworkers; i++) {
+        pthread_join(w->threads[i], NULL);
+    }
+    for (int i = 0; i < NBD_MAX_INFLIGHT; i++) {
+        nbd_request_free_buffers(&w->slots[i]);
+    }
+    pthread_cond_destroy(&w->slot_cond);
+    pthread_cond_destroy(&w->work_cond);
+    pthread_mutex_destroy(&w->lock);
+    conn->workers = NULL;
+    free(w);
+}
+
+void nbd_conn_init(NbdConn *conn, int fd)
+{
+    memset(conn, 0, sizeof(*conn));
+    conn->fd = fd;
+    pthread_mutex_init(&conn->send_lock, NULL);
+}
+
+void nbd_conn_destroy(NbdConn *conn)
+{
+    pthread_mutex_destroy(&conn->send_lock);
+}
+
+void nbd_conn_serve(NbdConn *conn)
+{
+    if (nbd_handshake(conn) == 1) {
+        nbd_transmission(conn);
+    }
+    if (conn->exp) {
+        nbd_export_detach(conn->exp, conn);
+        nbd_export_put(conn->exp);
+        conn->exp = NULL;
+    }
+}

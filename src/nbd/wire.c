@@ -1,0 +1,110 @@
+/* strata - whole-buffer socket I/O for the NBD server.
+ *
+ * Sends use MSG_NOSIGNAL so a client that vanished gives -EPIPE instead
+ * of killing the daemon with SIGPIPE.
+ */
+#include <errno.h>
+#include <sys/socket.h>
+
+#include "nbd/nbd-int.h"
+#include "nbd/protocol.h"
+#include "util/cleanup.h"
+
+int nbd_read_full(int fd, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+
+    while (len > 0) {
+        ssize_t n = recv(fd, p, len, 0);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        if (n == 0) {
+            return -ECONNRESET;
+        }
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int nbd_writev_full(int fd, struct iovec *iov, int iovcnt, bool more)
+{
+    while (iovcnt > 0) {
+        struct msghdr msg = { .msg_iov = iov, .msg_iovlen = iovcnt };
+        ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+            n -= iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + n;
+            iov->iov_len -= n;
+        }
+    }
+    return 0;
+}
+
+int nbd_write_full(int fd, const void *buf, size_t len)
+{
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+    return nbd_writev_full(fd, &iov, 1, false);
+}
+
+int nbd_discard_input(int fd, uint64_t len)
+{
+    uint8_t scratch[16384];
+
+    while (len > 0) {
+        size_t n = MIN(len, sizeof(scratch));
+        int ret = nbd_read_full(fd, scratch, n);
+        if (ret < 0) {
+            return ret;
+        }
+        len -= n;
+    }
+    return 0;
+}
+
+uint32_t nbd_errno_to_wire(int err)
+{
+    switch (err < 0 ? -err : err) {
+    case 0:
+        return 0;
+    case EPERM:
+    case EROFS:
+        return NBD_EPERM;
+    case EIO:
+        return NBD_EIO;
+    case ENOMEM:
+        return NBD_ENOMEM;
+#ifdef EDQUOT
+    case EDQUOT:
+#endif
+    case EFBIG:
+    case ENOSPC:
+        return NBD_ENOSPC;
+    case EOVERFLOW:
+        return NBD_EOVERFLOW;
+    case ENOTSUP:
+#if EOPNOTSUPP != ENOTSUP
+    case EOPNOTSUPP:
+#endif
+        return NBD_ENOTSUP;
+    case ESHUTDOWN:
+        return NBD_ESHUTDOWN;
+    case EINVAL:
+    default:
+        return NBD_EINVAL;
+    }
+}

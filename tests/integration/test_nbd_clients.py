@@ -1,0 +1,161 @@
+"""strata's NBD server with the real clients: qemu-img, qemu-io, nbdinfo,
+nbdcopy, python3 nbd (libnbd) and fio."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import require, run
+from nbd_util import qcow2_blockdev, qcow2_chain, raw_blockdev, start_server
+
+nbd = pytest.importorskip("nbd")
+
+SIZE = 8 << 20
+
+
+@pytest.fixture
+def raw_server(tmp_path):
+    img = str(tmp_path / "disk.raw")
+    run(["qemu-img", "create", "-f", "raw", img, str(SIZE)])
+    srv = start_server("strata", tmp_path, [raw_blockdev(img, "disk")],
+                       [{"type": "nbd", "id": "e", "node-name": "disk",
+                         "writable": True}])
+    srv.image = img
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def qcow2_server(tmp_path):
+    base, top = qcow2_chain(tmp_path)
+    srv = start_server("strata", tmp_path, [qcow2_blockdev(top, "disk")],
+                       [{"type": "nbd", "id": "e", "node-name": "disk",
+                         "writable": True, "allocation-depth": True}])
+    srv.image = top
+    yield srv
+    srv.stop()
+
+
+def test_qemu_img_convert_roundtrip(raw_server, tmp_path):
+    src = str(tmp_path / "src.raw")
+    run(["qemu-img", "create", "-f", "raw", src, str(SIZE)])
+    run(["qemu-io", "-f", "raw", "-c", "write -P 0x5a 1M 3M",
+         "-c", "write -P 0xa5 7M 4k", src])
+    run(["qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", src,
+         raw_server.uri("disk")])
+    run(["qemu-img", "compare", "-f", "raw", "-F", "raw", src,
+         raw_server.uri("disk")])
+    out = str(tmp_path / "out.qcow2")
+    run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2",
+         raw_server.uri("disk"), out])
+    run(["qemu-img", "compare", "-F", "qcow2", src, out])
+
+
+def test_qemu_io_patterns(raw_server):
+    uri = raw_server.uri("disk")
+    run(["qemu-io", "-f", "raw", "-c", "write -P 0x11 0 64k",
+         "-c", "write -P 0x22 -F 1M 128k", "-c", "write -z 64k 64k",
+         "-c", "aio_write -P 0x33 2M 4k", "-c", "aio_flush",
+         "-c", "discard 4M 1M", uri])
+    run(["qemu-io", "-f", "raw", "-r", "-c", "read -P 0x11 0 64k",
+         "-c", "read -P 0 64k 64k", "-c", "read -P 0x22 1M 128k",
+         "-c", "read -P 0x33 2M 4k", uri])
+    # What the server wrote is in the image file.
+    run(["qemu-io", "-f", "raw", "-r", "-U", "-c", "read -P 0x22 1M 128k",
+         raw_server.image])
+
+
+def test_nbdinfo(qcow2_server):
+    require("nbdinfo")
+    info = json.loads(run(["nbdinfo", "--json",
+                           qcow2_server.uri("disk")]).stdout)
+    exp = info["exports"][0]
+    assert exp["export-size"] == 4 << 20
+    assert exp["can_multi_conn"] and exp["can_fast_zero"] and exp["can_cache"]
+    assert set(exp["contexts"]) == {"base:allocation", "qemu:allocation-depth"}
+    lst = run(["nbdinfo", "--list", qcow2_server.uri()]).stdout
+    assert 'export="disk"' in lst
+    m = run(["nbdinfo", "--map", qcow2_server.uri("disk")]).stdout.split("\n")
+    assert m[0].split() == ["0", "65536", "0", "data"]
+    assert m[1].split()[:3] == ["65536", "983040", "3"]
+
+
+def test_qemu_img_map_matches_file(qcow2_server):
+    over_nbd = json.loads(run(["qemu-img", "map", "--output=json", "-f", "raw",
+                               qcow2_server.uri("disk")]).stdout)
+    local = json.loads(run(["qemu-img", "map", "--output=json", "-U",
+                            qcow2_server.image]).stdout)
+    strip = lambda m: [(e["start"], e["length"], e["data"], e["zero"])
+                       for e in m]
+
+    def merge(m):
+        out = []
+        for s, l, d, z in strip(m):
+            if out and out[-1][2:] == (d, z) and out[-1][0] + out[-1][1] == s:
+                out[-1] = (out[-1][0], out[-1][1] + l, d, z)
+            else:
+                out.append((s, l, d, z))
+        return out
+    assert merge(over_nbd) == merge(local)
+
+
+def test_nbdcopy_multi_conn(raw_server, tmp_path):
+    require("nbdcopy")
+    src = str(tmp_path / "src.raw")
+    run(["qemu-img", "create", "-f", "raw", src, str(SIZE)])
+    run(["qemu-io", "-f", "raw", "-c", "write -P 0x77 0 2M",
+         "-c", "write -P 0x78 6M 1M", src])
+    run(["nbdcopy", "--connections=4", "--requests=16", src,
+         raw_server.uri("disk")])
+    back = str(tmp_path / "back.raw")
+    run(["nbdcopy", "--connections=2", raw_server.uri("disk"), back])
+    run(["cmp", src, back])
+
+
+def test_python_every_command(qcow2_server):
+    h = nbd.NBD()
+    h.add_meta_context("base:allocation")
+    h.add_meta_context("qemu:allocation-depth")
+    h.connect_uri(qcow2_server.uri("disk"))
+    assert h.get_size() == 4 << 20
+    assert h.pread(4, 0) == b"\x11" * 4
+    assert h.pread(4, 65536) == b"\x33" * 4
+    h.pwrite(b"\x44" * 4096, 2 << 20, nbd.CMD_FLAG_FUA)
+    assert h.pread(4096, 2 << 20) == b"\x44" * 4096
+    h.zero(4096, 2 << 20, nbd.CMD_FLAG_FAST_ZERO | nbd.CMD_FLAG_NO_HOLE)
+    assert h.pread(4096, 2 << 20) == bytes(4096)
+    h.trim(65536, 3 << 20)
+    h.flush()
+    h.cache(1 << 20, 0)
+
+    seen = {}
+
+    def cb(ctx, offset, entries, err):
+        seen[ctx] = entries
+        return 0
+    h.block_status(4 << 20, 0, cb)
+    assert seen["qemu:allocation-depth"][:4] == [65536, 1, 983040, 0]
+    h.block_status(4 << 20, 0, cb, nbd.CMD_FLAG_REQ_ONE)
+    assert len(seen["base:allocation"]) == 2
+
+    h.set_strict_mode(0)
+    with pytest.raises(nbd.Error) as e:
+        h.pread(1024, (4 << 20) - 512)
+    assert e.value.errnum == 22
+    with pytest.raises(nbd.Error) as e:
+        h.pwrite(b"x" * 1024, (4 << 20) - 512)
+    assert e.value.errnum == 22
+    assert h.pread(4, 0) == b"\x11" * 4
+    h.shutdown()
+
+
+def test_fio_short_run(raw_server):
+    require("fio")
+    out = run(["fio", "--name=j", "--ioengine=nbd", "--uri=" +
+               raw_server.uri("disk"), "--rw=randrw", "--bs=4k",
+               "--iodepth=16", "--size=8M", "--time_based", "--runtime=2",
+               "--verify=crc32c", "--output-format=json"], timeout=60).stdout
+    job = json.loads(out[out.index("{"):])["jobs"][0]
+    assert job["error"] == 0
+    assert job["read"]["io_bytes"] > 0 and job["write"]["io_bytes"] > 0
