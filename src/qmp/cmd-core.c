@@ -1,0 +1,77 @@
+/* strata - QMP commands of the monitor itself: qmp_capabilities,
+ * query-version, query-commands, quit. */
+#include "qmp/qmp-args.h"
+#include "qmp/qmp-internal.h"
+
+#include <string.h>
+
+static const char *const capability_names[] = { "oob", NULL };
+
+static const QmpArgSpec capabilities_args[] = {
+    { "enable", QMP_ARG_ARRAY, .optional = true, .elem = QMP_ARG_ENUM,
+      .elem_choices = capability_names },
+    { NULL },
+};
+
+static const QmpArgSpec no_args[] = { { NULL } };
+
+bool qmp_capabilities_parse(json_t *args, bool *oob, Error **errp)
+{
+    if (!qmp_args_check(args, "", capabilities_args, errp)) {
+        return false;
+    }
+    *oob = false;
+    size_t i;
+    json_t *cap;
+    json_array_foreach(json_object_get(args, "enable"), i, cap) {
+        if (!strcmp(json_string_value(cap), "oob")) {
+            *oob = true;
+        }
+    }
+    return true;
+}
+
+/* Reached only after negotiation: the session handles it before. */
+static json_t *cmd_qmp_capabilities(json_t *args, Error **errp)
+{
+    bool oob;
+    if (!qmp_capabilities_parse(args, &oob, errp)) {
+        return NULL;
+    }
+    error_set(errp, ERROR_CLASS_COMMAND_NOT_FOUND,
+              "Capabilities negotiation is already complete, command ignored");
+    return NULL;
+}
+
+static json_t *cmd_query_version(json_t *args, Error **errp)
+{
+    if (!qmp_args_check(args, "", no_args, errp)) {
+        return NULL;
+    }
+    return qmp_version_info();
+}
+
+static json_t *cmd_query_commands(json_t *args, Error **errp)
+{
+    if (!qmp_args_check(args, "", no_args, errp)) {
+        return NULL;
+    }
+    return qmp_command_list();
+}
+
+static json_t *cmd_quit(json_t *args, Error **errp)
+{
+    if (!qmp_args_check(args, "", no_args, errp)) {
+        return NULL;
+    }
+    qmp_monitor_request_quit();
+    return json_object();
+}
+
+void qmp_register_core_commands(void)
+{
+    qmp_register_command("qmp_capabilities", cmd_qmp_capabilities);
+    qmp_register_command("query-version", cmd_query_version);
+    qmp_register_command("query-commands", cmd_query_commands);
+    qmp_register_command("quit", cmd_quit);
+}

@@ -1,0 +1,68 @@
+/* strata - the QMP command registry. */
+#include "qmp/qmp-internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+
+typedef struct QmpCommand {
+    char *name;
+    QmpCommandFn *fn;
+    struct QmpCommand *next;
+} QmpCommand;
+
+/* Written at startup only (single-threaded), read on the main thread. */
+static QmpCommand *commands;
+
+void qmp_register_command(const char *name, QmpCommandFn *fn)
+{
+    for (QmpCommand *c = commands; c; c = c->next) {
+        if (!strcmp(c->name, name)) {
+            c->fn = fn;
+            return;
+        }
+    }
+    QmpCommand *c = calloc(1, sizeof(*c));
+    if (!c || !(c->name = strdup(name))) {
+        free(c);
+        log_error("Out of memory registering QMP command %s", name);
+        return;
+    }
+    c->fn = fn;
+    /* Appending keeps query-commands in registration order. */
+    QmpCommand **p = &commands;
+    while (*p) {
+        p = &(*p)->next;
+    }
+    *p = c;
+}
+
+QmpCommandFn *qmp_find_command(const char *name)
+{
+    for (QmpCommand *c = commands; c; c = c->next) {
+        if (!strcmp(c->name, name)) {
+            return c->fn;
+        }
+    }
+    return NULL;
+}
+
+json_t *qmp_command_list(void)
+{
+    json_t *list = json_array();
+    for (QmpCommand *c = commands; c; c = c->next) {
+        json_array_append_new(list, json_pack("{s:s}", "name", c->name));
+    }
+    return list;
+}
+
+void qmp_unregister_all_commands(void)
+{
+    while (commands) {
+        QmpCommand *c = commands;
+        commands = c->next;
+        free(c->name);
+        free(c);
+    }
+}

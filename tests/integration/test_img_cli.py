@@ -1,0 +1,127 @@
+"""strata-img command line: create's output line, -o help, help/version,
+and qemu-img's answers to bad arguments (exit 1, never a crash)."""
+import json
+
+import pytest
+
+from img_util import MiB, qimg, qio, same_stderr, simg
+
+
+@pytest.mark.parametrize("args", [
+    ["-f", "qcow2", "{img}", "64M"],
+    ["-f", "qcow2", "-o", "cluster_size=4k,refcount_bits=1", "{img}", "1G"],
+    ["-f", "qcow2", "-o", "compat=0.10", "{img}", "1G"],
+    ["-f", "qcow2", "-o", "lazy_refcounts=on,preallocation=metadata", "{img}",
+     "1M"],
+    ["-f", "qcow2", "-o", "size=1M,cluster_size=2M", "-o", "refcount_bits=64",
+     "{img}"],
+    ["-f", "qcow2", "{img}", "1.5M"],
+    ["-f", "raw", "{img}", "10M"],
+    ["{img}", "1G"],
+    ["-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "{img}"],
+    ["-f", "qcow2", "-u", "-b", "nothere.qcow2", "-F", "qcow2", "{img}", "1G"],
+])
+def test_create_line_and_image_match(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    qimg("create", "-q", "-f", "qcow2", "base.qcow2", 32 * MiB)
+    ours = simg("create", *[a.format(img="s.img") for a in args])
+    theirs = qimg("create", *[a.format(img="q.img") for a in args])
+    assert ours.stdout.replace("s.img", "q.img") == theirs.stdout
+    si = json.loads(qimg("info", "--output=json", "s.img").stdout)
+    qi = json.loads(qimg("info", "--output=json", "q.img").stdout)
+    for info in (si, qi):
+        info.pop("filename")
+        info.pop("actual-size")
+    assert si == qi
+    if si["format"] == "qcow2" and "-u" not in args:
+        assert qimg("check", "s.img", check=False).returncode == 0
+
+
+@pytest.mark.parametrize("args", [
+    ["-f", "qcow2", "{img}"],
+    ["-f", "qcow2", "{img}", "12Q"],
+    ["-f", "qcow2", "-o", "bogus=1", "{img}", "1M"],
+    ["-f", "qcow2", "-o", "cluster_size=abc", "{img}", "1M"],
+    ["-f", "qcow2", "-o", "refcount_bits=abc", "{img}", "1M"],
+    ["-f", "qcow2", "-o", "lazy_refcounts=maybe", "{img}", "1M"],
+    ["-f", "qcow2", "-o", "size=1M", "{img}", "2M"],
+    ["-f", "qcow2", "-b", "nothere.qcow2", "-F", "qcow2", "{img}", "1G"],
+    ["-f", "qcow2", "-u", "-b", "nothere", "{img}", "1M"],
+    ["-f", "qcow2", "-b", "base.qcow2", "{img}"],
+    ["-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "base.qcow2"],
+    ["-f", "qcow2", "{img}", "1M", "2M"],
+    ["-f", "foo", "{img}", "1M"],
+])
+def test_create_errors_match(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    qimg("create", "-q", "-f", "qcow2", "base.qcow2", MiB)
+    ours = simg("create", *[a.format(img="x.img") for a in args], check=False)
+    theirs = qimg("create", *[a.format(img="x.img") for a in args],
+                  check=False)
+    assert ours.returncode == theirs.returncode == 1
+    assert same_stderr(ours.stderr, theirs.stderr), (ours.stderr, theirs.stderr)
+
+
+@pytest.mark.parametrize("fmt", ["qcow2", "raw"])
+def test_create_option_help(tmp_path, fmt):
+    ours = simg("create", "-f", fmt, "-o", "help")
+    theirs = qimg("create", "-f", fmt, "-o", "help")
+    assert ours.stdout == theirs.stdout
+    # With a file name the protocol's options are merged in.
+    ours = simg("create", "-f", fmt, "-o", "help", tmp_path / "x")
+    theirs = qimg("create", "-f", fmt, "-o", "help", tmp_path / "x")
+    assert ours.stdout == theirs.stdout
+    assert "nocow=" in ours.stdout
+
+
+def test_help_and_version():
+    for args in (["--help"], ["-h"], ["info", "-h"], ["convert", "--help"]):
+        r = simg(*args)
+        assert "usage: strata-img" in r.stdout
+        for cmd in ("create", "info", "check", "map", "compare", "convert",
+                    "rebase", "commit", "resize"):
+            assert f"  {cmd} " in r.stdout
+    r = simg("--version")
+    assert r.stdout.startswith("strata-img version ")
+
+
+@pytest.mark.parametrize("args", [
+    [],
+    ["foo"],
+    ["info"],
+    ["info", "a", "b"],
+    ["info", "--bogus", "x"],
+    ["info", "-f"],
+    ["check", "-r"],
+    ["map"],
+    ["compare", "a"],
+    ["resize", "x"],
+    ["rebase", "x"],
+])
+def test_bad_arguments_match(args):
+    ours = simg(*args, check=False)
+    theirs = qimg(*args, check=False)
+    assert ours.returncode == theirs.returncode == 1, (ours, theirs)
+    assert same_stderr(ours.stderr.replace("strata-img", "qemu-img"),
+                       theirs.stderr), (ours.stderr, theirs.stderr)
+
+
+def test_open_errors_name_the_file(tmp_path):
+    missing = tmp_path / "missing.qcow2"
+    for cmd in (["info"], ["check"], ["map"], ["resize"]):
+        extra = ["1G"] if cmd == ["resize"] else []
+        ours = simg(*cmd, missing, *extra, check=False)
+        theirs = qimg(*cmd, missing, *extra, check=False)
+        assert ours.returncode == theirs.returncode == 1
+        assert same_stderr(ours.stderr, theirs.stderr), (ours.stderr,
+                                                         theirs.stderr)
+
+
+def test_wrong_format_error(tmp_path):
+    raw = tmp_path / "r.raw"
+    qimg("create", "-f", "raw", raw, MiB)
+    ours = simg("info", "-f", "qcow2", raw, check=False)
+    theirs = qimg("info", "-f", "qcow2", raw, check=False)
+    assert ours.returncode == theirs.returncode == 1
+    assert same_stderr(ours.stderr, theirs.stderr), (ours.stderr,
+                                                     theirs.stderr)

@@ -1,0 +1,137 @@
+"""qcow2 open policy and corruption handling: what strata refuses, what
+it repairs, and how it stops a write that would overwrite metadata."""
+import struct
+
+from qcow2_util import (header, l2_entry, qemu_check, qemu_img_create,
+                        qemu_io, set_incompatible, strata_io)
+
+
+def test_unknown_incompatible_bits(tmp_path):
+    img = tmp_path / "t.qcow2"
+    qemu_img_create(img, 1 << 20)
+    set_incompatible(img, 1 << 40)
+    proc = strata_io(img, "read 0 512 0", read_only=True, check=False)
+    assert proc.returncode != 0
+    assert ("Unsupported qcow2 feature(s): Unknown incompatible feature: "
+            "10000000000") in proc.stderr
+
+
+def test_corrupt_image_read_only_only(tmp_path):
+    img = tmp_path / "t.qcow2"
+    qemu_img_create(img, 1 << 20)
+    qemu_io(img, "write -P 0x21 0 4k")
+    set_incompatible(img, 2)
+    proc = strata_io(img, "read 0 4096 0x21", check=False)
+    assert proc.returncode != 0
+    assert "qcow2: Image is corrupt; cannot be opened read/write" in proc.stderr
+    strata_io(img, "read 0 4096 0x21", read_only=True)
+
+
+def test_refuses_unsupported_features(tmp_path):
+    img = tmp_path / "e.qcow2"
+    qemu_img_create(img, 1 << 20)
+    with open(img, "r+b") as f:
+        f.seek(32)
+        f.write(struct.pack(">I", 2))   # LUKS
+    proc = strata_io(img, "read 0 512 0", read_only=True, check=False)
+    assert proc.returncode != 0 and "Encryption is not supported" in proc.stderr
+
+    x = tmp_path / "x.qcow2"
+    qemu_img_create(x, 1 << 20, extended_l2="on", cluster_size="64k")
+    proc = strata_io(x, "read 0 512 0", read_only=True, check=False)
+    assert proc.returncode != 0 and "Extended L2" in proc.stderr
+
+
+def test_snapshots_read_only(tmp_path):
+    img = tmp_path / "s.qcow2"
+    qemu_img_create(img, 1 << 20)
+    qemu_io(img, "write -P 0x61 0 64k")
+    import subprocess
+    subprocess.run(["qemu-img", "snapshot", "-c", "snap1", str(img)],
+                   check=True)
+    proc = strata_io(img, "write 0 512 1", check=False)
+    assert proc.returncode != 0 and "internal snapshots" in proc.stderr
+    strata_io(img, "read 0 65536 0x61", read_only=True)
+
+
+def test_autoclear_cleared_on_write_open(tmp_path):
+    img = tmp_path / "a.qcow2"
+    qemu_img_create(img, 1 << 20)
+    with open(img, "r+b") as f:
+        f.seek(88)
+        f.write(struct.pack(">Q", (1 << 0) | (1 << 17)))
+    strata_io(img, "read 0 512 0", read_only=True)
+    assert header(img)["autoclear"] != 0
+    strata_io(img, "write 0 512 5")
+    assert header(img)["autoclear"] == 0
+    qemu_check(img)
+
+
+def test_lazy_refcounts_dirty_bit(tmp_path):
+    img = tmp_path / "l.qcow2"
+    qemu_img_create(img, 4 << 20, lazy_refcounts="on")
+    strata_io(img, "write 0 1M 9", "flush", "write 2M 64k 8")
+    assert header(img)["incompatible"] & 1 == 0
+    qemu_check(img)
+    strata_io(img, "read 0 1048576 9", "read 2097152 65536 8",
+              read_only=True)
+
+
+def test_dirty_image_repaired_on_write_open(tmp_path):
+    img = tmp_path / "d.qcow2"
+    qemu_img_create(img, 4 << 20, lazy_refcounts="on", cluster_size="64k")
+    qemu_io(img, "write -P 0x4d 0 256k")
+    # Simulate a crash with lazy refcounts: drop the data clusters'
+    # refcounts and leave the dirty bit set.
+    h = header(img)
+    with open(img, "r+b") as f:
+        f.seek(h["rt_offset"])
+        rb = struct.unpack(">Q", f.read(8))[0]
+        host = l2_entry(img, 0) & 0x00fffffffffffe00
+        for i in range(4):
+            f.seek(rb + 2 * ((host >> 16) + i))
+            f.write(b"\0\0")
+    set_incompatible(img, 1)
+    # Read-only open of a dirty image works without repairing.
+    strata_io(img, "read 0 262144 0x4d", read_only=True)
+    assert header(img)["incompatible"] & 1
+    strata_io(img, "read 0 262144 0x4d", "write 1M 64k 1")
+    assert header(img)["incompatible"] & 1 == 0
+    qemu_check(img)
+
+
+def test_overlap_guard_marks_corrupt(tmp_path):
+    img = tmp_path / "c.qcow2"
+    qemu_img_create(img, 1 << 20, cluster_size="64k")
+    qemu_io(img, "write -P 0x11 0 64k")
+    h = header(img)
+    # Point guest cluster 0 at the refcount table.
+    with open(img, "r+b") as f:
+        f.seek(h["l1_offset"])
+        l2 = struct.unpack(">Q", f.read(8))[0] & 0x00fffffffffffe00
+        f.seek(l2)
+        f.write(struct.pack(">Q", h["rt_offset"] | (1 << 63)))
+    proc = strata_io(img, "write 0 4096 0x22", check=False)
+    assert proc.returncode != 0
+    assert ("Preventing invalid write on metadata (overlaps with refcount "
+            "table)") in proc.stderr
+    assert "Input/output error" in proc.stderr
+    assert header(img)["incompatible"] & 2
+    # The refcount table is untouched: qemu-img can still repair it.
+    proc = strata_io(img, "write 0 4096 0x22", check=False)
+    assert "Image is corrupt; cannot be opened read/write" in proc.stderr
+
+
+def test_misaligned_l2_offset_is_an_error(tmp_path):
+    img = tmp_path / "m.qcow2"
+    qemu_img_create(img, 1 << 20, cluster_size="64k")
+    qemu_io(img, "write -P 0x11 0 64k")
+    h = header(img)
+    with open(img, "r+b") as f:
+        f.seek(h["l1_offset"])
+        l1e = struct.unpack(">Q", f.read(8))[0]
+        f.seek(h["l1_offset"])
+        f.write(struct.pack(">Q", l1e + 512))
+    proc = strata_io(img, "read 0 512 0x11", read_only=True, check=False)
+    assert proc.returncode != 0
+    assert "L2 table offset" in proc.stderr and "unaligned" in proc.stderr
