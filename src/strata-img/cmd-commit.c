@@ -1,0 +1,175 @@
+/* strata-img commit [-q] [-f fmt] [-b base] [-d] [-p] filename
+ *
+ * Copies what the top image and the layers above base define into base,
+ * then empties the top (unless -d) so it reads through to base.  With -b
+ * naming a deeper layer the layers in between become stale, so -b
+ * implies -d as in qemu-img.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/block_int.h"
+#include "strata-img/img-chain.h"
+#include "strata-img/img-common.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+
+#define COMMIT_BUF_SIZE (2u << 20)
+
+static int commit_data(BlockNode *top, BlockNode *base, ImgProgress *prog)
+{
+    uint64_t size = block_node_size(top);
+    uint64_t offset = 0;
+    CLEANUP_FREE uint8_t *buf = malloc(COMMIT_BUF_SIZE);
+
+    if (!buf) {
+        return -ENOMEM;
+    }
+    while (offset < size) {
+        uint64_t pnum = 0;
+        int depth = 0;
+        int st = block_status_above(top, base, offset, size - offset, &pnum,
+                                    NULL, NULL, &depth);
+        if (st < 0) {
+            return st;
+        }
+        if (pnum == 0) {
+            return -EIO;
+        }
+        if (depth > 0) {
+            if (st & BLOCK_STATUS_ZERO) {
+                int r = block_write_zeroes(base, offset, pnum, 0);
+                if (r < 0) {
+                    return r;
+                }
+            } else {
+                for (uint64_t done = 0; done < pnum;) {
+                    uint64_t n = MIN(pnum - done, COMMIT_BUF_SIZE);
+                    int r = block_read(top, offset + done, n, buf, 0);
+                    if (r < 0) {
+                        return r;
+                    }
+                    r = block_write(base, offset + done, n, buf, 0);
+                    if (r < 0) {
+                        return r;
+                    }
+                    done += n;
+                }
+            }
+        }
+        offset += pnum;
+        img_progress_update(prog, offset, size);
+    }
+    return block_flush(base);
+}
+
+int cmd_commit(int argc, char **argv)
+{
+    static const struct option long_options[] = {
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *fmt = NULL, *base_name = NULL;
+    bool progress = false, quiet = false, drop = false;
+    int c, ret = 1;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":f:ht:b:dpqr:", long_options,
+                            NULL)) != -1) {
+        switch (c) {
+        case 'h': img_help();
+        case 'f': fmt = optarg; break;
+        case 't': break; /* cache mode: accepted for compatibility */
+        case 'b': base_name = optarg; drop = true; break;
+        case 'd': drop = true; break;
+        case 'p': progress = true; break;
+        case 'q': quiet = true; break;
+        case 'r': break; /* rate limit: an offline commit runs flat out */
+        default: img_bad_option(c, argv);
+        }
+    }
+    if (quiet) {
+        progress = false;
+    }
+    if (optind != argc - 1) {
+        img_usage_error("Expecting one image file name");
+    }
+    const char *filename = argv[optind];
+
+    ImgChain *chain = img_discover_chain(filename, fmt, 0);
+    if (!chain) {
+        return 1;
+    }
+    int base_idx;
+    if (base_name) {
+        base_idx = img_chain_find(chain, base_name);
+        if (base_idx < 0) {
+            error_report("Did not find '%s' in the backing chain of '%s'",
+                         base_name, filename);
+            goto out_chain;
+        }
+    } else {
+        if (chain->count < 2) {
+            error_report("Image does not have a backing file");
+            goto out_chain;
+        }
+        base_idx = 1;
+    }
+
+    /* Layers below base are opened too: base may read through them
+     * while it is partially written (qcow2 copy-on-write). */
+    BlockNode *top = img_open_chain(chain, 1ull | (1ull << base_idx), 0);
+    if (!top) {
+        goto out_chain;
+    }
+    BlockNode *base = top;
+    for (int i = 0; i < base_idx; i++) {
+        base = base->backing;
+    }
+
+    ImgProgress *prog = img_progress_new(progress, 1.0);
+    Error *err = NULL;
+    int r = 0;
+    if (block_node_size(base) < block_node_size(top) &&
+        !block_truncate(base, block_node_size(top), false, PREALLOC_OFF,
+                        &err)) {
+        img_progress_end(prog);
+        error_prepend(&err, "Could not resize '%s': ",
+                      chain->layers[base_idx].filename);
+        error_report_err(err);
+        goto out_top;
+    }
+    r = commit_data(top, base, prog);
+    if (r < 0) {
+        img_progress_end(prog);
+        error_report("Could not commit '%s' into '%s': %s", filename,
+                     chain->layers[base_idx].filename, strerror(-r));
+        goto out_top;
+    }
+    if (!drop) {
+        if (!top->drv->make_empty) {
+            img_progress_end(prog);
+            error_report("Image '%s' of format %s cannot be emptied after "
+                         "the commit (use -d)", filename,
+                         top->drv->format_name);
+            goto out_top;
+        }
+        r = top->drv->make_empty(top);
+        if (r < 0) {
+            img_progress_end(prog);
+            error_report("Could not empty '%s': %s", filename, strerror(-r));
+            goto out_top;
+        }
+    }
+    img_progress_update(prog, 1, 1);
+    img_progress_end(prog);
+    img_qprintf(quiet, "Image committed.\n");
+    ret = 0;
+out_top:
+    block_node_unref(top);
+out_chain:
+    img_chain_free(chain);
+    return ret;
+}

@@ -1,0 +1,299 @@
+/* strata-img convert [-U] [-c] [-p] [-q] [-n] [-f fmt] [-t cache]
+ *     [-O output_fmt] [-B backing [-F backing_fmt]] [-o options]
+ *     [-S sparse_size] [-m workers] [-W] [--target-is-zero]
+ *     filename [filename2 [...]] output_filename
+ *
+ * Option parsing, target creation and opening; the copy itself is in
+ * convert-copy.c.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/block_int.h"
+#include "strata-img/convert-copy.h"
+#include "strata-img/img-common.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/units.h"
+
+typedef struct ConvertArgs {
+    const char *fmt;
+    const char *out_fmt;
+    const char *out_base;
+    const char *out_base_fmt;
+    const char *cache;
+    char *optstr;
+    uint64_t min_sparse;
+    int workers;
+    bool compressed, progress, quiet, skip_create, out_of_order;
+    bool target_is_zero;
+    int src_flags;
+} ConvertArgs;
+
+static void append_optstr(char **acc, const char *more)
+{
+    char *joined = NULL;
+
+    if (!*acc) {
+        *acc = strdup(more);
+    } else if (asprintf(&joined, "%s,%s", *acc, more) >= 0) {
+        free(*acc);
+        *acc = joined;
+    }
+}
+
+/* Parses the options; returns optind, or -1 after printing an error. */
+static int parse_args(int argc, char **argv, ConvertArgs *a)
+{
+    enum { OPT_TARGET_IS_ZERO = 256, OPT_IGNORED };
+    static const struct option long_options[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "force-share", no_argument, NULL, 'U' },
+        { "target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO },
+        { NULL, 0, NULL, 0 },
+    };
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":hf:O:B:F:Cco:S:pt:T:qnm:Wr:U",
+                            long_options, NULL)) != -1) {
+        switch (c) {
+        case 'h': img_help();
+        case 'f': a->fmt = optarg; break;
+        case 'O': a->out_fmt = optarg; break;
+        case 'B': a->out_base = optarg; break;
+        case 'F': a->out_base_fmt = optarg; break;
+        case 'C': break; /* copy offloading: plain copies are used */
+        case 'c': a->compressed = true; break;
+        case 'o': append_optstr(&a->optstr, optarg); break;
+        case 'S': {
+            Error *err = NULL;
+            if (!parse_size(optarg, &a->min_sparse, &err) ||
+                !IS_ALIGNED(a->min_sparse, 512) ||
+                a->min_sparse > (2u << 20)) {
+                error_free(err);
+                error_report("Invalid buffer size for sparse output "
+                             "specified. You may use k, M, G, T, P or E "
+                             "suffixes for");
+                error_report("kilobytes, megabytes, gigabytes, terabytes, "
+                             "petabytes and exabytes.");
+                return -1;
+            }
+            break;
+        }
+        case 'p': a->progress = true; break;
+        case 't': a->cache = optarg; break;
+        case 'T': break; /* source cache mode */
+        case 'q': a->quiet = true; break;
+        case 'n': a->skip_create = true; break;
+        case 'm': {
+            uint64_t n;
+            Error *err = NULL;
+            if (!parse_uint(optarg, 16, &n, &err) || n < 1) {
+                error_free(err);
+                error_report("Invalid number of coroutines. Allowed number "
+                             "of coroutines is between 1 and 16");
+                return -1;
+            }
+            a->workers = (int)n;
+            break;
+        }
+        case 'W': a->out_of_order = true; break;
+        case 'r': break; /* rate limit: an offline convert runs flat out */
+        case 'U': a->src_flags |= BLOCK_O_FORCE_SHARE; break;
+        case OPT_TARGET_IS_ZERO: a->target_is_zero = true; break;
+        default: img_bad_option(c, argv);
+        }
+    }
+    return optind;
+}
+
+/* Creates the target unless -n.  Returns false after printing. */
+static bool create_target(const ConvertArgs *a, const char *out,
+                          uint64_t total)
+{
+    bool help = false;
+    json_t *opts = img_parse_create_opts(a->optstr ? a->optstr : "", &help,
+                                         out);
+    Error *err = NULL;
+    bool ok = false;
+
+    if (!opts) {
+        return false;
+    }
+    if (!img_check_create_opts(a->out_fmt, opts, NULL) ||
+        !img_normalize_create_opts(a->out_fmt, opts, NULL)) {
+        goto out;
+    }
+    json_object_set_new(opts, "size", json_integer((json_int_t)total));
+    if (a->out_base) {
+        json_object_set_new(opts, "backing_file", json_string(a->out_base));
+    }
+    if (a->out_base_fmt) {
+        json_object_set_new(opts, "backing_fmt",
+                            json_string(a->out_base_fmt));
+    }
+    if (json_object_get(opts, "backing_file") &&
+        !json_object_get(opts, "backing_fmt")) {
+        error_report("Use of backing file requires explicit backing format");
+        goto out;
+    }
+    if (!block_create(a->out_fmt, out, opts, &err)) {
+        error_report("%s: error while converting %s: %s", out, a->out_fmt,
+                     error_get_pretty(err));
+        error_free(err);
+        goto out;
+    }
+    ok = true;
+out:
+    json_decref(opts);
+    return ok;
+}
+
+/* Opens the target with the cache mode convert uses (qemu-img's default
+ * for convert is "unsafe": no flushes). */
+static BlockNode *open_target(const ConvertArgs *a, const char *out)
+{
+    const char *cache = a->cache ? a->cache : "unsafe";
+    bool no_flush = strcmp(cache, "unsafe") == 0;
+    bool direct = strcmp(cache, "none") == 0 ||
+                  strcmp(cache, "directsync") == 0;
+    json_t *opts = json_pack("{s:s, s:{s:b, s:b}, s:{s:s, s:s, s:{s:b, s:b}}}",
+                             "driver", a->out_fmt,
+                             "cache", "direct", direct, "no-flush", no_flush,
+                             "file", "driver", "file", "filename", out,
+                             "cache", "direct", direct, "no-flush", no_flush);
+    Error *err = NULL;
+    BlockNode *bs = block_node_open(opts, &err);
+
+    json_decref(opts);
+    if (!bs) {
+        error_prepend(&err, "Could not open '%s': ", out);
+        error_report_err(err);
+    }
+    return bs;
+}
+
+int cmd_convert(int argc, char **argv)
+{
+    ConvertArgs a = { .min_sparse = 4096, .workers = 8 };
+    int first = parse_args(argc, argv, &a);
+    CLEANUP_FREE char *optstr_owner = NULL;
+    int ret = 1;
+
+    if (first < 0) {
+        free(a.optstr);
+        return 1;
+    }
+    optstr_owner = a.optstr;
+    if (!a.out_fmt) {
+        a.out_fmt = "raw";
+    }
+    if (a.quiet) {
+        a.progress = false;
+    }
+    if (a.optstr) {
+        bool help = false;
+        json_t *o = img_parse_create_opts(a.optstr, &help, "");
+        if (!o) {
+            return 1;
+        }
+        json_decref(o);
+        if (help) {
+            if (!img_format_known(a.out_fmt)) {
+                error_report("Unknown file format '%s'", a.out_fmt);
+                return 1;
+            }
+            img_print_create_help(a.out_fmt, argc - first >= 2);
+            return 0;
+        }
+    }
+    int nsrc = argc - first - 1;
+    if (nsrc < 1) {
+        error_report("Must specify image file name");
+        return 1;
+    }
+    const char *out = argv[argc - 1];
+    if (!block_find_driver(a.out_fmt)) {
+        error_report("Unknown file format '%s'", a.out_fmt);
+        return 1;
+    }
+    if (a.compressed && strcmp(a.out_fmt, "qcow2") != 0) {
+        error_report("Compression not supported for this file format");
+        return 1;
+    }
+    if (a.target_is_zero && !a.skip_create) {
+        error_report("--target-is-zero requires use of -n flag");
+        return 1;
+    }
+    if (a.out_base_fmt && !a.out_base) {
+        error_report("-F requires -B");
+        return 1;
+    }
+
+    BlockNode **src = calloc((size_t)nsrc, sizeof(*src));
+    uint64_t total = 0;
+    BlockNode *dst = NULL;
+    ImgProgress *prog = NULL;
+    int opened = 0;
+    if (!src) {
+        error_report("Out of memory");
+        return 1;
+    }
+    for (; opened < nsrc; opened++) {
+        src[opened] = img_open(argv[first + opened], a.fmt, a.src_flags,
+                               a.quiet);
+        if (!src[opened]) {
+            goto out;
+        }
+        total += block_node_size(src[opened]);
+    }
+
+    if (!a.skip_create && !create_target(&a, out, total)) {
+        goto out;
+    }
+    dst = open_target(&a, out);
+    if (!dst) {
+        goto out;
+    }
+    if (a.skip_create && block_node_size(dst) < total) {
+        error_report("output file is smaller than input file");
+        goto out;
+    }
+
+    prog = img_progress_new(a.progress, 1.0);
+    ConvertParams p = {
+        .src = src,
+        .nsrc = nsrc,
+        .dst = dst,
+        .min_sparse = a.min_sparse,
+        .dst_cluster = dst->drv->get_cluster_size ?
+                       dst->drv->get_cluster_size(dst) : 0,
+        .compressed = a.compressed,
+        .target_has_backing = a.out_base != NULL,
+        .out_of_order = a.out_of_order,
+        .workers = a.workers,
+        .progress = prog,
+    };
+    p.has_zero_init = a.skip_create ? a.target_is_zero
+                                    : (a.min_sparse && !p.target_has_backing);
+    if (p.compressed && p.dst_cluster == 0) {
+        error_report("Compression not supported for this file format");
+        goto out;
+    }
+    ret = convert_copy(&p);
+    if (ret == 0) {
+        img_progress_update(prog, 1, 1);
+    }
+out:
+    img_progress_end(prog);
+    if (dst) {
+        block_node_unref(dst);
+    }
+    for (int i = 0; i < opened; i++) {
+        block_node_unref(src[i]);
+    }
+    free(src);
+    return ret;
+}

@@ -1,0 +1,209 @@
+/* strata-img rebase [-U] [-q] [-f fmt] [-p] [-u] -b backing [-F fmt]
+ *                   filename
+ *
+ * Safe mode (no -u) keeps what the guest sees: wherever the image does
+ * not define a cluster itself and the old and new backing files differ,
+ * the old content is written into the image before the header is
+ * switched to the new backing file.  -u only rewrites the header.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/block_int.h"
+#include "strata-img/img-common.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+
+#define REBASE_BUF_SIZE (2u << 20)
+#define SECTOR 512u
+
+/* Length of the leading run of 512-byte sectors that all compare equal or
+ * all differ; returns true if they differ. */
+static bool sectors_differ(const uint8_t *a, const uint8_t *b, uint64_t bytes,
+                           uint64_t *pnum)
+{
+    uint64_t i = MIN(bytes, SECTOR);
+    bool differ = memcmp(a, b, i) != 0;
+
+    while (i < bytes) {
+        uint64_t len = MIN(bytes - i, SECTOR);
+        if ((memcmp(a + i, b + i, len) != 0) != differ) {
+            break;
+        }
+        i += len;
+    }
+    *pnum = i;
+    return differ;
+}
+
+static int read_or_zero(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                        uint8_t *buf)
+{
+    uint64_t size = bs ? block_node_size(bs) : 0;
+    uint64_t avail = offset < size ? MIN(bytes, size - offset) : 0;
+
+    if (avail < bytes) {
+        memset(buf + avail, 0, bytes - avail);
+    }
+    return avail ? block_read(bs, offset, avail, buf, 0) : 0;
+}
+
+/* Copies into bs every unallocated range where the old backing content
+ * (bs->backing) and the new backing's differ. */
+static int rebase_copy(BlockNode *bs, BlockNode *new_backing,
+                       ImgProgress *prog)
+{
+    uint64_t size = block_node_size(bs);
+    CLEANUP_FREE uint8_t *buf_old = malloc(REBASE_BUF_SIZE);
+    CLEANUP_FREE uint8_t *buf_new = malloc(REBASE_BUF_SIZE);
+
+    if (!buf_old || !buf_new) {
+        return -ENOMEM;
+    }
+    for (uint64_t offset = 0; offset < size;) {
+        uint64_t n = 0;
+        int st = block_status(bs, offset, MIN(REBASE_BUF_SIZE, size - offset),
+                              &n, NULL, NULL);
+        if (st < 0) {
+            return st;
+        }
+        if (n == 0) {
+            return -EIO;
+        }
+        if (!(st & BLOCK_STATUS_ALLOCATED)) {
+            int r = read_or_zero(bs->backing, offset, n, buf_old);
+            if (r < 0) {
+                return r;
+            }
+            r = read_or_zero(new_backing, offset, n, buf_new);
+            if (r < 0) {
+                return r;
+            }
+            for (uint64_t done = 0; done < n;) {
+                uint64_t pnum;
+                if (sectors_differ(buf_old + done, buf_new + done, n - done,
+                                   &pnum)) {
+                    r = block_write(bs, offset + done, pnum, buf_old + done, 0);
+                    if (r < 0) {
+                        error_report("Error while writing to COW image: %s",
+                                     strerror(-r));
+                        return r;
+                    }
+                }
+                done += pnum;
+            }
+        }
+        offset += n;
+        img_progress_update(prog, offset, size);
+    }
+    return block_flush(bs);
+}
+
+int cmd_rebase(int argc, char **argv)
+{
+    static const struct option long_options[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "force-share", no_argument, NULL, 'U' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *fmt = NULL, *out_base = NULL, *out_fmt = NULL;
+    bool progress = false, quiet = false, unsafe = false;
+    int share = 0, c, ret = 1;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":hf:F:b:upt:T:qU", long_options,
+                            NULL)) != -1) {
+        switch (c) {
+        case 'h': img_help();
+        case 'f': fmt = optarg; break;
+        case 'F': out_fmt = optarg; break;
+        case 'b': out_base = optarg; break;
+        case 'u': unsafe = true; break;
+        case 'p': progress = true; break;
+        case 't': case 'T': break; /* cache modes: accepted */
+        case 'q': quiet = true; break;
+        case 'U': share = BLOCK_O_FORCE_SHARE; break;
+        default: img_bad_option(c, argv);
+        }
+    }
+    if (quiet) {
+        progress = false;
+    }
+    if (optind != argc - 1) {
+        img_usage_error("Expecting one image file name");
+    }
+    if (!unsafe && !out_base) {
+        img_usage_error("Must specify backing file (-b) or use unsafe mode "
+                        "(-u)");
+    }
+    const char *filename = argv[optind];
+    if (out_base && out_base[0] == '\0') {
+        out_base = NULL;
+    }
+
+    BlockNode *bs = img_open(filename, fmt,
+                             BLOCK_O_RDWR | (unsafe ? BLOCK_O_NO_BACKING : 0),
+                             quiet);
+    if (!bs) {
+        return 1;
+    }
+    if (!bs->drv->change_backing_file) {
+        error_report("Could not change the backing file to '%s': %s",
+                     out_base ? out_base : "", strerror(ENOTSUP));
+        goto out;
+    }
+    if (out_base && !out_fmt) {
+        error_report("Could not change the backing file to '%s': backing "
+                     "format must be specified", out_base);
+        goto out;
+    }
+
+    if (!unsafe) {
+        BlockNode *new_backing = NULL;
+        if (out_base) {
+            CLEANUP_FREE char *path = img_path_combine(filename, out_base);
+            Error *err = NULL;
+            new_backing = block_open_image(path ? path : out_base, out_fmt,
+                                           share, &err);
+            if (!new_backing) {
+                error_report("Could not open new backing file '%s': %s",
+                             out_base, error_get_pretty(err));
+                error_free(err);
+                goto out;
+            }
+        }
+        ImgProgress *prog = img_progress_new(progress, 1.0);
+        int r = rebase_copy(bs, new_backing, prog);
+        if (new_backing) {
+            block_node_unref(new_backing);
+        }
+        if (r < 0) {
+            img_progress_end(prog);
+            error_report("Could not rebase '%s': %s", filename, strerror(-r));
+            goto out;
+        }
+        img_progress_update(prog, 1, 1);
+        img_progress_end(prog);
+    }
+
+    Error *err = NULL;
+    if (!bs->drv->change_backing_file(bs, out_base, out_base ? out_fmt : NULL,
+                                      &err)) {
+        if (err && err->errnum == ENOSPC) {
+            error_report("Could not change the backing file to '%s': No "
+                         "space left in the file header", out_base);
+            error_free(err);
+        } else {
+            error_prepend(&err, "Could not change the backing file to '%s': ",
+                          out_base ? out_base : "");
+            error_report_err(err);
+        }
+        goto out;
+    }
+    ret = 0;
+out:
+    block_node_unref(bs);
+    return ret;
+}

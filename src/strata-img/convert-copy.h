@@ -1,0 +1,29 @@
+/* strata-img - the parallel copy engine behind convert. */
+#ifndef STRATA_IMG_CONVERT_COPY_H
+#define STRATA_IMG_CONVERT_COPY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "block/block.h"
+#include "strata-img/img-common.h"
+
+typedef struct ConvertParams {
+    BlockNode **src;          /* sources, concatenated in order */
+    int nsrc;
+    BlockNode *dst;
+    uint64_t min_sparse;      /* -S: 0 = no zero detection */
+    uint32_t dst_cluster;     /* target cluster size (0 = none) */
+    bool compressed;          /* -c */
+    bool has_zero_init;       /* target reads as zeroes already */
+    bool target_has_backing;  /* -B: leave unallocated ranges to it */
+    bool out_of_order;        /* -W */
+    int workers;              /* -m */
+    ImgProgress *progress;
+} ConvertParams;
+
+/* Copies every source into dst.  Returns 0, or 1 after printing an
+ * error naming the failed offset. */
+int convert_copy(const ConvertParams *p);
+
+#endif

@@ -1,0 +1,156 @@
+/* strata-img - opening a backing chain with chosen layers writable.
+ *
+ * block_open_image() opens the backing chain read-only, which is what
+ * most commands want.  commit must write into a backing layer, so the
+ * chain is first discovered layer by layer (each opened alone, which
+ * also catches loops) and then opened in one go from blockdev-style
+ * options naming every layer with its own read-only setting.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/block_int.h"
+#include "strata-img/img-chain.h"
+#include "strata-img/img-common.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+
+void img_chain_free(ImgChain *chain)
+{
+    if (!chain) {
+        return;
+    }
+    for (int i = 0; i < chain->count; i++) {
+        free(chain->layers[i].filename);
+        free(chain->layers[i].fmt);
+        free(chain->layers[i].backing_name);
+    }
+    free(chain->layers);
+    free(chain);
+}
+
+static bool chain_add(ImgChain *chain, const char *filename, const char *fmt,
+                      const char *backing_name)
+{
+    ImgChainLayer *l = realloc(chain->layers,
+                               (chain->count + 1) * sizeof(*l));
+    if (!l) {
+        return false;
+    }
+    chain->layers = l;
+    l[chain->count] = (ImgChainLayer) {
+        .filename = strdup(filename),
+        .fmt = strdup(fmt),
+        .backing_name = backing_name ? strdup(backing_name) : NULL,
+    };
+    chain->count++;
+    return true;
+}
+
+ImgChain *img_discover_chain(const char *filename, const char *fmt,
+                             int flags)
+{
+    ImgChain *chain = calloc(1, sizeof(*chain));
+    CLEANUP_FREE char *cur = strdup(filename);
+    CLEANUP_FREE char *cur_fmt = fmt ? strdup(fmt) : NULL;
+
+    while (cur) {
+        for (int i = 0; i < chain->count; i++) {
+            if (strcmp(chain->layers[i].filename, cur) == 0) {
+                error_report("Backing file '%s' creates an infinite loop.",
+                             cur);
+                img_chain_free(chain);
+                return NULL;
+            }
+        }
+        BlockNode *bs = img_open(cur, cur_fmt,
+                                 (flags & BLOCK_O_FORCE_SHARE) |
+                                     BLOCK_O_NO_BACKING, true);
+        if (!bs) {
+            img_chain_free(chain);
+            return NULL;
+        }
+        char *next = NULL;
+        char *next_fmt = NULL;
+        if (bs->backing_file && bs->backing_file[0]) {
+            next = img_path_combine(cur, bs->backing_file);
+            if (!next) {
+                next = strdup(bs->backing_file);
+            }
+            next_fmt = bs->backing_format ? strdup(bs->backing_format) : NULL;
+        }
+        bool ok = chain_add(chain, cur, block_node_driver_name(bs),
+                            bs->backing_file);
+        block_node_unref(bs);
+        free(cur);
+        free(cur_fmt);
+        cur = next;
+        cur_fmt = next_fmt;
+        if (!ok) {
+            error_report("Out of memory");
+            img_chain_free(chain);
+            return NULL;
+        }
+    }
+    return chain;
+}
+
+BlockNode *img_open_chain(const ImgChain *chain, uint64_t rw_mask,
+                          int count)
+{
+    json_t *opts = NULL;
+    Error *err = NULL;
+
+    if (count <= 0 || count > chain->count) {
+        count = chain->count;
+    }
+    /* Built bottom up: each layer wraps the one below as "backing". */
+    for (int i = count - 1; i >= 0; i--) {
+        const ImgChainLayer *l = &chain->layers[i];
+        json_t *layer = json_pack("{s:s, s:b, s:{s:s, s:s}}",
+                                  "driver", l->fmt,
+                                  "read-only", !(rw_mask & (1ull << i)),
+                                  "file", "driver", "file",
+                                  "filename", l->filename);
+        if (opts) {
+            json_object_set_new(layer, "backing", opts);
+        } else if (i < chain->count - 1) {
+            /* Cut the chain here: the layer has a backing file that the
+             * caller does not want opened. */
+            json_object_set_new(layer, "backing", json_null());
+        }
+        opts = layer;
+    }
+    BlockNode *bs = block_node_open(opts, &err);
+    json_decref(opts);
+    if (!bs) {
+        error_prepend(&err, "Could not open '%s': ",
+                      chain->layers[0].filename);
+        error_report_err(err);
+        return NULL;
+    }
+    return bs;
+}
+
+int img_chain_find(const ImgChain *chain, const char *name)
+{
+    CLEANUP_FREE char *want = realpath(name, NULL);
+
+    for (int i = 1; i < chain->count; i++) {
+        const ImgChainLayer *parent = &chain->layers[i - 1];
+        if (strcmp(chain->layers[i].filename, name) == 0 ||
+            (parent->backing_name &&
+             strcmp(parent->backing_name, name) == 0)) {
+            return i;
+        }
+        if (want) {
+            CLEANUP_FREE char *have = realpath(chain->layers[i].filename,
+                                               NULL);
+            if (have && strcmp(have, want) == 0) {
+                return i;
+            }
+        }
+    }
+    return -1;
+}

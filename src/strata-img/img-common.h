@@ -1,0 +1,108 @@
+/* strata-img - what the subcommands share: argument errors, opening
+ * images the way qemu-img does, output formats, progress, JSON output.
+ */
+#ifndef STRATA_IMG_COMMON_H
+#define STRATA_IMG_COMMON_H
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "block/block.h"
+
+/* One subcommand: returns the process exit code. */
+typedef int ImgCommandFn(int argc, char **argv);
+
+int cmd_create(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_map(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_rebase(int argc, char **argv);
+int cmd_commit(int argc, char **argv);
+int cmd_resize(int argc, char **argv);
+
+/* Prints the tool's full help to stdout and exits 0 (qemu-img prints the
+ * same help for `-h` given to any command). */
+void img_help(void) __attribute__((noreturn));
+
+/* Prints "strata-img: <msg>" and "Try 'strata-img --help' ..." to stderr
+ * and exits 1: the answer to every bad command line. */
+void img_usage_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+
+/* Handles getopt's '?' and ':' results (optstring must begin with ':'):
+ * unknown option or missing argument; never returns. */
+void img_bad_option(int c, char **argv) __attribute__((noreturn));
+
+typedef enum ImgOutputFormat { OFORMAT_HUMAN, OFORMAT_JSON } ImgOutputFormat;
+
+/* Parses --output's argument; prints qemu-img's message and returns false
+ * on anything but "human" or "json". */
+bool img_parse_output(const char *arg, ImgOutputFormat *out);
+
+/* Opens filename as qemu-img does (fmt NULL = probe).  On failure prints
+ * "strata-img: Could not open 'filename': <reason>" and returns NULL.
+ * When the format was probed as raw and the image is opened read-write,
+ * prints qemu-img's warning about probing raw images unless quiet. */
+BlockNode *img_open(const char *filename, const char *fmt, int flags,
+                    bool quiet);
+
+/* qemu-img's path_combine(): a relative backing file name is relative to
+ * the directory of the image that names it.  Returns a malloc'd string,
+ * or NULL when base_path is a json: filename (cannot be determined). */
+char *img_path_combine(const char *base_path, const char *filename);
+
+/* Prints a JSON value as qemu-img does (4-space indent, then "\n"). */
+void img_print_json(json_t *value);
+
+/* Number of layers from bs down its backing chain (1 = no backing). */
+int img_chain_length(BlockNode *bs);
+
+/* printf that does nothing when quiet (qemu-img -q). */
+void img_qprintf(bool quiet, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Parses a size argument for create/resize/convert -S; prints qemu-img's
+ * "Invalid image size specified..." on failure.  Returns false then. */
+bool img_parse_image_size(const char *str, uint64_t *out);
+
+/* ---- progress (qemu-img -p): "    (42.00/100%)\r" ---- */
+typedef struct ImgProgress ImgProgress;
+/* enabled false gives a progress object that prints nothing.  Prints
+ * the initial 0.00 line. */
+ImgProgress *img_progress_new(bool enabled, double min_step);
+/* Sets the done fraction to done/total (thread-safe). */
+void img_progress_update(ImgProgress *p, uint64_t done, uint64_t total);
+/* Adds done bytes of total (thread-safe). */
+void img_progress_add(ImgProgress *p, uint64_t done, uint64_t total);
+/* Prints the final newline and frees p.  NULL is fine. */
+void img_progress_end(ImgProgress *p);
+
+/* ---- create options (img-options.c) ---- */
+/* Parses -o strings (possibly given several times, joined with ',') into
+ * a JSON object of option name -> string.  Understands "a=b,c=d" with
+ * ",," escapes.  "help" / "?" set *help.  On error prints and returns
+ * NULL. */
+json_t *img_parse_create_opts(const char *optstr, bool *help,
+                              const char *filename);
+/* Fails ("Invalid parameter 'x'", prefixed with "filename: " unless
+ * filename is NULL) if opts names an option the format (and its
+ * protocol, file) does not know. */
+bool img_check_create_opts(const char *fmt, json_t *opts, const char *filename);
+/* "Supported <fmt> options:" list, as `qemu-img create -o help`. */
+void img_print_create_help(const char *fmt, bool with_protocol);
+/* The "Formatting 'f', fmt=... " line. */
+void img_print_formatting(const char *filename, const char *fmt,
+                          json_t *opts);
+/* Converts size-typed options to JSON numbers (as block_create wants)
+ * and validates numbers; prints and returns false on a bad value. */
+bool img_normalize_create_opts(const char *fmt, json_t *opts,
+                               const char *filename);
+/* True if fmt is a format strata can create (has a create callback). */
+bool img_format_known(const char *fmt);
+
+#endif

@@ -1,0 +1,347 @@
+/* strata-img - image creation options as qemu-img presents them: the
+ * option list per format (for -o help and for validating names before
+ * anything is printed) and the "Formatting ..." line.
+ *
+ * The order of each table is the order qemu-img prints set options in
+ * the "Formatting" line; -o help sorts by name.  The block driver's
+ * create callback does the real validation of values.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/block.h"
+#include "strata-img/img-common.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/units.h"
+
+typedef enum OptType { OPT_STRING, OPT_BOOL, OPT_NUMBER, OPT_SIZE } OptType;
+
+typedef struct CreateOptDesc {
+    const char *name;
+    OptType type;
+    const char *help;
+    const char *def_value; /* printed in "Formatting" when not given */
+} CreateOptDesc;
+
+#define OPT_END { NULL, OPT_STRING, NULL, NULL }
+
+static const CreateOptDesc qcow2_opts[] = {
+    { "encryption", OPT_BOOL, "Encrypt the image with format 'aes'. "
+      "(Deprecated in favor of encrypt.format=aes)", NULL },
+    { "encrypt.format", OPT_STRING,
+      "Encrypt the image, format choices: 'aes', 'luks'", NULL },
+    { "encrypt.key-secret", OPT_STRING,
+      "ID of secret providing qcow AES key or LUKS passphrase", NULL },
+    { "encrypt.cipher-alg", OPT_STRING,
+      "Name of encryption cipher algorithm", NULL },
+    { "encrypt.cipher-mode", OPT_STRING,
+      "Name of encryption cipher mode", NULL },
+    { "encrypt.ivgen-alg", OPT_STRING, "Name of IV generator algorithm",
+      NULL },
+    { "encrypt.ivgen-hash-alg", OPT_STRING,
+      "Name of IV generator hash algorithm", NULL },
+    { "encrypt.hash-alg", OPT_STRING, "Name of encryption hash algorithm",
+      NULL },
+    { "encrypt.iter-time", OPT_NUMBER,
+      "Time to spend in PBKDF in milliseconds", NULL },
+    { "cluster_size", OPT_SIZE, "qcow2 cluster size", "65536" },
+    { "extended_l2", OPT_BOOL, "Extended L2 tables", "off" },
+    { "preallocation", OPT_STRING, "Preallocation mode (allowed values: "
+      "off, metadata, falloc, full)", NULL },
+    { "compression_type", OPT_STRING,
+      "Compression method used for image cluster compression", "zlib" },
+    { "size", OPT_SIZE, "Virtual disk size", NULL },
+    { "compat", OPT_STRING, "Compatibility level (v2 [0.10] or v3 [1.1])",
+      NULL },
+    { "backing_file", OPT_STRING, "File name of a base image", NULL },
+    { "backing_fmt", OPT_STRING, "Image format of the base image", NULL },
+    { "data_file", OPT_STRING, "File name of an external data file", NULL },
+    { "data_file_raw", OPT_BOOL,
+      "The external data file must stay valid as a raw image", NULL },
+    { "lazy_refcounts", OPT_BOOL, "Postpone refcount updates", "off" },
+    { "refcount_bits", OPT_NUMBER, "Width of a reference count entry in bits",
+      "16" },
+    OPT_END,
+};
+
+static const CreateOptDesc raw_opts[] = {
+    { "size", OPT_SIZE, "Virtual disk size", NULL },
+    OPT_END,
+};
+
+/* The protocol (file) driver's options, appended after the format's. */
+static const CreateOptDesc file_opts[] = {
+    { "size", OPT_SIZE, "Virtual disk size", NULL },
+    { "preallocation", OPT_STRING, "Preallocation mode (allowed values: "
+      "off, falloc, full)", NULL },
+    { "nocow", OPT_BOOL, "Turn off copy-on-write (valid only on btrfs)",
+      NULL },
+    { "extent_size_hint", OPT_SIZE,
+      "Extent size hint for the image file, 0 to disable", NULL },
+    OPT_END,
+};
+
+static const CreateOptDesc *format_opts(const char *fmt)
+{
+    if (strcmp(fmt, "qcow2") == 0) {
+        return qcow2_opts;
+    }
+    if (strcmp(fmt, "raw") == 0) {
+        return raw_opts;
+    }
+    if (strcmp(fmt, "file") == 0) {
+        return file_opts;
+    }
+    return NULL;
+}
+
+bool img_format_known(const char *fmt)
+{
+    return format_opts(fmt) != NULL;
+}
+
+static const CreateOptDesc *find_desc(const CreateOptDesc *list,
+                                      const char *name)
+{
+    for (; list && list->name; list++) {
+        if (strcmp(list->name, name) == 0) {
+            return list;
+        }
+    }
+    return NULL;
+}
+
+/* Looks name up in the format's table, then in the protocol's. */
+static const CreateOptDesc *lookup_opt(const char *fmt, const char *name)
+{
+    const CreateOptDesc *d = find_desc(format_opts(fmt), name);
+
+    return d ? d : find_desc(file_opts, name);
+}
+
+json_t *img_parse_create_opts(const char *optstr, bool *help,
+                              const char *filename)
+{
+    json_t *opts = json_object();
+    const char *p = optstr;
+
+    *help = false;
+    while (*p) {
+        /* One "name=value" item; ",," inside is a literal comma. */
+        char *item = malloc(strlen(p) + 1);
+        size_t n = 0;
+        while (*p) {
+            if (*p == ',') {
+                if (p[1] == ',') {
+                    item[n++] = ',';
+                    p += 2;
+                    continue;
+                }
+                p++;
+                break;
+            }
+            item[n++] = *p++;
+        }
+        item[n] = '\0';
+        char *eq = strchr(item, '=');
+        if (!eq) {
+            if (strcmp(item, "help") == 0 || strcmp(item, "?") == 0) {
+                *help = true;
+                free(item);
+                continue;
+            }
+            if (n == 0) {
+                error_report("Invalid option list: %s", optstr);
+            } else {
+                error_report("%s: Invalid parameter '%s'", filename, item);
+            }
+            free(item);
+            json_decref(opts);
+            return NULL;
+        }
+        *eq = '\0';
+        json_object_set_new(opts, item, json_string(eq + 1));
+        free(item);
+    }
+    return opts;
+}
+
+bool img_check_create_opts(const char *fmt, json_t *opts, const char *filename)
+{
+    const char *key;
+    json_t *value;
+
+    json_object_foreach(opts, key, value) {
+        if (!lookup_opt(fmt, key)) {
+            if (filename) {
+                error_report("%s: Invalid parameter '%s'", filename, key);
+            } else {
+                error_report("Invalid parameter '%s'", key);
+            }
+            return false;
+        }
+    }
+    return true;
+}
+
+static const char *type_hint(OptType t)
+{
+    switch (t) {
+    case OPT_BOOL:
+        return "bool (on/off)";
+    case OPT_NUMBER:
+        return "num";
+    case OPT_SIZE:
+        return "size";
+    default:
+        return "str";
+    }
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    const CreateOptDesc *const *x = a;
+    const CreateOptDesc *const *y = b;
+
+    return strcmp((*x)->name, (*y)->name);
+}
+
+/* Prints the options of list, then those of extra not already in list,
+ * sorted by name. */
+static void print_sorted(const CreateOptDesc *list, const CreateOptDesc *extra)
+{
+    const CreateOptDesc *sorted[64];
+    size_t n = 0;
+
+    for (const CreateOptDesc *d = list; d && d->name && n < ARRAY_SIZE(sorted);
+         d++) {
+        sorted[n++] = d;
+    }
+    for (const CreateOptDesc *d = extra;
+         d && d->name && n < ARRAY_SIZE(sorted); d++) {
+        if (!find_desc(list, d->name)) {
+            sorted[n++] = d;
+        }
+    }
+    qsort(sorted, n, sizeof(sorted[0]), cmp_desc);
+    for (size_t i = 0; i < n; i++) {
+        char head[128];
+        snprintf(head, sizeof(head), "%s=<%s>", sorted[i]->name,
+                 type_hint(sorted[i]->type));
+        printf("  %-22s - %s\n", head, sorted[i]->help);
+    }
+}
+
+void img_print_create_help(const char *fmt, bool with_protocol)
+{
+    const CreateOptDesc *list = format_opts(fmt);
+
+    /* With a target file name qemu-img merges in the protocol's options;
+     * without one it can only hint at them. */
+    if (with_protocol) {
+        printf("Supported options:\n");
+        print_sorted(list, list == file_opts ? NULL : file_opts);
+        return;
+    }
+    printf("Supported %s options:\n", fmt);
+    print_sorted(list, NULL);
+    printf("\nThe protocol level may support further options.\n"
+           "Specify the target filename to include those options.\n");
+}
+
+static bool normalize_one(const CreateOptDesc *d, json_t *opts,
+                          const char *filename)
+{
+    json_t *v = json_object_get(opts, d->name);
+    const char *s;
+
+    if (!v || !json_is_string(v)) {
+        return true;
+    }
+    s = json_string_value(v);
+    const char *pre = filename ? filename : "";
+    const char *sep = filename ? ": " : "";
+    if (d->type == OPT_SIZE) {
+        uint64_t n;
+        Error *err = NULL;
+        if (!parse_size(s, &n, &err)) {
+            error_free(err);
+            error_report("%s%sParameter '%s' expects a non-negative number "
+                         "below 2^64\nOptional suffix k, M, G, T, P or E "
+                         "means kilo-, mega-, giga-, tera-, peta-\n"
+                         "and exabytes, respectively.", pre, sep, d->name);
+            return false;
+        }
+        json_object_set_new(opts, d->name, json_integer((json_int_t)n));
+    } else if (d->type == OPT_NUMBER) {
+        uint64_t n;
+        Error *err = NULL;
+        if (!parse_uint(s, INT64_MAX, &n, &err)) {
+            error_free(err);
+            error_report("%s%sParameter '%s' expects a number", pre, sep,
+                         d->name);
+            return false;
+        }
+        json_object_set_new(opts, d->name, json_integer((json_int_t)n));
+    } else if (d->type == OPT_BOOL) {
+        if (strcmp(s, "on") && strcmp(s, "off") && strcmp(s, "true") &&
+            strcmp(s, "false")) {
+            error_report("%s%sParameter '%s' expects 'on' or 'off'", pre,
+                         sep, d->name);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool img_normalize_create_opts(const char *fmt, json_t *opts,
+                               const char *filename)
+{
+    const char *key;
+    json_t *value;
+
+    json_object_foreach(opts, key, value) {
+        const CreateOptDesc *d = lookup_opt(fmt, key);
+        if (d && !normalize_one(d, opts, filename)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void print_opt_list(const CreateOptDesc *list, json_t *opts,
+                           const CreateOptDesc *skip_dups)
+{
+    for (; list && list->name; list++) {
+        if (skip_dups && find_desc(skip_dups, list->name)) {
+            continue;
+        }
+        json_t *v = json_object_get(opts, list->name);
+        if (v && json_is_integer(v)) {
+            printf(" %s=%" JSON_INTEGER_FORMAT, list->name,
+                   json_integer_value(v));
+        } else if (v && json_is_string(v)) {
+            printf(" %s=%s", list->name, json_string_value(v));
+        } else if (v && json_is_boolean(v)) {
+            printf(" %s=%s", list->name, json_is_true(v) ? "on" : "off");
+        } else if (!v && list->def_value) {
+            printf(" %s=%s", list->name, list->def_value);
+        }
+    }
+}
+
+void img_print_formatting(const char *filename, const char *fmt,
+                          json_t *opts)
+{
+    const CreateOptDesc *list = format_opts(fmt);
+
+    printf("Formatting '%s', fmt=%s", filename, fmt);
+    print_opt_list(list, opts, NULL);
+    if (list != file_opts) {
+        print_opt_list(file_opts, opts, list);
+    }
+    printf("\n");
+    fflush(stdout);
+}
