@@ -4,7 +4,7 @@
 # checked-in corpus does not change).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
-build=${FUZZ_BUILD:-build-fuzz}
+build=$(cd "${FUZZ_BUILD:-build-fuzz}" && pwd)
 secs=${FUZZ_SECONDS:-15}
 shopt -s nullglob
 targets=("$build"/tests/fuzz/fuzz-*)
@@ -14,7 +14,7 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 passed=0 failed=0
 for t in "${targets[@]}"; do
-  [ -x "$t" ] || continue
+  [ -f "$t" ] && [ -x "$t" ] || continue
   name=$(basename "$t"); name=${name#fuzz-}
   corpus="$top/tests/fuzz/corpus/$name"
   work=$(mktemp -d)
