@@ -12,6 +12,7 @@
 
 #include "block/block_int.h"
 #include "strata-img/img-common.h"
+#include "util/cleanup.h"
 #include "util/error.h"
 #include "util/units.h"
 
@@ -27,7 +28,7 @@ typedef struct MapEntry {
     const char *filename; /* of the node holding the data, or NULL */
 } MapEntry;
 
-static int get_entry(BlockNode *bs, int chain_len, uint64_t offset,
+static int get_entry(BlockNode *bs, uint64_t offset,
                      uint64_t bytes, MapEntry *e)
 {
     uint64_t pnum = 0, map = 0;
@@ -42,10 +43,27 @@ static int get_entry(BlockNode *bs, int chain_len, uint64_t offset,
     if (pnum == 0) {
         return -EIO; /* a driver broke the contract; avoid looping */
     }
+    int shown_depth = depth - 1;
+    if (depth == 0) {
+        /* Defined nowhere: qemu-img names the layer where its search
+         * stopped, which is the first one whose backing file ends at or
+         * before offset (reads there are zero), else the bottom. */
+        BlockNode *n = bs;
+        shown_depth = 0;
+        while (n->backing) {
+            uint64_t bsize = block_node_size(n->backing);
+            if (offset >= bsize) {
+                break;
+            }
+            pnum = MIN(pnum, bsize - offset);
+            n = n->backing;
+            shown_depth++;
+        }
+    }
     *e = (MapEntry) {
         .start = offset,
         .length = pnum,
-        .depth = depth > 0 ? depth - 1 : chain_len - 1,
+        .depth = shown_depth,
         .present = depth > 0 && (ret & BLOCK_STATUS_ALLOCATED),
         .zero = !!(ret & BLOCK_STATUS_ZERO),
         .data = !!(ret & BLOCK_STATUS_DATA),
@@ -178,7 +196,6 @@ int cmd_map(int argc, char **argv)
     if (!bs) {
         return 1;
     }
-    int chain_len = img_chain_length(bs);
     uint64_t length = block_node_size(bs);
     if (max_length != UINT64_MAX && start + max_length < length) {
         length = start + max_length;
@@ -193,7 +210,7 @@ int cmd_map(int argc, char **argv)
     while (cur.start + cur.length < length) {
         uint64_t offset = cur.start + cur.length;
         MapEntry next;
-        int r = get_entry(bs, chain_len, offset, length - offset, &next);
+        int r = get_entry(bs, offset, length - offset, &next);
         if (r < 0) {
             fflush(stdout);
             error_report("Could not read file metadata: %s", strerror(-r));

@@ -107,16 +107,6 @@ void img_print_json(json_t *value)
     }
 }
 
-int img_chain_length(BlockNode *bs)
-{
-    int n = 0;
-
-    for (; bs; bs = bs->backing) {
-        n++;
-    }
-    return n;
-}
-
 void img_qprintf(bool quiet, const char *fmt, ...)
 {
     va_list ap;

@@ -59,9 +59,6 @@ char *img_path_combine(const char *base_path, const char *filename);
 /* Prints a JSON value as qemu-img does (4-space indent, then "\n"). */
 void img_print_json(json_t *value);
 
-/* Number of layers from bs down its backing chain (1 = no backing). */
-int img_chain_length(BlockNode *bs);
-
 /* printf that does nothing when quiet (qemu-img -q). */
 void img_qprintf(bool quiet, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

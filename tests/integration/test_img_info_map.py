@@ -113,3 +113,22 @@ def test_bad_output_format(chain):
     r = simg("info", "--output=xml", chain["raw"], check=False)
     assert r.returncode == 1
     assert "--output must be used with human or json" in r.stderr
+
+
+def test_map_backing_shorter_and_three_layers(tmp_path, monkeypatch):
+    """Past the end of a shorter backing file qemu-img reports the layer
+    whose backing ended (depth 0 here), not the bottom of the chain."""
+    monkeypatch.chdir(tmp_path)
+    qimg("create", "-q", "-f", "qcow2", "b.qcow2", 1 * MiB)
+    qio("b.qcow2", "write -P 1 0 1M")
+    qimg("create", "-q", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2",
+         "m.qcow2", 4 * MiB)
+    qio("m.qcow2", "write -P 2 2M 64k")
+    qimg("create", "-q", "-f", "qcow2", "-b", "m.qcow2", "-F", "qcow2",
+         "t.qcow2", 8 * MiB)
+    qio("t.qcow2", "write -P 3 5M 64k", "write -z 512k 64k")
+    for name in ("m.qcow2", "t.qcow2"):
+        assert map_json(simg, name) == map_json(qimg, name), name
+        assert simg("map", name).stdout == qimg("map", name).stdout, name
+    assert (info_json(simg, "t.qcow2", "--backing-chain") ==
+            info_json(qimg, "t.qcow2", "--backing-chain"))
