@@ -49,7 +49,13 @@ check-unit:
 check-integration:
 	STRATA_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
-# The unit tests and the fuzz corpora again under ASan+UBSan.
+# Integration tests that feed strata hostile or broken input, run again
+# against the ASan+UBSan build: a sanitizer report exits 86/87, which no
+# test accepts as a clean error exit.
+ASAN_INTEGRATION = test_img_malformed.py test_nbd_hostile.py \
+  test_qmp_protocol.py test_qcow2_io.py test_qcow2_policy.py test_nbd_clients.py
+
+# The unit tests, and the integration tests above, under ASan+UBSan.
 check-asan:
 	[ -f $(ASAN_BUILD)/build.ninja ] || meson setup $(ASAN_BUILD) \
 	  -Db_sanitize=address,undefined -Db_lundef=false -Dwerror=$(WERROR) \
@@ -57,6 +63,10 @@ check-asan:
 	ninja -C $(ASAN_BUILD)
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
+	cd tests/integration && STRATA_BUILD=$(abspath $(ASAN_BUILD)) \
+	  ASAN_OPTIONS=exitcode=86:detect_leaks=1 \
+	  UBSAN_OPTIONS=halt_on_error=1:exitcode=87:print_stacktrace=1 \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider $(ASAN_INTEGRATION)
 
 # Every libFuzzer target runs its seed corpus and then FUZZ_SECONDS of
 # new inputs.

@@ -36,14 +36,22 @@ class LockHolder:
         self.proc = subprocess.Popen([binary] + args, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + timeout
-        while expect_locks and not lock_bytes(path):
+        # Locks are taken as the graph is built (the protocol node first,
+        # then the bytes its parents ask for), so wait until the set is
+        # non-empty and has stopped changing.
+        last = None
+        while expect_locks:
+            held = lock_bytes(path)
+            if held and held == last:
+                break
+            last = held
             if self.proc.poll() is not None:
                 out, err = self.proc.communicate()
                 raise AssertionError(f"{binary} exited {self.proc.returncode}: {err}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise AssertionError(f"{binary} took no locks on {path}")
-            time.sleep(0.02)
+            time.sleep(0.05)
 
     def stop(self):
         if self.proc.poll() is None:

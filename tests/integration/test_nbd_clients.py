@@ -1,7 +1,9 @@
 """strata's NBD server with the real clients: qemu-img, qemu-io, nbdinfo,
 nbdcopy, python3 nbd (libnbd) and fio."""
+import errno
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -55,7 +57,7 @@ def test_qemu_img_convert_roundtrip(raw_server, tmp_path):
 def test_qemu_io_patterns(raw_server):
     uri = raw_server.uri("disk")
     run(["qemu-io", "-f", "raw", "-c", "write -P 0x11 0 64k",
-         "-c", "write -P 0x22 -F 1M 128k", "-c", "write -z 64k 64k",
+         "-c", "write -P 0x22 -f 1M 128k", "-c", "write -z 64k 64k",
          "-c", "aio_write -P 0x33 2M 4k", "-c", "aio_flush",
          "-c", "discard 4M 1M", uri])
     run(["qemu-io", "-f", "raw", "-r", "-c", "read -P 0x11 0 64k",
@@ -76,9 +78,16 @@ def test_nbdinfo(qcow2_server):
     assert set(exp["contexts"]) == {"base:allocation", "qemu:allocation-depth"}
     lst = run(["nbdinfo", "--list", qcow2_server.uri()]).stdout
     assert 'export="disk"' in lst
+    # Base (raw) data at 0 and 1M, top data at 64k..1M: one data run up
+    # to 1M+64k, the rest of the raw base is a hole.
     m = run(["nbdinfo", "--map", qcow2_server.uri("disk")]).stdout.split("\n")
-    assert m[0].split() == ["0", "65536", "0", "data"]
-    assert m[1].split()[:3] == ["65536", "983040", "3"]
+    assert m[0].split() == ["0", "1114112", "0", "data"]
+    assert m[1].split() == ["1114112", "3080192", "3", "hole,zero"]
+    d = run(["nbdinfo", "--map=qemu:allocation-depth",
+             qcow2_server.uri("disk")]).stdout.split("\n")
+    assert [line.split()[:3] for line in d if line] == [
+        ["0", "65536", "2"], ["65536", "983040", "1"],
+        ["1048576", "3145728", "2"]]
 
 
 def test_qemu_img_map_matches_file(qcow2_server):
@@ -123,8 +132,16 @@ def test_python_every_command(qcow2_server):
     assert h.pread(4, 65536) == b"\x33" * 4
     h.pwrite(b"\x44" * 4096, 2 << 20, nbd.CMD_FLAG_FUA)
     assert h.pread(4096, 2 << 20) == b"\x44" * 4096
-    h.zero(4096, 2 << 20, nbd.CMD_FLAG_FAST_ZERO | nbd.CMD_FLAG_NO_HOLE)
+    # Zeroing part of a cluster that holds data cannot be done without
+    # writing: a fast zero is refused (as qsd does), a plain one works.
+    with pytest.raises(nbd.Error) as e:
+        h.zero(4096, 2 << 20, nbd.CMD_FLAG_FAST_ZERO | nbd.CMD_FLAG_NO_HOLE)
+    assert e.value.errnum == errno.ENOTSUP
+    h.zero(4096, 2 << 20, nbd.CMD_FLAG_NO_HOLE)
     assert h.pread(4096, 2 << 20) == bytes(4096)
+    # Whole clusters are zeroed fast.
+    h.zero(128 << 10, 2 << 20, nbd.CMD_FLAG_FAST_ZERO)
+    assert h.pread(128 << 10, 2 << 20) == bytes(128 << 10)
     h.trim(65536, 3 << 20)
     h.flush()
     h.cache(1 << 20, 0)
@@ -135,7 +152,7 @@ def test_python_every_command(qcow2_server):
         seen[ctx] = entries
         return 0
     h.block_status(4 << 20, 0, cb)
-    assert seen["qemu:allocation-depth"][:4] == [65536, 1, 983040, 0]
+    assert seen["qemu:allocation-depth"][:4] == [65536, 2, 983040, 1]
     h.block_status(4 << 20, 0, cb, nbd.CMD_FLAG_REQ_ONE)
     assert len(seen["base:allocation"]) == 2
 
@@ -155,7 +172,47 @@ def test_fio_short_run(raw_server):
     out = run(["fio", "--name=j", "--ioengine=nbd", "--uri=" +
                raw_server.uri("disk"), "--rw=randrw", "--bs=4k",
                "--iodepth=16", "--size=8M", "--time_based", "--runtime=2",
-               "--verify=crc32c", "--output-format=json"], timeout=60).stdout
+               "--verify=crc32c", "--verify_state_save=0",
+               "--output-format=json"], timeout=60).stdout
     job = json.loads(out[out.index("{"):])["jobs"][0]
     assert job["error"] == 0
     assert job["read"]["io_bytes"] > 0 and job["write"]["io_bytes"] > 0
+
+
+def test_export_size_is_exact(tmp_path):
+    """A raw file whose size is not a multiple of 512 is exported with its
+    exact size (qsd rounds up to 1024 and lets writes grow the file).
+    Every client copes: libnbd tools see 1000 bytes, QEMU's client pads
+    the tail with zeroes, and nothing can write past the real end."""
+    img = tmp_path / "odd.raw"
+    img.write_bytes(b"\x61" * 1000)
+    srv = start_server("strata", tmp_path, [raw_blockdev(str(img), "n")],
+                       [{"type": "nbd", "id": "e", "node-name": "n",
+                         "writable": True}])
+    try:
+        if shutil.which("nbdinfo"):
+            info = json.loads(run(["nbdinfo", "--json", srv.uri("n")]).stdout)
+            assert info["exports"][0]["export-size"] == 1000
+        h = nbd.NBD()
+        h.connect_uri(srv.uri("n"))
+        assert h.get_size() == 1000
+        assert h.pread(1000, 0) == b"\x61" * 1000
+        h.pwrite(b"\x62" * 8, 992)
+        h.set_strict_mode(0)
+        with pytest.raises(nbd.Error) as e:
+            h.pwrite(b"\x63" * 16, 992)
+        assert e.value.errnum == errno.EINVAL
+        h.shutdown()
+        run(["qemu-io", "-f", "raw", "-r", "-c", "read -P 0x61 0 992",
+             "-c", "read -P 0x62 992 8", "-c", "read -P 0 1000 24",
+             srv.uri("n")])
+        bad = run(["qemu-io", "-f", "raw", "-c", "write -P 0x64 512 512",
+                   srv.uri("n")], check=False)
+        assert "write failed: Invalid argument" in bad.stdout + bad.stderr
+        if shutil.which("nbdcopy"):
+            copy = tmp_path / "copy.raw"
+            run(["nbdcopy", srv.uri("n"), str(copy)])
+            assert copy.read_bytes() == b"\x61" * 992 + b"\x62" * 8
+    finally:
+        srv.stop()
+    assert img.stat().st_size == 1000
