@@ -56,5 +56,7 @@ bool qmp_capabilities_parse(json_t *args, bool *oob, Error **errp);
 void qmp_register_core_commands(void);
 void qmp_register_block_commands(void);
 void qmp_register_export_commands(void);
+void qmp_register_stats_commands(void);
+void qmp_register_thinp_commands(void);
 
 #endif

@@ -13,9 +13,10 @@ static const char help[] =
 "Usage: strata-ctl [-s SOCKET] [--json] events [--follow] [--timeout SECONDS]\n"
 "\n"
 "Waits for the next QMP event and prints it; with --follow keeps printing\n"
-"events until interrupted.  --timeout stops waiting after SECONDS (exit\n"
-"status 2 if no event came at all).  Each line shows the event's time,\n"
-"name and data as key=value; --json prints the event objects as sent.\n";
+"events until interrupted.  --timeout stops once SECONDS pass without an\n"
+"event (exit status 2 if none came at all).  Each line shows the event's\n"
+"time, name and data as key=value; --json prints the event objects as\n"
+"sent.\n";
 
 static void print_value(json_t *v)
 {

@@ -50,6 +50,9 @@ int cmd_qmp(const CtlOptions *o, int argc, char **argv);
 int cmd_nodes(const CtlOptions *o, int argc, char **argv);
 int cmd_exports(const CtlOptions *o, int argc, char **argv);
 int cmd_events(const CtlOptions *o, int argc, char **argv);
+int cmd_threshold(const CtlOptions *o, int argc, char **argv);
+int cmd_alloc(const CtlOptions *o, int argc, char **argv);
+int cmd_stats(const CtlOptions *o, int argc, char **argv);
 
 /* Connects or prints why not; NULL means exit 1. */
 CtlClient *ctl_connect_or_report(const CtlOptions *o);

@@ -19,6 +19,9 @@ static const Subcommand subcommands[] = {
     { "nodes", cmd_nodes, "list block nodes" },
     { "exports", cmd_exports, "list block exports" },
     { "events", cmd_events, "print QMP events as they arrive" },
+    { "threshold", cmd_threshold, "arm a node's write threshold (size or %)" },
+    { "alloc", cmd_alloc, "allocation, physical size and threshold per node" },
+    { "stats", cmd_stats, "I/O rates and latency per export and node" },
 };
 
 static void usage(FILE *f)
