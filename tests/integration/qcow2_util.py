@@ -135,7 +135,8 @@ def qemu_io(path, *cmds, fmt="qcow2"):
         args += ["-c", c]
     args.append(str(path))
     proc = run(args)
-    assert "error" not in proc.stdout.lower(), proc.stdout
+    out = proc.stdout.lower()
+    assert "error" not in out and "failed" not in out, proc.stdout
     return proc
 
 
@@ -154,6 +155,6 @@ def map_output(image, **kw):
     return runs
 
 
-__all__ = ["size", "strata_io", "qemu_img_create", "qemu_check",
+__all__ = ["size", "io_tool", "strata_io", "qemu_img_create", "qemu_check",
            "qemu_compare", "Model", "header", "l2_entry", "set_incompatible",
            "qemu_io", "file_size", "map_output", "subprocess"]

@@ -135,3 +135,42 @@ def test_misaligned_l2_offset_is_an_error(tmp_path):
     proc = strata_io(img, "read 0 512 0x11", read_only=True, check=False)
     assert proc.returncode != 0
     assert "L2 table offset" in proc.stderr and "unaligned" in proc.stderr
+
+
+def test_corruption_event_over_qmp(tmp_path, stratad_bin):
+    """A guest write that would hit metadata emits QEMU's
+    BLOCK_IMAGE_CORRUPTED event and fails with EIO."""
+    import os
+    import subprocess
+    from qmp_util import Daemon
+    img = tmp_path / "c.qcow2"
+    qemu_img_create(img, 1 << 20, cluster_size="64k")
+    qemu_io(img, "write -P 0x11 0 64k")
+    h = header(img)
+    with open(img, "r+b") as f:
+        f.seek(h["l1_offset"])
+        l2 = struct.unpack(">Q", f.read(8))[0] & 0x00fffffffffffe00
+        f.seek(l2)
+        f.write(struct.pack(">Q", h["rt_offset"] | (1 << 63)))
+    nbd_sock = os.path.join(str(tmp_path), "nbd.sock")
+    d = Daemon(stratad_bin, tmp_path, [
+        "--blockdev", f"driver=qcow2,node-name=cr,file.driver=file,"
+                      f"file.filename={img}",
+        "--nbd-server", f"addr.type=unix,addr.path={nbd_sock}",
+        "--export", "type=nbd,id=e,node-name=cr,name=e,writable=on"])
+    try:
+        qmp = d.connect()
+        proc = subprocess.run(
+            ["qemu-io", "-f", "raw", "-c", "write -P 0x22 0 4k",
+             f"nbd+unix:///e?socket={nbd_sock}"],
+            capture_output=True, text=True, timeout=30)
+        assert "Input/output error" in proc.stdout + proc.stderr
+        ev = qmp.wait_event("BLOCK_IMAGE_CORRUPTED", timeout=10)
+        assert ev["data"] == {
+            "device": "", "node-name": "cr", "fatal": True,
+            "msg": "Preventing invalid write on metadata (overlaps with "
+                   "refcount table)",
+            "offset": h["rt_offset"], "size": 4096}
+    finally:
+        d.stop()
+    assert header(img)["incompatible"] & 2

@@ -15,6 +15,10 @@
  *   stress THREADS ROUNDS SEED
  *                        threads write their own 512-byte sectors,
  *                        interleaved inside shared clusters, then verify
+ *   stressops THREADS ROUNDS SEED
+ *                        threads own whole clusters (cluster c belongs to
+ *                        thread c % THREADS) and write, zero and discard
+ *                        in them at once (v3 images: discard reads zero)
  * Exits 0 when every command succeeded, 1 otherwise.
  */
 #include <errno.h>
@@ -26,6 +30,7 @@
 #include <unistd.h>
 
 #include "block/block.h"
+#include "block/block_int.h"
 #include "util/cleanup.h"
 #include "util/units.h"
 
@@ -215,6 +220,107 @@ static int cmd_stress(int threads, int rounds, unsigned seed)
     return 0;
 }
 
+/* ---- stressops ---- */
+
+typedef struct OpsArg {
+    int id, threads, rounds;
+    unsigned seed;
+    uint64_t cs;
+    uint8_t *model; /* expected content of the whole disk */
+    int err;
+} OpsArg;
+
+static void *ops_thread(void *opaque)
+{
+    OpsArg *a = opaque;
+    uint64_t size = block_node_size(node);
+    uint64_t clusters = size / a->cs;
+    unsigned seed = a->seed * 104729u + (unsigned)a->id;
+    CLEANUP_FREE uint8_t *buf = malloc(a->cs);
+    for (int r = 0; r < a->rounds && !a->err; r++) {
+        uint64_t c = (uint64_t)rand_r(&seed) % clusters;
+        c -= c % (uint64_t)a->threads;
+        c += (uint64_t)a->id;
+        if (c >= clusters) {
+            continue;
+        }
+        uint64_t off = c * a->cs, len = a->cs;
+        int op = rand_r(&seed) % 10;
+        if (op < 6 || op == 9) {
+            /* Partial or whole-cluster write. */
+            if (op == 9 || rand_r(&seed) % 2) {
+                off += (uint64_t)rand_r(&seed) % a->cs;
+                len = 1 + (uint64_t)rand_r(&seed) % (c * a->cs + a->cs - off);
+            }
+        }
+        uint8_t pat = (uint8_t)(1 + rand_r(&seed) % 250);
+        int ret;
+        if (op < 6 || op == 9) {
+            memset(buf, pat, len);
+            ret = block_write(node, off, len, buf, 0);
+            memset(a->model + off, pat, len);
+        } else if (op < 8) {
+            ret = block_write_zeroes(node, off, len,
+                                     op == 7 ? BLOCK_REQ_MAY_UNMAP : 0);
+            memset(a->model + off, 0, len);
+        } else {
+            ret = block_discard(node, off, len);
+            memset(a->model + off, 0, len);
+        }
+        if (ret < 0) {
+            fprintf(stderr, "stressops op %d at %" PRIu64 ": %s\n", op, off,
+                    strerror(-ret));
+            a->err = ret;
+        }
+    }
+    return NULL;
+}
+
+static int cmd_stressops(int threads, int rounds, unsigned seed)
+{
+    uint64_t size = block_node_size(node);
+    uint64_t cs = node->drv->get_cluster_size ?
+                  node->drv->get_cluster_size(node) : 65536;
+    size -= size % cs;
+    CLEANUP_FREE uint8_t *model = malloc(size);
+    CLEANUP_FREE uint8_t *now = malloc(size);
+    if (!model || !now) {
+        return -ENOMEM;
+    }
+    int ret = block_read(node, 0, size, model, 0);
+    if (ret < 0) {
+        return ret;
+    }
+    pthread_t tids[64];
+    OpsArg args[64];
+    threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
+    for (int i = 0; i < threads; i++) {
+        args[i] = (OpsArg){ i, threads, rounds, seed, cs, model, 0 };
+        pthread_create(&tids[i], NULL, ops_thread, &args[i]);
+    }
+    for (int i = 0; i < threads; i++) {
+        pthread_join(tids[i], NULL);
+        if (args[i].err) {
+            ret = args[i].err;
+        }
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    ret = block_read(node, 0, size, now, 0);
+    if (ret < 0) {
+        return ret;
+    }
+    for (uint64_t i = 0; i < size; i++) {
+        if (now[i] != model[i]) {
+            fprintf(stderr, "stressops: byte %" PRIu64 " is 0x%02x, expected "
+                    "0x%02x\n", i, now[i], model[i]);
+            return -EILSEQ;
+        }
+    }
+    return 0;
+}
+
 static int run_command(const char *cmdline)
 {
     char *words[8] = { 0 };
@@ -273,6 +379,9 @@ static int run_command(const char *cmdline)
     }
     if (!strcmp(c, "map") && n == 1) {
         return cmd_map();
+    }
+    if (!strcmp(c, "stressops") && n == 4) {
+        return cmd_stressops((int)a, (int)b, (unsigned)p);
     }
     if (!strcmp(c, "stress") && n == 4) {
         return cmd_stress((int)a, (int)b, (unsigned)p);

@@ -40,4 +40,17 @@ void qcow2_inflight_remove_locked(BDRVQcow2State *s, Qcow2InflightAlloc *slot);
  * cluster). */
 int qcow2_read_compressed(BlockNode *bs, uint64_t l2e, void *out);
 
+/* qcow2-load.c */
+/* Reads and decodes the header (into s->header) and the L1 and refcount
+ * tables, and derives the geometry; *raw is the first cluster as read. */
+bool qcow2_load_metadata(BlockNode *bs, uint8_t **raw, size_t *raw_len,
+                         Error **errp);
+/* Refuses what the engine cannot handle (see DESIGN.md, images). */
+bool qcow2_check_open_policy(BlockNode *bs, const uint8_t *raw, size_t len,
+                             bool writable, Error **errp);
+/* Consumes the qcow2 options from opts (QEMU's names and meanings). */
+bool qcow2_parse_options(BlockNode *bs, json_t *opts, Error **errp);
+bool qcow2_create_caches(BlockNode *bs, Error **errp);
+void qcow2_free_state(BDRVQcow2State *s);
+
 #endif

@@ -21,6 +21,9 @@
  * cluster, the middle (written straight from the caller's buffer) and
  * the tail cluster instead of being merged into one bounce buffer. */
 #define QCOW2_MERGE_LIMIT (1u << 20)
+/* Below this many bytes of zero copy-on-write, writing zeroes from a
+ * buffer is cheaper than asking the storage to zero a range. */
+#define QCOW2_ZERO_COW_MIN (32u << 10)
 
 static bool ranges_overlap(uint64_t a, uint64_t an, uint64_t b, uint64_t bn)
 {
@@ -182,6 +185,19 @@ static int write_allocated(BlockNode *bs, uint64_t old_l2e, uint64_t run_start,
     if (head == 0 && tail == 0) {
         return block_write(bs->file, host, len, data, 0);
     }
+    /* When the copy-on-write parts are zeroes, let the storage zero the
+     * new clusters cheaply (as QEMU does) and write only the data.  The
+     * clusters are not visible to readers until the L2 update. */
+    Qcow2ClusterType old_type = qcow2_l2e_type(old_l2e);
+    if (head + tail >= QCOW2_ZERO_COW_MIN &&
+        (old_type == QCOW2_CLUSTER_ZERO_PLAIN ||
+        old_type == QCOW2_CLUSTER_ZERO_ALLOC ||
+         (old_type == QCOW2_CLUSTER_UNALLOCATED && !bs->backing))) {
+        if (block_write_zeroes(bs->file, host, total,
+                               BLOCK_REQ_NO_FALLBACK) == 0) {
+            return block_write(bs->file, host + head, len, data, 0);
+        }
+    }
     if (n == 1 || total <= QCOW2_MERGE_LIMIT) {
         CLEANUP_FREE uint8_t *bounce = NULL;
         if (posix_memalign((void **)&bounce, 4096, total) != 0) {
@@ -246,8 +262,8 @@ static int write_allocated(BlockNode *bs, uint64_t old_l2e, uint64_t run_start,
 }
 
 /* Publishes n new L2 entries host | COPIED for guest clusters from
- * first_guest, dropping the references the old entries held.  The L2
- * table reaches the disk before any refcount drops (a crash must not
+ * first_guest.  The references the old entries held are dropped at the
+ * next cache flush, after the L2 table is on disk (a crash must not
  * leave an on-disk L2 entry pointing at a free cluster). */
 static int publish_l2_locked(BlockNode *bs, uint64_t first_guest,
                              uint64_t host, uint64_t n, bool reuse)
@@ -277,13 +293,14 @@ static int publish_l2_locked(BlockNode *bs, uint64_t first_guest,
         }
     }
     qcow2_cache_mark_dirty(s->l2_cache, table);
-    if (need_free) {
-        ret = qcow2_cache_write_table_locked(bs, s->l2_cache, table);
-        for (uint64_t i = 0; ret == 0 && i < n; i++) {
-            ret = qcow2_free_l2e_locked(bs, old[i]);
+    qcow2_cache_put(s->l2_cache, table);
+    for (uint64_t i = 0; need_free && ret == 0 && i < n; i++) {
+        Qcow2ClusterType t = qcow2_l2e_type(old[i]);
+        if (t == QCOW2_CLUSTER_NORMAL || t == QCOW2_CLUSTER_ZERO_ALLOC ||
+            t == QCOW2_CLUSTER_COMPRESSED) {
+            ret = qcow2_defer_free_locked(bs, old[i]);
         }
     }
-    qcow2_cache_put(s->l2_cache, table);
     return ret;
 }
 

@@ -137,14 +137,11 @@ static int zero_in_l2_locked(BlockNode *bs, uint64_t offset, uint64_t n,
     if (changed) {
         qcow2_cache_mark_dirty(s->l2_cache, table);
     }
-    if (nb_free) {
-        /* The L2 table reaches the disk before the refcounts drop. */
-        ret = qcow2_cache_write_table_locked(bs, s->l2_cache, table);
-        for (uint64_t i = 0; ret == 0 && i < nb_free; i++) {
-            ret = qcow2_free_l2e_locked(bs, to_free[i]);
-        }
-    }
+    /* The L2 table reaches the disk before the refcounts drop. */
     qcow2_cache_put(s->l2_cache, table);
+    for (uint64_t i = 0; ret == 0 && i < nb_free; i++) {
+        ret = qcow2_defer_free_locked(bs, to_free[i]);
+    }
     return ret;
 }
 
@@ -275,4 +272,33 @@ int qcow2_make_empty(BlockNode *bs)
     }
     int ret = qcow2_flush_caches(bs);
     return ret < 0 ? ret : block_flush(bs->file);
+}
+
+int qcow2_discard_beyond(BlockNode *bs, uint64_t new_size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size;
+    uint64_t old = block_node_size(bs);
+    int ret = 0;
+    if (new_size >= old) {
+        return 0;
+    }
+    if (!IS_ALIGNED(new_size, cs)) {
+        /* Stale bytes must not reappear if the image grows again. */
+        uint64_t end = MIN(ALIGN_UP(new_size, cs), old);
+        ret = s->header.version >= 3
+              ? qcow2_co_pwrite_zeroes(bs, new_size, end - new_size, 0)
+              : -ENOTSUP;
+        if (ret == -ENOTSUP) {
+            ret = write_zero_buffer(bs, new_size, end - new_size, 0);
+        }
+    }
+    if (ret == 0 && ALIGN_UP(old, cs) > ALIGN_UP(new_size, cs)) {
+        ret = zero_clusters(bs, ALIGN_UP(new_size, cs), ALIGN_UP(old, cs),
+                            OP_MAKE_EMPTY, 0, NULL);
+    }
+    if (ret == 0) {
+        ret = qcow2_flush_caches(bs);
+    }
+    return ret;
 }

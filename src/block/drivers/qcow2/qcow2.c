@@ -14,8 +14,6 @@
 #include "util/keyval.h"
 #include "util/log.h"
 
-#define QCOW2_DEFAULT_L2_CACHE_MAX (32u << 20)
-
 static int qcow2_probe(const uint8_t *buf, size_t len, const char *filename)
 {
     if (len >= 8) {
@@ -152,15 +150,57 @@ int qcow2_mark_dirty_locked(BlockNode *bs)
     return ret;
 }
 
-int qcow2_flush_caches(BlockNode *bs)
+#define QCOW2_MAX_PENDING_FREE 65536
+
+int qcow2_defer_free_locked(BlockNode *bs, uint64_t l2e)
 {
     BDRVQcow2State *s = bs->opaque;
-    LOCK_GUARD(&s->lock);
+    if (s->pending_free_count == s->pending_free_cap) {
+        size_t cap = s->pending_free_cap ? s->pending_free_cap * 2 : 256;
+        uint64_t *p = realloc(s->pending_free, cap * sizeof(*p));
+        if (!p) {
+            return -ENOMEM;
+        }
+        s->pending_free = p;
+        s->pending_free_cap = cap;
+    }
+    s->pending_free[s->pending_free_count++] = l2e;
+    if (s->pending_free_count >= QCOW2_MAX_PENDING_FREE) {
+        return qcow2_flush_caches_locked(bs);
+    }
+    return 0;
+}
+
+int qcow2_flush_caches_locked(BlockNode *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    /* Refcount increments, then (after a file flush) the L2 tables. */
     int ret = qcow2_cache_flush_locked(bs, s->refblock_cache);
     if (ret == 0) {
         ret = qcow2_cache_flush_locked(bs, s->l2_cache);
     }
+    if (ret < 0 || s->pending_free_count == 0) {
+        return ret;
+    }
+    /* Only once no L2 entry on disk points at them do the freed
+     * clusters' refcounts drop. */
+    ret = block_flush(bs->file);
+    size_t n = s->pending_free_count;
+    s->pending_free_count = 0;
+    for (size_t i = 0; ret == 0 && i < n; i++) {
+        ret = qcow2_free_l2e_locked(bs, s->pending_free[i]);
+    }
+    if (ret == 0) {
+        ret = qcow2_cache_flush_locked(bs, s->refblock_cache);
+    }
     return ret;
+}
+
+int qcow2_flush_caches(BlockNode *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    LOCK_GUARD(&s->lock);
+    return qcow2_flush_caches_locked(bs);
 }
 
 static int qcow2_flush(BlockNode *bs)
@@ -171,359 +211,6 @@ static int qcow2_flush(BlockNode *bs)
     }
     int ret = qcow2_flush_caches(bs);
     return ret < 0 ? ret : block_flush(bs->file);
-}
-
-/* ---- loading metadata ---- */
-
-static bool read_table(BlockNode *bs, uint64_t offset, uint64_t entries,
-                       uint64_t alloc_entries, uint64_t **out,
-                       const char *what, Error **errp)
-{
-    uint64_t *t = calloc(MAX(alloc_entries, 1), sizeof(uint64_t));
-    if (!t) {
-        error_setg(errp, "Could not allocate the %s", what);
-        return false;
-    }
-    if (entries) {
-        int ret = block_read(bs->file, offset, entries * 8, t, 0);
-        if (ret < 0) {
-            free(t);
-            error_setg_errno(errp, -ret, "Could not read %s", what);
-            return false;
-        }
-    }
-    for (uint64_t i = 0; i < entries; i++) {
-        t[i] = be64toh(t[i]);
-    }
-    *out = t;
-    return true;
-}
-
-/* Loads the first cluster of the image and decodes the header. */
-static bool load_header(BlockNode *bs, Qcow2Header *h, uint8_t **raw,
-                        size_t *raw_len, Error **errp)
-{
-    uint64_t file_size = block_node_size(bs->file);
-    uint8_t first[512] = { 0 };
-    size_t len = MIN(file_size, sizeof(first));
-    int ret = block_read(bs->file, 0, len, first, 0);
-    if (ret < 0) {
-        error_setg_errno(errp, -ret, "Could not read qcow2 header");
-        return false;
-    }
-    uint32_t cb;
-    memcpy(&cb, first + 20, 4);
-    cb = be32toh(cb);
-    if (cb < QCOW2_MIN_CLUSTER_BITS || cb > QCOW2_MAX_CLUSTER_BITS) {
-        cb = QCOW2_MIN_CLUSTER_BITS; /* decode reports the bad value */
-    }
-    len = MIN(file_size, 1ull << cb);
-    uint8_t *buf = calloc(1, MAX(len, sizeof(first)));
-    if (!buf) {
-        error_setg(errp, "Could not allocate memory for the qcow2 header");
-        return false;
-    }
-    ret = len ? block_read(bs->file, 0, len, buf, 0) : 0;
-    if (ret < 0) {
-        free(buf);
-        error_setg_errno(errp, -ret, "Could not read qcow2 header");
-        return false;
-    }
-    if (!qcow2_header_decode(buf, len, file_size, h, errp)) {
-        free(buf);
-        return false;
-    }
-    *raw = buf;
-    *raw_len = len;
-    return true;
-}
-
-/* Names the unsupported incompatible bits from the image's feature-name
- * table (which the header codec does not keep), as QEMU reports them. */
-static void describe_features(const uint8_t *raw, size_t len,
-                              uint32_t header_length, uint64_t mask,
-                              char *out, size_t out_len)
-{
-    out[0] = '\0';
-    size_t used = 0;
-    uint64_t named = 0;
-    for (size_t pos = header_length; pos + 8 <= len;) {
-        uint32_t type, elen;
-        memcpy(&type, raw + pos, 4);
-        memcpy(&elen, raw + pos + 4, 4);
-        type = be32toh(type);
-        elen = be32toh(elen);
-        if (type == QCOW2_EXT_END || elen > len - pos - 8) {
-            break;
-        }
-        if (type == QCOW2_EXT_FEATURE_TABLE) {
-            for (size_t i = 0; i + 48 <= elen; i += 48) {
-                const uint8_t *e = raw + pos + 8 + i;
-                if (e[0] != 0 || e[1] >= 64 || !(mask & (1ull << e[1]))) {
-                    continue;
-                }
-                named |= 1ull << e[1];
-                used += snprintf(out + used, out_len - MIN(used, out_len),
-                                 "%s%.46s", used ? ", " : "", e + 2);
-                used = MIN(used, out_len);
-            }
-        }
-        pos += 8 + ALIGN_UP((size_t)elen, 8);
-    }
-    if (mask & ~named) {
-        snprintf(out + used, out_len - MIN(used, out_len),
-                 "%sUnknown incompatible feature: %" PRIx64,
-                 used ? ", " : "", mask & ~named);
-    }
-}
-
-static bool check_open_policy(BlockNode *bs, const uint8_t *raw, size_t len,
-                              bool writable, Error **errp)
-{
-    BDRVQcow2State *s = bs->opaque;
-    Qcow2Header *h = &s->header;
-    uint64_t unknown = h->incompatible_features & ~QCOW2_INCOMPAT_KNOWN;
-    if (unknown) {
-        char names[512];
-        describe_features(raw, len, h->header_length, unknown, names,
-                          sizeof(names));
-        error_setg(errp, "Unsupported qcow2 feature(s): %s", names);
-        return false;
-    }
-    if (h->crypt_method != QCOW2_CRYPT_NONE) {
-        error_setg(errp, "qcow2: Encryption is not supported (image '%s' is "
-                   "encrypted with method %" PRIu32 ")", bs->filename,
-                   h->crypt_method);
-        return false;
-    }
-    if ((h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) || h->data_file) {
-        error_setg(errp, "qcow2: External data files are not supported "
-                   "(image '%s')", bs->filename);
-        return false;
-    }
-    if (h->incompatible_features & QCOW2_INCOMPAT_EXTL2) {
-        error_setg(errp, "qcow2: Extended L2 entries are not supported "
-                   "(image '%s')", bs->filename);
-        return false;
-    }
-    if (h->compression_type != QCOW2_COMPRESSION_ZLIB &&
-        h->compression_type != QCOW2_COMPRESSION_ZSTD) {
-        error_setg(errp, "qcow2: Unknown compression type %u in image '%s'",
-                   h->compression_type, bs->filename);
-        return false;
-    }
-    if (h->compression_type != QCOW2_COMPRESSION_ZLIB &&
-        !(h->incompatible_features & QCOW2_INCOMPAT_COMPRESSION)) {
-        error_setg(errp, "qcow2: Compression type incompatible feature bit "
-                   "must be set for a non-zlib compression type");
-        return false;
-    }
-    if (writable && (h->incompatible_features & QCOW2_INCOMPAT_CORRUPT)) {
-        error_setg(errp, "qcow2: Image is corrupt; cannot be opened "
-                   "read/write");
-        return false;
-    }
-    if (writable && h->nb_snapshots) {
-        error_setg(errp, "qcow2: Writing to images with internal snapshots is "
-                   "not supported ('%s' has %" PRIu32 " snapshots); open it "
-                   "read-only or delete the snapshots with qemu-img",
-                   bs->filename, h->nb_snapshots);
-        return false;
-    }
-    uint64_t l2_span = s->cluster_size << s->l2_bits;
-    if (DIV_ROUND_UP(h->size, l2_span) > h->l1_size) {
-        error_setg(errp, "L1 table is too small");
-        return false;
-    }
-    return true;
-}
-
-static void free_state(BDRVQcow2State *s)
-{
-    qcow2_cache_free(s->l2_cache);
-    qcow2_cache_free(s->refblock_cache);
-    s->l2_cache = s->refblock_cache = NULL;
-    free(s->l1_table);
-    free(s->reftable);
-    s->l1_table = s->reftable = NULL;
-    qcow2_meta_clear(s);
-    qcow2_header_free(&s->header);
-}
-
-/* (Re)loads header, tables and derived fields; caches are recreated. */
-static bool load_metadata(BlockNode *bs, uint8_t **raw, size_t *raw_len,
-                          Error **errp)
-{
-    BDRVQcow2State *s = bs->opaque;
-    if (!load_header(bs, &s->header, raw, raw_len, errp)) {
-        return false;
-    }
-    Qcow2Header *h = &s->header;
-    s->cluster_bits = h->cluster_bits;
-    s->cluster_size = 1ull << h->cluster_bits;
-    s->l2_bits = h->cluster_bits - 3;
-    s->l2_entries = 1ull << s->l2_bits;
-    s->refcount_order = h->refcount_order;
-    s->refblock_bits = h->cluster_bits + 3 - h->refcount_order;
-    s->refblock_entries = 1ull << s->refblock_bits;
-    s->l1_size = h->l1_size;
-    s->l1_table_offset = h->l1_table_offset;
-    s->reftable_offset = h->refcount_table_offset;
-    s->reftable_entries = (uint64_t)h->refcount_table_clusters *
-                          s->cluster_size / 8;
-    s->compression_type = h->compression_type;
-    s->next_alloc = ALIGN_UP(block_node_size(bs->file), s->cluster_size);
-    s->compressed_next = 0;
-
-    if (!read_table(bs, s->l1_table_offset, s->l1_size, s->l1_size,
-                    &s->l1_table, "L1 table", errp) ||
-        !read_table(bs, s->reftable_offset, s->reftable_entries,
-                    s->reftable_entries, &s->reftable, "refcount table",
-                    errp)) {
-        return false;
-    }
-    return true;
-}
-
-static bool create_caches(BlockNode *bs, Error **errp)
-{
-    BDRVQcow2State *s = bs->opaque;
-    s->l2_cache = qcow2_cache_new(
-        qcow2_cache_entries_for(s->l2_cache_bytes, s->cluster_size),
-        s->cluster_size);
-    s->refblock_cache = qcow2_cache_new(
-        qcow2_cache_entries_for(s->refblock_cache_bytes, s->cluster_size),
-        s->cluster_size);
-    if (!s->l2_cache || !s->refblock_cache) {
-        error_setg(errp, "Could not allocate metadata caches");
-        return false;
-    }
-    return true;
-}
-
-bool qcow2_reload_metadata(BlockNode *bs, Error **errp)
-{
-    BDRVQcow2State *s = bs->opaque;
-    CLEANUP_FREE uint8_t *raw = NULL;
-    size_t raw_len = 0;
-    LOCK_GUARD(&s->lock);
-    qcow2_cache_clear(s->l2_cache);
-    qcow2_cache_clear(s->refblock_cache);
-    free(s->l1_table);
-    free(s->reftable);
-    s->l1_table = s->reftable = NULL;
-    qcow2_header_free(&s->header);
-    memset(&s->header, 0, sizeof(s->header));
-    uint64_t old_cs = s->cluster_size;
-    if (!load_metadata(bs, &raw, &raw_len, errp)) {
-        return false;
-    }
-    if (s->cluster_size != old_cs) {
-        error_setg(errp, "qcow2: cluster size of '%s' changed", bs->filename);
-        return false;
-    }
-    int ret = qcow2_meta_rebuild_locked(bs);
-    if (ret < 0) {
-        error_setg_errno(errp, -ret, "Could not index qcow2 metadata");
-        return false;
-    }
-    return true;
-}
-
-/* ---- options ---- */
-
-static bool parse_options(BlockNode *bs, json_t *opts, Error **errp)
-{
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t l2_span = s->cluster_size << s->l2_bits;
-    /* Default: enough L2 cache for the whole disk, capped. */
-    uint64_t l2_default = DIV_ROUND_UP(s->header.size, l2_span) *
-                          s->cluster_size;
-    l2_default = MIN(l2_default, QCOW2_DEFAULT_L2_CACHE_MAX);
-    uint64_t cache_size, l2, rb, entry_size, interval;
-    bool lazy, no_unref, pass_req, pass_snap, pass_other;
-    bool has_l2 = json_object_get(opts, "l2-cache-size") != NULL;
-    bool has_rb = json_object_get(opts, "refcount-cache-size") != NULL;
-    bool has_all = json_object_get(opts, "cache-size") != NULL;
-
-    if (!opt_get_size(opts, "cache-size", 0, &cache_size, errp) ||
-        !opt_get_size(opts, "l2-cache-size", l2_default, &l2, errp) ||
-        !opt_get_size(opts, "refcount-cache-size", 0, &rb, errp) ||
-        !opt_get_size(opts, "l2-cache-entry-size", s->cluster_size,
-                      &entry_size, errp) ||
-        !opt_get_uint64(opts, "cache-clean-interval", 600, &interval, errp) ||
-        !opt_get_bool(opts, "lazy-refcounts",
-                      s->header.compatible_features &
-                          QCOW2_COMPAT_LAZY_REFCOUNTS, &lazy, errp) ||
-        !opt_get_bool(opts, "discard-no-unref", false, &no_unref, errp) ||
-        !opt_get_bool(opts, "pass-discard-request",
-                      bs->discard == BLOCK_DISCARD_UNMAP, &pass_req, errp) ||
-        !opt_get_bool(opts, "pass-discard-snapshot", true, &pass_snap, errp) ||
-        !opt_get_bool(opts, "pass-discard-other", false, &pass_other, errp)) {
-        return false;
-    }
-    if (has_all && has_l2 && has_rb && l2 + rb != cache_size) {
-        error_setg(errp, "l2-cache-size + refcount-cache-size must equal "
-                   "cache-size");
-        return false;
-    }
-    if (has_all && !has_l2) {
-        /* QEMU splits cache-size between the caches, preferring L2 up to
-         * what the disk needs. */
-        uint64_t rest = has_rb ? (cache_size > rb ? cache_size - rb : 0)
-                               : cache_size;
-        l2 = MIN(rest, MAX(l2_default, rest * 3 / 4));
-        if (!has_rb) {
-            rb = cache_size - l2;
-        }
-    } else if (has_all && !has_rb) {
-        rb = cache_size > l2 ? cache_size - l2 : 0;
-    }
-    if (!IS_ALIGNED(entry_size, 512) || entry_size < 512 ||
-        entry_size > s->cluster_size || (entry_size & (entry_size - 1))) {
-        error_setg(errp, "L2 cache entry size must be a power of two between "
-                   "512 and the cluster size (%" PRIu64 ")", s->cluster_size);
-        return false;
-    }
-    if (interval > UINT32_MAX) {
-        error_setg(errp, "Cache clean interval too big");
-        return false;
-    }
-    if (lazy && s->header.version < 3) {
-        error_setg(errp, "Lazy refcounts require a qcow2 image with at least "
-                   "qemu 1.1 compatibility level");
-        return false;
-    }
-    const char *overlap = NULL;
-    if (!opt_get_str(opts, "overlap-check", NULL, &overlap, errp)) {
-        return false;
-    }
-    if (overlap && strcmp(overlap, "none") && strcmp(overlap, "constant") &&
-        strcmp(overlap, "cached") && strcmp(overlap, "all")) {
-        error_setg(errp, "Unsupported value '%s' for qcow2 option "
-                   "'overlap-check'. Allowed are any of the following: none, "
-                   "constant, cached, all", overlap);
-        return false;
-    }
-    static const char *const known[] = {
-        "cache-size", "l2-cache-size", "refcount-cache-size",
-        "l2-cache-entry-size", "cache-clean-interval", "lazy-refcounts",
-        "discard-no-unref", "pass-discard-request", "pass-discard-snapshot",
-        "pass-discard-other", "overlap-check",
-    };
-    for (size_t i = 0; i < ARRAY_SIZE(known); i++) {
-        json_object_del(opts, known[i]);
-    }
-    if (!has_rb && !has_all) {
-        rb = MAX(l2 / 4, 4 * s->cluster_size);
-    }
-    s->l2_cache_bytes = l2;
-    s->refblock_cache_bytes = rb;
-    s->cache_clean_interval = interval;
-    s->lazy_refcounts = lazy;
-    s->discard_no_unref = no_unref;
-    s->pass_discard_request = pass_req;
-    return true;
 }
 
 /* ---- open / close ---- */
@@ -541,9 +228,10 @@ static bool qcow2_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
     bool writable = !bs->read_only;
     CLEANUP_FREE uint8_t *raw = NULL;
     size_t raw_len = 0;
-    if (!load_metadata(bs, &raw, &raw_len, errp) ||
-        !check_open_policy(bs, raw, raw_len, writable, errp) ||
-        !parse_options(bs, opts, errp) || !create_caches(bs, errp)) {
+    if (!qcow2_load_metadata(bs, &raw, &raw_len, errp) ||
+        !qcow2_check_open_policy(bs, raw, raw_len, writable, errp) ||
+        !qcow2_parse_options(bs, opts, errp) ||
+        !qcow2_create_caches(bs, errp)) {
         goto fail;
     }
     s->writable = writable;
@@ -606,7 +294,7 @@ static bool qcow2_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
     return true;
 
 fail:
-    free_state(s);
+    qcow2_free_state(s);
     pthread_cond_destroy(&s->alloc_cond);
     pthread_mutex_destroy(&s->lock);
     return false;
@@ -627,7 +315,7 @@ static void qcow2_close(BlockNode *bs)
                       bs->filename, strerror(-ret));
         }
     }
-    free_state(s);
+    qcow2_free_state(s);
     pthread_cond_destroy(&s->alloc_cond);
     pthread_mutex_destroy(&s->lock);
 }
@@ -647,25 +335,14 @@ static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
         error_setg(errp, "Can't resize an image which has snapshots");
         return false;
     }
-    uint64_t old = s->header.size;
-    if (size < old) {
-        /* Only when nothing is stored beyond the new end. */
-        for (uint64_t off = size; off < old;) {
-            uint64_t pnum = 0;
-            int ret = qcow2_co_block_status(bs, off, old - off, &pnum, NULL,
-                                            NULL);
-            if (ret < 0) {
-                error_setg_errno(errp, -ret, "Could not inspect '%s'",
-                                 bs->filename);
-                return false;
-            }
-            if (ret & BLOCK_STATUS_ALLOCATED) {
-                error_setg(errp, "qcow2: Cannot shrink '%s': data is stored "
-                           "beyond the new size (use a tool that discards "
-                           "it first)", bs->filename);
-                return false;
-            }
-            off += pnum;
+    if (size < s->header.size) {
+        /* As QEMU: the data beyond the new end is discarded (the image
+         * tool asks for --shrink before it gets here). */
+        int ret = qcow2_discard_beyond(bs, size);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Could not discard the data beyond "
+                             "the new end of '%s'", bs->filename);
+            return false;
         }
     }
     LOCK_GUARD(&s->lock);

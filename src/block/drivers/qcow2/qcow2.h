@@ -125,12 +125,21 @@ typedef struct BDRVQcow2State {
     uint64_t cache_clean_interval;
     atomic_bool broken;       /* marked corrupt: all I/O fails -EIO */
     int compression_type;
+
+    /* L2 entries whose references are dropped at the next cache flush,
+     * after the L2 tables no longer pointing at them are on disk (freed
+     * clusters are never reused, so waiting costs nothing). */
+    uint64_t *pending_free;
+    size_t pending_free_count;
+    size_t pending_free_cap;
 } BDRVQcow2State;
 
 /* ---- services for check/repair and image tools ---- */
 
-/* Writes back dirty cached L2 tables and refcount blocks (refcount
- * blocks first).  Does not flush bs->file.  0 or -errno. */
+/* Writes back dirty cached refcount blocks, then (after flushing the
+ * file) the L2 tables, then drops the references queued by frees and
+ * writes those refcount blocks too.  Ends without a final flush of
+ * bs->file.  0 or -errno. */
 int qcow2_flush_caches(BlockNode *bs);
 
 /* Drops the caches without writing them back and re-reads the header,
@@ -194,6 +203,10 @@ int qcow2_alloc_clusters_locked(BlockNode *bs, uint64_t nb, uint64_t *offset);
 int qcow2_alloc_bytes_locked(BlockNode *bs, uint64_t size, uint64_t *offset);
 /* Drops one reference of whatever the L2 entry points to. */
 int qcow2_free_l2e_locked(BlockNode *bs, uint64_t l2e);
+/* Queues that for the next qcow2_flush_caches (flushing early when the
+ * queue is long). */
+int qcow2_defer_free_locked(BlockNode *bs, uint64_t l2e);
+int qcow2_flush_caches_locked(BlockNode *bs);
 
 /* qcow2-overlap.c: the set of host clusters holding metadata. */
 typedef enum Qcow2MetaType {
@@ -257,6 +270,9 @@ int qcow2_co_block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
 int qcow2_co_pwrite_compressed(BlockNode *bs, uint64_t offset, uint64_t bytes,
                                const void *buf);
 int qcow2_make_empty(BlockNode *bs);
+/* Deallocates everything from guest offset new_size (for a shrink): the
+ * clusters after it, and zeroes the rest of the cluster it falls in. */
+int qcow2_discard_beyond(BlockNode *bs, uint64_t new_size);
 /* Grows the L1 table to at least min_size entries. */
 int qcow2_grow_l1_locked(BlockNode *bs, uint64_t min_size);
 

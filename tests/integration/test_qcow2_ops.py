@@ -1,0 +1,101 @@
+"""qcow2 driver operations reached through strata-img: resize (truncate),
+rebase -u (change_backing_file), commit (make_empty), info."""
+import json
+
+from conftest import run
+from qcow2_util import (Model, header, qemu_check, qemu_compare,
+                        qemu_img_create, qemu_io, strata_io)
+
+
+def test_resize_grow_and_shrink(tmp_path, strata_img):
+    img = tmp_path / "r.qcow2"
+    qemu_img_create(img, 4 << 20, cluster_size="64k")
+    qemu_io(img, "write -P 1 1M 3M")
+    run([strata_img, "resize", str(img), "64M"])
+    assert header(img)["size"] == 64 << 20
+    qemu_check(img)
+    # Shrinking discards what lies beyond; growing again shows zeroes
+    # there, also in the cluster the old end fell into.
+    run([strata_img, "resize", "--shrink", str(img), "1500000"])
+    qemu_check(img)
+    run([strata_img, "resize", str(img), "4M"])
+    model = Model(4 << 20)
+    model.write(1 << 20, 1500000 - (1 << 20), 1)
+    raw = tmp_path / "ref.raw"
+    model.save(raw)
+    qemu_compare(img, raw)
+    qemu_check(img)
+
+
+def test_rebase_unsafe_keeps_extensions(tmp_path, strata_img):
+    base = tmp_path / "base.qcow2"
+    qemu_img_create(base, 1 << 20)
+    img = tmp_path / "t.qcow2"
+    qemu_img_create(img, 1 << 20, b=base, F="qcow2")
+    run(["qemu-img", "bitmap", "--add", str(img), "b0"])
+    with open(img, "rb") as f:
+        before = f.read(4096)
+    run([strata_img, "rebase", "-u", "-b", "other.qcow2", "-F", "qcow2",
+         str(img)])
+    info = json.loads(run(["qemu-img", "info", "-U", "--output=json",
+                           str(img)]).stdout)
+    assert info["backing-filename"] == "other.qcow2"
+    assert info["backing-filename-format"] == "qcow2"
+    with open(img, "rb") as f:
+        after = f.read(4096)
+    # The bitmaps extension (type 0x23852875) is still there.
+    assert bytes.fromhex("23852875") in before
+    assert bytes.fromhex("23852875") in after
+
+
+def test_commit_empties_top(tmp_path, strata_img):
+    base = tmp_path / "base.qcow2"
+    qemu_img_create(base, 4 << 20)
+    qemu_io(base, "write -P 0x0b 0 4M")
+    top = tmp_path / "top.qcow2"
+    qemu_img_create(top, 4 << 20, b=base, F="qcow2", cluster_size="4k")
+    strata_io(top, "write 100 300000 12", "zero 1M 64k")
+    run([strata_img, "commit", str(top)])
+    model = Model(4 << 20)
+    model.write(0, 4 << 20, 0x0b)
+    model.write(100, 300000, 12)
+    model.zero(1 << 20, 1 << 16)
+    raw = tmp_path / "ref.raw"
+    model.save(raw)
+    qemu_compare(base, raw)
+    qemu_compare(top, raw)
+    qemu_check(top)
+    qemu_check(base)
+    out = run(["qemu-img", "map", "--output=json", str(top)]).stdout
+    assert all(r["depth"] >= 1 for r in json.loads(out))
+
+
+def test_info_matches_qemu(tmp_path, strata_img):
+    for opts in ({"compat": "1.1", "lazy_refcounts": "on",
+                  "refcount_bits": 64},
+                 {"compat": "0.10"},
+                 {"compression_type": "zstd"}):
+        img = tmp_path / "i.qcow2"
+        qemu_img_create(img, 1 << 30, **opts)
+        ours = json.loads(run([strata_img, "info", "--output=json",
+                               str(img)]).stdout)
+        theirs = json.loads(run(["qemu-img", "info", "--output=json",
+                                 str(img)]).stdout)
+        assert ours["format-specific"] == theirs["format-specific"]
+        assert ours["cluster-size"] == theirs["cluster-size"]
+        img.unlink()
+
+
+def test_resize_grows_l1(tmp_path, strata_img):
+    # 512-byte clusters: one L2 table maps 32 KiB, so 4M -> 64M needs a
+    # larger L1 table (moved to the end of the image).
+    img = tmp_path / "g.qcow2"
+    qemu_img_create(img, 4 << 20, cluster_size="512")
+    qemu_io(img, "write -P 1 0 1M")
+    old_l1 = header(img)["l1_offset"]
+    run([strata_img, "resize", str(img), "64M"])
+    h = header(img)
+    assert h["l1_size"] == 2048 and h["l1_offset"] != old_l1
+    strata_io(img, "write 60M 1M 2", "read 0 1M 1")
+    qemu_check(img)
+    qemu_io(img, "read -P 2 60M 1M", "read -P 1 0 1M")
