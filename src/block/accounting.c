@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/keyval.h"
 #include "util/timed-average.h"
 
 #define NS_PER_SEC INT64_C(1000000000)
@@ -128,6 +129,18 @@ void block_acct_options_init(BlockAcctOptions *o)
     };
 }
 
+bool block_acct_benchmark_off(void)
+{
+    static int off = -1;
+    int v = __atomic_load_n(&off, __ATOMIC_RELAXED);
+    if (v < 0) {
+        const char *e = getenv("STRATA_X_NO_ACCOUNTING");
+        v = e && *e && strcmp(e, "0") != 0;
+        __atomic_store_n(&off, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
 BlockAcct *block_acct_new(const BlockAcctOptions *o, Error **errp)
 {
     for (size_t i = 0; i < o->n_intervals; i++) {
@@ -187,6 +200,67 @@ oom:
     block_acct_free(acct);
     error_setg(errp, "out of memory for I/O accounting");
     return NULL;
+}
+
+bool block_acct_new_from_args(json_t *args, BlockAcct **out, Error **errp)
+{
+    BlockAcctOptions o;
+    block_acct_options_init(&o);
+    *out = NULL;
+
+    if (!opt_get_bool(args, "stats-account-invalid", true, &o.account_invalid,
+                      errp) ||
+        !opt_get_bool(args, "stats-account-failed", true, &o.account_failed,
+                      errp)) {
+        return false;
+    }
+    json_t *list = json_object_get(args, "stats-intervals");
+    uint32_t *intervals = NULL;
+    if (list && !json_is_null(list)) {
+        if (!json_is_array(list)) {
+            error_setg(errp, "Invalid parameter type for 'stats-intervals', "
+                       "expected: array");
+            return false;
+        }
+        size_t n = json_array_size(list);
+        intervals = calloc(n ? n : 1, sizeof(*intervals));
+        if (!intervals) {
+            error_setg(errp, "out of memory for I/O accounting");
+            return false;
+        }
+        for (size_t i = 0; i < n; i++) {
+            json_t *e = json_array_get(list, i);
+            char key[32];
+            uint64_t v = 0;
+            snprintf(key, sizeof(key), "%zu", i);
+            json_t *wrap = json_pack("{s:O}", key, e);
+            bool ok = wrap && opt_get_uint64(wrap, key, 0, &v, NULL);
+            json_decref(wrap);
+            if (!ok || (json_is_integer(e) && json_integer_value(e) < 0) ||
+                v > UINT32_MAX) {
+                error_setg(errp, "Parameter 'stats-intervals.%zu' expects "
+                           "a number of seconds (1 to %u)", i, UINT32_MAX);
+                free(intervals);
+                return false;
+            }
+            intervals[i] = (uint32_t)v;
+        }
+        o.intervals = intervals;
+        o.n_intervals = n;
+    }
+
+    bool ok = true;
+    if (!block_acct_benchmark_off()) {
+        *out = block_acct_new(&o, errp);
+        ok = *out != NULL;
+    }
+    free(intervals);
+    if (ok) {
+        json_object_del(args, "stats-intervals");
+        json_object_del(args, "stats-account-invalid");
+        json_object_del(args, "stats-account-failed");
+    }
+    return ok;
 }
 
 void block_acct_free(BlockAcct *acct)

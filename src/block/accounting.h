@@ -82,8 +82,22 @@ extern const uint32_t block_acct_default_intervals[3];
  * percentiles on, the monotonic clock). */
 void block_acct_options_init(BlockAcctOptions *o);
 
+/* True when the environment variable STRATA_X_NO_ACCOUNTING is set to
+ * anything but "" or "0": nodes and exports then keep no BlockAcct at
+ * all.  Exists only so bench/acct-overhead can measure what accounting
+ * costs; read once per process. */
+bool block_acct_benchmark_off(void);
+
 /* Fails if an interval is 0 ("Invalid interval length: 0", as QEMU). */
 BlockAcct *block_acct_new(const BlockAcctOptions *o, Error **errp);
+/* Builds the BlockAcct of a block export from the block-export-add
+ * arguments "stats-intervals" (list of seconds, default 1, 60, 3600),
+ * "stats-account-invalid" and "stats-account-failed" (default true),
+ * given as JSON values (QMP) or strings (command line keyval), and
+ * deletes those members from args.  *out is NULL when accounting is off
+ * for the benchmark.  False with errp set on a bad value. */
+bool block_acct_new_from_args(json_t *args, BlockAcct **out, Error **errp);
+
 /* No request may be between start and done when this is called. */
 void block_acct_free(BlockAcct *acct);
 

@@ -59,6 +59,8 @@ int block_flush_nogate(BlockNode *bs);
 extern const BlockDriver bdrv_file;
 extern const BlockDriver bdrv_host_device;
 extern const BlockDriver bdrv_raw;
+/* Fault injection (QEMU's blkdebug error rules); drivers/inject.c. */
+extern const BlockDriver bdrv_blkdebug;
 /* Re-takes a file node's locks for a (new) parent; see file-lock.c. */
 bool file_relock_for_parent(BlockNode *bs, const BlockNode *parent, Error **errp);
 

@@ -82,6 +82,11 @@ struct BlockNode {
     /* io.c: serialises overlapping writes when request_alignment > 1 so
      * read-modify-write never loses a concurrent write. */
     struct BlockWriteTracker *write_tracker;
+
+    /* io.c: what this node's requests cost (query-blockstats with
+     * query-nodes, /metrics).  NULL only when accounting is switched off
+     * for the overhead benchmark (STRATA_X_NO_ACCOUNTING). */
+    struct BlockAcct *acct;
 };
 
 struct BlockDriver {

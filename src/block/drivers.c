@@ -10,6 +10,7 @@ const BlockDriver *const block_drivers[] = {
     &bdrv_host_device,
     &bdrv_raw,
     &bdrv_qcow2,
+    &bdrv_blkdebug,
     NULL,
 };
 

@@ -344,8 +344,9 @@ bool metrics_start(json_t *addr, Error **errp)
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
             MHD_USE_ERROR_LOG,
         0, NULL, NULL, handle_request, NULL,
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+        /* The logger first, or MHD warns about the order on stderr. */
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
         MHD_OPTION_END);
     if (!d) {

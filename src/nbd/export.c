@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "block/accounting.h"
 #include "block/block_int.h"
 #include "nbd/nbd-int.h"
 #include "nbd/protocol.h"
@@ -47,6 +48,7 @@ static NbdExport *find_live_by_name_locked(const char *name)
 static void export_free(NbdExport *exp)
 {
     block_node_unref(exp->bs);
+    block_acct_free(exp->acct);
     free(exp->id);
     free(exp->name);
     free(exp->description);
@@ -237,6 +239,7 @@ bool block_export_add(json_t *args_in, Error **errp)
     const char *id, *node_name, *name, *desc, *iothread;
     bool writable, writethrough, alloc_depth, fixed_iothread;
     BlockNode *bs = NULL;
+    BlockAcct *acct = NULL;
     static const char *const types[] = { "nbd", NULL };
     int type_idx;
 
@@ -257,7 +260,8 @@ bool block_export_add(json_t *args_in, Error **errp)
         !opt_get_bool(args, "writethrough", false, &writethrough, errp) ||
         !opt_get_bool(args, "allocation-depth", false, &alloc_depth, errp) ||
         !opt_get_str(args, "iothread", NULL, &iothread, errp) ||
-        !opt_get_bool(args, "fixed-iothread", false, &fixed_iothread, errp)) {
+        !opt_get_bool(args, "fixed-iothread", false, &fixed_iothread, errp) ||
+        !block_acct_new_from_args(args, &acct, errp)) {
         goto out;
     }
     json_t *bitmaps = json_incref(json_object_get(args, "bitmaps"));
@@ -354,10 +358,21 @@ bool block_export_add(json_t *args_in, Error **errp)
     }
     exp->bs = bs;
     bs = NULL;
+    /* The exact size, where qsd 7.2 rounds up to a multiple of 512 (its
+     * block layer counts sectors).  Checked with a 1000-byte raw file:
+     * qsd exports 1024, and a client write into the padding grows the
+     * image file to 1024 bytes behind the user's back; nbdcopy and
+     * nbdinfo see a disk that is not the file.  The protocol allows any
+     * size (we advertise minimum block size 1), libnbd clients use it
+     * as is, and QEMU's own NBD client pads the tail with zeroes on read
+     * (qemu-img/qemu-io see 1024 either way), so no client breaks; only
+     * a write past the real end is refused (EINVAL), as for any export. */
     exp->size = block_node_size(exp->bs);
     exp->writable = writable;
     exp->writethrough = writethrough;
     exp->allocation_depth = alloc_depth;
+    exp->acct = acct;
+    acct = NULL;
     /* As qsd 7.2: flush, FUA and cache always; multi-conn unless the
      * server allows a single connection; trim and the zero commands only
      * when writable. */
@@ -384,6 +399,7 @@ out:
     if (bs) {
         block_node_unref(bs);
     }
+    block_acct_free(acct);
     json_decref(args);
     return ok;
 }
@@ -484,4 +500,14 @@ bool block_export_uses_node(const char *node_name)
         }
     }
     return false;
+}
+
+void nbd_export_foreach_stats(NbdExportStatsFn *fn, void *opaque)
+{
+    size_t n = 0;
+    NbdExport **list = nbd_export_list(&n);
+    for (size_t i = 0; i < n; i++) {
+        fn(list[i]->id, list[i]->bs, list[i]->acct, opaque);
+    }
+    nbd_export_list_free(list, n);
 }

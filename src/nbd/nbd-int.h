@@ -25,6 +25,10 @@ typedef struct NbdExport {
     bool writable;
     bool writethrough;        /* every write is FUA */
     bool allocation_depth;    /* offers qemu:allocation-depth */
+    /* What the client sees (query-blockstats, /metrics); NULL only when
+     * accounting is off for the benchmark.  Set before the export is
+     * published, freed with it. */
+    struct BlockAcct *acct;
 
     /* Guarded by the registry lock (export.c). */
     int refcnt;               /* registry + one per attached client */
@@ -116,6 +120,32 @@ int nbd_writev_full(int fd, struct iovec *iov, int iovcnt, bool more);
 int nbd_write_full(int fd, const void *buf, size_t len);
 /* Reads and discards len bytes. */
 int nbd_discard_input(int fd, uint64_t len);
+
+/* Buffered input for the transmission phase: one recv() usually brings
+ * in many requests (a client at queue depth 32 sends them in bursts),
+ * so the receiving thread makes one system call per burst, not two per
+ * request. */
+typedef struct NbdInbuf {
+    int fd;
+    uint8_t *data;
+    size_t cap;
+    size_t start, end;        /* buffered bytes are data[start, end) */
+} NbdInbuf;
+
+static inline size_t nbd_inbuf_avail(const NbdInbuf *b)
+{
+    return b->end - b->start;
+}
+/* 0 or -ENOMEM. */
+int nbd_inbuf_init(NbdInbuf *b, int fd, size_t cap);
+void nbd_inbuf_destroy(NbdInbuf *b);
+/* Waits for more input and buffers as much as has arrived.  0, or
+ * -ECONNRESET on EOF, or -errno. */
+int nbd_inbuf_fill(NbdInbuf *b);
+/* Copies len bytes out, from the buffer first and then straight from the
+ * socket (large write payloads are not copied twice). */
+int nbd_inbuf_read(NbdInbuf *b, void *dst, size_t len);
+int nbd_inbuf_discard(NbdInbuf *b, uint64_t len);
 /* Maps a block layer -errno to an NBD error value. */
 uint32_t nbd_errno_to_wire(int err);
 

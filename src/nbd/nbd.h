@@ -37,6 +37,16 @@ json_t *block_export_query(void);
 /* True if node_name is used by an export (blockdev-del refuses it). */
 bool block_export_uses_node(const char *node_name);
 
+/* The live exports with their accounting, for query-blockstats,
+ * block-latency-histogram-set and /metrics: calls fn for each, oldest
+ * first, while holding a reference on it.  acct is NULL only when
+ * accounting is off for the benchmark.  Any thread. */
+struct BlockNode;
+struct BlockAcct;
+typedef void NbdExportStatsFn(const char *id, struct BlockNode *bs,
+                              struct BlockAcct *acct, void *opaque);
+void nbd_export_foreach_stats(NbdExportStatsFn *fn, void *opaque);
+
 /* Daemon shutdown: stop accepting, let in-flight requests finish, drop
  * every export.  Safe to call when no server was started. */
 void nbd_shutdown_all(void);

@@ -23,6 +23,11 @@
 
 #define NBD_MAX_INFLIGHT 64
 #define NBD_MAX_WORKERS  16
+/* Input buffer per connection: room for a burst of requests with small
+ * write payloads. */
+#define NBD_INBUF_SIZE   (128 * 1024)
+/* Longest request the receiving thread may run itself (run_inline). */
+#define NBD_INLINE_MAX   (64 * 1024)
 /* Workers per connection: 2 per CPU, at least 4, at most 16.  On a small
  * host more threads only add context switches (measured: 4 workers beat
  * 16 by ~1.3x on 2 CPUs for 4k random reads). */
@@ -246,42 +251,77 @@ static void *worker_main(void *opaque)
     return NULL;
 }
 
-/* Queues req for a worker, starting one if none is idle.  Falls back to
- * running it on the receiving thread when no thread can be started. */
-static void dispatch(NbdWorkers *w, NbdRequest *req)
+/* A run of received requests not yet handed to the workers: the
+ * receiver collects what one recv() brought in and queues it at once, so
+ * the queue lock is taken and workers are woken once per burst. */
+typedef struct Batch {
+    NbdRequest *head, *tail;
+    int count;
+} Batch;
+
+static void batch_add(Batch *b, NbdRequest *req)
 {
-    pthread_mutex_lock(&w->lock);
     req->next = NULL;
-    if (w->queue_tail) {
-        w->queue_tail->next = req;
+    if (b->tail) {
+        b->tail->next = req;
     } else {
-        w->queue_head = req;
+        b->head = req;
     }
-    w->queue_tail = req;
-    if (w->idle == 0 && w->nworkers < max_workers() &&
-        pthread_create(&w->threads[w->nworkers], NULL, worker_main, w) == 0) {
+    b->tail = req;
+    b->count++;
+}
+
+/* Queues the batch for the workers, waking idle ones and starting more
+ * (up to the limit) when the batch is larger than the idle set.  Runs
+ * the requests on the receiving thread only when no worker thread
+ * exists and none can be started. */
+static void dispatch(NbdWorkers *w, Batch *b)
+{
+    if (!b->head) {
+        return;
+    }
+    pthread_mutex_lock(&w->lock);
+    if (w->queue_tail) {
+        w->queue_tail->next = b->head;
+    } else {
+        w->queue_head = b->head;
+    }
+    w->queue_tail = b->tail;
+    int wake = MIN(b->count, w->idle);
+    int want = b->count - w->idle;
+    while (want-- > 0 && w->nworkers < max_workers() &&
+           pthread_create(&w->threads[w->nworkers], NULL, worker_main,
+                          w) == 0) {
         w->nworkers++;
     }
+    *b = (Batch){ NULL, NULL, 0 };
     if (w->nworkers == 0) {
-        w->queue_head = w->queue_tail = NULL;
-        pthread_mutex_unlock(&w->lock);
-        process(w, req);
-        pthread_mutex_lock(&w->lock);
-        release_slot_locked(w, req);
-    } else {
+        while (w->queue_head) {
+            NbdRequest *req = w->queue_head;
+            w->queue_head = req->next;
+            pthread_mutex_unlock(&w->lock);
+            process(w, req);
+            pthread_mutex_lock(&w->lock);
+            release_slot_locked(w, req);
+        }
+        w->queue_tail = NULL;
+    } else if (wake == 1) {
         pthread_cond_signal(&w->work_cond);
+    } else if (wake > 1) {
+        pthread_cond_broadcast(&w->work_cond);
     }
     pthread_mutex_unlock(&w->lock);
 }
 
-/* Waits for a free slot; NULL when the connection is dead. */
-static NbdRequest *get_slot(NbdWorkers *w)
+/* A free slot, waiting for one when wait is set; NULL when none (or the
+ * connection is dead). */
+static NbdRequest *get_slot(NbdWorkers *w, bool wait)
 {
     LOCK_GUARD(&w->lock);
-    while (!w->free_list && !w->dead) {
+    while (wait && !w->free_list && !w->dead) {
         pthread_cond_wait(&w->slot_cond, &w->lock);
     }
-    if (w->dead) {
+    if (w->dead || !w->free_list) {
         return NULL;
     }
     NbdRequest *req = w->free_list;
@@ -296,15 +336,17 @@ static void put_slot(NbdWorkers *w, NbdRequest *req)
     release_slot_locked(w, req);
 }
 
-/* Reads one request.  Returns 1 to continue, 0 to stop reading (DISC,
- * EOF, framing error or dead socket). */
-static int receive_one(NbdConn *conn, NbdWorkers *w)
+/* Handles one request header from the input buffer.  Returns 1 to
+ * continue, 0 to stop reading (DISC, EOF, framing error or dead
+ * socket).  Before anything that may block (waiting for a slot, reading
+ * a payload that has not fully arrived) the batch is dispatched, so
+ * requests already received never wait behind the socket. */
+static int receive_one(NbdConn *conn, NbdWorkers *w, NbdInbuf *in,
+                       Batch *batch, NbdRequest **out)
 {
     uint8_t hdr[NBD_REQUEST_SIZE];
 
-    if (nbd_read_full(conn->fd, hdr, sizeof(hdr)) < 0) {
-        return 0;
-    }
+    nbd_inbuf_read(in, hdr, sizeof(hdr));
     if (nbd_get32(hdr) != NBD_REQUEST_MAGIC) {
         log_debug("nbd: invalid request magic 0x%x", nbd_get32(hdr));
         return 0;
@@ -313,9 +355,13 @@ static int receive_one(NbdConn *conn, NbdWorkers *w)
     if (type == NBD_CMD_DISC) {
         return 0;
     }
-    NbdRequest *req = get_slot(w);
+    NbdRequest *req = get_slot(w, false);
     if (!req) {
-        return 0;
+        dispatch(w, batch);
+        req = get_slot(w, true);
+        if (!req) {
+            return 0;
+        }
     }
     req->flags = nbd_get16(hdr + 4);
     req->type = type;
@@ -346,16 +392,72 @@ static int receive_one(NbdConn *conn, NbdWorkers *w)
         int sent = send_reply(conn, req, -ENOMEM);
         put_slot(w, req);
         if (type == NBD_CMD_WRITE) {
-            return nbd_discard_input(conn->fd, req->len) == 0 && sent == 0;
+            dispatch(w, batch);
+            return nbd_inbuf_discard(in, req->len) == 0 && sent == 0;
         }
         return sent == 0;
     }
-    if (type == NBD_CMD_WRITE && nbd_read_full(conn->fd, req->buf, req->len) < 0) {
-        put_slot(w, req);
-        return 0;
+    if (type == NBD_CMD_WRITE) {
+        if (req->len > nbd_inbuf_avail(in)) {
+            dispatch(w, batch);
+        }
+        if (nbd_inbuf_read(in, req->buf, req->len) < 0) {
+            put_slot(w, req);
+            return 0;
+        }
     }
-    dispatch(w, req);
+    *out = req;
     return 1;
+}
+
+/* Whether the receiver runs req itself rather than hand it over.  When
+ * nothing else has arrived, handing a short read or write to a worker
+ * only adds two thread switches (measured: most of the server's CPU at
+ * 4 KiB and queue depth 32 on 2 CPUs went to futex wake-ups); running
+ * it here delays reading the next requests by one short request, and
+ * whatever arrives meanwhile is read in one go and goes to the workers.
+ * Flushes, FUA writes and long requests, which may wait on the disk,
+ * always go to a worker. */
+static bool run_inline(const NbdRequest *req, const NbdInbuf *in)
+{
+    return nbd_inbuf_avail(in) < NBD_REQUEST_SIZE &&
+           (req->type == NBD_CMD_READ || req->type == NBD_CMD_WRITE) &&
+           !(req->flags & NBD_CMD_FLAG_FUA) && req->len <= NBD_INLINE_MAX;
+}
+
+static void receive_loop(NbdConn *conn, NbdWorkers *w)
+{
+    NbdInbuf in;
+    Batch batch = { NULL, NULL, 0 };
+
+    if (nbd_inbuf_init(&in, conn->fd, NBD_INBUF_SIZE) < 0) {
+        return;
+    }
+    for (;;) {
+        if (nbd_inbuf_avail(&in) < NBD_REQUEST_SIZE) {
+            dispatch(w, &batch);
+            if (nbd_inbuf_fill(&in) < 0) {
+                break;
+            }
+            continue;
+        }
+        NbdRequest *req = NULL;
+        if (!receive_one(conn, w, &in, &batch, &req)) {
+            break;
+        }
+        if (!req) {
+            continue;
+        }
+        if (run_inline(req, &in)) {
+            dispatch(w, &batch);
+            process(w, req);
+            put_slot(w, req);
+        } else {
+            batch_add(&batch, req);
+        }
+    }
+    dispatch(w, &batch);
+    nbd_inbuf_destroy(&in);
 }
 
 void nbd_transmission(NbdConn *conn)
@@ -374,8 +476,7 @@ void nbd_transmission(NbdConn *conn)
     }
     conn->workers = w;
 
-    while (receive_one(conn, w)) {
-    }
+    receive_loop(conn, w);
 
     /* Finish what is in flight (its replies still go out unless the
      * socket is gone), then stop the workers. */

@@ -4,6 +4,8 @@
  * of killing the daemon with SIGPIPE.
  */
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "nbd/nbd-int.h"
@@ -107,4 +109,65 @@ uint32_t nbd_errno_to_wire(int err)
     default:
         return NBD_EINVAL;
     }
+}
+
+int nbd_inbuf_init(NbdInbuf *b, int fd, size_t cap)
+{
+    memset(b, 0, sizeof(*b));
+    b->fd = fd;
+    b->data = malloc(cap);
+    if (!b->data) {
+        return -ENOMEM;
+    }
+    b->cap = cap;
+    return 0;
+}
+
+void nbd_inbuf_destroy(NbdInbuf *b)
+{
+    free(b->data);
+    b->data = NULL;
+}
+
+int nbd_inbuf_fill(NbdInbuf *b)
+{
+    if (b->start == b->end) {
+        b->start = b->end = 0;
+    } else if (b->cap - b->end < NBD_REQUEST_SIZE) {
+        /* Keep room for at least a whole request header. */
+        memmove(b->data, b->data + b->start, b->end - b->start);
+        b->end -= b->start;
+        b->start = 0;
+    }
+    for (;;) {
+        ssize_t n = recv(b->fd, b->data + b->end, b->cap - b->end, 0);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        if (n == 0) {
+            return -ECONNRESET;
+        }
+        b->end += n;
+        return 0;
+    }
+}
+
+int nbd_inbuf_read(NbdInbuf *b, void *dst, size_t len)
+{
+    size_t n = MIN(len, nbd_inbuf_avail(b));
+
+    memcpy(dst, b->data + b->start, n);
+    b->start += n;
+    return n == len ? 0 : nbd_read_full(b->fd, (uint8_t *)dst + n, len - n);
+}
+
+int nbd_inbuf_discard(NbdInbuf *b, uint64_t len)
+{
+    size_t n = MIN(len, (uint64_t)nbd_inbuf_avail(b));
+
+    b->start += n;
+    return n == len ? 0 : nbd_discard_input(b->fd, len - n);
 }

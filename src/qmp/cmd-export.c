@@ -145,6 +145,11 @@ static const QmpArgSpec export_add_args[] = {
     { "description", QMP_ARG_STR, .optional = true },
     { "bitmaps", QMP_ARG_ARRAY, .optional = true, .elem = QMP_ARG_STR },
     { "allocation-depth", QMP_ARG_BOOL, .optional = true },
+    /* strata: per-export accounting (docs/qmp.md, query-blockstats). */
+    { "stats-intervals", QMP_ARG_ARRAY, .optional = true,
+      .elem = QMP_ARG_UINT32 },
+    { "stats-account-invalid", QMP_ARG_BOOL, .optional = true },
+    { "stats-account-failed", QMP_ARG_BOOL, .optional = true },
     { NULL },
 };
 

@@ -102,8 +102,7 @@ bool chardev_add(const char *arg, Error **errp)
         json_object_del(rest, known[i]);
     }
     if (json_object_size(rest)) {
-        error_setg(errp, "Invalid parameter '%s' (stratad's socket chardevs "
-                   "take id, path, server and wait)",
+        error_setg(errp, "Invalid parameter '%s'",
                    json_object_iter_key(json_object_iter(rest)));
         json_decref(rest);
         goto out;

@@ -30,8 +30,7 @@ bool pidfile_write(const char *path, Error **errp)
      * one is alive; it lasts as long as the fd. */
     if (lockf(fd, F_TLOCK, 0) < 0) {
         error_setg_errno(errp, errno,
-                         "cannot create PID file: Cannot lock pid file '%s'",
-                         path);
+                         "cannot create PID file: Cannot lock pid file");
         close(fd);
         return false;
     }
@@ -39,7 +38,7 @@ bool pidfile_write(const char *path, Error **errp)
     int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
     if (ftruncate(fd, 0) < 0 || write(fd, buf, (size_t)n) != n) {
         error_setg_errno(errp, errno,
-                         "cannot create PID file: Failed to write '%s'", path);
+                         "cannot create PID file: Failed to write pid file");
         close(fd);
         return false;
     }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics/metrics-daemon.h"
 #include "nbd/nbd.h"
 #include "qmp/monitor.h"
 #include "stratad/chardev.h"
@@ -24,6 +25,7 @@ enum {
     OPT_CHARDEV,
     OPT_DAEMONIZE,
     OPT_EXPORT,
+    OPT_METRICS,
     OPT_MONITOR,
     OPT_NBD_SERVER,
     OPT_PIDFILE,
@@ -36,6 +38,7 @@ static const struct option long_options[] = {
     { "chardev", required_argument, NULL, OPT_CHARDEV },
     { "daemonize", no_argument, NULL, OPT_DAEMONIZE },
     { "export", required_argument, NULL, OPT_EXPORT },
+    { "metrics", required_argument, NULL, OPT_METRICS },
     { "monitor", required_argument, NULL, OPT_MONITOR },
     { "nbd-server", required_argument, NULL, OPT_NBD_SERVER },
     { "pidfile", required_argument, NULL, OPT_PIDFILE },
@@ -71,6 +74,10 @@ static void usage(void)
 "           [,writable=on|off][,description=<text>][,allocation-depth=on|off]\n"
 "                         export the specified block node over NBD\n"
 "                         (requires --nbd-server)\n"
+"\n"
+"  --metrics addr.type=inet,addr.host=<host>,addr.port=<port>\n"
+"  --metrics addr.type=unix,addr.path=<path>\n"
+"                         serve Prometheus metrics at GET /metrics\n"
 "\n"
 "  --monitor [chardev=]name[,mode=control][,pretty[=on|off]]\n"
 "                         configure a QMP monitor\n"
@@ -129,6 +136,17 @@ static bool do_export(const char *arg, Error **errp)
         return false;
     }
     bool ok = block_export_add(opts, errp);
+    json_decref(opts);
+    return ok;
+}
+
+static bool do_metrics(const char *arg, Error **errp)
+{
+    json_t *opts = keyval_parse(arg, NULL, errp);
+    if (!opts) {
+        return false;
+    }
+    bool ok = metrics_daemon_start(opts, errp);
     json_decref(opts);
     return ok;
 }
@@ -227,6 +245,10 @@ static bool process_options(int argc, char **argv, const char **pidfile)
             name = "export";
             ok = do_export(optarg, &err);
             break;
+        case OPT_METRICS:
+            name = "metrics";
+            ok = do_metrics(optarg, &err);
+            break;
         case OPT_MONITOR:
             name = "monitor";
             ok = do_monitor(optarg, &err);
@@ -251,7 +273,9 @@ static bool process_options(int argc, char **argv, const char **pidfile)
 static void shutdown_all(PollLoop *loop)
 {
     /* Stop NBD first: in-flight requests finish and exports drop their
-     * nodes; then the monitor's nodes are flushed and closed. */
+     * nodes; then the monitor's nodes are flushed and closed.  The
+     * metrics server goes first so no scrape runs while they close. */
+    metrics_daemon_stop();
     nbd_shutdown_all();
     qmp_blockdev_release_all();
     qmp_monitor_shutdown();

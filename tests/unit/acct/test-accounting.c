@@ -550,6 +550,65 @@ static void test_threads(void **state)
     block_acct_free(acct);
 }
 
+/* block-export-add's stats-* members, from QMP (JSON values) and from
+ * the command line (keyval strings). */
+static void test_new_from_args(void **state)
+{
+    (void)state;
+    BlockAcct *acct = NULL;
+    Error *err = NULL;
+
+    json_t *args = json_pack("{s:s, s:[s,s], s:s, s:b}", "id", "e0",
+                             "stats-intervals", "1", "10",
+                             "stats-account-invalid", "off",
+                             "stats-account-failed", 1);
+    assert_true(block_acct_new_from_args(args, &acct, &err));
+    assert_non_null(acct);
+    assert_int_equal(block_acct_interval_count(acct), 2);
+    BlockAcctTimedStats ts;
+    block_acct_get_timed_stats(acct, 1, &ts);
+    assert_int_equal(ts.interval_length, 10);
+    BlockAcctStats st;
+    block_acct_get_stats(acct, &st);
+    assert_false(st.account_invalid);
+    assert_true(st.account_failed);
+    /* Consumed members are removed; the rest stays for the caller. */
+    assert_null(json_object_get(args, "stats-intervals"));
+    assert_null(json_object_get(args, "stats-account-failed"));
+    assert_non_null(json_object_get(args, "id"));
+    json_decref(args);
+    block_acct_free(acct);
+
+    args = json_pack("{}");
+    assert_true(block_acct_new_from_args(args, &acct, &err));
+    assert_int_equal(block_acct_interval_count(acct), 3);
+    json_decref(args);
+    block_acct_free(acct);
+
+    args = json_pack("{s:[i,i]}", "stats-intervals", 5, 0);
+    assert_false(block_acct_new_from_args(args, &acct, &err));
+    assert_null(acct);
+    assert_string_equal(error_get_pretty(err), "Invalid interval length: 0");
+    assert_non_null(json_object_get(args, "stats-intervals"));
+    error_free(err);
+    err = NULL;
+    json_decref(args);
+
+    args = json_pack("{s:[s]}", "stats-intervals", "soon");
+    assert_false(block_acct_new_from_args(args, &acct, &err));
+    assert_string_equal(error_get_pretty(err),
+                        "Parameter 'stats-intervals.0' expects a number of "
+                        "seconds (1 to 4294967295)");
+    error_free(err);
+    err = NULL;
+    json_decref(args);
+
+    args = json_pack("{s:s}", "stats-account-failed", "maybe");
+    assert_false(block_acct_new_from_args(args, &acct, &err));
+    error_free(err);
+    json_decref(args);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -567,6 +626,7 @@ int main(void)
         cmocka_unit_test(test_json_shape),
         cmocka_unit_test(test_percentiles_off),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_new_from_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,440 @@
+/* strata - fault injection: QEMU's "blkdebug" filter driver, the subset
+ * that injects I/O errors, with QEMU's option names and meaning, so the
+ * same --blockdev line works on qemu-storage-daemon:
+ *
+ *   {"driver": "blkdebug", "image": <child>, "align"?: N,
+ *    "max-transfer"?: N, "inject-error": [{"event": E, "state"?: N,
+ *    "iotype"?: T, "errno"?: 5, "sector"?: N, "once"?: bool,
+ *    "immediately"?: bool}, ...]}
+ *
+ * How a rule fires (QEMU's blkdebug.c): an *event* on the node makes the
+ * inject-error rules of that event the active ones (replacing the rules
+ * activated by an earlier event that had rules).  Every request on the
+ * node is then checked against the active rules in configuration order:
+ * the first whose iotype mask has the request's type and whose sector
+ * (byte offset sector * 512, or any offset when absent) lies inside the
+ * request fails it with -errno, without touching the image.  A "once"
+ * rule is deleted after it has failed one request.
+ *
+ * Events: QEMU's format drivers raise them on their file child.  strata
+ * raises them when a request reaches this node, before the check:
+ * read -> read_aio; write -> write_aio, then pwritev; write-zeroes ->
+ * pwritev_zero; flush -> flush_to_os, then flush_to_disk.  That is what
+ * QEMU does for a raw format node above blkdebug; under qcow2, QEMU
+ * raises read_aio and write_aio for guest data only, strata for every
+ * request including metadata.  Every other QEMU event name is accepted
+ * and never raised.  "immediately" only changes, in QEMU, whether the
+ * error is returned before or after yielding; strata's requests are
+ * synchronous, so it is accepted and has no effect.  "config",
+ * "set-state", "take-child-perms" and "unshare-child-perms" are refused
+ * with an error rather than silently ignored.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/block_core.h"
+#include "util/cleanup.h"
+#include "util/keyval.h"
+
+/* QEMU's BlkdebugEvent names, in QEMU's order. */
+static const char *const event_names[] = {
+    "l1_update", "l1_grow_alloc_table", "l1_grow_write_table",
+    "l1_grow_activate_table", "l2_load", "l2_update",
+    "l2_update_compressed", "l2_alloc_cow_read", "l2_alloc_write",
+    "read_aio", "read_backing_aio", "read_compressed", "write_aio",
+    "write_compressed", "vmstate_load", "vmstate_save", "cow_read",
+    "cow_write", "reftable_load", "reftable_grow", "reftable_update",
+    "refblock_load", "refblock_update", "refblock_update_part",
+    "refblock_alloc", "refblock_alloc_hookup", "refblock_alloc_write",
+    "refblock_alloc_write_blocks", "refblock_alloc_write_table",
+    "refblock_alloc_switch_table", "cluster_alloc", "cluster_alloc_bytes",
+    "cluster_free", "flush_to_os", "flush_to_disk", "pwritev_rmw_head",
+    "pwritev_rmw_after_head", "pwritev_rmw_tail", "pwritev_rmw_after_tail",
+    "pwritev", "pwritev_zero", "pwritev_done", "empty_image_prepare",
+    "l1_shrink_write_table", "l1_shrink_free_l2_clusters", "cor_write",
+    "cluster_alloc_space", "none", NULL,
+};
+
+/* QEMU's BlkdebugIOType. */
+typedef enum IoType {
+    IO_READ, IO_WRITE, IO_WRITE_ZEROES, IO_DISCARD, IO_FLUSH, IO_BLOCK_STATUS,
+} IoType;
+static const char *const iotype_names[] = {
+    "read", "write", "write-zeroes", "discard", "flush", "block-status", NULL,
+};
+/* Without "iotype" a rule matches every type but block-status. */
+#define DEFAULT_IOTYPE_MASK ((1u << IO_READ) | (1u << IO_WRITE) | \
+                             (1u << IO_WRITE_ZEROES) | (1u << IO_DISCARD) | \
+                             (1u << IO_FLUSH))
+
+typedef struct InjectRule {
+    int event;
+    int64_t state;            /* 0: any state */
+    unsigned iotype_mask;
+    int error;                /* positive errno */
+    int64_t offset;           /* sector * 512, or -1 */
+    bool once;
+    bool active;
+    bool deleted;
+} InjectRule;
+
+typedef struct InjectState {
+    pthread_mutex_t lock;     /* guards rules[].active/deleted */
+    InjectRule *rules;        /* configuration order */
+    size_t nrules;
+    int64_t state;            /* QEMU starts in state 1 */
+} InjectState;
+
+static int enum_index(const char *const *names, const char *v)
+{
+    for (int i = 0; names[i]; i++) {
+        if (strcmp(names[i], v) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* An integer member given as a JSON number (QMP) or a string (keyval). */
+static bool get_int(json_t *obj, const char *key, const char *path,
+                    int64_t def, int64_t *out, Error **errp)
+{
+    json_t *v = json_object_get(obj, key);
+    *out = def;
+    if (!v) {
+        return true;
+    }
+    if (json_is_integer(v)) {
+        *out = json_integer_value(v);
+        return true;
+    }
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        char *end;
+        errno = 0;
+        long long n = strtoll(s, &end, 0);
+        if (*s && !*end && errno == 0) {
+            *out = n;
+            return true;
+        }
+    }
+    error_setg(errp, "Parameter '%s' expects integer", path);
+    return false;
+}
+
+static bool parse_rule(json_t *r, size_t i, InjectRule *rule, Error **errp)
+{
+    char path[64];
+    if (!json_is_object(r)) {
+        error_setg(errp, "Invalid parameter type for 'inject-error[%zu]', "
+                   "expected: object", i);
+        return false;
+    }
+    json_t *ev = json_object_get(r, "event");
+    if (!ev) {
+        error_setg(errp, "Parameter 'inject-error[%zu].event' is missing", i);
+        return false;
+    }
+    rule->event = json_is_string(ev) ? enum_index(event_names,
+                                                  json_string_value(ev)) : -1;
+    if (rule->event < 0) {
+        error_setg(errp, "Parameter 'inject-error[%zu].event' does not accept "
+                   "value '%s'", i, json_is_string(ev) ? json_string_value(ev)
+                                                       : "?");
+        return false;
+    }
+    rule->iotype_mask = DEFAULT_IOTYPE_MASK;
+    json_t *io = json_object_get(r, "iotype");
+    if (io) {
+        int t = json_is_string(io) ? enum_index(iotype_names,
+                                                json_string_value(io)) : -1;
+        if (t < 0) {
+            error_setg(errp, "Parameter 'inject-error[%zu].iotype' does not "
+                       "accept value '%s'", i,
+                       json_is_string(io) ? json_string_value(io) : "?");
+            return false;
+        }
+        rule->iotype_mask = 1u << t;
+    }
+    int64_t err, sector;
+    snprintf(path, sizeof(path), "inject-error[%zu].state", i);
+    if (!get_int(r, "state", path, 0, &rule->state, errp)) {
+        return false;
+    }
+    snprintf(path, sizeof(path), "inject-error[%zu].errno", i);
+    if (!get_int(r, "errno", path, EIO, &err, errp)) {
+        return false;
+    }
+    snprintf(path, sizeof(path), "inject-error[%zu].sector", i);
+    if (!get_int(r, "sector", path, -1, &sector, errp)) {
+        return false;
+    }
+    if (err < 0 || err > 4095) {
+        error_setg(errp, "Parameter 'inject-error[%zu].errno' must be a "
+                   "positive errno value", i);
+        return false;
+    }
+    /* errno 0 is a rule that matches and lets the request through. */
+    rule->error = (int)err;
+    rule->offset = sector < 0 ? -1 : (sector > INT64_MAX / 512 ? INT64_MAX
+                                                               : sector * 512);
+    bool immediately;
+    if (!opt_get_bool(r, "once", false, &rule->once, errp) ||
+        !opt_get_bool(r, "immediately", false, &immediately, errp)) {
+        return false;
+    }
+    static const char *const known[] = { "event", "state", "iotype", "errno",
+                                         "sector", "once", "immediately" };
+    const char *key;
+    json_t *val;
+    json_object_foreach(r, key, val) {
+        bool ok = false;
+        for (size_t k = 0; k < ARRAY_SIZE(known); k++) {
+            ok |= strcmp(key, known[k]) == 0;
+        }
+        if (!ok) {
+            error_setg(errp, "Parameter 'inject-error[%zu].%s' is unexpected",
+                       i, key);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool inject_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
+{
+    InjectState *s = bs->opaque;
+    static const char *const refused[] = { "config", "set-state",
+                                           "take-child-perms",
+                                           "unshare-child-perms" };
+    for (size_t i = 0; i < ARRAY_SIZE(refused); i++) {
+        if (json_object_get(opts, refused[i])) {
+            error_setg(errp, "blkdebug option '%s' is not supported by strata "
+                       "(only inject-error, align and max-transfer)",
+                       refused[i]);
+            return false;
+        }
+    }
+    int64_t align, max_transfer, ignored;
+    if (!get_int(opts, "align", "align", 1, &align, errp) ||
+        !get_int(opts, "max-transfer", "max-transfer", 0, &max_transfer,
+                 errp)) {
+        return false;
+    }
+    /* Limits for write-zeroes and discard only shape how requests are
+     * split; strata passes them through whole. */
+    static const char *const limits[] = { "opt-write-zero", "max-write-zero",
+                                          "opt-discard", "max-discard" };
+    for (size_t i = 0; i < ARRAY_SIZE(limits); i++) {
+        if (!get_int(opts, limits[i], limits[i], 0, &ignored, errp)) {
+            return false;
+        }
+        json_object_del(opts, limits[i]);
+    }
+    if (align < 1 || align > (1 << 30) || (align & (align - 1))) {
+        error_setg(errp, "Cannot meet constraints with align %lld",
+                   (long long)align);
+        return false;
+    }
+    if (max_transfer < 0 || max_transfer > INT32_MAX ||
+        (max_transfer && max_transfer % align)) {
+        error_setg(errp, "Cannot meet constraints with max-transfer %lld",
+                   (long long)max_transfer);
+        return false;
+    }
+    json_object_del(opts, "align");
+    json_object_del(opts, "max-transfer");
+
+    json_t *list = json_object_get(opts, "inject-error");
+    if (list && !json_is_array(list)) {
+        error_setg(errp, "Invalid parameter type for 'inject-error', "
+                   "expected: array");
+        return false;
+    }
+    size_t n = list ? json_array_size(list) : 0;
+    s->rules = calloc(n ? n : 1, sizeof(*s->rules));
+    if (!s->rules) {
+        error_setg(errp, "Out of memory for blkdebug rules");
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!parse_rule(json_array_get(list, i), i, &s->rules[i], errp)) {
+            free(s->rules);
+            s->rules = NULL;
+            return false;
+        }
+    }
+    s->nrules = n;
+    json_object_del(opts, "inject-error");
+    s->state = 1;
+    pthread_mutex_init(&s->lock, NULL);
+
+    bs->file = block_open_child(bs, opts, "image", flags, errp);
+    if (!bs->file) {
+        pthread_mutex_destroy(&s->lock);
+        free(s->rules);
+        s->rules = NULL;
+        return false;
+    }
+    atomic_store(&bs->total_size, block_node_size(bs->file));
+    bs->request_alignment = (uint32_t)align;
+    bs->max_transfer = (uint32_t)max_transfer;
+    return true;
+}
+
+static void inject_close(BlockNode *bs)
+{
+    InjectState *s = bs->opaque;
+    pthread_mutex_destroy(&s->lock);
+    free(s->rules);
+    s->rules = NULL;
+}
+
+/* QEMU's blkdebug_debug_event(): the rules of this event in the current
+ * state become the active ones.  Caller holds s->lock. */
+static void raise_event_locked(InjectState *s, int event)
+{
+    bool any = false;
+    for (size_t i = 0; i < s->nrules; i++) {
+        InjectRule *r = &s->rules[i];
+        if (r->deleted || r->event != event ||
+            (r->state && r->state != s->state)) {
+            continue;
+        }
+        if (!any) {
+            for (size_t k = 0; k < s->nrules; k++) {
+                s->rules[k].active = false;
+            }
+            any = true;
+        }
+        r->active = true;
+    }
+}
+
+/* Raises the events of a request (terminated by -1), then returns the
+ * error of the first active rule that matches it, or 0. */
+static int check(BlockNode *bs, const int *events, IoType type,
+                 uint64_t offset, uint64_t bytes)
+{
+    InjectState *s = bs->opaque;
+    if (s->nrules == 0) {
+        return 0;
+    }
+    LOCK_GUARD(&s->lock);
+    for (const int *e = events; *e >= 0; e++) {
+        raise_event_locked(s, *e);
+    }
+    for (size_t i = 0; i < s->nrules; i++) {
+        InjectRule *r = &s->rules[i];
+        if (!r->active || r->deleted || !(r->iotype_mask & (1u << type))) {
+            continue;
+        }
+        if (r->offset >= 0 &&
+            !(bytes && (uint64_t)r->offset >= offset &&
+              (uint64_t)r->offset - offset < bytes)) {
+            continue;
+        }
+        int err = r->error;
+        if (err && r->once) {
+            r->deleted = true;
+            r->active = false;
+        }
+        return -err;
+    }
+    return 0;
+}
+
+static int event_id(const char *name)
+{
+    return enum_index(event_names, name);
+}
+
+static int inject_pread(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                        void *buf, int flags)
+{
+    const int events[] = { event_id("read_aio"), -1 };
+    int ret = check(bs, events, IO_READ, offset, bytes);
+    return ret < 0 ? ret : block_read(bs->file, offset, bytes, buf, flags);
+}
+
+static int inject_pwrite(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                         const void *buf, int flags)
+{
+    const int events[] = { event_id("write_aio"), event_id("pwritev"), -1 };
+    int ret = check(bs, events, IO_WRITE, offset, bytes);
+    return ret < 0 ? ret : block_write(bs->file, offset, bytes, buf, flags);
+}
+
+static int inject_pwrite_zeroes(BlockNode *bs, uint64_t offset,
+                                uint64_t bytes, int flags)
+{
+    const int events[] = { event_id("pwritev_zero"), -1 };
+    int ret = check(bs, events, IO_WRITE_ZEROES, offset, bytes);
+    return ret < 0 ? ret : block_write_zeroes(bs->file, offset, bytes, flags);
+}
+
+static int inject_pdiscard(BlockNode *bs, uint64_t offset, uint64_t bytes)
+{
+    const int events[] = { -1 };
+    int ret = check(bs, events, IO_DISCARD, offset, bytes);
+    return ret < 0 ? ret : block_discard(bs->file, offset, bytes);
+}
+
+/* The core flushes bs->file after this returns 0. */
+static int inject_flush(BlockNode *bs)
+{
+    const int events[] = { event_id("flush_to_os"), event_id("flush_to_disk"),
+                           -1 };
+    return check(bs, events, IO_FLUSH, 0, 0);
+}
+
+static int inject_block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                               uint64_t *pnum, uint64_t *map, BlockNode **file)
+{
+    const int events[] = { -1 };
+    int ret = check(bs, events, IO_BLOCK_STATUS, offset, bytes);
+    if (ret < 0) {
+        return ret;
+    }
+    /* A filter: the content is the child's, at the same offsets. */
+    ret = block_status(bs->file, offset, bytes, pnum, map, file);
+    if (ret >= 0 && !(ret & BLOCK_STATUS_OFFSET_VALID) && map && file) {
+        *map = offset;
+        *file = bs->file;
+        ret |= BLOCK_STATUS_OFFSET_VALID;
+    }
+    return ret;
+}
+
+static int64_t inject_refresh_size(BlockNode *bs)
+{
+    return block_refresh_size(bs->file);
+}
+
+static bool inject_truncate(BlockNode *bs, uint64_t size, bool exact,
+                            PreallocMode prealloc, Error **errp)
+{
+    if (!block_truncate(bs->file, size, exact, prealloc, errp)) {
+        return false;
+    }
+    atomic_store(&bs->total_size, block_node_size(bs->file));
+    return true;
+}
+
+const BlockDriver bdrv_blkdebug = {
+    .format_name = "blkdebug",
+    .state_size = sizeof(InjectState),
+    .open = inject_open,
+    .close = inject_close,
+    .pread = inject_pread,
+    .pwrite = inject_pwrite,
+    .pwrite_zeroes = inject_pwrite_zeroes,
+    .pdiscard = inject_pdiscard,
+    .flush = inject_flush,
+    .block_status = inject_block_status,
+    .refresh_size = inject_refresh_size,
+    .truncate = inject_truncate,
+};

@@ -1,0 +1,91 @@
+/* strata - stratad's /metrics: what the daemon reports, per export (what
+ * the client sees) and per node (what it costs, plus the sizes a thin
+ * provisioning manager watches).  Families: docs/metrics.md. */
+#include "metrics/metrics-daemon.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+#include "block/block_int.h"
+#include "metrics/metrics-block.h"
+#include "nbd/nbd.h"
+
+static bool collector_registered;
+
+static void collect_export(const char *id, BlockNode *bs, BlockAcct *acct,
+                           void *opaque)
+{
+    MetricsWriter *w = opaque;
+    if (!acct) {
+        return;
+    }
+    const MetricLabel labels[] = {
+        { "export", id },
+        { "node", block_node_name(bs) },
+    };
+    metrics_write_block_acct(w, "strata_export", labels, 2, acct);
+}
+
+static bool collect_node(BlockNode *bs, void *opaque)
+{
+    MetricsWriter *w = opaque;
+    const MetricLabel labels[] = { { "node", block_node_name(bs) } };
+    if (bs->acct) {
+        metrics_write_block_acct(w, "strata_node", labels, 1, bs->acct);
+    }
+    MetricsNodeSizes sizes = {
+        .capacity = block_node_size(bs),
+        .allocation = atomic_load(&bs->wr_highest_offset),
+        .physical = block_allocated_file_size(bs),
+        .write_threshold = atomic_load(&bs->write_threshold),
+    };
+    metrics_write_node_sizes(w, labels, 1, &sizes);
+    return true;
+}
+
+void metrics_daemon_collect(MetricsWriter *w, void *opaque)
+{
+    (void)opaque;
+    nbd_export_foreach_stats(collect_export, w);
+    /* The graph read lock keeps every node open while it is read. */
+    block_graph_foreach(collect_node, w);
+}
+
+bool metrics_daemon_start(json_t *opts, Error **errp)
+{
+    json_t *addr = json_object_get(opts, "addr");
+    if (!json_is_object(addr)) {
+        error_setg(errp, "Parameter 'addr' is missing (addr.type=inet,"
+                   "addr.host=H,addr.port=N or addr.type=unix,addr.path=P)");
+        return false;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(opts, key, val) {
+        if (strcmp(key, "addr") != 0) {
+            error_setg(errp, "Parameter '%s' is unexpected", key);
+            return false;
+        }
+    }
+    if (!metrics_start(addr, errp)) {
+        return false;
+    }
+    if (!collector_registered) {
+        if (!metrics_register(metrics_daemon_collect, NULL)) {
+            metrics_stop();
+            error_setg(errp, "Out of memory registering the metrics collector");
+            return false;
+        }
+        collector_registered = true;
+    }
+    return true;
+}
+
+void metrics_daemon_stop(void)
+{
+    metrics_stop();
+    if (collector_registered) {
+        metrics_unregister(metrics_daemon_collect, NULL);
+        collector_registered = false;
+    }
+}
