@@ -59,9 +59,19 @@ static json_t *cmd_query_commands(json_t *args, Error **errp)
     return qmp_command_list();
 }
 
+/* strata: "force" stops even while export requests are held (they
+ * fail to their clients); without it, quit refuses then. */
+static const QmpArgSpec quit_args[] = {
+    { "force", QMP_ARG_BOOL, .optional = true },
+    { NULL },
+};
+
 static json_t *cmd_quit(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", no_args, errp)) {
+    if (!qmp_args_check(args, "", quit_args, errp)) {
+        return NULL;
+    }
+    if (!qmp_arg_bool(args, "force", false) && !qmp_quit_allowed(errp)) {
         return NULL;
     }
     qmp_monitor_request_quit();

@@ -132,6 +132,11 @@ static json_t *cmd_nbd_server_stop(json_t *args, Error **errp)
 static const char *const export_types[] = { "nbd", "vhost-user-blk", "fuse",
                                             "vduse-blk", NULL };
 
+/* strata: the export's error policy (QEMU's BlockdevOnError names). */
+static const char *const export_werror[] = { "report", "stop", "enospc",
+                                             NULL };
+static const char *const export_rerror[] = { "report", "stop", NULL };
+
 /* BlockExportOptions: the base members, then BlockExportOptionsNbd. */
 static const QmpArgSpec export_add_args[] = {
     { "type", QMP_ARG_ENUM, .choices = export_types },
@@ -150,6 +155,8 @@ static const QmpArgSpec export_add_args[] = {
       .elem = QMP_ARG_UINT32 },
     { "stats-account-invalid", QMP_ARG_BOOL, .optional = true },
     { "stats-account-failed", QMP_ARG_BOOL, .optional = true },
+    { "werror", QMP_ARG_ENUM, .optional = true, .choices = export_werror },
+    { "rerror", QMP_ARG_ENUM, .optional = true, .choices = export_rerror },
     { NULL },
 };
 

@@ -343,6 +343,7 @@ static json_t *cmd_block_resize(json_t *args, Error **errp)
 
 void qmp_register_thinp_commands(void)
 {
+    qmp_register_pause_commands();
     qmp_register_command("block-set-write-threshold",
                          cmd_block_set_write_threshold);
     qmp_register_command("block_resize", cmd_block_resize);

@@ -58,5 +58,9 @@ void qmp_register_block_commands(void);
 void qmp_register_export_commands(void);
 void qmp_register_stats_commands(void);
 void qmp_register_thinp_commands(void);
+/* cont, block-export-resume (cmd-pause.c). */
+void qmp_register_pause_commands(void);
+/* False, with the reason, while export requests are held (quit). */
+bool qmp_quit_allowed(Error **errp);
 
 #endif

@@ -32,30 +32,58 @@ static Chardev *chardev_find(const char *id)
     return NULL;
 }
 
-static int unix_listen(const char *path, Error **errp)
+static int bind_listen(int fd, const char *path, Error **errp)
 {
     struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    strcpy(sun.sun_path, path);
+    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+        error_setg_errno(errp, errno, "Failed to bind socket to %s", path);
+        return -1;
+    }
+    if (listen(fd, 16) < 0) {
+        error_setg_errno(errp, errno, "Failed to listen on socket %s", path);
+        unlink(path);
+        return -1;
+    }
+    return 0;
+}
+
+static int unix_listen(const char *path, Error **errp)
+{
+    struct sockaddr_un sun;
     if (strlen(path) >= sizeof(sun.sun_path)) {
         error_setg(errp, "UNIX socket path '%s' is too long", path);
         return -1;
     }
-    strcpy(sun.sun_path, path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         error_setg_errno(errp, errno, "Failed to create socket");
         return -1;
     }
-    /* Like QEMU, replace a stale socket left by an earlier run. */
-    unlink(path);
-    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-        error_setg_errno(errp, errno, "Failed to bind socket to %s", path);
-        close(fd);
-        return -1;
+    /* The socket file must not appear before it listens, or a client
+     * that waits for the file gets ECONNREFUSED: listen under a
+     * temporary name and rename it into place (which also replaces a
+     * stale socket left by an earlier run, as QEMU does). */
+    char tmp[sizeof(sun.sun_path)];
+    int n = snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
+    if (n > 0 && (size_t)n < sizeof(tmp)) {
+        unlink(tmp);
+        if (bind_listen(fd, tmp, errp) < 0) {
+            close(fd);
+            return -1;
+        }
+        if (rename(tmp, path) < 0) {
+            error_setg_errno(errp, errno, "Failed to bind socket to %s", path);
+            unlink(tmp);
+            close(fd);
+            return -1;
+        }
+        return fd;
     }
-    if (listen(fd, 16) < 0) {
-        error_setg_errno(errp, errno, "Failed to listen on socket %s", path);
+    /* No room for a temporary name: bind in place. */
+    unlink(path);
+    if (bind_listen(fd, path, errp) < 0) {
         close(fd);
-        unlink(path);
         return -1;
     }
     return fd;

@@ -12,7 +12,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "nbd/export-policy.h"
 #include "util/cleanup.h"
+#include "util/log.h"
 
 static char *pidfile_path;
 static int pidfile_fd = -1;
@@ -147,6 +149,19 @@ static void signal_ready(int fd, short revents, void *opaque)
     }
     signal_name = si.ssi_signo == SIGTERM ? "SIGTERM"
                   : si.ssi_signo == SIGINT ? "SIGINT" : "SIGHUP";
+    /* Requests held by paused exports would fail: refuse once, and let
+     * a second signal force it (as QMP 'quit' with "force"). */
+    static bool refused;
+    size_t paused = 0, held = nbd_export_held_requests(&paused);
+    if (held && !refused) {
+        refused = true;
+        log_warn("%s received while %zu request(s) are held by %zu paused "
+                 "export(s): not stopping.  Resume them with QMP 'cont', or "
+                 "send the signal again (or QMP 'quit' with \"force\": true) "
+                 "to stop and fail them", signal_name, held, paused);
+        signal_name = NULL;
+        return;
+    }
     poll_loop_quit(loop);
 }
 

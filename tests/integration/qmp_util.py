@@ -33,9 +33,20 @@ class QmpError(Exception):
 
 class QmpClient:
     def __init__(self, path, negotiate=True, timeout=10):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
+        # qemu-storage-daemon creates its socket file before it listens:
+        # a connection refused right after the file appears is retried.
+        deadline = time.monotonic() + timeout
+        while True:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            try:
+                self.sock.connect(path)
+                break
+            except ConnectionRefusedError:
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
         self.buf = b""
         self.events = []
         self.greeting = self.recv()

@@ -69,6 +69,17 @@ def run_script(binary, workdir, script, args=()):
         d.stop()
 
 
+def project(have, want):
+    """strata may add members to QEMU's objects (clients ignore unknown
+    members): keep only the members QEMU sent, recursively."""
+    if isinstance(have, dict) and isinstance(want, dict):
+        return {k: project(v, want[k]) for k, v in have.items() if k in want}
+    if isinstance(have, list) and isinstance(want, list) \
+            and len(have) == len(want):
+        return [project(h, w) for h, w in zip(have, want)]
+    return have
+
+
 def compare(stratad_bin, tmp_path, script, args=()):
     require("qemu-storage-daemon")
     # Same directory, one daemon after the other: paths in replies match
@@ -76,7 +87,7 @@ def compare(stratad_bin, tmp_path, script, args=()):
     expected = run_script("qemu-storage-daemon", tmp_path, script, args)
     got = run_script(stratad_bin, tmp_path, script, args)
     for request, want, have in zip(script, expected, got):
-        assert have == want, f"request {request!r}"
+        assert project(have, want) == want, f"request {request!r}"
 
 
 PROTOCOL_SCRIPT = [

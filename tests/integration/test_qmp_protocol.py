@@ -245,6 +245,13 @@ def test_client_that_stops_reading_is_dropped(stratad_bin, tmp_path):
             assert fast.execute("query-version", id=1)["id"] == 1
             assert time.monotonic() - t0 < 2
         assert dropped
+        # Dropped, not merely ignored: what was queued drains, then EOF.
+        slow.sock.settimeout(5)
+        try:
+            while slow.sock.recv(1 << 20):
+                pass
+        except ConnectionResetError:
+            pass
         assert d.proc.poll() is None
         assert fast.execute("query-version", id=2)["id"] == 2
     finally:

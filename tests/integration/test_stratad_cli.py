@@ -173,7 +173,8 @@ def test_unused_chardev_removed_at_exit(stratad_bin, tmp_path):
     d = Daemon(stratad_bin, tmp_path, [
         "--chardev", f"socket,path={spare},server=on,wait=off,id=spare"])
     try:
-        assert spare.exists()
+        # The spare comes after the monitor on the command line.
+        wait_for_path(str(spare), d.proc)
         d.proc.terminate()
         assert d.wait(10) == 0
         assert not spare.exists()
@@ -211,3 +212,31 @@ def test_daemonize_failure_exits_1(stratad_bin):
         capture_output=True, text=True, timeout=20)
     assert proc.returncode == 1
     assert 'chardev "nosuch" not found' in proc.stderr
+
+
+def test_pidfile_locked_by_running_daemon(stratad_bin, tmp_path):
+    d, pidfile = start(stratad_bin, tmp_path)
+    try:
+        err = stratad_fails(stratad_bin, "--pidfile", str(pidfile))
+        assert err.startswith("stratad: cannot create PID file: Cannot lock "
+                              "pid file: ")
+        # The running daemon's pidfile is untouched.
+        assert pidfile.read_text() == f"{d.proc.pid}\n"
+    finally:
+        d.stop()
+
+
+def test_monitor_option_errors(stratad_bin, tmp_path):
+    s = tmp_path / "m.sock"
+    chardev = f"socket,path={s},server=on,wait=off,id=c"
+    assert stratad_fails(stratad_bin, "--monitor", "mode=control") == (
+        "stratad: --monitor mode=control: Parameter 'chardev' is missing\n")
+    assert stratad_fails(stratad_bin, "--chardev", chardev, "--monitor",
+                         "chardev=c,mode=readline") == (
+        "stratad: --monitor chardev=c,mode=readline: Only QMP is supported\n")
+    assert stratad_fails(stratad_bin, "--chardev", chardev, "--monitor",
+                         "chardev=c,bogus=1") == (
+        "stratad: --monitor chardev=c,bogus=1: Parameter 'bogus' is "
+        "unexpected\n")
+    assert stratad_fails(stratad_bin, "--chardev", chardev + ",bogus=1") == (
+        f"stratad: --chardev {chardev},bogus=1: Invalid parameter 'bogus'\n")
