@@ -1,7 +1,8 @@
 /* strata - qcow2 check/repair internals shared by qcow2-check.c (driver
  * entry, refcount comparison, OFLAG_COPIED), qcow2-check-walk.c (counting
- * references) and qcow2-check-rebuild.c (in-memory refcount table and
- * refcount structure rebuild).
+ * references), qcow2-check-snapshots.c (snapshot table, bitmaps) and
+ * qcow2-check-rebuild.c (in-memory refcount table and refcount
+ * structure rebuild).
  *
  * The algorithm, counts and messages follow qemu-img check so scripts and
  * tests that compare the two see the same verdict.
@@ -58,11 +59,20 @@ int qcow2_imrt_inc(Qcow2Check *c, BlockCheckResult *res, uint64_t offset,
 int qcow2_check_rebuild_refcounts(Qcow2Check *c, BlockCheckResult *res,
                                   Error **errp);
 
-/* ---- qcow2-check-walk.c ---- */
+/* ---- qcow2-check-snapshots.c ---- */
 /* Reads the snapshot table into c->snapshots.  Problems are counted in
  * res; -errno when it cannot be read at all. */
 int qcow2_check_read_snapshots(Qcow2Check *c, BlockCheckResult *res);
 void qcow2_check_free_snapshots(Qcow2Check *c);
+/* Counts the references of persistent bitmaps (when the image's bitmaps
+ * are marked consistent, as QEMU only reads them then). */
+int qcow2_check_count_bitmaps(Qcow2Check *c, BlockCheckResult *res);
+
+/* ---- qcow2-check-walk.c ---- */
+/* Reads a table of big-endian 64-bit entries as host-endian values
+ * (free with free()). */
+int qcow2_check_read_table(Qcow2Check *c, uint64_t offset, uint64_t entries,
+                           uint64_t **out);
 /* Counts every reference to every host cluster into the in-memory
  * refcount table (header, L1/L2 tables and data, snapshots, refcount
  * table and blocks, bitmaps).  Sets *rebuild when the refcount

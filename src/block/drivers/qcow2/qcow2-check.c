@@ -34,6 +34,14 @@ int qcow2_check_stored_refcount(Qcow2Check *c, uint64_t cluster,
         return 0;
     }
     if (rb & (s->cluster_size - 1)) {
+        if (s->writable) {
+            /* Repairing: fatal, as in QEMU (the image is marked corrupt
+             * and only a successful rebuild would clear that). */
+            LOCK_GUARD(&s->lock);
+            return qcow2_signal_corruption_locked(
+                c->bs, true, -1, -1, "Refblock offset %#" PRIx64 " unaligned "
+                "(reftable index: %#" PRIx64 ")", rb, index);
+        }
         if (!c->warned_bad_refblock) {
             c->warned_bad_refblock = true;
             fprintf(stderr, "qcow2: Image is corrupt: Refblock offset %#"
