@@ -61,19 +61,21 @@ static void dump_json(const BlockCheckResult *r, const char *filename,
             json_object_set_new(o, key, json_integer((json_int_t)(val))); \
         } \
     } while (0)
+    /* qemu-img prints the members in its QDict's hash order; match it so
+     * output compares equal as text. */
     PUT_NONZERO("image-end-offset", r->image_end_offset);
+    PUT_NONZERO("compressed-clusters", r->bfi.compressed_clusters);
     PUT_NONZERO("total-clusters", r->bfi.total_clusters);
+    PUT_NONZERO("corruptions", r->corruptions);
+    PUT_NONZERO("corruptions-fixed", r->corruptions_fixed);
     json_object_set_new(o, "check-errors", json_integer(r->check_errors));
     PUT_NONZERO("leaks", r->leaks);
-    PUT_NONZERO("corruptions", r->corruptions);
     PUT_NONZERO("leaks-fixed", r->leaks_fixed);
-    PUT_NONZERO("corruptions-fixed", r->corruptions_fixed);
     PUT_NONZERO("allocated-clusters", r->bfi.allocated_clusters);
-    PUT_NONZERO("fragmented-clusters", r->bfi.fragmented_clusters);
-    PUT_NONZERO("compressed-clusters", r->bfi.compressed_clusters);
-#undef PUT_NONZERO
     json_object_set_new(o, "filename", json_string(filename));
     json_object_set_new(o, "format", json_string(format));
+    PUT_NONZERO("fragmented-clusters", r->bfi.fragmented_clusters);
+#undef PUT_NONZERO
     if (!quiet) {
         img_print_json(o);
     }
