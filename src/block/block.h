@@ -141,6 +141,35 @@ int64_t block_allocated_file_size(BlockNode *bs);
 bool block_truncate(BlockNode *bs, uint64_t size, bool exact,
                     PreallocMode prealloc, Error **errp);
 
+/* ---- permissions ---- */
+/* QEMU's permission bits.  On a file they become OFD lock bytes (100 +
+ * bit: held; 200 + bit: not shared), which is how QEMU and strata
+ * processes see each other. */
+#define BLOCK_PERM_CONSISTENT_READ 0x1
+#define BLOCK_PERM_WRITE           0x2
+#define BLOCK_PERM_WRITE_UNCHANGED 0x4
+#define BLOCK_PERM_RESIZE          0x8
+#define BLOCK_PERM_ALL             0xf
+/* A user of bs (an export, a job, a tool) takes perm and shares only
+ * shared, as a QEMU BlockBackend: e.g. an NBD export takes
+ * CONSISTENT_READ (+ WRITE when writable) and shares ALL & ~RESIZE.  The
+ * permissions pass through raw and filter nodes to the file below (a
+ * format with metadata, such as qcow2, already locks what it needs).
+ * Fails, taking nothing, when another process conflicts. */
+bool block_node_add_perm(BlockNode *bs, uint64_t perm, uint64_t shared,
+                         Error **errp);
+/* Gives back what one block_node_add_perm took. */
+void block_node_del_perm(BlockNode *bs, uint64_t perm, uint64_t shared);
+
+/* ---- names ---- */
+/* Recomputes bs->filename (and its children's) as QEMU does: a plain
+ * name when opening it rebuilds the node, else "json:{...}" in QEMU's
+ * text.  Call after changing bs's backing link. */
+void block_refresh_filename(BlockNode *bs);
+/* bs->backing_file made absolute against the directory of bs's file, as
+ * QEMU's full-backing-filename; NULL without error when there is none. */
+char *block_full_backing_filename(BlockNode *bs, Error **errp);
+
 /* ---- image creation (strata-img create) ---- */
 /* Creates an image of format fmt ("qcow2", "raw", "file").  opts holds
  * qemu-img -o style options ("size" is a number, the rest strings or

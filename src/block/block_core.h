@@ -45,6 +45,20 @@ const BlockNode *block_open_parent(void);
  * may write or resize it (every format but raw). */
 bool block_parent_has_metadata(const BlockNode *parent);
 
+/* ---- filename.c (QEMU's bdrv_refresh_filename) ---- */
+typedef struct BlockNodeNaming BlockNodeNaming;
+/* Records, before drv->open, what names the node: its driver, the
+ * "filename" option and the driver's strong options found in opts.
+ * typed: opts came from blockdev-add/--blockdev, where QAPI would have
+ * typed numbers and booleans given as text.  False when out of memory. */
+bool block_naming_init(BlockNode *bs, const json_t *opts, bool typed);
+/* The backing file the image header asks for (resolved to the backing
+ * node's name when the core opened it from the header); backing_ignored
+ * when the node was opened without its chain on purpose (qemu-img). */
+void block_naming_set_auto_backing(BlockNode *bs, const char *name,
+                                   bool backing_ignored);
+void block_naming_free(BlockNode *bs);
+
 /* ---- io.c ---- */
 bool block_io_node_init(BlockNode *bs);
 void block_io_node_cleanup(BlockNode *bs);

@@ -87,6 +87,10 @@ struct BlockNode {
      * query-nodes, /metrics).  NULL only when accounting is switched off
      * for the overhead benchmark (STRATA_X_NO_ACCOUNTING). */
     struct BlockAcct *acct;
+
+    /* filename.c: what QEMU's bdrv_refresh_filename keeps per node to
+     * build `filename` (strong options, full open options, exact name). */
+    struct BlockNodeNaming *naming;
 };
 
 struct BlockDriver {
@@ -175,6 +179,12 @@ struct BlockDriver {
     /* Deallocates everything in this layer so reads fall through to the
      * backing node (qemu-img commit).  Optional. */
     int (*make_empty)(BlockNode *bs);
+
+    /* Format drivers that only append to their file: the offset in
+     * bs->file where the image ends (from metadata, so also on a block
+     * device, and before any write), which is the allocation on a thin
+     * volume.  Cheap (no I/O).  Optional. */
+    uint64_t (*get_image_end)(BlockNode *bs);
 };
 
 /* Opens the child named key ("file" or "backing") from opts: a string

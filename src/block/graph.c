@@ -84,6 +84,7 @@ static void node_release(BlockNode *bs)
     pthread_mutex_destroy(&bs->drain_lock);
     pthread_cond_destroy(&bs->drain_cond);
     free(bs->node_name);
+    block_naming_free(bs);
     free(bs->filename);
     free(bs->backing_file);
     free(bs->backing_format);

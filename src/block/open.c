@@ -28,32 +28,50 @@ typedef struct OpenCtx {
 static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
                             const OpenCtx *ctx, Error **errp);
 
+/* node_open flag: the options come from a "json:" filename as written,
+ * not through QAPI (they name the node as given). */
+#define OPEN_UNTYPED_OPTIONS 0x10000
+
 static void json_decref_p(json_t **j)
 {
     json_decref(*j);
 }
 #define CLEANUP_JSON __attribute__((cleanup(json_decref_p)))
 
-/* Deletes a possibly dotted key ("cache.direct"), dropping the group
- * object when it becomes empty. */
-static void opt_del(json_t *obj, const char *key)
+/* For a dotted key ("cache.direct") the group object in obj ("cache",
+ * created if asked) and *leaf the key inside it; for a plain key, obj
+ * and the key.  NULL when the group is absent or not an object. */
+static json_t *opt_group(json_t *obj, const char *key, bool create,
+                         const char **leaf)
 {
     const char *dot = strchr(key, '.');
+    *leaf = key;
     if (!dot) {
-        json_object_del(obj, key);
+        return obj;
+    }
+    CLEANUP_FREE char *group = strndup(key, (size_t)(dot - key));
+    json_t *sub = group ? json_object_get(obj, group) : NULL;
+    if (!sub && group && create) {
+        sub = json_object();
+        json_object_set_new(obj, group, sub);
+    }
+    *leaf = dot + 1;
+    return json_is_object(sub) ? sub : NULL;
+}
+
+/* Deletes a possibly dotted key, dropping the group object when it
+ * becomes empty. */
+static void opt_del(json_t *obj, const char *key)
+{
+    const char *leaf;
+    json_t *sub = opt_group(obj, key, false, &leaf);
+    if (!sub) {
         return;
     }
-    char group[64];
-    size_t glen = (size_t)(dot - key);
-    if (glen >= sizeof(group)) {
-        return;
-    }
-    memcpy(group, key, glen);
-    group[glen] = '\0';
-    json_t *sub = json_object_get(obj, group);
-    if (json_is_object(sub)) {
-        opt_del(sub, dot + 1);
-        if (json_object_size(sub) == 0) {
+    json_object_del(sub, leaf);
+    if (sub != obj && json_object_size(sub) == 0) {
+        CLEANUP_FREE char *group = strndup(key, (size_t)(leaf - key - 1));
+        if (group) {
             json_object_del(obj, group);
         }
     }
@@ -107,26 +125,13 @@ bool block_parent_has_metadata(const BlockNode *parent)
            strcmp(parent->drv->format_name, "raw") != 0;
 }
 
-/* Sets key to val in obj unless the user gave it. */
+/* Sets key (possibly dotted) to val in obj unless the user gave it. */
 static void opt_default(json_t *obj, const char *key, json_t *val)
 {
-    const char *dot = strchr(key, '.');
-    if (dot) {
-        CLEANUP_FREE char *group = strndup(key, (size_t)(dot - key));
-        json_t *sub = json_object_get(obj, group);
-        if (!sub) {
-            sub = json_object();
-            json_object_set_new(obj, group, sub);
-        }
-        if (json_is_object(sub)) {
-            opt_default(sub, dot + 1, val);
-            return;
-        }
-        json_decref(val);
-        return;
-    }
-    if (!json_object_get(obj, key)) {
-        json_object_set_new(obj, key, val);
+    const char *leaf;
+    json_t *sub = opt_group(obj, key, true, &leaf);
+    if (sub && !json_object_get(sub, leaf)) {
+        json_object_set_new(sub, leaf, val);
     } else {
         json_decref(val);
     }
@@ -193,7 +198,8 @@ static BlockNode *open_child_ctx(BlockNode *parent, json_t *opts,
         CLEANUP_JSON json_t *copy = json_deep_copy(v);
         bool is_backing = strcmp(key, "backing") == 0;
         inherit_options(parent, copy, flags, is_backing);
-        int cflags = flags & (BLOCK_O_NO_REPAIR | BLOCK_O_NO_BACKING);
+        int cflags = flags & (BLOCK_O_NO_REPAIR | BLOCK_O_NO_BACKING |
+                              OPEN_UNTYPED_OPTIONS);
         const BlockNode *saved = opening_parent;
         opening_parent = parent;
         child = node_open(NULL, copy, cflags, ctx, errp);
@@ -207,6 +213,11 @@ static BlockNode *open_child_ctx(BlockNode *parent, json_t *opts,
                    "string or object", key);
     }
     json_object_del(opts, key);
+    if (child && !parent->filename && child->filename) {
+        /* Until the parent is named (after its open), its messages name
+         * the image by its file. */
+        parent->filename = strdup(child->filename);
+    }
     return child;
 }
 
@@ -236,31 +247,6 @@ static bool has_protocol_prefix(const char *name)
     return drv && drv->is_protocol;
 }
 
-/* QEMU's path_combine: a relative backing name is relative to the
- * directory of the overlay's file. */
-static char *resolve_backing_name(BlockNode *bs, Error **errp)
-{
-    const char *bf = bs->backing_file;
-    char *out = NULL;
-    if (bf[0] == '/' || strncmp(bf, "json:", 5) == 0 || has_protocol_prefix(bf)) {
-        return strdup(bf);
-    }
-    const char *base = bs->file && bs->file->filename ? bs->file->filename
-                                                       : bs->filename;
-    if (!base || strncmp(base, "json:", 5) == 0 || has_protocol_prefix(base)) {
-        error_setg(errp, "Cannot use relative backing file names for '%s'",
-                   base ? base : block_node_name(bs));
-        return NULL;
-    }
-    const char *slash = strrchr(base, '/');
-    int dirlen = slash ? (int)(slash - base + 1) : 0;
-    if (asprintf(&out, "%.*s%s", dirlen, base, bf) < 0) {
-        error_setg(errp, "Out of memory");
-        return NULL;
-    }
-    return out;
-}
-
 static json_t *image_options(const char *filename, const char *fmt,
                              Error **errp);
 
@@ -283,7 +269,7 @@ static bool open_backing_chain(BlockNode *bs, int flags, const OpenCtx *ctx,
         return false;
     }
 
-    CLEANUP_FREE char *path = resolve_backing_name(bs, errp);
+    CLEANUP_FREE char *path = block_full_backing_filename(bs, errp);
     if (!path) {
         return false;
     }
@@ -446,16 +432,19 @@ static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
     dflags |= g.force_share ? BLOCK_O_FORCE_SHARE : 0;
     dflags |= g.cache_direct ? BLOCK_O_NOCACHE : 0;
     dflags |= g.auto_read_only ? BLOCK_O_AUTO_READ_ONLY : 0;
+    dflags |= flags & OPEN_UNTYPED_OPTIONS;
 
+    if (!block_naming_init(bs, opts, !(flags & OPEN_UNTYPED_OPTIONS))) {
+        error_setg(errp, "Out of memory");
+        block_node_free_unregistered(bs);
+        return NULL;
+    }
     if (!drv->open(bs, opts, dflags, errp)) {
         block_node_free_unregistered(bs);
         return NULL;
     }
     if (bs->request_alignment == 0) {
         bs->request_alignment = 1;
-    }
-    if (!bs->filename && bs->file && bs->file->filename) {
-        bs->filename = strdup(bs->file->filename);
     }
     if (!opt_check_empty(opts, errp)) {
         close_unregistered(bs);
@@ -479,6 +468,14 @@ static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
             return NULL;
         }
     }
+    /* What the image asks for, to tell whether the user replaced it: a
+     * backing opened from the header is by definition what it asks.
+     * Without the chain (qemu-img's NO_IO opens) it never counts. */
+    bool implicit_backing = bs->backing && !have_backing_opt;
+    block_naming_set_auto_backing(bs, implicit_backing ? bs->backing->filename
+                                                       : bs->backing_file,
+                                  flags & BLOCK_O_NO_BACKING);
+    block_refresh_filename(bs);
 
     if (!block_graph_insert(bs, node_name, errp)) {
         close_unregistered(bs);
@@ -533,6 +530,70 @@ const char *block_probe_format(const char *filename, Error **errp)
     return best;
 }
 
+/* The protocol driver that opens name: its "proto:" prefix when that
+ * names a protocol driver, else "file". */
+static const char *protocol_for(const char *name, char *buf, size_t size)
+{
+    if (has_protocol_prefix(name)) {
+        size_t len = (size_t)(strchr(name, ':') - name);
+        if (len < size) {
+            memcpy(buf, name, len);
+            buf[len] = '\0';
+            return buf;
+        }
+    }
+    return "file";
+}
+
+/* Children given inline and named only by "filename" get the protocol
+ * driver of that name. */
+static void default_child_protocols(json_t *obj)
+{
+    const char *key;
+    json_t *child;
+    json_object_foreach(obj, key, child) {
+        if (!json_is_object(child)) {
+            continue;
+        }
+        json_t *fname = json_object_get(child, "filename");
+        if (json_is_string(fname) && !json_object_get(child, "driver")) {
+            char protobuf[32];
+            json_object_set_new(child, "driver", json_string(protocol_for(
+                json_string_value(fname), protobuf, sizeof(protobuf))));
+        }
+        default_child_protocols(child);
+    }
+}
+
+/* A "json:" object may leave drivers out, as QEMU's bdrv_open allows:
+ * children named only by "filename" get their protocol driver, and a
+ * missing format is probed from the file. */
+static bool json_default_drivers(json_t *opts, const char *fmt, Error **errp)
+{
+    json_t *top_driver = json_object_get(opts, "driver");
+    json_t *file = json_object_get(opts, "file");
+    json_t *fname = json_is_object(file) ? json_object_get(file, "filename")
+                                         : NULL;
+    default_child_protocols(opts);
+    if (!top_driver && !file) {
+        error_setg(errp, "Must specify either driver or file");
+        return false;
+    }
+    if (!top_driver) {
+        const char *probed = fmt;
+        if (!probed && json_is_string(fname)) {
+            probed = block_probe_format(json_string_value(fname), errp);
+            if (!probed) {
+                return false;
+            }
+        }
+        if (probed) {
+            json_object_set_new(opts, "driver", json_string(probed));
+        }
+    }
+    return true;
+}
+
 /* {"driver": fmt, "file": {"driver": "file", "filename": f}} for a plain
  * file name, or the parsed options of a "json:" name.  fmt NULL probes. */
 static json_t *image_options(const char *filename, const char *fmt,
@@ -551,38 +612,17 @@ static json_t *image_options(const char *filename, const char *fmt,
             json_decref(opts);
             return NULL;
         }
-        if (!json_object_get(opts, "driver")) {
-            const char *probed = fmt;
-            json_t *file = json_object_get(opts, "file");
-            json_t *fname = json_is_object(file) ? json_object_get(file, "filename")
-                                                 : NULL;
-            if (!probed && json_is_string(fname)) {
-                probed = block_probe_format(json_string_value(fname), errp);
-                if (!probed) {
-                    json_decref(opts);
-                    return NULL;
-                }
-            }
-            if (probed) {
-                json_object_set_new(opts, "driver", json_string(probed));
-            }
-            if (json_is_object(file) && !json_object_get(file, "driver")) {
-                json_object_set_new(file, "driver", json_string("file"));
-            }
+        if (!json_default_drivers(opts, fmt, errp)) {
+            json_decref(opts);
+            return NULL;
         }
         return opts;
     }
 
-    const char *proto = "file";
     char protobuf[32];
-    if (has_protocol_prefix(filename)) {
-        size_t len = (size_t)(strchr(filename, ':') - filename);
-        memcpy(protobuf, filename, len);
-        protobuf[len] = '\0';
-        proto = protobuf;
-        if (!fmt) {
-            fmt = "raw";
-        }
+    const char *proto = protocol_for(filename, protobuf, sizeof(protobuf));
+    if (has_protocol_prefix(filename) && !fmt) {
+        fmt = "raw";
     }
     if (!fmt) {
         fmt = block_probe_format(filename, errp);
@@ -620,10 +660,17 @@ BlockNode *block_open_image(const char *filename, const char *fmt, int flags,
     if (flags & BLOCK_O_NOCACHE) {
         opt_default(opts, "cache.direct", json_true());
     }
+    if (strncmp(filename, "json:", 5) == 0) {
+        flags |= OPEN_UNTYPED_OPTIONS;
+    }
     BlockNode *bs = node_open(NULL, opts, flags, NULL, errp);
-    if (bs && strncmp(filename, "json:", 5) == 0) {
-        free(bs->filename);
-        bs->filename = strdup(filename);
+    /* The tool is the image's user, as qemu-img's BlockBackend: it reads,
+     * writes when read-write, and shares everything. */
+    uint64_t perm = BLOCK_PERM_CONSISTENT_READ |
+                    ((flags & BLOCK_O_RDWR) ? BLOCK_PERM_WRITE : 0);
+    if (bs && !block_node_add_perm(bs, perm, BLOCK_PERM_ALL, errp)) {
+        block_node_unref(bs);
+        return NULL;
     }
     return bs;
 }
@@ -698,7 +745,9 @@ int64_t block_allocated_file_size(BlockNode *bs)
     if (bs->drv->get_allocated_file_size) {
         return bs->drv->get_allocated_file_size(bs);
     }
-    if (bs->file) {
+    /* Protocol drivers keep their data elsewhere: nothing to ask.  A
+     * format's data and metadata are in its file. */
+    if (bs->file && bs->drv->is_format) {
         return block_allocated_file_size(bs->file);
     }
     return -ENOTSUP;

@@ -45,10 +45,30 @@ static NbdExport *find_live_by_name_locked(const char *name)
     return NULL;
 }
 
+/* What an export asks of its node, as qsd's exports do: read, write when
+ * writable, and nobody may resize the image under the client. */
+static uint64_t export_perm(bool writable)
+{
+    return BLOCK_PERM_CONSISTENT_READ | (writable ? BLOCK_PERM_WRITE : 0);
+}
+#define EXPORT_SHARED_PERM (BLOCK_PERM_ALL & ~(uint64_t)BLOCK_PERM_RESIZE)
+
+/* Frees an export that never got its node or entered the registry. */
+static void export_free_unlinked(NbdExport *exp)
+{
+    free(exp->id);
+    free(exp->name);
+    free(exp->description);
+    free(exp);
+}
+
 static void export_free(NbdExport *exp)
 {
+    block_node_del_perm(exp->bs, export_perm(exp->writable),
+                        EXPORT_SHARED_PERM);
     block_node_unref(exp->bs);
     block_acct_free(exp->acct);
+    export_policy_destroy(&exp->policy);
     free(exp->id);
     free(exp->name);
     free(exp->description);
@@ -162,6 +182,7 @@ static void export_shutdown_locked(NbdExport *exp)
         return;
     }
     exp->shutting_down = true;
+    export_policy_stop(&exp->policy);
     for (NbdConn *c = exp->clients; c; c = c->exp_next) {
         shutdown(c->fd, SHUT_RDWR);
     }
@@ -240,6 +261,7 @@ bool block_export_add(json_t *args_in, Error **errp)
     bool writable, writethrough, alloc_depth, fixed_iothread;
     BlockNode *bs = NULL;
     BlockAcct *acct = NULL;
+    ExportErrorAction werror, rerror;
     static const char *const types[] = { "nbd", NULL };
     int type_idx;
 
@@ -261,7 +283,8 @@ bool block_export_add(json_t *args_in, Error **errp)
         !opt_get_bool(args, "allocation-depth", false, &alloc_depth, errp) ||
         !opt_get_str(args, "iothread", NULL, &iothread, errp) ||
         !opt_get_bool(args, "fixed-iothread", false, &fixed_iothread, errp) ||
-        !block_acct_new_from_args(args, &acct, errp)) {
+        !block_acct_new_from_args(args, &acct, errp) ||
+        !export_policy_parse(args, &werror, &rerror, errp)) {
         goto out;
     }
     json_t *bitmaps = json_incref(json_object_get(args, "bitmaps"));
@@ -349,15 +372,18 @@ bool block_export_add(json_t *args_in, Error **errp)
     exp->name = strdup(name);
     exp->description = desc ? strdup(desc) : NULL;
     if (!exp->id || !exp->name || (desc && !exp->description)) {
-        free(exp->id);
-        free(exp->name);
-        free(exp->description);
-        free(exp);
         error_setg(errp, "Out of memory creating export '%s'", id);
+        export_free_unlinked(exp);
+        goto out;
+    }
+    if (!block_node_add_perm(bs, export_perm(writable), EXPORT_SHARED_PERM,
+                             errp)) {
+        export_free_unlinked(exp);
         goto out;
     }
     exp->bs = bs;
     bs = NULL;
+    export_policy_init(&exp->policy, werror, rerror);
     /* The exact size, where qsd 7.2 rounds up to a multiple of 512 (its
      * block layer counts sectors).  Checked with a 1000-byte raw file:
      * qsd exports 1024, and a client write into the padding grows the
@@ -481,12 +507,12 @@ json_t *block_export_query(void)
     json_t *list = json_array();
     LOCK_GUARD(&registry_lock);
     for (NbdExport *e = exports; e; e = e->next) {
-        json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:b}",
-                                              "type", "nbd", "id", e->id,
-                                              "node-name",
-                                              block_node_name(e->bs),
-                                              "shutting-down",
-                                              e->shutting_down));
+        json_t *entry = json_pack("{s:s, s:s, s:s, s:b}",
+                                  "type", "nbd", "id", e->id,
+                                  "node-name", block_node_name(e->bs),
+                                  "shutting-down", e->shutting_down);
+        export_policy_query(&e->policy, entry);
+        json_array_append_new(list, entry);
     }
     return list;
 }

@@ -8,6 +8,8 @@ import os
 import subprocess
 import time
 
+from nbd_util import stop
+
 
 def lock_bytes(path):
     """QEMU lock bytes (100-103, 200-203) held on path, per /proc/locks."""
@@ -54,13 +56,7 @@ class LockHolder:
             time.sleep(0.05)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
         if self.proc.stdout:
             self.proc.stdout.close()
         if self.proc.stderr:
@@ -75,3 +71,44 @@ def blockdev_args(path, fmt, read_only=False, force_share=False):
     if fmt != "file":
         args += ["--blockdev", f"driver={fmt},node-name=fmt0,file=f0{ro}{fs}"]
     return args
+
+
+class Loop:
+    """A loop device over a new sparse file, with the given logical block
+    size.  detach() is idempotent; tests call it from a finalizer so a
+    failing test never leaves the device behind.  Only this device is
+    ever touched."""
+
+    def __init__(self, backing, size, sector_size=512):
+        with open(backing, "wb") as f:
+            f.truncate(size)
+        self.backing = str(backing)
+        out = subprocess.run(["losetup", "--find", "--show",
+                              "--sector-size", str(sector_size), self.backing],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"losetup failed: {out.stderr.strip()}")
+        self.dev = out.stdout.strip()
+
+    def grow(self, size):
+        """Makes the backing file size bytes and the device follow."""
+        os.truncate(self.backing, size)
+        subprocess.run(["losetup", "-c", self.dev], check=True,
+                       capture_output=True)
+
+    def read(self, offset, length):
+        """Reads the device itself (what a reader after us would see)."""
+        fd = os.open(self.dev, os.O_RDONLY)
+        try:
+            return os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
+
+    def allocated(self):
+        """Bytes the backing file occupies on its file system."""
+        return os.stat(self.backing).st_blocks * 512
+
+    def detach(self):
+        if self.dev:
+            subprocess.run(["losetup", "-d", self.dev], capture_output=True)
+            self.dev = None

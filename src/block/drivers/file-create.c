@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "block/drivers/file-posix.h"
@@ -128,6 +129,34 @@ static void set_nocow(int fd)
     }
 }
 
+/* A device is not created but checked, as QEMU's host_device does: it
+ * must be writable and hold the (sector-rounded) size.  Its contents stay;
+ * the format writes what it needs. */
+static bool device_create(const char *filename, uint64_t size, Error **errp)
+{
+    int fd CLEANUP_CLOSE = open(filename, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "Could not open '%s'", filename);
+        return false;
+    }
+    int ret = file_lock_apply_and_check(fd, FILE_PERM_WRITE,
+                                        FILE_PERM_ALL & ~(uint64_t)FILE_PERM_WRITE,
+                                        filename, errp);
+    if (ret < 0 && ret != -ENOTSUP) {
+        return false;
+    }
+    off_t end = lseek(fd, 0, SEEK_END);
+    if (end < 0) {
+        error_setg_errno(errp, errno, "Could not get the size of '%s'", filename);
+        return false;
+    }
+    if ((uint64_t)end < ALIGN_UP(size, 512)) {
+        error_setg(errp, "Device is too small");
+        return false;
+    }
+    return true;
+}
+
 bool file_create(const char *filename, json_t *opts, Error **errp)
 {
     uint64_t size, extent_hint;
@@ -163,6 +192,10 @@ bool file_create(const char *filename, json_t *opts, Error **errp)
         return false;
     }
 
+    struct stat st;
+    if (stat(filename, &st) == 0 && (S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode))) {
+        return device_create(filename, size, errp);
+    }
     int fd CLEANUP_CLOSE = open(filename, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
         error_setg_errno(errp, errno, "Could not create '%s'", filename);

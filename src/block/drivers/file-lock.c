@@ -129,19 +129,54 @@ void file_lock_release(int fd, uint64_t perm, uint64_t unshared)
 void file_lock_perms(bool read_only, bool force_share, bool metadata,
                      uint64_t *perm, uint64_t *shared)
 {
-    *perm = FILE_PERM_CONSISTENT_READ;
+    *perm = 0;
     *shared = FILE_PERM_ALL;
-    if (!read_only) {
-        *perm |= FILE_PERM_WRITE;
-        if (metadata) {
-            *perm |= FILE_PERM_RESIZE;
-        }
+    if (!metadata) {
+        return;
     }
-    if (metadata) {
+    *perm = FILE_PERM_CONSISTENT_READ;
+    if (!read_only) {
+        *perm |= FILE_PERM_WRITE | FILE_PERM_RESIZE;
+    }
+    if (!force_share) {
         *shared &= ~(uint64_t)(FILE_PERM_WRITE | FILE_PERM_RESIZE);
     }
-    if (force_share) {
-        *shared = FILE_PERM_ALL;
+}
+
+/* Moves the locks of bs to perm/shared: takes the new bytes, checks
+ * them against other processes, then drops the bytes no longer needed.
+ * On a conflict nothing changes.  Caller holds perm_lock. */
+static bool relock(BlockNode *bs, uint64_t perm, uint64_t shared, Error **errp)
+{
+    FileState *s = bs->opaque;
+    if (perm == s->lock_perm && shared == s->lock_shared) {
+        return true;
+    }
+    int ret = file_lock_apply_and_check(s->fd, perm, shared, bs->filename, errp);
+    if (ret < 0 && ret != -ENOTSUP) {
+        file_lock_release(s->fd, perm & ~s->lock_perm,
+                          ~shared & s->lock_shared & FILE_PERM_ALL);
+        return false;
+    }
+    file_lock_release(s->fd, s->lock_perm & ~perm,
+                      ~s->lock_shared & shared & FILE_PERM_ALL);
+    s->lock_perm = perm;
+    s->lock_shared = shared;
+    return true;
+}
+
+/* The parents' needs plus every user's. */
+static void wanted_locks(const FileState *s, uint64_t *perm, uint64_t *shared)
+{
+    *perm = s->parent_perm;
+    *shared = s->parent_shared;
+    for (int i = 0; i < NPERMS; i++) {
+        if (s->user_perm[i]) {
+            *perm |= 1ULL << i;
+        }
+        if (s->user_unshared[i]) {
+            *shared &= ~(1ULL << i);
+        }
     }
 }
 
@@ -154,19 +189,55 @@ bool file_relock_for_parent(BlockNode *bs, const BlockNode *parent, Error **errp
     uint64_t perm, shared;
     file_lock_perms(bs->read_only, bs->force_share,
                     block_parent_has_metadata(parent), &perm, &shared);
-    /* A node can have several users: keep the union of what they need. */
-    perm |= s->lock_perm;
-    shared &= s->lock_shared;
-    if (perm == s->lock_perm && shared == s->lock_shared) {
-        return true;
-    }
-    int ret = file_lock_apply_and_check(s->fd, perm, shared, bs->filename, errp);
-    if (ret < 0 && ret != -ENOTSUP) {
-        file_lock_release(s->fd, perm & ~s->lock_perm,
-                          ~shared & s->lock_shared & FILE_PERM_ALL);
+    LOCK_GUARD(&s->perm_lock);
+    /* A node can have several parents: keep the union of their needs. */
+    uint64_t old_perm = s->parent_perm, old_shared = s->parent_shared;
+    s->parent_perm |= perm;
+    s->parent_shared &= shared;
+    wanted_locks(s, &perm, &shared);
+    if (!relock(bs, perm, shared, errp)) {
+        s->parent_perm = old_perm;
+        s->parent_shared = old_shared;
         return false;
     }
-    s->lock_perm = perm;
-    s->lock_shared = shared;
     return true;
+}
+
+bool file_user_perm(BlockNode *bs, uint64_t perm, uint64_t shared, int count,
+                    Error **errp)
+{
+    FileState *s = bs->opaque;
+    if (!s->use_lock) {
+        return true;
+    }
+    LOCK_GUARD(&s->perm_lock);
+    for (int i = 0; i < NPERMS; i++) {
+        if (perm & (1ULL << i)) {
+            s->user_perm[i] += (unsigned)count;
+        }
+        if (!(shared & (1ULL << i))) {
+            s->user_unshared[i] += (unsigned)count;
+        }
+    }
+    uint64_t want_perm, want_shared;
+    wanted_locks(s, &want_perm, &want_shared);
+    Error *local = NULL;
+    if (relock(bs, want_perm, want_shared, &local)) {
+        return true;
+    }
+    if (count < 0) {
+        /* Giving locks back cannot conflict; nothing else to do. */
+        error_free(local);
+        return true;
+    }
+    for (int i = 0; i < NPERMS; i++) {
+        if (perm & (1ULL << i)) {
+            s->user_perm[i] -= (unsigned)count;
+        }
+        if (!(shared & (1ULL << i))) {
+            s->user_unshared[i] -= (unsigned)count;
+        }
+    }
+    error_propagate(errp, local);
+    return false;
 }

@@ -19,15 +19,30 @@ typedef struct FileState {
     int fd_buffered;      /* == fd, or a second buffered fd used for the
                              unaligned tail of an O_DIRECT file */
     bool is_bdev;
+    uint32_t sector_size; /* block devices: logical block size, which
+                             BLKZEROOUT and BLKDISCARD ranges must fit */
     uint32_t buf_align;   /* memory alignment O_DIRECT needs */
     bool use_lock;        /* locking=on/auto and the system has OFD locks */
     uint64_t lock_perm;   /* FILE_PERM_* held (bytes 100 + bit) */
     uint64_t lock_shared; /* FILE_PERM_* shared (others: bytes 200 + bit) */
+    /* What the parent links need (lock_perm/lock_shared are these plus
+     * the users'), and how many users hold or unshare each bit. */
+    uint64_t parent_perm;
+    uint64_t parent_shared;
+    unsigned user_perm[4];
+    unsigned user_unshared[4];
+    pthread_mutex_t perm_lock; /* guards the fields above */
 } FileState;
 
-/* QEMU's permissions for a file node: a reader takes consistent-read, a
- * writer also write; under a metadata format (qcow2) a writer also takes
- * resize and nobody else may write or resize; force-share shares all. */
+/* Adds (count 1) or removes (count -1) a user's permissions on a file
+ * node and re-takes its locks; see block_node_add_perm. */
+bool file_user_perm(BlockNode *bs, uint64_t perm, uint64_t shared, int count,
+                    Error **errp);
+
+/* QEMU's permissions for a file node from its parent: none unless the
+ * parent is a metadata format (qcow2), which reads, writes and resizes
+ * when read-write and lets nobody else write or resize; force-share
+ * shares all.  Users (exports, tools) add theirs: file_user_perm. */
 void file_lock_perms(bool read_only, bool force_share, bool metadata,
                      uint64_t *perm, uint64_t *shared);
 

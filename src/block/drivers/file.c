@@ -34,14 +34,8 @@ int64_t file_fd_size(int fd, bool is_bdev)
  * O_DIRECT accepts, as QEMU's raw_probe_alignment does. */
 static void probe_alignment(FileState *s, uint32_t *req_align)
 {
-    *req_align = 512;
+    *req_align = s->is_bdev ? s->sector_size : 512;
     s->buf_align = 4096;
-    if (s->is_bdev) {
-        int sector = 0;
-        if (ioctl(s->fd, BLKSSZGET, &sector) == 0 && sector > 0) {
-            *req_align = (uint32_t)sector;
-        }
-    }
     void *buf = NULL;
     if (posix_memalign(&buf, 4096, 2 * 4096) != 0) {
         *req_align = 4096;
@@ -79,6 +73,7 @@ static bool file_do_open(BlockNode *bs, json_t *opts, int flags,
     bool ignored_b;
 
     s->fd = s->fd_buffered = -1;
+    pthread_mutex_init(&s->perm_lock, NULL);
     if (!opt_get_str(opts, "filename", NULL, &filename, errp) ||
         !opt_get_enum(opts, "aio", aio_names, 0, &aio, errp) ||
         !opt_get_enum(opts, "locking", locking_names, 2, &locking, errp) ||
@@ -136,6 +131,11 @@ static bool file_do_open(BlockNode *bs, json_t *opts, int flags,
         return false;
     }
     s->is_bdev = S_ISBLK(st.st_mode);
+    s->sector_size = 512;
+    int sector = 0;
+    if (s->is_bdev && ioctl(s->fd, BLKSSZGET, &sector) == 0 && sector > 0) {
+        s->sector_size = (uint32_t)sector;
+    }
     if (host_device && !s->is_bdev && !S_ISCHR(st.st_mode)) {
         error_setg(errp, "'host_device' driver requires '%s' to be either "
                    "a character or block device", filename);
@@ -167,8 +167,8 @@ static bool file_do_open(BlockNode *bs, json_t *opts, int flags,
         }
         if (ret == 0) {
             s->use_lock = true;
-            s->lock_perm = perm;
-            s->lock_shared = shared;
+            s->lock_perm = s->parent_perm = perm;
+            s->lock_shared = s->parent_shared = shared;
         }
     }
 
@@ -202,6 +202,7 @@ static void file_close(BlockNode *bs)
         close(s->fd);
     }
     s->fd = s->fd_buffered = -1;
+    pthread_mutex_destroy(&s->perm_lock);
 }
 
 static bool file_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
@@ -324,27 +325,36 @@ static int do_fallocate(int fd, int mode, uint64_t offset, uint64_t bytes)
     return 0;
 }
 
+/* Block devices as QEMU's host_device: with MAY_UNMAP, fallocate's punch
+ * hole (the kernel zeroes by unmapping, never the slow way); else
+ * BLKZEROOUT, which may write zeroes the slow way and so is not for
+ * NO_FALLBACK.  Both want whole logical blocks: anything else makes the
+ * core write a buffer of zeroes. */
 static int bdev_zeroes(FileState *s, uint64_t offset, uint64_t bytes, int flags)
 {
-    int ret = -ENOTSUP;
+    if (offset % s->sector_size || bytes % s->sector_size) {
+        return -ENOTSUP;
+    }
     if (flags & BLOCK_REQ_MAY_UNMAP) {
-        ret = do_fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                           offset, bytes);
-    }
-    if (ret == -ENOTSUP) {
-        ret = do_fallocate(s->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-                           offset, bytes);
-    }
-    /* BLKZEROOUT may write zeroes the slow way: not with NO_FALLBACK. */
-    if (ret == -ENOTSUP && !(flags & BLOCK_REQ_NO_FALLBACK) &&
-        offset % 512 == 0 && bytes % 512 == 0) {
-        uint64_t range[2] = { offset, bytes };
-        ret = ioctl(s->fd, BLKZEROOUT, range) < 0 ? -errno : 0;
-        if (ret == -EINVAL || ret == -EOPNOTSUPP) {
-            ret = -ENOTSUP;
+        int ret = do_fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                               offset, bytes);
+        if (ret != -ENOTSUP && ret != -EINVAL) {
+            return ret;
         }
     }
-    return ret;
+    if (flags & BLOCK_REQ_NO_FALLBACK) {
+        return -ENOTSUP;
+    }
+    uint64_t range[2] = { offset, bytes };
+    int r;
+    do {
+        r = ioctl(s->fd, BLKZEROOUT, range);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        return (errno == EINVAL || errno == EOPNOTSUPP || errno == ENOTTY)
+               ? -ENOTSUP : -errno;
+    }
+    return 0;
 }
 
 static int reg_zeroes(FileState *s, uint64_t offset, uint64_t bytes, int flags)
@@ -403,19 +413,34 @@ static int file_pwrite_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,
     return ret;
 }
 
+/* Block devices get BLKDISCARD (QEMU's host_device), on the whole
+ * logical blocks inside the range; files a punched hole. */
+static int bdev_discard(FileState *s, uint64_t offset, uint64_t bytes)
+{
+    uint64_t start = ALIGN_UP(offset, (uint64_t)s->sector_size);
+    uint64_t end = ALIGN_DOWN(offset + bytes, (uint64_t)s->sector_size);
+    if (start >= end) {
+        return 0;
+    }
+    uint64_t range[2] = { start, end - start };
+    int r;
+    do {
+        r = ioctl(s->fd, BLKDISCARD, range);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        return (errno == EOPNOTSUPP || errno == ENOTTY) ? -ENOTSUP : -errno;
+    }
+    return 0;
+}
+
 static int file_pdiscard(BlockNode *bs, uint64_t offset, uint64_t bytes)
 {
     FileState *s = bs->opaque;
-    int ret = do_fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                           offset, bytes);
-    if (ret == -ENOTSUP && s->is_bdev) {
-        uint64_t range[2] = { offset, bytes };
-        ret = ioctl(s->fd, BLKDISCARD, range) < 0 ? -errno : 0;
-        if (ret == -EINVAL || ret == -EOPNOTSUPP) {
-            ret = -ENOTSUP;
-        }
+    if (s->is_bdev) {
+        return bdev_discard(s, offset, bytes);
     }
-    return ret;
+    return do_fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                        offset, bytes);
 }
 
 static int file_block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
@@ -468,37 +493,31 @@ static int64_t file_allocated_size(BlockNode *bs)
     return (int64_t)st.st_blocks * 512;
 }
 
+/* The same callbacks serve both names: "file" also opens devices, and
+ * "host_device" insists on one (QEMU's names for the one driver). */
+#define FILE_DRIVER_CALLBACKS                          \
+    .state_size = sizeof(FileState),                   \
+    .is_protocol = true,                               \
+    .close = file_close,                               \
+    .pread = file_pread,                               \
+    .pwrite = file_pwrite,                             \
+    .pwrite_zeroes = file_pwrite_zeroes,               \
+    .pdiscard = file_pdiscard,                         \
+    .flush = file_flush,                               \
+    .block_status = file_block_status,                 \
+    .refresh_size = file_refresh_size,                 \
+    .get_allocated_file_size = file_allocated_size,    \
+    .truncate = file_truncate
+
 const BlockDriver bdrv_file = {
     .format_name = "file",
-    .state_size = sizeof(FileState),
-    .is_protocol = true,
     .open = file_open,
-    .close = file_close,
-    .pread = file_pread,
-    .pwrite = file_pwrite,
-    .pwrite_zeroes = file_pwrite_zeroes,
-    .pdiscard = file_pdiscard,
-    .flush = file_flush,
-    .block_status = file_block_status,
-    .refresh_size = file_refresh_size,
-    .get_allocated_file_size = file_allocated_size,
-    .truncate = file_truncate,
     .create = file_create,
+    FILE_DRIVER_CALLBACKS,
 };
 
 const BlockDriver bdrv_host_device = {
     .format_name = "host_device",
-    .state_size = sizeof(FileState),
-    .is_protocol = true,
     .open = hdev_open,
-    .close = file_close,
-    .pread = file_pread,
-    .pwrite = file_pwrite,
-    .pwrite_zeroes = file_pwrite_zeroes,
-    .pdiscard = file_pdiscard,
-    .flush = file_flush,
-    .block_status = file_block_status,
-    .refresh_size = file_refresh_size,
-    .get_allocated_file_size = file_allocated_size,
-    .truncate = file_truncate,
+    FILE_DRIVER_CALLBACKS,
 };

@@ -269,7 +269,8 @@ static void test_locking(void **state)
     BlockNode *fnode = block_node_open(opts, &err);
     json_decref(opts);
     assert_non_null(fnode);
-    assert_string_equal(held_bytes(f), "100 101");
+    /* As in QEMU, a node nobody uses needs no permission: no locks. */
+    assert_string_equal(held_bytes(f), "");
     opts = json_pack("{s:s}", "file", "lockf");
     bs = block_node_open_driver(&meta_driver, opts, BLOCK_O_RDWR, &err);
     json_decref(opts);
@@ -277,6 +278,29 @@ static void test_locking(void **state)
     assert_string_equal(held_bytes(f), "100 101 103 201 203");
     block_node_unref(bs);
     block_node_unref(fnode);
+
+    /* A user (an NBD export) of a raw node: its permissions reach the
+     * file, as qsd's writable raw export holds 100, 101 and 203. */
+    opts = json_pack("{s:s, s:{s:s, s:s}}", "driver", "raw", "file",
+                     "driver", "file", "filename", f);
+    bs = block_node_open(opts, &err);
+    json_decref(opts);
+    assert_non_null(bs);
+    assert_string_equal(held_bytes(f), "");
+    uint64_t exp_perm = BLOCK_PERM_CONSISTENT_READ | BLOCK_PERM_WRITE;
+    uint64_t exp_shared = BLOCK_PERM_ALL & ~(uint64_t)BLOCK_PERM_RESIZE;
+    assert_true(block_node_add_perm(bs, exp_perm, exp_shared, &err));
+    assert_string_equal(held_bytes(f), "100 101 203");
+    assert_true(block_node_add_perm(bs, BLOCK_PERM_CONSISTENT_READ, exp_shared,
+                                    &err));
+    block_node_del_perm(bs, exp_perm, exp_shared);
+    assert_string_equal(held_bytes(f), "100 203");
+    /* Another process's resize (a qcow2 writer) now conflicts. */
+    expect_lock_error(open_meta(f, BLOCK_O_RDWR, &err), err, "\"resize\"", f);
+    err = NULL;
+    block_node_del_perm(bs, BLOCK_PERM_CONSISTENT_READ, exp_shared);
+    assert_string_equal(held_bytes(f), "");
+    block_node_unref(bs);
 
     /* locking=off takes no locks */
     bs = open_meta(f, BLOCK_O_RDWR, &err);

@@ -233,6 +233,12 @@ static void test_backing_chain(void **state)
     assert_true(mid->backing->implicit_name);
     assert_int_equal(mid->backing->parents, 1);
     assert_false(mid->read_only);
+    /* The backing is the one the image names: a plain name, and the
+     * relative backing name resolves against the file's directory. */
+    assert_string_equal(mid->filename, path("sub/mid.img"));
+    char *full = block_full_backing_filename(mid, &err);
+    assert_string_equal(full, path("sub/base.raw"));
+    free(full);
     block_node_unref(mid);
 
     /* NO_BACKING leaves it closed. */
@@ -248,6 +254,12 @@ static void test_backing_chain(void **state)
     mid = block_node_open_driver(&chain_driver, o, 0, &err);
     assert_non_null(mid);
     assert_null(mid->backing);
+    /* Overriding the image's backing takes a json: name. */
+    char jname[512];
+    snprintf(jname, sizeof(jname), "json:{\"backing\": null, \"driver\": "
+             "\"test-chain\", \"file\": {\"driver\": \"file\", \"filename\": "
+             "\"%s\"}}", path("sub/mid.img"));
+    assert_string_equal(mid->filename, jname);
     block_node_unref(mid);
     json_decref(o);
 
@@ -294,9 +306,44 @@ static void test_json_filename_and_probe(void **state)
         fail_msg("%s", error_get_pretty(err));
     }
     assert_string_equal(block_node_driver_name(bs), "raw");
-    assert_string_equal(bs->filename, name);
+    /* QEMU's bdrv_refresh_filename: opening the plain name rebuilds the
+     * node, so that is its name. */
+    assert_string_equal(bs->filename, f);
     assert_true(bs->read_only);
     block_node_unref(bs);
+
+    /* Strong options (raw's offset) need JSON, in QEMU's text and key
+     * order, with the values as the json: name wrote them. */
+    char want[512];
+    snprintf(name, sizeof(name), "json:{\"driver\":\"raw\",\"offset\":\"0\","
+             "\"file\":{\"filename\":\"%s\",\"locking\":\"off\"}}", f);
+    bs = block_open_image(name, NULL, 0, &err);
+    if (!bs) {
+        fail_msg("%s", error_get_pretty(err));
+    }
+    snprintf(want, sizeof(want), "json:{\"offset\": \"0\", \"driver\": \"raw\", "
+             "\"file\": {\"driver\": \"file\", \"filename\": \"%s\"}}", f);
+    assert_string_equal(bs->filename, want);
+    block_node_unref(bs);
+
+    /* Through blockdev-add, QAPI types the number. */
+    json_t *opts = json_pack("{s:s, s:s, s:{s:s, s:s}}", "driver", "raw",
+                             "offset", "0", "file", "driver", "file",
+                             "filename", f);
+    bs = block_node_open(opts, &err);
+    json_decref(opts);
+    if (!bs) {
+        fail_msg("%s", error_get_pretty(err));
+    }
+    snprintf(want, sizeof(want), "json:{\"offset\": 0, \"driver\": \"raw\", "
+             "\"file\": {\"driver\": \"file\", \"filename\": \"%s\"}}", f);
+    assert_string_equal(bs->filename, want);
+    block_node_unref(bs);
+
+    assert_null(block_open_image("json:{\"filename\":\"x\"}", NULL, 0, &err));
+    assert_string_equal(error_get_pretty(err), "Must specify either driver or file");
+    error_free(err);
+    err = NULL;
 
     snprintf(name, sizeof(name), "json:{\"file\":{\"filename\":\"%s\"}}", f);
     bs = block_open_image(name, NULL, 0, &err);

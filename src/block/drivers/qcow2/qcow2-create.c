@@ -189,15 +189,16 @@ static bool write_layout(BlockNode *file, const char *filename,
     int ret;
 
     /* Size the file first so every write lands inside it; for
-     * falloc/full the data area is allocated by the file driver. */
+     * falloc/full the data area is allocated by the file driver.  Not
+     * exact, as QEMU: a block device larger than the image is fine. */
     if (l->data_end > l->data_start) {
-        if (!block_truncate(file, l->data_start, true, PREALLOC_OFF, errp) ||
-            !block_truncate(file, l->data_end, true, prealloc, errp)) {
+        if (!block_truncate(file, l->data_start, false, PREALLOC_OFF, errp) ||
+            !block_truncate(file, l->data_end, false, prealloc, errp)) {
             return false;
         }
     }
     if (l->file_size > l->data_end &&
-        !block_truncate(file, l->file_size, true, PREALLOC_OFF, errp)) {
+        !block_truncate(file, l->file_size, false, PREALLOC_OFF, errp)) {
         return false;
     }
 

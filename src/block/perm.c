@@ -1,0 +1,44 @@
+/* strata - users' permissions on nodes, as QEMU's BlockBackend perms.
+ *
+ * QEMU computes every node's permissions from its parents; what other
+ * processes see are the lock bytes the file nodes at the bottom take.
+ * strata keeps the part that shows there: a user's permissions go down
+ * through nodes that pass them on unchanged (raw, filters) to the file
+ * node, which adds them to its locks.  A metadata format (qcow2) stops
+ * them: it already takes what its own writes need and forbids others
+ * to write or resize, as QEMU's qcow2 does.
+ */
+#include "block/block_core.h"
+#include "block/drivers/file-posix.h"
+
+/* The file node a user's permissions reach, or NULL. */
+static BlockNode *perm_target(BlockNode *bs)
+{
+    while (bs && !bs->drv->is_protocol) {
+        if (block_parent_has_metadata(bs)) {
+            return NULL;
+        }
+        bs = bs->file;
+    }
+    if (bs && (bs->drv == &bdrv_file || bs->drv == &bdrv_host_device)) {
+        return bs;
+    }
+    return NULL;
+}
+
+bool block_node_add_perm(BlockNode *bs, uint64_t perm, uint64_t shared,
+                         Error **errp)
+{
+    BlockNode *file = perm_target(bs);
+    return !file || file_user_perm(file, perm & BLOCK_PERM_ALL,
+                                   shared & BLOCK_PERM_ALL, 1, errp);
+}
+
+void block_node_del_perm(BlockNode *bs, uint64_t perm, uint64_t shared)
+{
+    BlockNode *file = perm_target(bs);
+    if (file) {
+        (void)file_user_perm(file, perm & BLOCK_PERM_ALL,
+                             shared & BLOCK_PERM_ALL, -1, NULL);
+    }
+}
