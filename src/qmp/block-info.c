@@ -1,35 +1,12 @@
 /* strata - BlockDeviceInfo / ImageInfo (see block-info.h). */
 #include "qmp/block-info.h"
 
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "block/block_int.h"
 #include "util/cleanup.h"
-
-/* QEMU resolves a relative backing file name against the directory of
- * the image that names it. */
-static char *full_backing_name(BlockNode *bs)
-{
-    if (bs->backing && bs->backing->filename) {
-        return strdup(bs->backing->filename);
-    }
-    if (bs->backing_file[0] == '/' || !bs->filename
-        || !strncmp(bs->filename, "json:", 5)) {
-        return strdup(bs->backing_file);
-    }
-    CLEANUP_FREE char *copy = strdup(bs->filename);
-    if (!copy) {
-        return NULL;
-    }
-    char *out = NULL;
-    if (asprintf(&out, "%s/%s", dirname(copy), bs->backing_file) < 0) {
-        return NULL;
-    }
-    return out;
-}
 
 json_t *qmp_image_info(BlockNode *bs, bool flat)
 {
@@ -61,7 +38,7 @@ json_t *qmp_image_info(BlockNode *bs, bool flat)
     if (bs->backing_file && bs->backing_file[0]) {
         json_object_set_new(info, "backing-filename",
                             json_string(bs->backing_file));
-        CLEANUP_FREE char *full = full_backing_name(bs);
+        CLEANUP_FREE char *full = block_full_backing_filename(bs, NULL);
         if (full) {
             json_object_set_new(info, "full-backing-filename",
                                 json_string(full));
@@ -97,9 +74,6 @@ json_t *qmp_block_device_info(BlockNode *bs, bool flat)
     if (bs->backing && bs->backing->filename) {
         json_object_set_new(info, "backing_file",
                             json_string(bs->backing->filename));
-    } else if (bs->backing_file && bs->backing_file[0]) {
-        json_object_set_new(info, "backing_file",
-                            json_string(bs->backing_file));
     }
     json_object_set_new(info, "backing_file_depth", json_integer(depth));
     json_object_set_new(info, "encrypted", json_false());

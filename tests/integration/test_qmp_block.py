@@ -323,3 +323,25 @@ def test_event_from_io_thread_reaches_all_clients(daemon, raw_image,
         ev = c.wait_event("BLOCK_WRITE_THRESHOLD", timeout=10)
         assert ev["data"]["node-name"] == "r0"
         assert ev["data"]["write-threshold"] == 65536
+
+
+def test_backing_null_shows_recorded_backing_only(daemon, tmp_path):
+    """With "backing": null the image still records its backing file:
+    image.backing-filename keeps the recorded name and
+    full-backing-filename is absolute, but BlockDeviceInfo.backing_file
+    (the open backing node) is absent, as on qemu-storage-daemon."""
+    base = tmp_path / "base.qcow2"
+    top = tmp_path / "top.qcow2"
+    run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "1M"])
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2",
+         "-F", "qcow2", str(top)])
+    qmp = daemon.connect()
+    qmp.cmd("blockdev-add", {"driver": "qcow2", "node-name": "t",
+                             "backing": None,
+                             "file": {"driver": "file",
+                                      "filename": str(top)}})
+    node = {n["node-name"]: n for n in qmp.cmd("query-named-block-nodes")}["t"]
+    assert "backing_file" not in node
+    assert node["backing_file_depth"] == 0
+    assert node["image"]["backing-filename"] == "base.qcow2"
+    assert node["image"]["full-backing-filename"] == str(base)
