@@ -5,6 +5,7 @@
 set -euo pipefail
 
 BUILD=${BUILD:-$(cd "$(dirname "$0")/.." && pwd)/build}
+SCRIPTS=$(cd "$(dirname "$0")" && pwd)
 IMG="$BUILD/src/strata-img/strata-img"
 DAEMON="$BUILD/src/stratad/stratad"
 CTL="$BUILD/src/strata-ctl/strata-ctl"
@@ -63,3 +64,6 @@ show "$IMG" map thin.qcow2
 show "$IMG" check thin.qcow2
 show qemu-img check thin.qcow2
 ls -ls thin.qcow2 template.qcow2
+
+# The thin-provisioning loop: thresholds fire, the agent extends, no write fails.
+BUILD="$BUILD" "$SCRIPTS/demo-thinp.sh"

@@ -374,12 +374,12 @@ int nbd_export_do_request(NbdExport *exp, NbdRequest *req)
         return ret;
     }
     if (at == BLOCK_ACCT_NONE) {
-        return run_request(exp, req);
+        return export_policy_run(&exp->policy, exp, req, run_request);
     }
     BlockAcctCookie cookie;
     block_acct_start(exp->acct, &cookie, at,
                      at == BLOCK_ACCT_FLUSH ? 0 : req->len);
-    ret = run_request(exp, req);
+    ret = export_policy_run(&exp->policy, exp, req, run_request);
     if (ret < 0) {
         block_acct_failed(exp->acct, &cookie);
     } else {

@@ -11,6 +11,7 @@
 #include <sys/uio.h>
 
 #include "block/block.h"
+#include "nbd/export-policy.h"
 #include "nbd/nbd.h"
 
 typedef struct NbdConn NbdConn;
@@ -29,6 +30,8 @@ typedef struct NbdExport {
      * accounting is off for the benchmark.  Set before the export is
      * published, freed with it. */
     struct BlockAcct *acct;
+    /* werror/rerror and the hold queue (export-policy.c). */
+    ExportPolicy policy;
 
     /* Guarded by the registry lock (export.c). */
     int refcnt;               /* registry + one per attached client */

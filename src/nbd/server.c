@@ -379,6 +379,9 @@ bool nbd_server_start(json_t *args, Error **errp)
 
 bool nbd_server_stop(Error **errp)
 {
+    /* Held requests would keep their connections open forever: fail
+     * them while their clients can still read the error. */
+    nbd_export_fail_held();
     pthread_mutex_lock(&server_lock);
     if (!srv.running || srv.stopping) {
         pthread_mutex_unlock(&server_lock);

@@ -26,6 +26,7 @@
 /* Input buffer per connection: room for a burst of requests with small
  * write payloads. */
 #define NBD_INBUF_SIZE   (128 * 1024)
+#define NBD_SNDBUF_SIZE  (2 * 1024 * 1024)
 /* Longest request the receiving thread may run itself (run_inline). */
 #define NBD_INLINE_MAX   (64 * 1024)
 /* Workers per connection: 2 per CPU, at least 4, at most 16.  On a small
@@ -305,10 +306,12 @@ static void dispatch(NbdWorkers *w, Batch *b)
             release_slot_locked(w, req);
         }
         w->queue_tail = NULL;
-    } else if (wake == 1) {
-        pthread_cond_signal(&w->work_cond);
-    } else if (wake > 1) {
-        pthread_cond_broadcast(&w->work_cond);
+    } else {
+        /* One wake-up per queued request, not a stampede of all idle
+         * workers for one request. */
+        while (wake-- > 0) {
+            pthread_cond_signal(&w->work_cond);
+        }
     }
     pthread_mutex_unlock(&w->lock);
 }
@@ -475,6 +478,12 @@ void nbd_transmission(NbdConn *conn)
         w->free_list = &w->slots[i];
     }
     conn->workers = w;
+    /* Room for a whole large reply in the socket: with the default
+     * (about 200 KiB) a 1 MiB READ reply goes out in five rounds of
+     * sender wake-ups while holding the send lock.  The kernel caps the
+     * value at net.core.wmem_max; a failure only costs speed. */
+    int sndbuf = NBD_SNDBUF_SIZE;
+    setsockopt(conn->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 
     receive_loop(conn, w);
 

@@ -67,6 +67,37 @@ static void on_event(void *opaque, json_t *ev)
     }
 }
 
+/* An export paused for want of space whose BLOCK_IO_ERROR this agent
+ * never saw (it was disconnected, or started later) is handled as if
+ * the event had just arrived: extend, then cont. */
+static void poll_paused_exports(Daemon *d)
+{
+    if (!d->has_cont || d->pause_pending || d->broken) {
+        return;
+    }
+    Error *err = NULL;
+    json_t *exports = daemon_execute(d, "query-block-exports", NULL, &err);
+    error_free(err);
+    size_t i;
+    json_t *e;
+    json_array_foreach(exports, i, e) {
+        const char *status = json_string_value(json_object_get(e,
+                                                               "io-status"));
+        const char *node = json_string_value(json_object_get(e, "node-name"));
+        if (json_is_true(json_object_get(e, "paused")) && status && node &&
+            !strcmp(status, "nospace")) {
+            thinp_log("paused-found", "socket=%s export=%s node=%s",
+                      d->socket,
+                      json_string_value(json_object_get(e, "id")), node);
+            json_t *data = json_pack("{s:s, s:b}", "node-name", node,
+                                     "nospace", 1);
+            volume_on_io_error(d, data);
+            json_decref(data);
+        }
+    }
+    json_decref(exports);
+}
+
 static void poll_daemon(Daemon *d)
 {
     Error *err = NULL;
@@ -79,6 +110,7 @@ static void poll_daemon(Daemon *d)
     }
     volumes_update(d, nodes);
     json_decref(nodes);
+    poll_paused_exports(d);
 }
 
 static bool lists_command(json_t *cmds, const char *name)

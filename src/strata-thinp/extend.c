@@ -123,12 +123,18 @@ static bool grow_regular(const char *path, uint64_t size, Error **errp)
         error_setg_errno(errp, errno, "Cannot open '%s' to extend it", path);
         return false;
     }
-    struct stat st;
-    bool ok = fstat(fd, &st) == 0;
-    /* Only ever grows: a size read before someone else grew it further
-     * must not shrink the file under the image. */
-    if (ok && (uint64_t)st.st_size < size && ftruncate(fd, (off_t)size) < 0) {
-        ok = false;
+    /* Only ever grows.  The daemon may be appending clusters past the
+     * file's end at this very moment (a regular file grows with its
+     * writes), so "stat, then ftruncate if smaller" could cut off data
+     * written in between.  fallocate() of the last byte extends the size
+     * and never shrinks it, atomically in the kernel. */
+    bool ok = size == 0 || fallocate(fd, 0, (off_t)size - 1, 1) == 0;
+    if (!ok && (errno == EOPNOTSUPP || errno == ENOSYS)) {
+        /* No fallocate here: the racy way, the best this file system
+         * allows. */
+        struct stat st;
+        ok = fstat(fd, &st) == 0 &&
+             ((uint64_t)st.st_size >= size || ftruncate(fd, (off_t)size) == 0);
     }
     if (!ok) {
         error_setg_errno(errp, errno, "Cannot extend '%s' to %llu bytes",

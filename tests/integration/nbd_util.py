@@ -147,6 +147,38 @@ class RawClient:
         return self.reply(length if cmd == CMD_READ else 0)
 
 
+# strata sends structured READs shorter than this as one data chunk
+# (src/nbd/export-io.c, NBD_SPARSE_READ_MIN); qsd splits every read
+# into data and hole chunks.  Both are correct NBD.
+SPARSE_READ_MIN = 64 * 1024
+
+
+def read_content(reply, offset, length):
+    """The bytes a READ reply carries, holes filled with zeroes, or None
+    when it is not a successful reply."""
+    if reply[0] == "simple":
+        return reply[3] if reply[1] == 0 else None
+    out = bytearray(length)
+    for ctype, _, payload in reply[2]:
+        if ctype == CHUNK_OFFSET_DATA:
+            off = struct.unpack(">Q", payload[:8])[0] - offset
+            out[off:off + len(payload) - 8] = payload[8:]
+        elif ctype != CHUNK_OFFSET_HOLE:
+            return None
+    return bytes(out)
+
+
+def comparable_read(reply, offset, length):
+    """A READ reply as the differential tests compare it: the chunk
+    layout from SPARSE_READ_MIN up, only the content below it (where the
+    layouts differ on purpose); errors as they are."""
+    if reply[0] == "structured" and length < SPARSE_READ_MIN:
+        data = read_content(reply, offset, length)
+        if data is not None:
+            return ("content", reply[1], data)
+    return reply
+
+
 def decode_error_chunk(payload):
     err, mlen = struct.unpack(">IH", payload[:6])
     return err, payload[6:6 + mlen].decode()
@@ -163,8 +195,7 @@ def wait_for_socket(path, proc, timeout=15):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            out, err = proc.communicate()
-            raise RuntimeError(f"server exited {proc.returncode}: {err}")
+            raise RuntimeError(f"server exited {proc.returncode}")
         if os.path.exists(path):
             try:
                 s = socket.socket(socket.AF_UNIX)
@@ -175,6 +206,37 @@ def wait_for_socket(path, proc, timeout=15):
                 pass
         time.sleep(0.02)
     raise TimeoutError(f"{path} did not appear")
+
+
+def list_exports(path):
+    """Export names from NBD_OPT_LIST."""
+    c = RawClient(path)
+    try:
+        c.greeting()
+        names = []
+        for _, rtype, data in c.option(OPT_LIST):
+            if rtype == REP_SERVER:
+                n = struct.unpack(">I", data[:4])[0]
+                names.append(data[4:4 + n].decode())
+        c.option(OPT_ABORT)
+        return names
+    finally:
+        c.close()
+
+
+def wait_for_exports(path, proc, names, timeout=15):
+    """The listening socket appears when the server starts, before the
+    exports on the command line are added (stratad accepts on its own
+    thread at once): wait until every export is listed."""
+    deadline = time.time() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited {proc.returncode}")
+        if set(names) <= set(list_exports(path)):
+            return
+        if time.time() > deadline:
+            raise TimeoutError(f"exports {names} did not appear on {path}")
+        time.sleep(0.02)
 
 
 def stop(proc):
@@ -190,9 +252,8 @@ def stop(proc):
 # ---- servers ----
 
 def _strata_binary():
-    """stratad when built, else the NBD test tool; None if neither."""
-    for sub in ("src/stratad/stratad", "stratad",
-                "tests/unit/nbd/nbd-serve-tool"):
+    """stratad from the build directory; None when it is not built."""
+    for sub in ("src/stratad/stratad", "stratad"):
         path = os.path.join(BUILD, sub)
         if os.path.exists(path):
             return path
@@ -227,86 +288,63 @@ class Server:
     def client(self):
         return RawClient(self.sock)
 
-    def command(self, line):
-        """Runs a line on nbd-serve-tool's stdin; returns its JSON reply."""
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        while True:
-            out = self.proc.stdout.readline()
-            if not out:
-                raise EOFError("server exited")
-            msg = json.loads(out)
-            if "return" in msg or "error" in msg:
-                return msg
-            self.events.append(msg)
-
     def stop(self):
         stop(self.proc)
 
 
 def start_server(kind, tmp_path, blockdevs, exports, max_connections=None):
     """Starts kind ("strata" or "qsd") serving blockdevs (list of
-    blockdev-add dicts) with exports (list of block-export-add dicts)."""
+    blockdev-add dicts) with exports (list of block-export-add dicts),
+    with the same command line: stratad takes qemu-storage-daemon's.
+    The daemon's stderr goes to <kind>.log in tmp_path (a pipe nobody
+    reads could fill up and stall it)."""
     sock = str(tmp_path / f"{kind}.sock")
-    addr = {"type": "unix", "path": sock}
     if kind == "qsd":
         cmd = ["qemu-storage-daemon"]
-        for b in blockdevs:
-            cmd += ["--blockdev", json.dumps(b)]
-        ns = "addr.type=unix,addr.path=" + sock
-        if max_connections is not None:
-            ns += f",max-connections={max_connections}"
-        cmd += ["--nbd-server", ns]
-        for e in exports:
-            cmd += ["--export", json.dumps(e)]
     else:
         binary = _strata_binary()
         if binary is None:
             import pytest
-            pytest.skip("neither stratad nor nbd-serve-tool is built")
-        server = {"addr": addr}
-        if max_connections is not None:
-            server["max-connections"] = max_connections
-        if binary.endswith("nbd-serve-tool"):
-            cmd = [binary]
-            for b in blockdevs:
-                cmd += ["--blockdev", json.dumps(b)]
-            cmd += ["--server", json.dumps(server)]
-            for e in exports:
-                cmd += ["--export", json.dumps(e)]
-        else:
-            cmd = [binary]
-            for b in blockdevs:
-                cmd += ["--blockdev", json.dumps(b)]
-            ns = "addr.type=unix,addr.path=" + sock
-            if max_connections is not None:
-                ns += f",max-connections={max_connections}"
-            cmd += ["--nbd-server", ns]
-            for e in exports:
-                cmd += ["--export", keyval(e)]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+            pytest.skip(f"stratad is not built in {BUILD}")
+        cmd = [binary]
+    for b in blockdevs:
+        cmd += ["--blockdev", json.dumps(b)]
+    ns = "addr.type=unix,addr.path=" + sock
+    if max_connections is not None:
+        ns += f",max-connections={max_connections}"
+    cmd += ["--nbd-server", ns]
+    for e in exports:
+        # Both accept JSON; stratad is also given the dotted form users
+        # type, so that parser is covered too.
+        cmd += ["--export", json.dumps(e) if kind == "qsd" else keyval(e)]
+    log = open(tmp_path / f"{kind}.log", "w")
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=log)
+    log.close()
     try:
         wait_for_socket(sock, proc)
+        wait_for_exports(sock, proc,
+                         [e.get("name", e["node-name"]) for e in exports])
     except Exception:
         stop(proc)
-        raise
-    srv = Server(kind, proc, sock)
-    srv.events = []
-    return srv
+        raise RuntimeError((tmp_path / f"{kind}.log").read_text())
+    return Server(kind, proc, sock)
+
+
+def _run(*cmd):
+    subprocess.run(cmd, check=True, capture_output=True)
 
 
 def qcow2_chain(tmp_path, name="img"):
-    """The 2-layer image of the reference observations: a 4 MiB raw base
-    with data at 0 and 1M, a qcow2 overlay with data at 64k..1M."""
+    """A 2-layer image: a 4 MiB raw base with data at 0 and 1M, a qcow2
+    overlay with data at 64k..1M.  Returns (base, top)."""
     base = str(tmp_path / f"{name}-base.raw")
     top = str(tmp_path / f"{name}-top.qcow2")
-    run = lambda *c: subprocess.run(c, check=True, capture_output=True)
-    run("qemu-img", "create", "-f", "raw", base, "4M")
-    run("qemu-io", "-f", "raw", "-c", "write -P 0x11 0 64k",
-        "-c", "write -P 0x22 1M 64k", base)
-    run("qemu-img", "create", "-f", "qcow2", "-b", base, "-F", "raw", top)
-    run("qemu-io", "-f", "qcow2", "-c", "write -P 0x33 64k 960k", top)
+    _run("qemu-img", "create", "-f", "raw", base, "4M")
+    _run("qemu-io", "-f", "raw", "-c", "write -P 0x11 0 64k",
+         "-c", "write -P 0x22 1M 64k", base)
+    _run("qemu-img", "create", "-f", "qcow2", "-b", base, "-F", "raw", top)
+    _run("qemu-io", "-f", "qcow2", "-c", "write -P 0x33 64k 960k", top)
     return base, top
 
 
@@ -318,10 +356,6 @@ def qcow2_blockdev(path, node="disk", read_only=False):
 def raw_blockdev(path, node="disk", read_only=False):
     return {"driver": "raw", "node-name": node, "read-only": read_only,
             "file": {"driver": "file", "filename": path}}
-
-
-def _run(*cmd):
-    subprocess.run(cmd, check=True, capture_output=True)
 
 
 def qcow2_chain3(tmp_path, name="c3"):
