@@ -1,6 +1,5 @@
 /* strata-img - offline image tool, a drop-in for qemu-img's create,
  * info, check, map, compare, convert, rebase, commit and resize. */
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,12 +130,6 @@ int main(int argc, char **argv)
     const char *cmd;
 
     error_set_progname("strata-img");
-    /* A short-lived batch tool: keep freed memory instead of handing it
-     * back to the kernel after every request.  Per-request buffers (a
-     * cluster, a zlib stream) would otherwise be mmap()ed or trimmed and
-     * faulted in again each time, which dominated convert -c. */
-    mallopt(M_MMAP_THRESHOLD, 32 << 20);
-    mallopt(M_TRIM_THRESHOLD, 256 << 20);
     if (argc < 2) {
         img_usage_error("Not enough arguments");
     }

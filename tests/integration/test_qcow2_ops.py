@@ -2,7 +2,10 @@
 rebase -u (change_backing_file), commit (make_empty), info."""
 import json
 
-from conftest import run
+import pytest
+
+from conftest import binary, run
+from qmp_util import Daemon, QmpError
 from qcow2_util import (Model, header, qemu_check, qemu_compare,
                         qemu_img_create, qemu_io, strata_io)
 
@@ -16,15 +19,56 @@ def test_resize_grow_and_shrink(tmp_path, strata_img):
     qemu_check(img)
     # Shrinking discards what lies beyond; growing again shows zeroes
     # there, also in the cluster the old end fell into.
-    run([strata_img, "resize", "--shrink", str(img), "1500000"])
+    run([strata_img, "resize", "--shrink", str(img), "1500160"])
     qemu_check(img)
     run([strata_img, "resize", str(img), "4M"])
     model = Model(4 << 20)
-    model.write(1 << 20, 1500000 - (1 << 20), 1)
+    model.write(1 << 20, 1500160 - (1 << 20), 1)
     raw = tmp_path / "ref.raw"
     model.save(raw)
     qemu_compare(img, raw)
     qemu_check(img)
+
+
+@pytest.mark.parametrize("args", [["+1"], ["--shrink", "999999"],
+                                  ["4194305"]])
+def test_resize_refuses_unaligned_like_qemu(tmp_path, strata_img, args):
+    results = []
+    for tool in ("qemu-img", strata_img):
+        img = tmp_path / f"{len(results)}.qcow2"
+        qemu_img_create(img, 1 << 20)
+        proc = run([tool, "resize", str(img)] + args, check=False)
+        msg = proc.stderr.strip().splitlines()[-1].split(": ", 1)[1]
+        results.append((proc.returncode, msg, header(img)["size"]))
+    assert results[0] == results[1]
+    assert results[0][1] == "The new size must be a multiple of 512"
+
+
+def block_resize_results(daemon_bin, tmp_path, name):
+    img = tmp_path / f"{name}.qcow2"
+    qemu_img_create(img, 1 << 20)
+    out = []
+    with Daemon(daemon_bin, tmp_path, [
+            "--blockdev", f"driver=file,node-name=proto0,filename={img}",
+            "--blockdev", "driver=qcow2,node-name=fmt0,file=proto0"],
+            name=name) as d:
+        q = d.connect()
+        for size in (3000001, 1000, 4 * 1024 * 1024 + 512):
+            try:
+                out.append(q.cmd("block_resize",
+                                 {"node-name": "fmt0", "size": size}))
+            except QmpError as e:
+                out.append((e.cls, e.desc))
+    out.append(header(img)["size"])
+    return out
+
+
+def test_block_resize_unaligned_like_qsd(tmp_path):
+    ours = block_resize_results(binary("stratad"), tmp_path, "strata")
+    theirs = block_resize_results("qemu-storage-daemon", tmp_path, "qsd")
+    assert ours == theirs
+    assert ours[0] == ("GenericError",
+                       "The new size must be a multiple of 512")
 
 
 def test_rebase_unsafe_keeps_extensions(tmp_path, strata_img):

@@ -34,6 +34,7 @@ struct Qcow2Cache {
     int *buckets;
     unsigned nb_buckets; /* power of two */
     uint64_t table_size;
+    unsigned table_bits;  /* log2 of table_size */
     uint64_t lru_clock;
     unsigned nb_dirty;
 };
@@ -60,6 +61,9 @@ Qcow2Cache *qcow2_cache_new(unsigned nb_entries, uint64_t table_size)
     }
     c->nb_entries = nb_entries;
     c->table_size = table_size;
+    while ((1ull << c->table_bits) < table_size) {
+        c->table_bits++;
+    }
     c->nb_buckets = 1;
     while (c->nb_buckets < nb_entries * 2) {
         c->nb_buckets <<= 1;
@@ -141,7 +145,7 @@ static int find_by_table(const Qcow2Cache *c, const void *table)
     if (p < c->arena) {
         return -1;
     }
-    size_t idx = (size_t)(p - c->arena) / c->table_size;
+    size_t idx = (size_t)(p - c->arena) >> c->table_bits;
     return idx < c->nb_entries ? (int)idx : -1;
 }
 
@@ -235,6 +239,18 @@ int qcow2_cache_get_locked(BlockNode *bs, Qcow2Cache *c, uint64_t offset,
     e->lru = ++c->lru_clock;
     *table = e->table;
     return 0;
+}
+
+void *qcow2_cache_lookup_locked(Qcow2Cache *c, uint64_t offset)
+{
+    int idx = find_entry(c, offset);
+    if (idx < 0) {
+        return NULL;
+    }
+    Qcow2CacheEntry *e = &c->entries[idx];
+    e->pin++;
+    e->lru = ++c->lru_clock;
+    return e->table;
 }
 
 void qcow2_cache_put(Qcow2Cache *c, void *table)

@@ -12,21 +12,6 @@
 #include "util/cleanup.h"
 #include "util/log.h"
 
-Qcow2ClusterType qcow2_l2e_type(uint64_t l2e)
-{
-    if (l2e & QCOW2_OFLAG_COMPRESSED) {
-        return QCOW2_CLUSTER_COMPRESSED;
-    }
-    if (l2e & QCOW2_OFLAG_ZERO) {
-        return (l2e & QCOW2_L2E_OFFSET_MASK) ? QCOW2_CLUSTER_ZERO_ALLOC
-                                             : QCOW2_CLUSTER_ZERO_PLAIN;
-    }
-    if (l2e & QCOW2_L2E_OFFSET_MASK) {
-        return QCOW2_CLUSTER_NORMAL;
-    }
-    return QCOW2_CLUSTER_UNALLOCATED;
-}
-
 /* The descriptor splits bits 0..61: the low 62 - (cluster_bits - 8) bits
  * are the byte offset, the rest the number of extra 512-byte sectors. */
 void qcow2_compressed_decode(uint64_t l2e, unsigned cluster_bits,
@@ -70,6 +55,10 @@ int qcow2_get_l2_table_locked(BlockNode *bs, uint64_t l1_index, void **table)
             bs, true, -1, -1,
             "L2 table offset %#" PRIx64 " unaligned (L1 index: %#" PRIx64 ")",
             l2_offset, l1_index);
+    }
+    *table = qcow2_cache_lookup_locked(s->l2_cache, l2_offset);
+    if (*table) {
+        return 0;
     }
     /* Every table this driver allocates is written at once, so a
      * table past the end of the file comes from a corrupt image. */

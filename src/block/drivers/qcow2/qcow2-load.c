@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "block/drivers/qcow2/qcow2-io.h"
 #include "util/cleanup.h"
@@ -194,6 +195,120 @@ void qcow2_free_state(BDRVQcow2State *s)
     qcow2_header_free(&s->header);
 }
 
+/* ---- where the image ends ---- */
+
+/* On a block device (an LV, a loop device) the file node's size is the
+ * volume, not the image, so the end must come from the metadata. */
+static bool file_is_block_device(const BlockNode *file)
+{
+    struct stat st;
+    if (!strcmp(file->drv->format_name, "host_device")) {
+        return true;
+    }
+    return file->filename && stat(file->filename, &st) == 0 &&
+           S_ISBLK(st.st_mode);
+}
+
+/* Index of the last non-zero entry of a refcount block, or -1. */
+static int64_t last_used_entry(const uint8_t *block, uint64_t bytes,
+                               unsigned order)
+{
+    uint64_t b = bytes;
+    while (b > 0 && block[b - 1] == 0) {
+        b--;
+    }
+    if (b == 0) {
+        return -1;
+    }
+    b--;
+    /* Entries narrower than a byte share it: find the highest one set. */
+    uint64_t lo = (b * 8) >> order, hi = (b * 8 + 7) >> order;
+    for (uint64_t e = hi + 1; e-- > lo;) {
+        if (qcow2_refblock_get(block, e, order)) {
+            return (int64_t)e;
+        }
+    }
+    return -1;
+}
+
+/* The end of the highest cluster with a non-zero refcount: the last
+ * non-zero refcount table entry, then its block's last non-zero entry
+ * (earlier blocks when that one is all zero).  Blocks a corrupt table
+ * places off the image are skipped here and reported when used. */
+static int refcount_end(BlockNode *bs, uint64_t *end)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size;
+    uint64_t file_size = block_node_size(bs->file);
+    uint64_t max_cluster = QCOW2_MAX_HOST_OFFSET >> s->cluster_bits;
+    CLEANUP_FREE uint8_t *block = NULL;
+
+    *end = 0;
+    for (uint64_t i = s->reftable_entries; i-- > 0;) {
+        uint64_t rb = s->reftable[i] & QCOW2_REFT_OFFSET_MASK;
+        if (!rb || (rb & (cs - 1)) || rb >= file_size) {
+            continue;
+        }
+        if (!block && !(block = malloc(cs))) {
+            return -ENOMEM;
+        }
+        /* A file may end inside its last cluster. */
+        uint64_t len = MIN(cs, file_size - rb);
+        memset(block + len, 0, cs - len);
+        int ret = block_read(bs->file, rb, len, block, 0);
+        if (ret < 0) {
+            return ret;
+        }
+        int64_t e = last_used_entry(block, cs, s->refcount_order);
+        if (e < 0) {
+            continue;
+        }
+        if (i > (max_cluster >> s->refblock_bits)) {
+            *end = QCOW2_MAX_HOST_OFFSET;
+            return 0;
+        }
+        uint64_t cluster = (i << s->refblock_bits) + (uint64_t)e + 1;
+        *end = MIN(cluster, max_cluster) << s->cluster_bits;
+        return 0;
+    }
+    return 0;
+}
+
+/* Sets s->next_alloc, where the next cluster is appended: past every
+ * cluster in use (refcounts) and past the header, L1 table and refcount
+ * table themselves.  A regular file keeps its size as the floor (what
+ * lies past the last reference there is leaked space, reclaimed by
+ * check, not reused); a block device has no such floor.  The refcounts
+ * of a dirty image (lazy refcounts) may lag behind its L2 tables, but
+ * such an image is only written after the repair at open, which reloads
+ * the metadata and so comes back here with exact refcounts. */
+static bool set_allocation_cursor(BlockNode *bs, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size;
+    uint64_t end;
+    int ret = refcount_end(bs, &end);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not read the refcount blocks of "
+                         "'%s'", bs->filename);
+        return false;
+    }
+    end = MAX(end, cs);
+    if (s->l1_size) {
+        end = MAX(end, ALIGN_UP(s->l1_table_offset + (uint64_t)s->l1_size * 8,
+                                cs));
+    }
+    if (s->reftable_entries) {
+        end = MAX(end, ALIGN_UP(s->reftable_offset + s->reftable_entries * 8,
+                                cs));
+    }
+    if (!file_is_block_device(bs->file)) {
+        end = MAX(end, ALIGN_UP(block_node_size(bs->file), cs));
+    }
+    s->next_alloc = MIN(end, ALIGN_DOWN(QCOW2_MAX_HOST_OFFSET, cs));
+    return true;
+}
+
 /* (Re)loads header, tables and derived fields; caches are recreated. */
 bool qcow2_load_metadata(BlockNode *bs, uint8_t **raw, size_t *raw_len,
                           Error **errp)
@@ -216,7 +331,6 @@ bool qcow2_load_metadata(BlockNode *bs, uint8_t **raw, size_t *raw_len,
     s->reftable_entries = (uint64_t)h->refcount_table_clusters *
                           s->cluster_size / 8;
     s->compression_type = h->compression_type;
-    s->next_alloc = ALIGN_UP(block_node_size(bs->file), s->cluster_size);
     s->compressed_next = 0;
 
     if (!read_table(bs, s->l1_table_offset, s->l1_size, s->l1_size,
@@ -226,7 +340,7 @@ bool qcow2_load_metadata(BlockNode *bs, uint8_t **raw, size_t *raw_len,
                     errp)) {
         return false;
     }
-    return true;
+    return set_allocation_cursor(bs, errp);
 }
 
 bool qcow2_create_caches(BlockNode *bs, Error **errp)

@@ -83,19 +83,20 @@ int qcow2_read_compressed(BlockNode *bs, uint64_t l2e, void *out)
         return -EIO;
     }
     uint64_t len = MIN(d.size, file_size - d.host_offset);
-    CLEANUP_FREE uint8_t *in = malloc(len);
+    uint8_t *in = qcow2_scratch_get(QCOW2_SCRATCH_COMPRESSED, len);
     if (!in) {
         return -ENOMEM;
     }
     int ret = block_read(bs->file, d.host_offset, len, in, 0);
-    if (ret < 0) {
-        return ret;
+    if (ret == 0) {
+        ret = qcow2_decompress(s->compression_type, in, len, out,
+                               s->cluster_size);
+        if (ret < 0) {
+            log_error("qcow2: %s: compressed cluster at %#" PRIx64
+                      " is malformed", bs->filename, d.host_offset);
+        }
     }
-    ret = qcow2_decompress(s->compression_type, in, len, out, s->cluster_size);
-    if (ret < 0) {
-        log_error("qcow2: %s: compressed cluster at %#" PRIx64
-                  " is malformed", bs->filename, d.host_offset);
-    }
+    qcow2_scratch_put(QCOW2_SCRATCH_COMPRESSED, in);
     return ret;
 }
 
@@ -122,16 +123,20 @@ static int read_old(BlockNode *bs, uint64_t l2e, uint64_t run_start,
                           (l2e & QCOW2_L2E_OFFSET_MASK) + (offset - run_start),
                           len, buf, 0);
     case QCOW2_CLUSTER_COMPRESSED: {
-        CLEANUP_FREE uint8_t *cluster = malloc(s->cluster_size);
+        if (offset == run_start && len == s->cluster_size) {
+            return qcow2_read_compressed(bs, l2e, buf);
+        }
+        uint8_t *cluster = qcow2_scratch_get(QCOW2_SCRATCH_CLUSTER,
+                                             s->cluster_size);
         if (!cluster) {
             return -ENOMEM;
         }
         int ret = qcow2_read_compressed(bs, l2e, cluster);
-        if (ret < 0) {
-            return ret;
+        if (ret == 0) {
+            memcpy(buf, cluster + (offset - run_start), len);
         }
-        memcpy(buf, cluster + (offset - run_start), len);
-        return 0;
+        qcow2_scratch_put(QCOW2_SCRATCH_CLUSTER, cluster);
+        return ret;
     }
     }
     return -EIO;
@@ -169,6 +174,10 @@ int qcow2_co_pread(BlockNode *bs, uint64_t offset, uint64_t bytes, void *buf,
     return 0;
 }
 
+static int write_split(BlockNode *bs, uint64_t old_l2e, uint64_t run_start,
+                       uint64_t host, uint64_t n, uint64_t head,
+                       uint64_t len, const uint8_t *data, uint8_t *bounce);
+
 /* Writes guest data plus the copy-on-write parts of a newly mapped run:
  * host clusters [host, host + n*cs) will map guest clusters from
  * run_start; the guest data covers [run_start+head, +len). */
@@ -199,32 +208,52 @@ static int write_allocated(BlockNode *bs, uint64_t old_l2e, uint64_t run_start,
         }
     }
     if (n == 1 || total <= QCOW2_MERGE_LIMIT) {
-        CLEANUP_FREE uint8_t *bounce = NULL;
-        if (posix_memalign((void **)&bounce, 4096, total) != 0) {
+        uint8_t *bounce = qcow2_scratch_get(QCOW2_SCRATCH_BOUNCE, total);
+        if (!bounce) {
             return -ENOMEM;
         }
-        if (head) {
-            ret = read_old(bs, old_l2e, run_start, run_start, head, bounce);
-            if (ret < 0) {
-                return ret;
-            }
+        if (head && tail) {
+            /* One read of the whole run (as QEMU does) instead of two:
+             * the part the data replaces costs less than a request. */
+            ret = read_old(bs, old_l2e, run_start, run_start, total, bounce);
+            tail = 0;
+        } else {
+            ret = head ? read_old(bs, old_l2e, run_start, run_start, head,
+                                  bounce)
+                       : 0;
         }
         memcpy(bounce + head, data, len);
-        if (tail) {
+        if (ret == 0 && tail) {
             ret = read_old(bs, old_l2e, run_start, run_start + head + len,
                            tail, bounce + head + len);
-            if (ret < 0) {
-                return ret;
-            }
         }
-        return block_write(bs->file, host, total, bounce, 0);
+        if (ret == 0) {
+            ret = block_write(bs->file, host, total, bounce, 0);
+        }
+        qcow2_scratch_put(QCOW2_SCRATCH_BOUNCE, bounce);
+        return ret;
     }
-
-    /* Several clusters: merge only the first and last one. */
-    CLEANUP_FREE uint8_t *bounce = NULL;
-    if (posix_memalign((void **)&bounce, 4096, cs) != 0) {
+    uint8_t *bounce = qcow2_scratch_get(QCOW2_SCRATCH_BOUNCE, cs);
+    if (!bounce) {
         return -ENOMEM;
     }
+    ret = write_split(bs, old_l2e, run_start, host, n, head, len, data,
+                      bounce);
+    qcow2_scratch_put(QCOW2_SCRATCH_BOUNCE, bounce);
+    return ret;
+}
+
+/* write_allocated for several clusters: merges only the first and last
+ * one (in bounce, one cluster) and writes the middle from data. */
+static int write_split(BlockNode *bs, uint64_t old_l2e, uint64_t run_start,
+                       uint64_t host, uint64_t n, uint64_t head,
+                       uint64_t len, const uint8_t *data, uint8_t *bounce)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size;
+    uint64_t total = n * cs;
+    uint64_t tail = total - head - len;
+    int ret = 0;
     uint64_t done = 0; /* bytes of data written */
     if (head) {
         ret = read_old(bs, old_l2e, run_start, run_start, head, bounce);
@@ -276,10 +305,15 @@ static int publish_l2_locked(BlockNode *bs, uint64_t first_guest,
     if (ret < 0) {
         return ret;
     }
-    CLEANUP_FREE uint64_t *old = calloc(n, sizeof(uint64_t));
-    if (!old) {
-        qcow2_cache_put(s->l2_cache, table);
-        return -ENOMEM;
+    uint64_t old_small[16];
+    CLEANUP_FREE uint64_t *old_big = NULL;
+    uint64_t *old = old_small;
+    if (n > ARRAY_SIZE(old_small)) {
+        old = old_big = calloc(n, sizeof(uint64_t));
+        if (!old) {
+            qcow2_cache_put(s->l2_cache, table);
+            return -ENOMEM;
+        }
     }
     bool need_free = false;
     for (uint64_t i = 0; i < n; i++) {
@@ -399,6 +433,9 @@ int qcow2_co_pwrite(BlockNode *bs, uint64_t offset, uint64_t bytes,
     return 0;
 }
 
+static int write_compressed(BlockNode *bs, uint64_t offset, const void *out,
+                            uint64_t clen);
+
 int qcow2_co_pwrite_compressed(BlockNode *bs, uint64_t offset, uint64_t bytes,
                                const void *buf)
 {
@@ -410,21 +447,45 @@ int qcow2_co_pwrite_compressed(BlockNode *bs, uint64_t offset, uint64_t bytes,
     if ((offset & (cs - 1)) || bytes == 0 || bytes > cs) {
         return -EINVAL;
     }
-    CLEANUP_FREE uint8_t *in = calloc(1, cs);
-    CLEANUP_FREE uint8_t *out = malloc(cs);
-    if (!in || !out) {
+    /* The output slot stays taken until the data is written; the input
+     * slot only while compressing (a short last cluster is padded). */
+    uint8_t *out = qcow2_scratch_get(QCOW2_SCRATCH_COMPRESSED, cs);
+    if (!out) {
         return -ENOMEM;
     }
-    memcpy(in, buf, bytes);
-    int64_t clen = qcow2_compress(s->compression_type, in, cs, out, cs - 1);
-    if (clen < 0) {
-        return (int)clen;
+    int64_t clen;
+    if (bytes == cs) {
+        clen = qcow2_compress(s->compression_type, buf, cs, out, cs - 1);
+    } else {
+        uint8_t *in = qcow2_scratch_get(QCOW2_SCRATCH_CLUSTER, cs);
+        if (!in) {
+            qcow2_scratch_put(QCOW2_SCRATCH_COMPRESSED, out);
+            return -ENOMEM;
+        }
+        memcpy(in, buf, bytes);
+        memset(in + bytes, 0, cs - bytes);
+        clen = qcow2_compress(s->compression_type, in, cs, out, cs - 1);
+        qcow2_scratch_put(QCOW2_SCRATCH_CLUSTER, in);
     }
-    if (clen == 0) {
+    if (clen <= 0) {
+        qcow2_scratch_put(QCOW2_SCRATCH_COMPRESSED, out);
+        if (clen < 0) {
+            return (int)clen;
+        }
         /* Does not shrink: store it as a normal cluster. */
         return qcow2_co_pwrite(bs, offset, bytes, buf, 0);
     }
+    int ret = write_compressed(bs, offset, out, clen);
+    qcow2_scratch_put(QCOW2_SCRATCH_COMPRESSED, out);
+    return ret;
+}
 
+/* Allocates room for clen compressed bytes at the end of the image,
+ * writes them and maps the guest cluster at offset to them. */
+static int write_compressed(BlockNode *bs, uint64_t offset, const void *out,
+                            uint64_t clen)
+{
+    BDRVQcow2State *s = bs->opaque;
     uint64_t cluster = offset >> s->cluster_bits;
     uint64_t l1_index = cluster >> s->l2_bits;
     uint64_t l2_index = cluster & (s->l2_entries - 1);
@@ -451,20 +512,20 @@ int qcow2_co_pwrite_compressed(BlockNode *bs, uint64_t offset, uint64_t bytes,
     qcow2_inflight_add_locked(s, cluster, 1, &slot);
     ret = qcow2_mark_dirty_locked(bs);
     if (ret == 0) {
-        ret = qcow2_alloc_bytes_locked(bs, (uint64_t)clen, &host);
+        ret = qcow2_alloc_bytes_locked(bs, clen, &host);
     }
     if (ret == 0) {
-        ret = qcow2_check_data_write_locked(bs, host, (uint64_t)clen);
+        ret = qcow2_check_data_write_locked(bs, host, clen);
     }
     pthread_mutex_unlock(&s->lock);
 
     if (ret == 0) {
-        ret = block_write(bs->file, host, (uint64_t)clen, out, 0);
+        ret = block_write(bs->file, host, clen, out, 0);
     }
 
     pthread_mutex_lock(&s->lock);
     if (ret == 0) {
-        uint64_t l2e = qcow2_compressed_encode(host, (uint64_t)clen,
+        uint64_t l2e = qcow2_compressed_encode(host, clen,
                                                s->cluster_bits);
         ret = l2e ? qcow2_get_l2_for_write_locked(bs, l1_index, &table)
                   : -EFBIG;

@@ -331,6 +331,12 @@ static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
                    prealloc_mode_names[prealloc]);
         return false;
     }
+    /* The header's size is in bytes, but QEMU keeps qcow2 sizes in whole
+     * sectors (and so does every reader of the image). */
+    if (!IS_ALIGNED(size, 512)) {
+        error_setg(errp, "The new size must be a multiple of 512");
+        return false;
+    }
     if (s->header.nb_snapshots) {
         error_setg(errp, "Can't resize an image which has snapshots");
         return false;
@@ -438,6 +444,13 @@ static bool qcow2_is_dirty(BlockNode *bs)
     return (s->header.incompatible_features & QCOW2_INCOMPAT_DIRTY) != 0;
 }
 
+static uint64_t qcow2_get_image_end(BlockNode *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    LOCK_GUARD(&s->lock);
+    return s->next_alloc;
+}
+
 const BlockDriver bdrv_qcow2 = {
     .format_name = "qcow2",
     .state_size = sizeof(BDRVQcow2State),
@@ -461,4 +474,5 @@ const BlockDriver bdrv_qcow2 = {
     .check = qcow2_check,
     .change_backing_file = qcow2_change_backing_file,
     .make_empty = qcow2_make_empty,
+    .get_image_end = qcow2_get_image_end,
 };

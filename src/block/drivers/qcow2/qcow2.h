@@ -40,7 +40,21 @@ typedef enum Qcow2ClusterType {
     QCOW2_CLUSTER_COMPRESSED,  /* compressed descriptor */
 } Qcow2ClusterType;
 
-Qcow2ClusterType qcow2_l2e_type(uint64_t l2e);
+/* Inline: every request decodes at least one entry. */
+static inline Qcow2ClusterType qcow2_l2e_type(uint64_t l2e)
+{
+    if (l2e & QCOW2_OFLAG_COMPRESSED) {
+        return QCOW2_CLUSTER_COMPRESSED;
+    }
+    if (l2e & QCOW2_OFLAG_ZERO) {
+        return (l2e & QCOW2_L2E_OFFSET_MASK) ? QCOW2_CLUSTER_ZERO_ALLOC
+                                             : QCOW2_CLUSTER_ZERO_PLAIN;
+    }
+    if (l2e & QCOW2_L2E_OFFSET_MASK) {
+        return QCOW2_CLUSTER_NORMAL;
+    }
+    return QCOW2_CLUSTER_UNALLOCATED;
+}
 
 /* Compressed cluster descriptor (L2 entry bits 0..61) for cluster_bits. */
 typedef struct Qcow2CompressedDesc {
@@ -174,6 +188,8 @@ void qcow2_cache_free(Qcow2Cache *c);
  * or zero-filled without reading when fresh is true).  Unpin with put. */
 int qcow2_cache_get_locked(BlockNode *bs, Qcow2Cache *c, uint64_t offset,
                            bool fresh, void **table);
+/* The cached table at offset, pinned, or NULL on a miss (no I/O). */
+void *qcow2_cache_lookup_locked(Qcow2Cache *c, uint64_t offset);
 void qcow2_cache_put(Qcow2Cache *c, void *table);
 void qcow2_cache_mark_dirty(Qcow2Cache *c, void *table);
 /* Writes back all dirty tables of c (respecting the L2-after-refcount
@@ -284,5 +300,19 @@ int64_t qcow2_compress(int type, const void *in, size_t in_len, void *out,
 /* Decompresses exactly out_len bytes; -EIO on malformed input. */
 int qcow2_decompress(int type, const void *in, size_t in_len, void *out,
                      size_t out_len);
+
+/* Per-thread scratch buffers (kept between calls, so the data path does
+ * not allocate per cluster; qcow2-compress.c).  Get returns a 4 KiB
+ * aligned buffer of at least size bytes (NULL when out of memory); hand
+ * it back with put, which frees it if it was allocated for this call
+ * only (too big, or the slot was already taken by an outer caller). */
+enum {
+    QCOW2_SCRATCH_CLUSTER,    /* one uncompressed cluster */
+    QCOW2_SCRATCH_COMPRESSED, /* compressed bytes read or to be written */
+    QCOW2_SCRATCH_BOUNCE,     /* guest data merged with copy-on-write */
+    QCOW2_SCRATCH_COUNT
+};
+void *qcow2_scratch_get(unsigned slot, size_t size);
+void qcow2_scratch_put(unsigned slot, void *buf);
 
 #endif
