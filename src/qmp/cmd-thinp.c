@@ -154,6 +154,22 @@ static int64_t protocol_physical(BlockNode *proto, bool *block_device)
     return (int64_t)block_node_size(proto);
 }
 
+/* The largest image end that the format nodes on top of proto know from
+ * their metadata (qcow2: past its last cluster in use). */
+typedef struct ImageEnd {
+    BlockNode *proto;
+    uint64_t end;
+} ImageEnd;
+
+static bool add_image_end(BlockNode *bs, void *opaque)
+{
+    ImageEnd *ie = opaque;
+    if (bs->file == ie->proto && bs->drv->get_image_end) {
+        ie->end = MAX(ie->end, bs->drv->get_image_end(bs));
+    }
+    return true;
+}
+
 /* A protocol node's own numbers; a format or filter node reports those of
  * the protocol node under it, which is where host space is used. */
 static NodeAlloc node_alloc(BlockNode *bs)
@@ -168,6 +184,13 @@ static NodeAlloc node_alloc(BlockNode *bs)
         SeenNode *n = seen_node(proto);
         a.physical = protocol_physical(proto, &a.block_device);
         a.allocation = MAX(highest, n ? n->end_at_open : 0);
+        if (a.block_device) {
+            /* Before the first write the device's size says nothing
+             * about how much of it the image uses. */
+            ImageEnd ie = { proto, 0 };
+            block_graph_foreach(add_image_end, &ie);
+            a.allocation = MAX(a.allocation, ie.end);
+        }
     } else {
         /* No storage of its own (a network client, say): report what
          * the node exposes. */

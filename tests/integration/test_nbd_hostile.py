@@ -130,3 +130,55 @@ def test_many_clients_at_once(server):
         assert cookie == i
         c.close()
     healthy(server)
+
+
+def test_pipelined_burst(tmp_path):
+    """Hundreds of writes and reads in one send: headers and payloads
+    straddle the server's input buffer in every way (payloads from 1 byte
+    to 300 KiB, more than the buffer holds), replies may come back in any
+    order, and every write reads back intact."""
+    import random
+    from nbd_util import read_content
+    img = str(tmp_path / "big.raw")
+    run(["qemu-img", "create", "-f", "raw", img, "32M"])
+    srv = start_server("strata", tmp_path, [raw_blockdev(img, "disk")],
+                       [{"type": "nbd", "id": "e", "node-name": "disk",
+                         "writable": True}])
+    try:
+        rnd = random.Random(7)
+        c = srv.client()
+        c.connect("disk")
+        # Disjoint ranges, written in shuffled order.
+        ranges, off = [], 0
+        for _ in range(250):
+            length = rnd.choice([1, 512, 4096, 65536 - 3, 131072 + 5,
+                                 300 << 10])
+            ranges.append((off, length))
+            off += length + rnd.randrange(1, 1000)
+        assert off < 32 << 20
+        rnd.shuffle(ranges)
+        parts, writes = [], {}
+        for cookie, (off, length) in enumerate(ranges, 1):
+            data = bytes([cookie % 251 + 1]) * length
+            parts.append(struct.pack(">IHHQQI", REQUEST_MAGIC, 0, CMD_WRITE,
+                                     cookie, off, length) + data)
+            writes[cookie] = (off, data)
+        c.send(b"".join(parts))
+        seen = set()
+        for _ in writes:
+            kind, err, cookie, _ = c.reply()
+            assert kind == "simple" and err == 0
+            seen.add(cookie)
+        assert seen == set(writes)
+        # Now the reads, pipelined the same way.
+        c.send(b"".join(struct.pack(">IHHQQI", REQUEST_MAGIC, 0, CMD_READ,
+                                    k, off, len(data))
+                        for k, (off, data) in writes.items()))
+        for _ in writes:
+            reply = c.reply()
+            off, data = writes[reply[1]]
+            assert read_content(reply, off, len(data)) == data, reply[1]
+        c.close()
+        assert srv.proc.poll() is None
+    finally:
+        srv.stop()

@@ -105,9 +105,6 @@ def test_stratad_allocation_is_image_end(tmp_path, loop, daemons):
             "read -P 0x66 700M 64k")
 
 
-@pytest.mark.xfail(strict=True, reason="query-block-allocation does not yet "
-                   "ask the format node for its image end (get_image_end) "
-                   "on a block device; it reports 0 before the first write")
 def test_stratad_allocation_before_writes(tmp_path, loop, daemons):
     run(["qemu-img", "create", "-q", "-f", "qcow2", loop.dev, "1G"])
     strata_io(loop.dev, "write 0 3M 0x44")
