@@ -14,13 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
 
 #include "util/cleanup.h"
 #include "util/log.h"
+#include "util/sockets.h"
 
 typedef struct Collector {
     MetricsCollectFn *fn;
@@ -164,73 +164,6 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- listening socket ---- */
 
-static int bind_unix(const char *path, Error **errp)
-{
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    if (strlen(path) >= sizeof(sun.sun_path)) {
-        error_setg(errp, "UNIX socket path '%s' is too long", path);
-        return -1;
-    }
-    strcpy(sun.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        error_setg_errno(errp, errno, "Failed to create Unix socket");
-        return -1;
-    }
-    unlink(path);
-    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-        error_setg_errno(errp, errno, "Failed to bind socket to %s", path);
-        close(fd);
-        return -1;
-    }
-    if (listen(fd, 64) < 0) {
-        error_setg_errno(errp, errno, "Failed to listen on socket %s", path);
-        close(fd);
-        unlink(path);
-        return -1;
-    }
-    return fd;
-}
-
-static int bind_inet(const char *host, const char *port, Error **errp)
-{
-    struct addrinfo hints = {
-        .ai_flags = AI_PASSIVE,
-        .ai_family = AF_UNSPEC,
-        .ai_socktype = SOCK_STREAM,
-    };
-    struct addrinfo *res = NULL;
-    int err = getaddrinfo(host && *host ? host : NULL, port, &hints, &res);
-    if (err != 0) {
-        error_setg(errp, "address resolution failed for %s:%s: %s",
-                   host ? host : "", port, gai_strerror(err));
-        return -1;
-    }
-    int fd = -1, saved_errno = EADDRNOTAVAIL;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-                    ai->ai_protocol);
-        if (fd < 0) {
-            saved_errno = errno;
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 64) == 0) {
-            break;
-        }
-        saved_errno = errno;
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    if (fd < 0) {
-        error_setg_errno(errp, saved_errno, "Failed to bind socket to %s:%s",
-                         host ? host : "", port);
-    }
-    return fd;
-}
-
 static int local_port(int fd)
 {
     struct sockaddr_storage ss;
@@ -292,7 +225,7 @@ static int open_listener(json_t *addr, char **path_out, Error **errp)
             error_setg(errp, "Parameter 'path' expects a string");
             return -1;
         }
-        int fd = bind_unix(json_string_value(path), errp);
+        int fd = unix_socket_listen(json_string_value(path), 64, 0, errp);
         if (fd >= 0) {
             *path_out = strdup(json_string_value(path));
         }
@@ -324,7 +257,7 @@ static int open_listener(json_t *addr, char **path_out, Error **errp)
         error_setg(errp, "Parameter 'port' expects a port number or service name");
         return -1;
     }
-    return bind_inet(json_string_value(host), portbuf, errp);
+    return inet_socket_listen(json_string_value(host), portbuf, 64, 0, errp);
 }
 
 bool metrics_start(json_t *addr, Error **errp)

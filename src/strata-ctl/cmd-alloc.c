@@ -14,12 +14,34 @@ static const char help[] =
 "threshold.  The daemon reads no data to answer.  --json prints\n"
 "stratad's reply unchanged.\n";
 
-static const char *size_cell(json_t *v, char *buf, size_t len)
+static void alloc_row(CtlTable *t, json_t *n)
 {
-    if (!json_is_integer(v)) {
-        return "-";
+    char cap[32], alloc[32], phys[32], free_[32], thr[32];
+    json_t *a = json_object_get(n, "allocation");
+    json_t *p = json_object_get(n, "physical");
+    json_t *threshold = json_object_get(n, "write-threshold");
+    const char *free_cell = "-";
+    if (json_is_integer(a) && json_is_integer(p)) {
+        json_int_t f = json_integer_value(p) - json_integer_value(a);
+        free_cell = f > 0 ? format_size((uint64_t)f, free_, sizeof(free_))
+                          : "0 B";
     }
-    return format_size((uint64_t)json_integer_value(v), buf, len);
+    const char *thr_cell = "-";
+    if (json_integer_value(threshold) == -1) {
+        thr_cell = "max";
+    } else if (json_integer_value(threshold) > 0) {
+        thr_cell = size_cell(threshold, thr, sizeof(thr));
+    }
+    const char *cells[] = {
+        json_string_value(json_object_get(n, "node-name")),
+        json_string_value(json_object_get(n, "driver")),
+        size_cell(json_object_get(n, "capacity"), cap, sizeof(cap)),
+        size_cell(a, alloc, sizeof(alloc)),
+        size_cell(p, phys, sizeof(phys)),
+        free_cell,
+        thr_cell,
+    };
+    table_add(t, cells);
 }
 
 int cmd_alloc(const CtlOptions *o, int argc, char **argv)
@@ -31,61 +53,17 @@ int cmd_alloc(const CtlOptions *o, int argc, char **argv)
         fprintf(stderr, "%s", help);
         return 1;
     }
-    CtlClient *c = ctl_connect_or_report(o);
-    if (!c) {
-        return 1;
-    }
-    Error *err = NULL;
     json_t *args = argc == 2 ? json_pack("{s:s}", "node-name", argv[1]) : NULL;
-    json_t *nodes = ctl_execute(c, "query-block-allocation", args, &err);
+    json_t *nodes = ctl_query(o, "query-block-allocation", args);
     json_decref(args);
-    ctl_close(c);
     if (!nodes) {
-        error_report_err(err);
         return 1;
-    }
-    if (o->json) {
-        print_json(nodes);
-        json_decref(nodes);
-        return 0;
     }
     static const char *const headers[] = {
         "NODE", "DRIVER", "CAPACITY", "ALLOCATION", "PHYSICAL", "FREE",
         "THRESHOLD",
     };
-    CtlTable *t = table_new(7, headers);
-    size_t i;
-    json_t *n;
-    json_array_foreach(nodes, i, n) {
-        char cap[32], alloc[32], phys[32], free_[32], thr[32];
-        json_t *a = json_object_get(n, "allocation");
-        json_t *p = json_object_get(n, "physical");
-        json_t *threshold = json_object_get(n, "write-threshold");
-        const char *free_cell = "-";
-        if (json_is_integer(a) && json_is_integer(p)) {
-            json_int_t f = json_integer_value(p) - json_integer_value(a);
-            free_cell = f > 0 ? format_size((uint64_t)f, free_, sizeof(free_))
-                              : "0 B";
-        }
-        const char *thr_cell = "-";
-        if (json_integer_value(threshold) == -1) {
-            thr_cell = "max";
-        } else if (json_integer_value(threshold) > 0) {
-            thr_cell = size_cell(threshold, thr, sizeof(thr));
-        }
-        const char *cells[] = {
-            json_string_value(json_object_get(n, "node-name")),
-            json_string_value(json_object_get(n, "driver")),
-            size_cell(json_object_get(n, "capacity"), cap, sizeof(cap)),
-            size_cell(a, alloc, sizeof(alloc)),
-            size_cell(p, phys, sizeof(phys)),
-            free_cell,
-            thr_cell,
-        };
-        table_add(t, cells);
-    }
-    table_print(t);
-    table_free(t);
+    ctl_print_list(o, nodes, 7, headers, alloc_row);
     json_decref(nodes);
     return 0;
 }

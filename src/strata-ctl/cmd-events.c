@@ -97,16 +97,16 @@ int cmd_events(const CtlOptions *o, int argc, char **argv)
         fprintf(stderr, "%s", help);
         return 1;
     }
-    CtlClient *c = ctl_connect_or_report(o);
+    QmpClient *c = ctl_connect_or_report(o);
     if (!c) {
         return 1;
     }
     int seen = 0;
     for (;;) {
         Error *err = NULL;
-        json_t *ev = ctl_next_event(c, timeout_ms, &err);
+        json_t *ev = qmp_client_next_event(c, timeout_ms, &err);
         if (!ev) {
-            ctl_close(c);
+            qmp_client_close(c);
             if (err) {
                 error_report_err(err);
                 return 1;
@@ -117,7 +117,7 @@ int cmd_events(const CtlOptions *o, int argc, char **argv)
         json_decref(ev);
         seen++;
         if (!follow) {
-            ctl_close(c);
+            qmp_client_close(c);
             return 0;
         }
     }

@@ -33,15 +33,16 @@ int cmd_qmp(const CtlOptions *o, int argc, char **argv)
             return 1;
         }
     }
-    CtlClient *c = ctl_connect_or_report(o);
+    QmpClient *c = ctl_connect_or_report(o);
     if (!c) {
         json_decref(args);
         return 1;
     }
     Error *err = NULL;
-    json_t *rsp = ctl_execute_raw(c, argv[1], args, &err);
+    json_t *rsp = qmp_client_execute_raw(c, argv[1], args,
+                                         QMP_CLIENT_WAIT_FOREVER, &err);
     json_decref(args);
-    ctl_close(c);
+    qmp_client_close(c);
     if (!rsp) {
         error_report_err(err);
         return 1;

@@ -64,7 +64,7 @@ static bool nap(double secs)
 }
 
 /* One sample: [{"name", "level", "stats"}] for exports, then nodes. */
-static json_t *sample(CtlClient *c, bool nodes, Error **errp)
+static json_t *sample(QmpClient *c, bool nodes, Error **errp)
 {
     json_t *out = json_array();
     for (int pass = 0; pass < (nodes ? 2 : 1); pass++) {
@@ -144,61 +144,59 @@ static const char *fmt_latency(uint64_t ns, char *buf, size_t len)
     return buf;
 }
 
+static void stats_row(CtlTable *t, json_t *e)
+{
+    json_t *st = json_object_get(e, "stats");
+    json_t *r = json_object_get(e, "rates");
+    json_t *win = json_array_get(json_object_get(st, "timed_stats"), 0);
+    char rb[32], wb[32], ri[32], wi[32], fl[32], fa[32], in[32], qd[32];
+    char l[4][32];
+    format_size((uint64_t)json_real_value(
+        json_object_get(r, "rd_bytes_per_sec")), rb, sizeof(rb));
+    format_size((uint64_t)json_real_value(
+        json_object_get(r, "wr_bytes_per_sec")), wb, sizeof(wb));
+    snprintf(ri, sizeof(ri), "%.0f",
+             json_real_value(json_object_get(r, "rd_operations_per_sec")));
+    snprintf(wi, sizeof(wi), "%.0f",
+             json_real_value(json_object_get(r, "wr_operations_per_sec")));
+    snprintf(fl, sizeof(fl), "%.0f", json_real_value(
+        json_object_get(r, "flush_operations_per_sec")));
+    snprintf(fa, sizeof(fa), "%llu", (unsigned long long)(
+        stat_u64(st, "failed_rd_operations") +
+        stat_u64(st, "failed_wr_operations") +
+        stat_u64(st, "failed_flush_operations") +
+        stat_u64(st, "failed_unmap_operations")));
+    snprintf(in, sizeof(in), "%llu", (unsigned long long)(
+        stat_u64(st, "invalid_rd_operations") +
+        stat_u64(st, "invalid_wr_operations") +
+        stat_u64(st, "invalid_flush_operations") +
+        stat_u64(st, "invalid_unmap_operations")));
+    snprintf(qd, sizeof(qd), "%.2f",
+             json_number_value(json_object_get(win, "avg_rd_queue_depth")) +
+             json_number_value(json_object_get(win, "avg_wr_queue_depth")));
+    static const char *const pk[] = {
+        "p50_rd_latency_ns", "p99_rd_latency_ns",
+        "p50_wr_latency_ns", "p99_wr_latency_ns",
+    };
+    const char *lat[4];
+    for (int k = 0; k < 4; k++) {
+        lat[k] = fmt_latency(stat_u64(win, pk[k]), l[k], sizeof(l[k]));
+    }
+    const char *cells[] = {
+        json_string_value(json_object_get(e, "level")),
+        json_string_value(json_object_get(e, "name")),
+        rb, wb, ri, wi, fl, fa, in, qd, lat[0], lat[1], lat[2], lat[3],
+    };
+    table_add(t, cells);
+}
+
 static void print_table(json_t *report)
 {
     static const char *const headers[] = {
         "LEVEL", "NAME", "READ/s", "WRITE/s", "R-IOPS", "W-IOPS", "FLUSH/s",
         "FAILED", "INVALID", "QD", "RD-P50", "RD-P99", "WR-P50", "WR-P99",
     };
-    CtlTable *t = table_new(14, headers);
-    size_t i;
-    json_t *e;
-    json_array_foreach(report, i, e) {
-        json_t *st = json_object_get(e, "stats");
-        json_t *r = json_object_get(e, "rates");
-        json_t *win = json_array_get(json_object_get(st, "timed_stats"), 0);
-        char rb[32], wb[32], ri[32], wi[32], fl[32], fa[32], in[32], qd[32];
-        char l[4][32];
-        format_size((uint64_t)json_real_value(
-            json_object_get(r, "rd_bytes_per_sec")), rb, sizeof(rb));
-        format_size((uint64_t)json_real_value(
-            json_object_get(r, "wr_bytes_per_sec")), wb, sizeof(wb));
-        snprintf(ri, sizeof(ri), "%.0f",
-                 json_real_value(json_object_get(r, "rd_operations_per_sec")));
-        snprintf(wi, sizeof(wi), "%.0f",
-                 json_real_value(json_object_get(r, "wr_operations_per_sec")));
-        snprintf(fl, sizeof(fl), "%.0f", json_real_value(
-            json_object_get(r, "flush_operations_per_sec")));
-        snprintf(fa, sizeof(fa), "%llu", (unsigned long long)(
-            stat_u64(st, "failed_rd_operations") +
-            stat_u64(st, "failed_wr_operations") +
-            stat_u64(st, "failed_flush_operations") +
-            stat_u64(st, "failed_unmap_operations")));
-        snprintf(in, sizeof(in), "%llu", (unsigned long long)(
-            stat_u64(st, "invalid_rd_operations") +
-            stat_u64(st, "invalid_wr_operations") +
-            stat_u64(st, "invalid_flush_operations") +
-            stat_u64(st, "invalid_unmap_operations")));
-        snprintf(qd, sizeof(qd), "%.2f",
-                 json_number_value(json_object_get(win, "avg_rd_queue_depth")) +
-                 json_number_value(json_object_get(win, "avg_wr_queue_depth")));
-        static const char *const pk[] = {
-            "p50_rd_latency_ns", "p99_rd_latency_ns",
-            "p50_wr_latency_ns", "p99_wr_latency_ns",
-        };
-        const char *lat[4];
-        for (int k = 0; k < 4; k++) {
-            lat[k] = fmt_latency(stat_u64(win, pk[k]), l[k], sizeof(l[k]));
-        }
-        const char *cells[] = {
-            json_string_value(json_object_get(e, "level")),
-            json_string_value(json_object_get(e, "name")),
-            rb, wb, ri, wi, fl, fa, in, qd, lat[0], lat[1], lat[2], lat[3],
-        };
-        table_add(t, cells);
-    }
-    table_print(t);
-    table_free(t);
+    table_print_list(report, 14, headers, stats_row);
 }
 
 int cmd_stats(const CtlOptions *o, int argc, char **argv)
@@ -254,7 +252,7 @@ int cmd_stats(const CtlOptions *o, int argc, char **argv)
         fprintf(stderr, "%s", help);
         return 1;
     }
-    CtlClient *c = ctl_connect_or_report(o);
+    QmpClient *c = ctl_connect_or_report(o);
     if (!c) {
         return 1;
     }
@@ -312,6 +310,6 @@ int cmd_stats(const CtlOptions *o, int argc, char **argv)
         rc = 1;
     }
     json_decref(prev);
-    ctl_close(c);
+    qmp_client_close(c);
     return rc;
 }

@@ -18,7 +18,7 @@ static const char help[] =
 "it on the protocol node, where host allocation shows.\n";
 
 /* Current physical size of node, or 0 with an error reported. */
-static uint64_t physical_size(CtlClient *c, const char *node)
+static uint64_t physical_size(QmpClient *c, const char *node)
 {
     Error *err = NULL;
     json_t *args = json_pack("{s:s}", "node-name", node);
@@ -76,14 +76,14 @@ int cmd_threshold(const CtlOptions *o, int argc, char **argv)
             return 1;
         }
     }
-    CtlClient *c = ctl_connect_or_report(o);
+    QmpClient *c = ctl_connect_or_report(o);
     if (!c) {
         return 1;
     }
     if (percent) {
         uint64_t phys = physical_size(c, node);
         if (phys == 0) {
-            ctl_close(c);
+            qmp_client_close(c);
             return 1;
         }
         bytes = (uint64_t)((double)phys * pct / 100.0);
@@ -96,7 +96,7 @@ int cmd_threshold(const CtlOptions *o, int argc, char **argv)
                              "write-threshold", (json_int_t)bytes);
     json_t *r = ctl_execute(c, "block-set-write-threshold", args, &err);
     json_decref(args);
-    ctl_close(c);
+    qmp_client_close(c);
     if (!r) {
         error_report_err(err);
         return 1;

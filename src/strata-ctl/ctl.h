@@ -7,27 +7,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "qmp/qmp-client.h"
 #include "util/error.h"
 
-/* ---- client.c: a QMP client on a unix socket ---- */
-typedef struct CtlClient CtlClient;
-
-/* Connects, reads the greeting and negotiates capabilities. */
-CtlClient *ctl_connect(const char *path, Error **errp);
-void ctl_close(CtlClient *c);
-/* Runs a command and returns the whole reply object ({"return"} or
- * {"error"}); events that arrive meanwhile are kept for ctl_next_event.
- * NULL with errp set when the connection fails. */
-json_t *ctl_execute_raw(CtlClient *c, const char *cmd, json_t *args,
-                        Error **errp);
-/* Like ctl_execute_raw but returns the "return" value, or NULL with the
- * server's error message in errp. */
-json_t *ctl_execute(CtlClient *c, const char *cmd, json_t *args,
-                    Error **errp);
-/* Waits up to timeout_ms (-1 = forever) for the next event.  Returns
- * NULL with *errp unset on timeout, with errp set when the connection
- * is lost. */
-json_t *ctl_next_event(CtlClient *c, int timeout_ms, Error **errp);
+/* ---- global options every subcommand sees ---- */
+typedef struct CtlOptions {
+    const char *socket;
+    bool json;
+} CtlOptions;
 
 /* ---- output.c ---- */
 typedef struct CtlTable CtlTable;
@@ -36,14 +23,18 @@ CtlTable *table_new(size_t ncols, const char *const *headers);
 void table_add(CtlTable *t, const char *const *cells);
 void table_print(CtlTable *t);
 void table_free(CtlTable *t);
+/* Fills one table row from one element of a QMP reply's list. */
+typedef void CtlRowFn(CtlTable *t, json_t *item);
+/* Prints list as a table: headers, then row() for each element. */
+void table_print_list(json_t *list, size_t ncols, const char *const *headers,
+                      CtlRowFn *row);
+/* Prints list unchanged as JSON with --json, else as table_print_list. */
+void ctl_print_list(const CtlOptions *o, json_t *list, size_t ncols,
+                    const char *const *headers, CtlRowFn *row);
+/* A size cell: "10 GiB" for an integer, "-" for anything else. */
+const char *size_cell(json_t *v, char *buf, size_t len);
 /* Prints v as indented JSON on stdout. */
 void print_json(json_t *v);
-
-/* ---- global options every subcommand sees ---- */
-typedef struct CtlOptions {
-    const char *socket;
-    bool json;
-} CtlOptions;
 
 /* ---- subcommands: argc/argv start at the subcommand's name ---- */
 int cmd_qmp(const CtlOptions *o, int argc, char **argv);
@@ -55,7 +46,13 @@ int cmd_alloc(const CtlOptions *o, int argc, char **argv);
 int cmd_stats(const CtlOptions *o, int argc, char **argv);
 
 /* Connects or prints why not; NULL means exit 1. */
-CtlClient *ctl_connect_or_report(const CtlOptions *o);
+QmpClient *ctl_connect_or_report(const CtlOptions *o);
+/* Connects, runs cmd (args borrowed, may be NULL) and disconnects:
+ * the "return" value, or NULL (exit 1) after printing why. */
+json_t *ctl_query(const CtlOptions *o, const char *cmd, json_t *args);
+/* Runs cmd on c: the "return" value or NULL with the server's error. */
+json_t *ctl_execute(QmpClient *c, const char *cmd, json_t *args,
+                    Error **errp);
 /* True (after printing the subcommand's help) if argv asks for help. */
 bool ctl_wants_help(int argc, char **argv, const char *help);
 

@@ -7,6 +7,8 @@
 #include "strata-ctl/ctl.h"
 
 #define DEFAULT_SOCKET "/run/strata/qmp.sock"
+/* Greeting and negotiation: a live daemon answers at once. */
+#define CONNECT_TIMEOUT_MS 10000
 
 typedef struct Subcommand {
     const char *name;
@@ -56,16 +58,39 @@ bool ctl_wants_help(int argc, char **argv, const char *help)
 }
 
 
-CtlClient *ctl_connect_or_report(const CtlOptions *o)
+QmpClient *ctl_connect_or_report(const CtlOptions *o)
 {
     Error *err = NULL;
-    CtlClient *c = ctl_connect(o->socket, &err);
+    QmpClient *c = qmp_client_connect(o->socket, CONNECT_TIMEOUT_MS, &err);
     if (!c) {
         error_report("%s (is stratad running with --monitor on this "
                      "socket? use -s SOCKET)", error_get_pretty(err));
         error_free(err);
     }
     return c;
+}
+
+json_t *ctl_execute(QmpClient *c, const char *cmd, json_t *args,
+                    Error **errp)
+{
+    /* A person at the terminal can interrupt a slow command. */
+    return qmp_client_execute(c, cmd, args, QMP_CLIENT_WAIT_FOREVER, NULL,
+                              errp);
+}
+
+json_t *ctl_query(const CtlOptions *o, const char *cmd, json_t *args)
+{
+    QmpClient *c = ctl_connect_or_report(o);
+    if (!c) {
+        return NULL;
+    }
+    Error *err = NULL;
+    json_t *ret = ctl_execute(c, cmd, args, &err);
+    qmp_client_close(c);
+    if (!ret) {
+        error_report_err(err);
+    }
+    return ret;
 }
 
 int main(int argc, char **argv)

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/units.h"
+
 struct CtlTable {
     size_t ncols, nrows, cap;
     char **cells;          /* (nrows + 1) * ncols, row 0 = headers */
@@ -82,6 +84,37 @@ void table_free(CtlTable *t)
     }
     free(t->cells);
     free(t);
+}
+
+void table_print_list(json_t *list, size_t ncols, const char *const *headers,
+                      CtlRowFn *row)
+{
+    CtlTable *t = table_new(ncols, headers);
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item) {
+        row(t, item);
+    }
+    table_print(t);
+    table_free(t);
+}
+
+void ctl_print_list(const CtlOptions *o, json_t *list, size_t ncols,
+                    const char *const *headers, CtlRowFn *row)
+{
+    if (o->json) {
+        print_json(list);
+    } else {
+        table_print_list(list, ncols, headers, row);
+    }
+}
+
+const char *size_cell(json_t *v, char *buf, size_t len)
+{
+    if (!json_is_integer(v)) {
+        return "-";
+    }
+    return format_size((uint64_t)json_integer_value(v), buf, len);
 }
 
 void print_json(json_t *v)

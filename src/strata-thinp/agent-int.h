@@ -3,6 +3,7 @@
 #ifndef STRATA_THINP_AGENT_INT_H
 #define STRATA_THINP_AGENT_INT_H
 
+#include "qmp/qmp-client.h"
 #include "strata-thinp/thinp.h"
 
 /* vdsm's states, plus the two halves of its EXCEEDED: a command running
@@ -43,7 +44,7 @@ typedef struct Volume {
 struct Daemon {
     const ThinpConfig *cfg;
     char *socket;
-    QmpConn *conn;
+    QmpClient *conn;
     bool broken;              /* close after the current dispatch */
     bool has_cont;
     bool pause_pending;       /* a nospace error since the last cont */

@@ -43,11 +43,13 @@ json_t *daemon_execute(Daemon *d, const char *cmd, json_t *args,
         return NULL;
     }
     bool lost = false;
-    json_t *r = qmpc_execute(d->conn, cmd, args, COMMAND_TIMEOUT_MS, &lost,
-                             errp);
+    json_t *r = qmp_client_execute(d->conn, cmd, args, COMMAND_TIMEOUT_MS,
+                                   &lost, errp);
     json_decref(args);
     if (lost) {
         d->broken = true;
+    } else if (!r) {
+        error_prepend(errp, "%s: ", cmd);
     }
     return r;
 }
@@ -129,7 +131,7 @@ static bool lists_command(json_t *cmds, const char *name)
 static void try_connect(Daemon *d, int64_t now)
 {
     Error *err = NULL;
-    d->conn = qmpc_connect(d->socket, CONNECT_TIMEOUT_MS, on_event, d, &err);
+    d->conn = qmp_client_connect(d->socket, CONNECT_TIMEOUT_MS, &err);
     if (!d->conn) {
         /* One line per failure streak, not one per attempt. */
         if (d->backoff_ms == BACKOFF_MIN_MS) {
@@ -143,6 +145,7 @@ static void try_connect(Daemon *d, int64_t now)
                         ? BACKOFF_MAX_MS : d->backoff_ms * 2;
         return;
     }
+    qmp_client_set_event_handler(d->conn, on_event, d);
     d->broken = false;
     d->backoff_ms = BACKOFF_MIN_MS;
     json_t *cmds = daemon_execute(d, "query-commands", NULL, &err);
@@ -164,7 +167,7 @@ static void disconnect(Daemon *d, const char *why)
 {
     thinp_log("disconnect", "socket=%s error=\"%s\"", d->socket,
               why ? why : "connection lost");
-    qmpc_close(d->conn);
+    qmp_client_close(d->conn);
     d->conn = NULL;
     d->broken = false;
     d->pause_pending = false;
@@ -189,7 +192,7 @@ static void free_daemons(Daemon *list)
             d->volumes = v->next;
             volume_free(v);
         }
-        qmpc_close(d->conn);
+        qmp_client_close(d->conn);
         free(d->socket);
         free(d);
     }
@@ -245,7 +248,7 @@ int thinp_run(ThinpConfig *cfg)
             /* Events that arrived with the replies above. */
             if (d->conn && !d->broken) {
                 Error *err = NULL;
-                if (!qmpc_dispatch(d->conn, &err)) {
+                if (!qmp_client_dispatch(d->conn, &err)) {
                     d->broken = true;
                 }
                 if (d->broken) {
@@ -280,7 +283,7 @@ int thinp_run(ThinpConfig *cfg)
                 cap = ncap;
             }
             if (d->conn) {
-                pfds[n] = (struct pollfd) { .fd = qmpc_fd(d->conn),
+                pfds[n] = (struct pollfd) { .fd = qmp_client_fd(d->conn),
                                             .events = POLLIN };
                 owners[n++] = d;
             }
@@ -314,7 +317,7 @@ int thinp_run(ThinpConfig *cfg)
                 if (owners[i] == d) {
                     is_daemon = true;
                     Error *err = NULL;
-                    if (d->conn && !qmpc_dispatch(d->conn, &err)) {
+                    if (d->conn && !qmp_client_dispatch(d->conn, &err)) {
                         d->broken = true;
                     }
                     if (d->broken && d->conn) {

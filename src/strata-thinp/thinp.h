@@ -68,25 +68,6 @@ bool thinp_config_has(char *const *list, size_t n, const char *name);
 void thinp_log(const char *action, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* ---- qmpc.c: a QMP client the poll loop can watch ---- */
-typedef struct QmpConn QmpConn;
-typedef void QmpEventFn(void *opaque, json_t *event);
-
-/* Connects, reads the greeting and negotiates (waits up to timeout_ms). */
-QmpConn *qmpc_connect(const char *path, int timeout_ms, QmpEventFn *on_event,
-                      void *opaque, Error **errp);
-void qmpc_close(QmpConn *c);
-int qmpc_fd(const QmpConn *c);
-/* Runs a command; events read meanwhile go to on_event after the reply
- * has been returned (on the next qmpc_dispatch).  Returns "return" (new
- * reference) or NULL: *errp holds the server's error, and *lost is set
- * when the connection failed (NULL lost: not wanted). */
-json_t *qmpc_execute(QmpConn *c, const char *cmd, json_t *args,
-                     int timeout_ms, bool *lost, Error **errp);
-/* Reads what is available without blocking and delivers the events kept
- * so far.  False when the connection is closed or broken. */
-bool qmpc_dispatch(QmpConn *c, Error **errp);
-
 /* ---- extend.c ---- */
 typedef struct ExtendJob ExtendJob;
 /* Starts growing the volume at path to size bytes: the command template

@@ -6,12 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "qmp/monitor.h"
 #include "util/cleanup.h"
 #include "util/keyval.h"
+#include "util/sockets.h"
 
 typedef struct Chardev {
     char *id;
@@ -30,63 +30,6 @@ static Chardev *chardev_find(const char *id)
         }
     }
     return NULL;
-}
-
-static int bind_listen(int fd, const char *path, Error **errp)
-{
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    strcpy(sun.sun_path, path);
-    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-        error_setg_errno(errp, errno, "Failed to bind socket to %s", path);
-        return -1;
-    }
-    if (listen(fd, 16) < 0) {
-        error_setg_errno(errp, errno, "Failed to listen on socket %s", path);
-        unlink(path);
-        return -1;
-    }
-    return 0;
-}
-
-static int unix_listen(const char *path, Error **errp)
-{
-    struct sockaddr_un sun;
-    if (strlen(path) >= sizeof(sun.sun_path)) {
-        error_setg(errp, "UNIX socket path '%s' is too long", path);
-        return -1;
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        error_setg_errno(errp, errno, "Failed to create socket");
-        return -1;
-    }
-    /* The socket file must not appear before it listens, or a client
-     * that waits for the file gets ECONNREFUSED: listen under a
-     * temporary name and rename it into place (which also replaces a
-     * stale socket left by an earlier run, as QEMU does). */
-    char tmp[sizeof(sun.sun_path)];
-    int n = snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
-    if (n > 0 && (size_t)n < sizeof(tmp)) {
-        unlink(tmp);
-        if (bind_listen(fd, tmp, errp) < 0) {
-            close(fd);
-            return -1;
-        }
-        if (rename(tmp, path) < 0) {
-            error_setg_errno(errp, errno, "Failed to bind socket to %s", path);
-            unlink(tmp);
-            close(fd);
-            return -1;
-        }
-        return fd;
-    }
-    /* No room for a temporary name: bind in place. */
-    unlink(path);
-    if (bind_listen(fd, path, errp) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
 }
 
 bool chardev_add(const char *arg, Error **errp)
@@ -150,7 +93,7 @@ bool chardev_add(const char *arg, Error **errp)
                    "never blocks startup for a client); add wait=off", id);
         goto out;
     }
-    int fd = unix_listen(path, errp);
+    int fd = unix_socket_listen(path, 16, SOCK_NONBLOCK, errp);
     if (fd < 0) {
         goto out;
     }

@@ -73,7 +73,7 @@ def blockdev_args(path, fmt, read_only=False, force_share=False):
     return args
 
 
-class Loop:
+class LoopDevice:
     """A loop device over a new sparse file, with the given logical block
     size.  detach() is idempotent; tests call it from a finalizer so a
     failing test never leaves the device behind.  Only this device is
@@ -95,6 +95,11 @@ class Loop:
         os.truncate(self.backing, size)
         subprocess.run(["losetup", "-c", self.dev], check=True,
                        capture_output=True)
+
+    def size(self):
+        """The device's size as a reader sees it now."""
+        with open(self.dev, "rb") as f:
+            return f.seek(0, os.SEEK_END)
 
     def read(self, offset, length):
         """Reads the device itself (what a reader after us would see)."""

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from conftest import binary, require
+from nbd_util import stop as stop_process
 
 MiB = 1 << 20
 
@@ -175,13 +176,7 @@ class Qsd:
             time.sleep(0.05)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 @pytest.fixture

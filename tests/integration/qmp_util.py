@@ -17,6 +17,8 @@ import socket
 import subprocess
 import time
 
+from nbd_util import stop as stop_process
+
 
 NO_ID = object()   # execute(): send no "id" member (id=None sends null)
 
@@ -174,13 +176,7 @@ class Daemon:
     def stop(self):
         for c in self.clients:
             c.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         for f in (self.proc.stdout, self.proc.stderr):
             if f:
                 f.close()

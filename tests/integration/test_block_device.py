@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from block_util import Loop
+from block_util import LoopDevice
 from conftest import binary, run
 from qmp_util import Daemon, wait_for_path
 
@@ -25,7 +25,7 @@ def loops(tmp_path):
 
     def make(size=64 * MiB, sector_size=512):
         try:
-            dev = Loop(tmp_path / f"loop{len(made)}.img", size, sector_size)
+            dev = LoopDevice(tmp_path / f"loop{len(made)}.img", size, sector_size)
         except RuntimeError as e:
             pytest.skip(str(e))
         made.append(dev)

@@ -7,7 +7,9 @@ import re
 import subprocess
 import time
 
+from block_util import LoopDevice
 from conftest import BUILD, binary
+from nbd_util import stop as stop_process
 from qmp_util import Daemon, wait_for_path
 
 MiB = 1024 * 1024
@@ -75,27 +77,6 @@ def drain_events(qmp, settle=0.3):
     return out
 
 
-class LoopDevice:
-    """A loop device over a sparse file; detach() always runs."""
-
-    def __init__(self, backing, size):
-        with open(backing, "wb") as f:
-            f.truncate(size)
-        self.backing = backing
-        out = subprocess.run(["losetup", "--find", "--show", backing],
-                             capture_output=True, text=True, check=True)
-        self.dev = out.stdout.strip()
-
-    def size(self):
-        with open(self.dev, "rb") as f:
-            return f.seek(0, os.SEEK_END)
-
-    def detach(self):
-        if self.dev:
-            subprocess.run(["losetup", "-d", self.dev], capture_output=True)
-            self.dev = None
-
-
 class Agent:
     """strata-thinp in the foreground, its log kept in a file."""
 
@@ -132,13 +113,7 @@ class Agent:
         raise AssertionError(f"timed out waiting for {what}:\n{self.text()}")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
 
 

@@ -15,6 +15,8 @@
 #include "block/block_core.h"
 #include "util/keyval.h"
 
+#include "filefmt.h"
+
 static char dir[] = "/tmp/strata-test-file-XXXXXX";
 
 static char *path(const char *name)
@@ -134,27 +136,17 @@ static bool meta_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
     return true;
 }
 
-static int meta_pread(BlockNode *bs, uint64_t offset, uint64_t bytes,
-                      void *buf, int flags)
-{
-    return block_read(bs->file, offset, bytes, buf, flags);
-}
-
 static const BlockDriver meta_driver = {
     .format_name = "test-meta",
     .is_format = true,
     .supports_backing = true,
     .open = meta_open,
-    .pread = meta_pread,
+    .pread = filefmt_pread,
 };
 
 static BlockNode *open_meta(const char *file, int flags, Error **errp)
 {
-    json_t *o = json_pack("{s:{s:s, s:s}}", "file", "driver", "file",
-                          "filename", file);
-    BlockNode *bs = block_node_open_driver(&meta_driver, o, flags, errp);
-    json_decref(o);
-    return bs;
+    return filefmt_open(&meta_driver, file, flags, errp);
 }
 
 /* Which of QEMU's lock bytes another process would see taken:

@@ -15,6 +15,8 @@
 #include "block/block_core.h"
 #include "util/keyval.h"
 
+#include "filefmt.h"
+
 static char dir[] = "/tmp/strata-test-open-XXXXXX";
 
 static char *path(const char *name)
@@ -186,27 +188,17 @@ static bool chain_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
     return true;
 }
 
-static int chain_pread(BlockNode *bs, uint64_t offset, uint64_t bytes,
-                       void *buf, int flags)
-{
-    return block_read(bs->file, offset, bytes, buf, flags);
-}
-
 static const BlockDriver chain_driver = {
     .format_name = "test-chain",
     .is_format = true,
     .supports_backing = true,
     .open = chain_open,
-    .pread = chain_pread,
+    .pread = filefmt_pread,
 };
 
 static BlockNode *open_chain(const char *file, int flags, Error **errp)
 {
-    json_t *o = json_pack("{s:{s:s, s:s}}", "file", "driver", "file",
-                          "filename", file);
-    BlockNode *bs = block_node_open_driver(&chain_driver, o, flags, errp);
-    json_decref(o);
-    return bs;
+    return filefmt_open(&chain_driver, file, flags, errp);
 }
 
 static void test_backing_chain(void **state)

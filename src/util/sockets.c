@@ -1,0 +1,134 @@
+/* strata - stream socket setup (see sockets.h). */
+#include "util/sockets.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static bool fill_sun(struct sockaddr_un *sun, const char *path, Error **errp)
+{
+    *sun = (struct sockaddr_un){ .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof(sun->sun_path)) {
+        error_setg(errp, "UNIX socket path '%s' is too long", path);
+        return false;
+    }
+    strcpy(sun->sun_path, path);
+    return true;
+}
+
+static bool bind_listen(int fd, const char *path, int backlog, Error **errp)
+{
+    struct sockaddr_un sun;
+    if (!fill_sun(&sun, path, errp)) {
+        return false;
+    }
+    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+        error_setg_errno(errp, errno, "Failed to bind socket to %s", path);
+        return false;
+    }
+    if (listen(fd, backlog) < 0) {
+        error_setg_errno(errp, errno, "Failed to listen on socket %s", path);
+        unlink(path);
+        return false;
+    }
+    return true;
+}
+
+int unix_socket_listen(const char *path, int backlog, int flags,
+                       Error **errp)
+{
+    struct sockaddr_un sun;
+    if (!fill_sun(&sun, path, errp)) {
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "Failed to create Unix socket");
+        return -1;
+    }
+    char tmp[sizeof(sun.sun_path)];
+    int n = snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
+    if (n > 0 && (size_t)n < sizeof(tmp)) {
+        unlink(tmp);
+        if (!bind_listen(fd, tmp, backlog, errp)) {
+            close(fd);
+            return -1;
+        }
+        if (rename(tmp, path) < 0) {
+            error_setg_errno(errp, errno, "Failed to bind socket to %s", path);
+            unlink(tmp);
+            close(fd);
+            return -1;
+        }
+        return fd;
+    }
+    /* No room for a temporary name: bind in place. */
+    unlink(path);
+    if (!bind_listen(fd, path, backlog, errp)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int inet_socket_listen(const char *host, const char *port, int backlog,
+                       int flags, Error **errp)
+{
+    struct addrinfo hints = {
+        .ai_flags = AI_PASSIVE,
+        .ai_family = AF_UNSPEC,
+        .ai_socktype = SOCK_STREAM,
+    };
+    struct addrinfo *res = NULL;
+    int err = getaddrinfo(host && *host ? host : NULL, port, &hints, &res);
+    if (err != 0) {
+        error_setg(errp, "address resolution failed for %s:%s: %s",
+                   host ? host : "", port, gai_strerror(err));
+        return -1;
+    }
+    int fd = -1, saved_errno = EADDRNOTAVAIL;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | flags,
+                    ai->ai_protocol);
+        if (fd < 0) {
+            saved_errno = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+            listen(fd, backlog) == 0) {
+            break;
+        }
+        saved_errno = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        error_setg_errno(errp, saved_errno, "Failed to bind socket to %s:%s",
+                         host ? host : "", port);
+    }
+    return fd;
+}
+
+int unix_socket_connect(const char *path, int flags, Error **errp)
+{
+    struct sockaddr_un sun;
+    if (!fill_sun(&sun, path, errp)) {
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+        error_setg_errno(errp, errno, "Cannot connect to %s", path);
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    return fd;
+}

@@ -1,0 +1,26 @@
+/* strata - stream socket setup shared by every listener and client.
+ *
+ * Returned descriptors are SOCK_CLOEXEC; flags may add SOCK_NONBLOCK.
+ * Messages follow QEMU's ("Failed to bind socket to PATH: ..."). */
+#ifndef STRATA_UTIL_SOCKETS_H
+#define STRATA_UTIL_SOCKETS_H
+
+#include "util/error.h"
+
+/* Listens on a unix socket at path, replacing a stale socket file.  The
+ * file appears only once the socket listens (it is bound under a
+ * temporary name and renamed into place), so a client that waits for
+ * the file never gets ECONNREFUSED.  Returns the fd or -1 with errp. */
+int unix_socket_listen(const char *path, int backlog, int flags,
+                       Error **errp);
+
+/* Listens on the first address host:port resolves to (NULL or "" host:
+ * every local address), with SO_REUSEADDR.  Returns the fd or -1. */
+int inet_socket_listen(const char *host, const char *port, int backlog,
+                       int flags, Error **errp);
+
+/* Connects to the unix socket at path.  Returns the fd or -1 with errp
+ * ("Cannot connect to PATH: ..."). */
+int unix_socket_connect(const char *path, int flags, Error **errp);
+
+#endif
