@@ -319,6 +319,9 @@ void block_acct_start(BlockAcct *acct, BlockAcctCookie *cookie,
 static void account_windows_locked(BlockAcct *acct, AcctOp *op,
                                    uint64_t latency, int64_t now)
 {
+    /* Every window's histograms count the same latency: find its
+     * bucket once (this runs per request on every node). */
+    size_t bucket = log_histogram_index(latency);
     for (size_t i = 0; i < acct->n_intervals; i++) {
         AcctWindow *w = &op->win[i];
         unsigned emptied = timed_average_account(&w->avg, latency, now);
@@ -327,7 +330,7 @@ static void account_windows_locked(BlockAcct *acct, AcctOp *op,
                 if (emptied & (1u << k)) {
                     log_histogram_clear(&w->hist[k]);
                 }
-                log_histogram_add(&w->hist[k], latency);
+                log_histogram_add_at(&w->hist[k], bucket);
             }
         }
     }

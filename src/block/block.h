@@ -120,7 +120,8 @@ int block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
  * allocated nowhere in the searched chain (NBD qemu:allocation-depth).
  * The flags are those of the layer that defines the content; ZERO is set
  * for unallocated runs and for runs past the end of a shorter backing
- * node. */
+ * node.  As QEMU, a run past the end of a shorter backing node is
+ * ZERO|ALLOCATED in that node (its depth; *file is that node). */
 int block_status_above(BlockNode *bs, BlockNode *base, uint64_t offset,
                        uint64_t bytes, uint64_t *pnum, uint64_t *map,
                        BlockNode **file, int *depth);

@@ -54,7 +54,10 @@ int block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
      * but has none reads as zeroes. */
     if (ret & (BLOCK_STATUS_DATA | BLOCK_STATUS_ZERO)) {
         ret |= BLOCK_STATUS_ALLOCATED;
-    } else if (bs->drv->supports_backing && !bs->backing) {
+    } else if (bs->drv->supports_backing &&
+               (!bs->backing || offset >= block_node_size(bs->backing))) {
+        /* Past the end of a shorter backing node reads as zeroes too;
+         * still not allocated here (qemu-img map: depth 0, zero). */
         ret |= BLOCK_STATUS_ZERO;
     }
     if (offset + n == size) {
@@ -90,9 +93,22 @@ int block_status_above(BlockNode *bs, BlockNode *base, uint64_t offset,
     int d = 1;
     for (BlockNode *cur = bs; cur && cur != base; cur = cur->backing, d++) {
         if (cur != bs && offset >= block_node_size(cur)) {
-            /* Past the end of a shorter backing node: zeroes, allocated
-             * nowhere. */
-            break;
+            /* Past the end of a shorter backing node.  As QEMU, the
+             * zeroes read there count as allocated in that short node:
+             * it is the layer that decides the content (a longer node
+             * below it is not read). */
+            *pnum = bytes;
+            if (map) {
+                *map = 0;
+            }
+            if (file) {
+                *file = cur;
+            }
+            if (depth) {
+                *depth = d;
+            }
+            return BLOCK_STATUS_ZERO | BLOCK_STATUS_ALLOCATED |
+                   (offset + bytes == size ? BLOCK_STATUS_EOF : 0);
         }
         uint64_t n;
         uint64_t m = 0;
@@ -136,7 +152,8 @@ int block_status_above(BlockNode *bs, BlockNode *base, uint64_t offset,
             if (depth) {
                 *depth = 0;
             }
-            return offset + bytes == size ? BLOCK_STATUS_EOF : 0;
+            return (ret & BLOCK_STATUS_ZERO) |
+                   (offset + bytes == size ? BLOCK_STATUS_EOF : 0);
         }
     }
     *pnum = bytes;

@@ -135,23 +135,6 @@ static bool extent_add(NbdExtentList *l, size_t max, uint64_t len,
     return true;
 }
 
-/* qemu:allocation-depth of a run that block_status_above() found
- * allocated nowhere.  QEMU counts zeroes read past the end of a backing
- * node shorter than the export as allocated in that short node (its
- * depth), not as unallocated; block_status_above() stops at a short
- * layer without saying which, so the layer is found here.  A run never
- * straddles a backing node's end, so its first byte decides. */
-static int short_backing_depth(BlockNode *bs, uint64_t offset)
-{
-    int depth = 2;
-    for (BlockNode *cur = bs->backing; cur; cur = cur->backing, depth++) {
-        if (offset >= block_node_size(cur)) {
-            return depth;
-        }
-    }
-    return 0;
-}
-
 static int collect_status(NbdExport *exp, NbdRequest *req, int ctx)
 {
     NbdExtentList *l = &req->extents[ctx];
@@ -170,9 +153,6 @@ static int collect_status(NbdExport *exp, NbdRequest *req, int ctx)
         }
         if (pnum == 0 || pnum > end - off) {
             pnum = end - off;
-        }
-        if (depth == 0 && (ret & BLOCK_STATUS_ZERO)) {
-            depth = short_backing_depth(exp->bs, off);
         }
         uint32_t flags;
         if (ctx == NBD_META_ID_BASE_ALLOCATION) {

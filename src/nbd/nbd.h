@@ -23,6 +23,13 @@ bool nbd_server_start(json_t *args, Error **errp);
  * the exports that were added with type nbd (as QEMU does). */
 bool nbd_server_stop(Error **errp);
 bool nbd_server_running(void);
+/* Startup gate of the daemon: while held, a server started (by the
+ * command line) listens, so clients can connect, but does not accept
+ * until the gate opens, as qemu-storage-daemon only serves once its
+ * whole command line (every --export) is processed.  QMP's
+ * nbd-server-start after startup is not held. */
+void nbd_server_hold_accept(void);
+void nbd_server_release_accept(void);
 
 /* block-export-add: {"type": "nbd", "id", "node-name", "name"?,
  * "description"?, "writable"?, "writethrough"?, "bitmaps"?,

@@ -24,6 +24,7 @@ static pthread_cond_t server_cond = PTHREAD_COND_INITIALIZER;
 static struct {
     bool running;
     bool stopping;
+    bool accept_held;         /* startup gate, see nbd_server_hold_accept */
     int listen_fds[MAX_LISTENERS];
     int nlisten;
     char *unix_path;          /* removed on stop */
@@ -110,8 +111,9 @@ static void *accept_main(void *opaque)
         pthread_mutex_lock(&server_lock);
         /* At max-connections, stop accepting until one leaves: new
          * clients wait in the listen backlog, as with qsd. */
-        while (!srv.stopping && srv.max_connections &&
-               srv.nconns >= (int)srv.max_connections) {
+        while (!srv.stopping && (srv.accept_held ||
+               (srv.max_connections &&
+                srv.nconns >= (int)srv.max_connections))) {
             pthread_cond_wait(&server_cond, &server_lock);
         }
         bool stopping = srv.stopping;
@@ -314,6 +316,19 @@ static bool open_listener(json_t *addr, Error **errp)
         return false;
     }
     return listen_inet(host, portbuf, errp);
+}
+
+void nbd_server_hold_accept(void)
+{
+    LOCK_GUARD(&server_lock);
+    srv.accept_held = true;
+}
+
+void nbd_server_release_accept(void)
+{
+    LOCK_GUARD(&server_lock);
+    srv.accept_held = false;
+    pthread_cond_broadcast(&server_cond);
 }
 
 bool nbd_server_start(json_t *args, Error **errp)

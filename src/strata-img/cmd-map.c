@@ -33,38 +33,34 @@ static int get_entry(BlockNode *bs, uint64_t offset,
 {
     uint64_t pnum = 0, map = 0;
     BlockNode *file = NULL;
-    int depth = 0;
-    int ret = block_status_above(bs, NULL, offset, bytes, &pnum, &map, &file,
-                                 &depth);
+    int shown_depth = 0;
+    int ret;
 
-    if (ret < 0) {
-        return ret;
-    }
-    if (pnum == 0) {
-        return -EIO; /* a driver broke the contract; avoid looping */
-    }
-    int shown_depth = depth - 1;
-    if (depth == 0) {
-        /* Defined nowhere: qemu-img names the layer where its search
-         * stopped, which is the first one whose backing file ends at or
-         * before offset (reads there are zero), else the bottom. */
-        BlockNode *n = bs;
-        shown_depth = 0;
-        while (n->backing) {
-            uint64_t bsize = block_node_size(n->backing);
-            if (offset >= bsize) {
-                break;
-            }
-            pnum = MIN(pnum, bsize - offset);
-            n = n->backing;
-            shown_depth++;
+    /* As qemu-img: each layer alone, descending while the run is neither
+     * data nor zeroes there; the depth shown is where the search stopped
+     * (zeroes past a shorter backing node stop it in the layer above). */
+    for (BlockNode *n = bs;; n = n->backing, shown_depth++) {
+        ret = block_status(n, offset, bytes, &pnum, &map, &file);
+        if (ret < 0) {
+            return ret;
         }
+        if (pnum == 0) {
+            return -EIO; /* a driver broke the contract; avoid looping */
+        }
+        if (ret & (BLOCK_STATUS_DATA | BLOCK_STATUS_ZERO)) {
+            break;
+        }
+        if (!n->backing) {
+            ret = 0;
+            break;
+        }
+        bytes = pnum;
     }
     *e = (MapEntry) {
         .start = offset,
         .length = pnum,
         .depth = shown_depth,
-        .present = depth > 0 && (ret & BLOCK_STATUS_ALLOCATED),
+        .present = !!(ret & BLOCK_STATUS_ALLOCATED),
         .zero = !!(ret & BLOCK_STATUS_ZERO),
         .data = !!(ret & BLOCK_STATUS_DATA),
         .has_offset = !!(ret & BLOCK_STATUS_OFFSET_VALID),

@@ -307,6 +307,9 @@ int main(int argc, char **argv)
         return 1;
     }
     const char *pidfile = NULL;
+    /* A client connecting as soon as the socket appears must find every
+     * --export: the server listens at once but accepts only now. */
+    nbd_server_hold_accept();
     if (!process_options(argc, argv, &pidfile)
         || (pidfile && !pidfile_write(pidfile, &err))) {
         if (err) {
@@ -316,6 +319,7 @@ int main(int argc, char **argv)
         poll_loop_free(loop);
         return 1;
     }
+    nbd_server_release_accept();
     daemon_ready();
 
     poll_loop_run(loop);

@@ -130,10 +130,7 @@ uint64_t log_histogram_bucket_high(size_t i)
 
 void log_histogram_add(LogHistogram *h, uint64_t value)
 {
-    uint32_t *b = &h->buckets[log_histogram_index(value)];
-    if (*b != UINT32_MAX) {
-        (*b)++;
-    }
+    log_histogram_add_at(h, log_histogram_index(value));
 }
 
 uint64_t log_histogram_count(const LogHistogram *h)

@@ -61,6 +61,15 @@ void log_histogram_clear(LogHistogram *h);
 void log_histogram_add(LogHistogram *h, uint64_t value);
 uint64_t log_histogram_count(const LogHistogram *h);
 size_t log_histogram_index(uint64_t value);
+/* log_histogram_add with the bucket already found by
+ * log_histogram_index(): one value counted in several histograms
+ * computes its bucket once. */
+static inline void log_histogram_add_at(LogHistogram *h, size_t index)
+{
+    if (h->buckets[index] != UINT32_MAX) {
+        h->buckets[index]++;
+    }
+}
 /* Smallest value of bucket i, and one past its largest (UINT64_MAX for
  * the last bucket). */
 uint64_t log_histogram_bucket_low(size_t i);

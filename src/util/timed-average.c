@@ -61,7 +61,12 @@ void timed_average_add(TimedAverage *ta, uint64_t value)
 
 unsigned timed_average_account(TimedAverage *ta, uint64_t value, int64_t now)
 {
-    unsigned emptied = timed_average_expire(ta, now);
+    /* Per request on every node: most calls expire nothing, and then
+     * expire would change nothing (current included). */
+    unsigned emptied = 0;
+    if (ta->windows[0].expiration <= now || ta->windows[1].expiration <= now) {
+        emptied = timed_average_expire(ta, now);
+    }
     timed_average_add(ta, value);
     return emptied;
 }

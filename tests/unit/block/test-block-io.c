@@ -462,12 +462,39 @@ static void test_status_past_backing_end(void **state)
                                    "backing=short", 0);
     uint64_t pnum;
     int depth;
+    BlockNode *file = NULL;
+    /* As QEMU: the zeroes past the short node's end are allocated in it
+     * (depth 2), ZERO without DATA. */
     int ret = block_status_above(top, NULL, 65536, 3 * 65536, &pnum, NULL,
-                                 NULL, &depth);
-    assert_int_equal(depth, 0);
+                                 &file, &depth);
+    assert_int_equal(depth, 2);
     assert_int_equal(pnum, 3 * 65536);
+    assert_ptr_equal(file, base);
     assert_true(ret & BLOCK_STATUS_ZERO);
+    assert_true(ret & BLOCK_STATUS_ALLOCATED);
+    assert_false(ret & BLOCK_STATUS_DATA);
     assert_true(ret & BLOCK_STATUS_EOF);
+
+    /* The top layer alone says zeroes there, but not allocated. */
+    ret = block_status(top, 65536, 65536, &pnum, NULL, NULL);
+    assert_true(ret & BLOCK_STATUS_ZERO);
+    assert_false(ret & BLOCK_STATUS_ALLOCATED);
+
+    /* A run starting inside the short node stops at its end. */
+    ret = block_status_above(top, NULL, 0, 4 * 65536, &pnum, NULL, NULL,
+                             &depth);
+    assert_int_equal(depth, 2);
+    assert_int_equal(pnum, 65536);
+    assert_true(ret & BLOCK_STATUS_DATA);
+    assert_false(ret & BLOCK_STATUS_EOF);
+
+    /* Searching down to (not including) the short node: not allocated
+     * above it, but the top says zeroes. */
+    ret = block_status_above(top, base, 65536, 65536, &pnum, NULL, NULL,
+                             &depth);
+    assert_int_equal(depth, 0);
+    assert_true(ret & BLOCK_STATUS_ZERO);
+    assert_false(ret & BLOCK_STATUS_ALLOCATED);
     block_node_unref(top);
     block_node_unref(base);
 }
