@@ -56,13 +56,19 @@ def check_clean(image):
     assert "No errors were found" in out.stdout
 
 
-def assert_one_extend_per_crossing(agent):
-    """Every extension starts from the previous one's size: no node is
-    extended twice for one crossing."""
+def assert_one_extend_per_crossing(agent, device=False):
+    """No node is extended twice for one crossing: every extension starts
+    at or past where the previous one ended.  A block device only grows
+    when the agent grows it, so there each starts exactly there; a file
+    volume also grows when the daemon writes past its end, so under load
+    the next extension may start further on."""
     extends = agent.lines("extend")
     sizes = [(int(e["from"]), int(e["to"])) for e in extends]
     for (_, prev_to), (cur_from, _) in zip(sizes, sizes[1:]):
-        assert cur_from == prev_to, sizes
+        if device:
+            assert cur_from == prev_to, sizes
+        else:
+            assert cur_from >= prev_to, sizes
     return sizes
 
 
@@ -225,7 +231,7 @@ def test_agent_grows_loop_device(tmp_path, managed):
     time.sleep(0.2)
     assert not failed and not agent.lines("exceeded")
     write_pattern(d.nbd_uri, 160 * MiB)
-    sizes = assert_one_extend_per_crossing(agent)
+    sizes = assert_one_extend_per_crossing(agent, device=True)
     assert sizes and all(e["method"] == "builtin-loop"
                          for e in agent.lines("extend"))
     assert all((to - frm) == 64 * MiB for frm, to in sizes), sizes
