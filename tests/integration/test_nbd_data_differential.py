@@ -186,11 +186,6 @@ def test_allocation_changes_identical(pair):
     both(pair, lambda s: allocation_transcript(s, ops))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "qcow2 driver (qcow2-zero.c): a partial cluster that is unallocated "
-    "over a backing file that reads as zeroes there is not turned into a "
-    "zero cluster (FAST_ZERO fails with ENOTSUP, plain zeroing allocates "
-    "it); QEMU checks the whole chain and sets the zero flag"))
 def test_fast_zero_partial_cluster_over_backing_identical(pair):
     ops = [(CMD_WRITE_ZEROES, 3 * M + 512, 1 * K, FLAG_FAST_ZERO),
            (CMD_WRITE_ZEROES, 2 * M - 4 * K, 1 * M, FLAG_FAST_ZERO),

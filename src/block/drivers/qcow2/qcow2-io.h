@@ -45,9 +45,11 @@ int qcow2_read_compressed(BlockNode *bs, uint64_t l2e, void *out);
  * tables, and derives the geometry; *raw is the first cluster as read. */
 bool qcow2_load_metadata(BlockNode *bs, uint8_t **raw, size_t *raw_len,
                          Error **errp);
-/* Refuses what the engine cannot handle (see DESIGN.md, images). */
+/* Refuses what the engine cannot handle (see DESIGN.md, images).
+ * for_check: opened by check/repair (BLOCK_O_NO_REPAIR), which may open
+ * an image marked corrupt read/write. */
 bool qcow2_check_open_policy(BlockNode *bs, const uint8_t *raw, size_t len,
-                             bool writable, Error **errp);
+                             bool writable, bool for_check, Error **errp);
 /* Consumes the qcow2 options from opts (QEMU's names and meanings). */
 bool qcow2_parse_options(BlockNode *bs, json_t *opts, Error **errp);
 bool qcow2_create_caches(BlockNode *bs, Error **errp);

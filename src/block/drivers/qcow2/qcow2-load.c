@@ -120,7 +120,7 @@ static void describe_features(const uint8_t *raw, size_t len,
 }
 
 bool qcow2_check_open_policy(BlockNode *bs, const uint8_t *raw, size_t len,
-                              bool writable, Error **errp)
+                              bool writable, bool for_check, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
     Qcow2Header *h = &s->header;
@@ -160,7 +160,10 @@ bool qcow2_check_open_policy(BlockNode *bs, const uint8_t *raw, size_t len,
                    "must be set for a non-zlib compression type");
         return false;
     }
-    if (writable && (h->incompatible_features & QCOW2_INCOMPAT_CORRUPT)) {
+    /* As QEMU (BDRV_O_CHECK): `check -r` must be able to open a corrupt
+     * image read/write, or it could never clear the bit. */
+    if (writable && !for_check &&
+        (h->incompatible_features & QCOW2_INCOMPAT_CORRUPT)) {
         error_setg(errp, "qcow2: Image is corrupt; cannot be opened "
                    "read/write");
         return false;

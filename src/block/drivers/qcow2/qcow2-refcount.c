@@ -338,6 +338,37 @@ int qcow2_update_refcount_locked(BlockNode *bs, uint64_t offset,
     return 0;
 }
 
+/* Undoes an allocation of reserved clusters at offset of which the
+ * first counted had their refcount raised: drops those refcounts and,
+ * if nothing was appended after the reservation, moves the allocation
+ * cursor back so the space is used again (on a thin volume, the file
+ * does not grow for a write that failed).  The cursor moves back only
+ * when every refcount was dropped: a cluster still counted must never
+ * be handed out again. */
+static int give_back_locked(BlockNode *bs, uint64_t offset, uint64_t counted,
+                            uint64_t reserved)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = 0;
+    for (uint64_t i = 0; i < counted; i++) {
+        int r = qcow2_update_refcount_locked(bs, offset + i * s->cluster_size,
+                                             s->cluster_size, -1);
+        if (r < 0 && ret == 0) {
+            ret = r;
+        }
+    }
+    if (ret < 0) {
+        log_error("qcow2: %s: could not release clusters at %#" PRIx64
+                  " after a failed write; they leak until `check -r leaks`",
+                  bs->filename, offset);
+        return ret;
+    }
+    if (s->next_alloc == offset + reserved * s->cluster_size) {
+        s->next_alloc = offset;
+    }
+    return 0;
+}
+
 int qcow2_alloc_clusters_locked(BlockNode *bs, uint64_t nb, uint64_t *offset)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -346,12 +377,24 @@ int qcow2_alloc_clusters_locked(BlockNode *bs, uint64_t nb, uint64_t *offset)
         return -EFBIG;
     }
     s->next_alloc += nb * s->cluster_size;
-    int ret = qcow2_update_refcount_locked(bs, off, nb * s->cluster_size, 1);
-    if (ret < 0) {
-        return ret;
+    /* One cluster at a time so that a failure (a refcount block that
+     * cannot be allocated) knows which refcounts it raised. */
+    for (uint64_t i = 0; i < nb; i++) {
+        int ret = qcow2_update_refcount_locked(bs, off + i * s->cluster_size,
+                                               s->cluster_size, 1);
+        if (ret < 0) {
+            give_back_locked(bs, off, i, nb);
+            return ret;
+        }
     }
     *offset = off;
     return 0;
+}
+
+int qcow2_free_new_clusters_locked(BlockNode *bs, uint64_t offset,
+                                   uint64_t nb)
+{
+    return give_back_locked(bs, offset, nb, nb);
 }
 
 int qcow2_alloc_bytes_locked(BlockNode *bs, uint64_t size, uint64_t *offset)

@@ -295,7 +295,8 @@ static int write_split(BlockNode *bs, uint64_t old_l2e, uint64_t run_start,
  * next cache flush, after the L2 table is on disk (a crash must not
  * leave an on-disk L2 entry pointing at a free cluster). */
 static int publish_l2_locked(BlockNode *bs, uint64_t first_guest,
-                             uint64_t host, uint64_t n, bool reuse)
+                             uint64_t host, uint64_t n, bool reuse,
+                             bool *published)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t l1_index = first_guest >> (s->cluster_bits + s->l2_bits);
@@ -328,6 +329,7 @@ static int publish_l2_locked(BlockNode *bs, uint64_t first_guest,
     }
     qcow2_cache_mark_dirty(s->l2_cache, table);
     qcow2_cache_put(s->l2_cache, table);
+    *published = true;
     for (uint64_t i = 0; need_free && ret == 0 && i < n; i++) {
         Qcow2ClusterType t = qcow2_l2e_type(old[i]);
         if (t == QCOW2_CLUSTER_NORMAL || t == QCOW2_CLUSTER_ZERO_ALLOC ||
@@ -376,6 +378,8 @@ static int64_t write_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
 
     uint64_t n = DIV_ROUND_UP(in_cluster + cur, cs);
     bool reuse = type == QCOW2_CLUSTER_ZERO_ALLOC && (l2e & QCOW2_OFLAG_COPIED);
+    bool fresh = false;     /* host clusters newly allocated for us */
+    bool published = false; /* the L2 entries point at them */
     qcow2_inflight_add_locked(s, cluster, n, &slot);
     ret = qcow2_mark_dirty_locked(bs);
     if (ret == 0) {
@@ -386,6 +390,9 @@ static int64_t write_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
             ret = qcow2_alloc_clusters_locked(bs, n, &host);
             if (ret == 0) {
                 ret = qcow2_check_data_write_locked(bs, host, n * cs);
+                /* An overlap with metadata marked the image corrupt:
+                 * leave its refcounts alone for check to judge. */
+                fresh = ret == 0;
             }
         }
     }
@@ -398,11 +405,16 @@ static int64_t write_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
 
     pthread_mutex_lock(&s->lock);
     if (ret == 0) {
-        ret = publish_l2_locked(bs, cluster << s->cluster_bits, host, n, reuse);
+        ret = publish_l2_locked(bs, cluster << s->cluster_bits, host, n, reuse,
+                                &published);
         *meta_changed = true;
     }
-    /* On failure the allocated clusters leak (refcount 1, unreferenced):
-     * harmless, and `check -r leaks` reclaims them. */
+    if (ret < 0 && fresh && !published) {
+        /* Nothing references the new clusters: give them back, or every
+         * retry of a write held on ENOSPC would leak its allocation.
+         * The write's own error is what the caller must see. */
+        qcow2_free_new_clusters_locked(bs, host, n);
+    }
     qcow2_inflight_remove_locked(s, &slot);
     pthread_mutex_unlock(&s->lock);
     return ret < 0 ? ret : (int64_t)cur;
@@ -511,11 +523,13 @@ static int write_compressed(BlockNode *bs, uint64_t offset, const void *out,
     }
     qcow2_inflight_add_locked(s, cluster, 1, &slot);
     ret = qcow2_mark_dirty_locked(bs);
+    bool fresh = false;
     if (ret == 0) {
         ret = qcow2_alloc_bytes_locked(bs, clen, &host);
     }
     if (ret == 0) {
         ret = qcow2_check_data_write_locked(bs, host, clen);
+        fresh = ret == 0;
     }
     pthread_mutex_unlock(&s->lock);
 
@@ -533,7 +547,13 @@ static int write_compressed(BlockNode *bs, uint64_t offset, const void *out,
             qcow2_l2_set(table, l2_index, l2e);
             qcow2_cache_mark_dirty(s->l2_cache, table);
             qcow2_cache_put(s->l2_cache, table);
+            fresh = false;
         }
+    }
+    if (ret < 0 && fresh) {
+        /* Unreferenced: drop the reference taken for it.  A packed host
+         * cluster left at refcount 0 is not packed into again. */
+        qcow2_update_refcount_locked(bs, host, clen, -1);
     }
     qcow2_inflight_remove_locked(s, &slot);
     pthread_mutex_unlock(&s->lock);

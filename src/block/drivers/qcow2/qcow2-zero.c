@@ -63,13 +63,56 @@ static bool keeps_host(uint64_t old, uint64_t new)
 typedef struct PartialClusters {
     uint64_t first, last;      /* guest cluster indices, UINT64_MAX = none */
     bool first_done, last_done;
+    /* The parts of the first / last cluster the request does not cover
+     * read as zeroes through the backing chain (checked before the lock
+     * is taken: the backing chain is read-only, so it cannot change). */
+    bool first_below_zero, last_below_zero;
 } PartialClusters;
 
-static bool reads_zero(BlockNode *bs, uint64_t l2e)
+static bool reads_zero(BlockNode *bs, uint64_t l2e, bool below_zero)
 {
     Qcow2ClusterType t = qcow2_l2e_type(l2e);
     return t == QCOW2_CLUSTER_ZERO_PLAIN || t == QCOW2_CLUSTER_ZERO_ALLOC ||
-           (t == QCOW2_CLUSTER_UNALLOCATED && !bs->backing);
+           (t == QCOW2_CLUSTER_UNALLOCATED && (!bs->backing || below_zero));
+}
+
+/* True if [offset, offset+bytes) reads as zeroes through bs's backing
+ * chain, judged by block status as QEMU does (data clusters that happen
+ * to hold zeroes do not count).  Past the end of the backing node reads
+ * zeroes.  An error counts as "not known to be zero". */
+static bool backing_reads_zero(BlockNode *bs, uint64_t offset, uint64_t bytes)
+{
+    BlockNode *b = bs->backing;
+    if (!b) {
+        return true;
+    }
+    uint64_t bsize = block_node_size(b);
+    while (bytes > 0 && offset < bsize) {
+        uint64_t pnum;
+        int ret = block_status_above(b, NULL, offset, bytes, &pnum, NULL, NULL,
+                                     NULL);
+        if (ret < 0 || !(ret & BLOCK_STATUS_ZERO) || pnum == 0) {
+            return false;
+        }
+        pnum = MIN(pnum, bytes);
+        offset += pnum;
+        bytes -= pnum;
+    }
+    return true;
+}
+
+/* Whether the parts of guest cluster index cluster outside the request
+ * [offset, end) read as zeroes below bs (image size size). */
+static bool rest_reads_zero_below(BlockNode *bs, uint64_t cluster,
+                                  uint64_t offset, uint64_t end, uint64_t size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cstart = cluster << s->cluster_bits;
+    uint64_t cend = MIN(cstart + s->cluster_size, size);
+    if (offset > cstart && !backing_reads_zero(bs, cstart, offset - cstart)) {
+        return false;
+    }
+    return end >= cend || backing_reads_zero(bs, end, cend - end);
 }
 
 /* Rewrites the entries of clusters [offset, offset+n*cs) inside one L2
@@ -113,7 +156,12 @@ static int zero_in_l2_locked(BlockNode *bs, uint64_t offset, uint64_t n,
     for (uint64_t i = 0; i < n; i++) {
         uint64_t old = qcow2_l2_get(table, l2_index + i);
         if (pc && (cluster + i == pc->first || cluster + i == pc->last)) {
-            if (!reads_zero(bs, old)) {
+            bool below = cluster + i == pc->first ? pc->first_below_zero
+                                                  : pc->last_below_zero;
+            if (cluster + i == pc->first && cluster + i == pc->last) {
+                below = pc->first_below_zero && pc->last_below_zero;
+            }
+            if (!reads_zero(bs, old, below)) {
                 continue;
             }
             if (cluster + i == pc->first) {
@@ -202,13 +250,26 @@ int qcow2_co_pwrite_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,
         return -EIO;
     }
     uint64_t end = offset + bytes;
-    PartialClusters pc = { UINT64_MAX, UINT64_MAX, false, false };
+    PartialClusters pc = { UINT64_MAX, UINT64_MAX, false, false, false,
+                           false };
     if (!IS_ALIGNED(offset, cs)) {
         pc.first = offset >> s->cluster_bits;
     }
     /* The partial cluster at the end of the image counts as whole. */
     if (!IS_ALIGNED(end, cs) && end < size) {
         pc.last = end >> s->cluster_bits;
+    }
+    /* As QEMU: a partial cluster unallocated in this image whose other
+     * part reads as zeroes through the whole backing chain becomes a
+     * zero cluster (decided under the lock from its L2 entry). */
+    if (bs->backing && pc.first != UINT64_MAX) {
+        pc.first_below_zero = rest_reads_zero_below(bs, pc.first, offset, end,
+                                                    size);
+    }
+    if (bs->backing && pc.last != UINT64_MAX) {
+        pc.last_below_zero = pc.last == pc.first
+            ? pc.first_below_zero
+            : rest_reads_zero_below(bs, pc.last, offset, end, size);
     }
     int ret = zero_clusters(bs, ALIGN_DOWN(offset, cs), ALIGN_UP(end, cs),
                             OP_ZEROES, flags, &pc);

@@ -229,7 +229,8 @@ static bool qcow2_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
     CLEANUP_FREE uint8_t *raw = NULL;
     size_t raw_len = 0;
     if (!qcow2_load_metadata(bs, &raw, &raw_len, errp) ||
-        !qcow2_check_open_policy(bs, raw, raw_len, writable, errp) ||
+        !qcow2_check_open_policy(bs, raw, raw_len, writable,
+                                 (flags & BLOCK_O_NO_REPAIR) != 0, errp) ||
         !qcow2_parse_options(bs, opts, errp) ||
         !qcow2_create_caches(bs, errp)) {
         goto fail;
@@ -305,7 +306,10 @@ static void qcow2_close(BlockNode *bs)
     BDRVQcow2State *s = bs->opaque;
     if (s->writable && !atomic_load(&s->broken)) {
         int ret = qcow2_flush(bs);
-        if (ret == 0 && s->dirty_set_by_us) {
+        /* As QEMU (qcow2_mark_clean on close): once everything is
+         * written back the refcounts are exact, whoever set the bit. */
+        if (ret == 0 &&
+            (s->header.incompatible_features & QCOW2_INCOMPAT_DIRTY)) {
             LOCK_GUARD(&s->lock);
             s->header.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
             ret = write_incompat_locked(bs);

@@ -215,6 +215,12 @@ int qcow2_update_refcount_locked(BlockNode *bs, uint64_t offset,
 int qcow2_set_refcount_locked(BlockNode *bs, uint64_t cluster,
                               uint64_t refcount);
 int qcow2_alloc_clusters_locked(BlockNode *bs, uint64_t nb, uint64_t *offset);
+/* Gives back nb clusters at offset that qcow2_alloc_clusters_locked
+ * returned and that nothing references yet (their data write failed):
+ * drops their refcounts and, when they are still the last clusters of
+ * the image, moves the allocation cursor back over them. */
+int qcow2_free_new_clusters_locked(BlockNode *bs, uint64_t offset,
+                                   uint64_t nb);
 /* Allocates size bytes of compressed data space, packing clusters. */
 int qcow2_alloc_bytes_locked(BlockNode *bs, uint64_t size, uint64_t *offset);
 /* Drops one reference of whatever the L2 entry points to. */
