@@ -52,17 +52,11 @@ def loop_setup(tmp_path, managed):
 
 
 def check_clean(dev):
-    """No corruption, ever.  Leaks are what the qcow2 engine leaves of a
-    cluster allocation whose data write failed with ENOSPC (qcow2-rw.c
-    lets them leak, reclaimable by check -r leaks); a held-and-retried
-    write then allocates anew.  Until the engine frees them, a leak is
-    an expected failure here, and the test says so."""
+    """No corruption and no leak, ever: a write that failed with ENOSPC
+    gives its clusters back before it is held and retried."""
     out = subprocess.run(["qemu-img", "check", dev], capture_output=True,
                          text=True)
-    assert out.returncode in (0, 3), out.stdout + out.stderr
-    if out.returncode == 3:
-        leaks = out.stdout.strip().splitlines()[0]
-        pytest.xfail(f"qcow2 leaks clusters of ENOSPC-failed writes: {leaks}")
+    assert out.returncode == 0, out.stdout + out.stderr
     assert "No errors were found" in out.stdout
 
 
