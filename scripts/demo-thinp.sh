@@ -49,7 +49,7 @@ pids+=($!)
 for _ in $(seq 100); do grep -q 'action=arm' thinp.log && break; sleep 0.05; done
 show "$CTL" -s "$work/qmp.sock" alloc
 
-step "A guest writes 96 MiB as fast as it can (qemu-io, 1 MiB requests, 16 in flight)"
+step "A guest writes 96 MiB as fast as it can (qemu-io: three 32 MiB writes in flight)"
 URI="nbd+unix:///vm1?socket=$work/nbd.sock"
 show qemu-io -f raw -c "aio_write -P 0x5a 0 32M" -c "aio_write -P 0x5b 32M 32M" \
   -c "aio_write -P 0x5c 64M 32M" -c aio_flush -c "read -P 0x5b 32M 32M" "$URI"
@@ -65,6 +65,20 @@ show "$CTL" -s "$work/qmp.sock" exports
 
 step "What the guest saw: strata-ctl stats for the export (no failed writes)"
 show "$CTL" -s "$work/qmp.sock" stats --interval 0.5
+echo "Since the export started (query-blockstats, 1-minute window):"
+"$CTL" -s "$work/qmp.sock" --json stats --interval 0.1 | /usr/bin/python3 -c '
+import json, sys
+for e in json.load(sys.stdin):
+    st = e["stats"]
+    win = [t for t in st.get("timed_stats", []) if t["interval_length"] == 60]
+    lat = ""
+    if win and "p50_wr_latency_ns" in win[0]:
+        lat = ", write latency p50 %.2f ms p99 %.2f ms" % (
+            win[0]["p50_wr_latency_ns"] / 1e6, win[0]["p99_wr_latency_ns"] / 1e6)
+    print("  %s %s: %d writes, %d MiB written, %d failed%s" % (
+        e["level"], e["name"], st["wr_operations"], st["wr_bytes"] >> 20,
+        st["failed_wr_operations"], lat))
+'
 show "$CTL" -s "$work/qmp.sock" qmp quit
 wait "${pids[0]}" || true
 show qemu-img check vol.qcow2
