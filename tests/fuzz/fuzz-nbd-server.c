@@ -69,6 +69,11 @@ static void setup_once(void)
     }
     json_decref(srv);
     json_decref(exp);
+    /* Connections come in over socketpairs, never through the listener's
+     * path, so the path can go now: nothing is left in /tmp however the
+     * fuzzer exits. */
+    unlink(path);
+    rmdir(dir);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
