@@ -15,6 +15,7 @@
 #include "strata-img/img-common.h"
 #include "util/cleanup.h"
 #include "util/error.h"
+#include "util/ratelimit.h"
 #include "util/units.h"
 
 typedef struct ConvertArgs {
@@ -25,6 +26,7 @@ typedef struct ConvertArgs {
     const char *cache;
     char *optstr;
     uint64_t min_sparse;
+    uint64_t rate_limit;      /* -r: bytes per second, 0 = unlimited */
     int workers;
     bool compressed, progress, quiet, skip_create, out_of_order;
     bool target_is_zero;
@@ -100,7 +102,15 @@ static int parse_args(int argc, char **argv, ConvertArgs *a)
             break;
         }
         case 'W': a->out_of_order = true; break;
-        case 'r': break; /* rate limit: an offline convert runs flat out */
+        case 'r':
+            if (!parse_size(optarg, &a->rate_limit, NULL)) {
+                error_report("Invalid rate limit specified. You may use k, M, "
+                             "G, T, P or E suffixes for ");
+                error_report("kilobytes, megabytes, gigabytes, terabytes, "
+                             "petabytes and exabytes.");
+                return -1;
+            }
+            break;
         case 'U': a->src_flags |= BLOCK_O_FORCE_SHARE; break;
         case OPT_TARGET_IS_ZERO: a->target_is_zero = true; break;
         default: img_bad_option(c, argv);
@@ -187,6 +197,8 @@ int cmd_convert(int argc, char **argv)
         return 1;
     }
     optstr_owner = a.optstr;
+    RateLimit rate;
+    ratelimit_init(&rate, a.rate_limit);
     if (!a.out_fmt) {
         a.out_fmt = "raw";
     }
@@ -275,6 +287,7 @@ int cmd_convert(int argc, char **argv)
         .out_of_order = a.out_of_order,
         .workers = a.workers,
         .progress = prog,
+        .rate = &rate,
     };
     p.has_zero_init = a.skip_create ? a.target_is_zero
                                     : (a.min_sparse && !p.target_has_backing);
@@ -288,6 +301,7 @@ int cmd_convert(int argc, char **argv)
     }
 out:
     img_progress_end(prog);
+    ratelimit_destroy(&rate);
     if (dst) {
         block_node_unref(dst);
     }

@@ -269,6 +269,7 @@ static void *worker(void *opaque)
 
         r = 0;
         if (c.kind == CHUNK_DATA) {
+            ratelimit_wait(p->rate, c.len);
             r = block_read(p->src[c.src], c.src_off, c.len, buf, 0);
             if (r < 0) {
                 error_report("error while reading at byte %" PRIu64 ": %s",

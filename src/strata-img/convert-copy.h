@@ -7,6 +7,7 @@
 
 #include "block/block.h"
 #include "strata-img/img-common.h"
+#include "util/ratelimit.h"
 
 typedef struct ConvertParams {
     BlockNode **src;          /* sources, concatenated in order */
@@ -19,6 +20,7 @@ typedef struct ConvertParams {
     bool target_has_backing;  /* -B: leave unallocated ranges to it */
     bool out_of_order;        /* -W */
     int workers;              /* -m */
+    RateLimit *rate;          /* -r: paces the data read from the sources */
     ImgProgress *progress;
 } ConvertParams;
 

@@ -36,7 +36,7 @@ static const char help_text[] =
 "  compare [-f fmt] [-F fmt] [-p] [-q] [-s] [-U] filename1 filename2\n"
 "  convert [-U] [-c] [-p] [-q] [-n] [-f fmt] [-O output_fmt] "
 "[-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] "
-"[-m num_workers] [-W] filename [filename2 [...]] output_filename\n"
+"[-m num_workers] [-W] [-r rate_limit] filename [filename2 [...]] output_filename\n"
 "  create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] "
 "[-o options] filename [size]\n"
 "  info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename\n"

@@ -161,6 +161,8 @@ def test_convert_progress(tmp_path, pattern):
     (["-m", "17"], "Invalid number of coroutines"),
     (["-S", "abc"], "Invalid buffer size for sparse output"),
     (["-O", "raw", "-o", "bogus=1"], "Invalid parameter 'bogus'"),
+    (["-O", "raw", "-r", "fast"], "Invalid rate limit specified"),
+    (["-O", "raw", "-r", "-5"], "Invalid rate limit specified"),
 ])
 def test_convert_errors_match_qemu(tmp_path, pattern, args, msg):
     out = tmp_path / "o.img"
@@ -221,3 +223,18 @@ def test_commit_into_deeper_base(tmp_path):
     simg("commit", "-b", base, top)
     assert_same(base, before, "qcow2", "raw")
     assert qimg("check", base, check=False).returncode == 0
+
+
+def test_convert_rate_limit(tmp_path):
+    """-r paces the copy: 8 MiB of data at 8 MiB/s cannot finish in much
+    under a second (the first 2 MiB chunk goes at once, so at least
+    0.75 s), and the copy is still exact.  Only a lower bound is checked:
+    a loaded machine can make it slower, never faster."""
+    import time
+    src = tmp_path / "src.raw"
+    src.write_bytes(os.urandom(8 * MiB))
+    out = tmp_path / "o.qcow2"
+    t0 = time.monotonic()
+    simg("convert", "-f", "raw", "-O", "qcow2", "-r", "8M", src, out)
+    assert time.monotonic() - t0 >= 0.7
+    assert qimg("compare", "-f", "raw", "-F", "qcow2", src, out).returncode == 0
