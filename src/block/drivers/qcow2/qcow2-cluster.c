@@ -183,10 +183,7 @@ int qcow2_grow_l1_locked(BlockNode *bs, uint64_t min_size)
     /* The new table and its refcounts must be on disk before the header
      * points at it. */
     if (ret == 0) {
-        ret = qcow2_cache_flush_locked(bs, s->refblock_cache);
-    }
-    if (ret == 0) {
-        ret = block_flush(bs->file);
+        ret = qcow2_refcounts_durable_locked(bs);
     }
     if (ret < 0) {
         free(table);

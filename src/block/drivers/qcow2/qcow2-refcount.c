@@ -130,10 +130,7 @@ static int grow_reftable_locked(BlockNode *bs, uint64_t min_entries)
         return ret;
     }
     /* Everything the new table points at must be on disk first. */
-    ret = qcow2_cache_flush_locked(bs, s->refblock_cache);
-    if (ret == 0) {
-        ret = block_flush(bs->file);
-    }
+    ret = qcow2_refcounts_durable_locked(bs);
     if (ret < 0) {
         free(table);
         return ret;
@@ -486,4 +483,11 @@ int qcow2_alloc_clusters(BlockNode *bs, uint64_t nb, uint64_t *offset)
     BDRVQcow2State *s = bs->opaque;
     LOCK_GUARD(&s->lock);
     return qcow2_alloc_clusters_locked(bs, nb, offset);
+}
+
+int qcow2_refcounts_durable_locked(BlockNode *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = qcow2_cache_flush_locked(bs, s->refblock_cache);
+    return ret < 0 ? ret : block_flush(bs->file);
 }

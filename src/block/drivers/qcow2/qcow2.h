@@ -195,6 +195,9 @@ void qcow2_cache_mark_dirty(Qcow2Cache *c, void *table);
 /* Writes back all dirty tables of c (respecting the L2-after-refcount
  * order when c is the L2 cache). */
 int qcow2_cache_flush_locked(BlockNode *bs, Qcow2Cache *c);
+/* Writes back the refcount cache and flushes the file: what a header or
+ * table update that points at new metadata must wait for. */
+int qcow2_refcounts_durable_locked(BlockNode *bs);
 /* Writes back one table now (keeps it cached). */
 int qcow2_cache_write_table_locked(BlockNode *bs, Qcow2Cache *c,
                                    void *table);
