@@ -2,7 +2,7 @@
 #include "block/accounting.h"
 
 #include <limits.h>
-#include <sched.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,13 +28,14 @@ static const uint64_t prometheus_bounds_ns[] = {
 };
 #define N_PROM_BOUNDS (sizeof(prometheus_bounds_ns) / sizeof(prometheus_bounds_ns[0]))
 
-/* One timed interval of one operation type. */
-typedef struct AcctWindow {
-    TimedAverage avg;
-    /* Percentile histograms parallel to avg.windows[]; allocated at the
-     * first latency so idle types cost nothing. */
-    LogHistogram *hist;
-} AcctWindow;
+/* Percentile histograms of one timed interval: one per slot of each of
+ * the two windows, so they are emptied with their slot (see
+ * timed-average.h for the rollover protocol). */
+#define HISTS_PER_INTERVAL 4
+static size_t hist_index(unsigned window, unsigned slot)
+{
+    return 2 * window + slot;
+}
 
 typedef struct AcctOp {
     _Atomic uint64_t bytes;
@@ -46,11 +47,18 @@ typedef struct AcctOp {
     _Atomic uint64_t in_flight;
     LatencyBins *prom;          /* fixed bounds, lock-free counting */
 
-    atomic_bool lock;           /* guards the members below */
-    LatencyBins *user_hist;     /* block-latency-histogram-set */
-    AcctWindow *win;            /* [acct->n_intervals] */
-    LogHistogram *hists;        /* 2 per interval, NULL until first use */
-    atomic_bool hists_ready;    /* hists is set; read without the lock */
+    /* block-latency-histogram-set: swapped atomically by the control
+     * path.  The one it replaces is kept in retired_hist and freed at the
+     * next set (or at close), so a completion that loaded the pointer
+     * just before the swap still counts into live memory: we rely on no
+     * completion spanning two histogram-set commands between loading the
+     * pointer and its one increment. */
+    _Atomic(LatencyBins *) user_hist;
+    LatencyBins *retired_hist;  /* under BlockAcct.control_lock */
+    TimedAverage *win;          /* [acct->n_intervals] */
+    /* HISTS_PER_INTERVAL per interval; NULL until the first latency so
+     * idle types cost nothing. */
+    _Atomic(LogHistogram *) hists;
 } __attribute__((aligned(64))) AcctOp;
 
 struct BlockAcct {
@@ -63,6 +71,9 @@ struct BlockAcct {
     uint32_t *intervals;
     BlockAcctClock *clock;
     void *clock_opaque;
+    /* Serialises histogram-set and the query that reads the user
+     * histograms; never taken on the I/O path. */
+    pthread_mutex_t control_lock;
 };
 
 static const char *const type_names[BLOCK_ACCT__MAX] = {
@@ -81,29 +92,6 @@ const char *block_acct_type_name(BlockAcctType type)
 static bool type_valid(BlockAcctType type)
 {
     return type > BLOCK_ACCT_NONE && type < BLOCK_ACCT__MAX;
-}
-
-static void op_lock(AcctOp *op)
-{
-    unsigned spins = 0;
-    while (atomic_exchange_explicit(&op->lock, true, memory_order_acquire)) {
-        while (atomic_load_explicit(&op->lock, memory_order_relaxed)) {
-            /* The holder may have been preempted (2-core hosts): give
-             * it the CPU rather than burn the slice. */
-            if (++spins % 64 == 0) {
-                sched_yield();
-            } else {
-#if defined(__x86_64__) || defined(__i386__)
-                __builtin_ia32_pause();
-#endif
-            }
-        }
-    }
-}
-
-static void op_unlock(AcctOp *op)
-{
-    atomic_store_explicit(&op->lock, false, memory_order_release);
 }
 
 static int64_t monotonic_ns(void *opaque)
@@ -158,6 +146,7 @@ BlockAcct *block_acct_new(const BlockAcctOptions *o, Error **errp)
     acct->clock = o->clock ? o->clock : monotonic_ns;
     acct->clock_opaque = o->clock_opaque;
     acct->percentiles = o->latency_percentiles;
+    pthread_mutex_init(&acct->control_lock, NULL);
     atomic_init(&acct->last_access_ns, INT64_MIN);
     atomic_init(&acct->account_invalid, o->account_invalid);
     atomic_init(&acct->account_failed, o->account_failed);
@@ -190,7 +179,7 @@ BlockAcct *block_acct_new(const BlockAcctOptions *o, Error **errp)
             }
         }
         for (size_t i = 0; i < acct->n_intervals; i++) {
-            timed_average_init(&op->win[i].avg,
+            timed_average_init(&op->win[i],
                                (uint64_t)acct->intervals[i] * NS_PER_SEC, now);
         }
     }
@@ -271,10 +260,12 @@ void block_acct_free(BlockAcct *acct)
     for (int t = BLOCK_ACCT_READ; t < BLOCK_ACCT__MAX; t++) {
         AcctOp *op = &acct->op[t];
         latency_bins_free(op->prom);
-        latency_bins_free(op->user_hist);
-        free(op->hists);
+        latency_bins_free(atomic_load(&op->user_hist));
+        latency_bins_free(op->retired_hist);
+        free(atomic_load(&op->hists));
         free(op->win);
     }
+    pthread_mutex_destroy(&acct->control_lock);
     free(acct->intervals);
     free(acct);
 }
@@ -315,31 +306,64 @@ void block_acct_start(BlockAcct *acct, BlockAcctCookie *cookie,
                               memory_order_relaxed);
 }
 
-/* Windows and percentile histograms; caller holds op->lock. */
-static void account_windows_locked(BlockAcct *acct, AcctOp *op,
-                                   uint64_t latency, int64_t now)
+/* A window slot is being emptied: empty its percentile histogram too,
+ * before the slot becomes active again. */
+typedef struct HistReset {
+    LogHistogram *interval_hists;   /* HISTS_PER_INTERVAL, or NULL */
+} HistReset;
+
+static void reset_hist(void *opaque, unsigned window, unsigned slot)
 {
+    HistReset *r = opaque;
+    if (r->interval_hists) {
+        log_histogram_clear(&r->interval_hists[hist_index(window, slot)]);
+    }
+}
+
+/* The percentile histograms of op, allocated by the first latency (the
+ * thread that loses the race frees its copy). */
+static LogHistogram *op_hists(const BlockAcct *acct, AcctOp *op)
+{
+    LogHistogram *h = atomic_load_explicit(&op->hists, memory_order_acquire);
+    if (h || !acct->percentiles || !acct->n_intervals) {
+        return h;
+    }
+    LogHistogram *fresh = calloc(acct->n_intervals * HISTS_PER_INTERVAL,
+                                 sizeof(LogHistogram));
+    if (!fresh) {
+        return NULL;   /* percentiles stay empty; the windows still count */
+    }
+    if (atomic_compare_exchange_strong_explicit(&op->hists, &h, fresh,
+                                                memory_order_acq_rel,
+                                                memory_order_acquire)) {
+        return fresh;
+    }
+    free(fresh);
+    return h;
+}
+
+/* Windows and percentile histograms, lock-free. */
+static void account_windows(BlockAcct *acct, AcctOp *op, uint64_t latency,
+                            int64_t now)
+{
+    LogHistogram *hists = op_hists(acct, op);
     /* Every window's histograms count the same latency: find its
      * bucket once (this runs per request on every node). */
     size_t bucket = log_histogram_index(latency);
     for (size_t i = 0; i < acct->n_intervals; i++) {
-        AcctWindow *w = &op->win[i];
-        unsigned emptied = timed_average_account(&w->avg, latency, now);
-        if (w->hist) {
+        HistReset r = {
+            .interval_hists = hists ? hists + HISTS_PER_INTERVAL * i : NULL,
+        };
+        unsigned slot[2];
+        timed_average_account_cb(&op->win[i], latency, now, reset_hist, &r,
+                                 slot);
+        if (r.interval_hists) {
             for (unsigned k = 0; k < 2; k++) {
-                if (emptied & (1u << k)) {
-                    log_histogram_clear(&w->hist[k]);
-                }
-                log_histogram_add_at(&w->hist[k], bucket);
+                log_histogram_add_at(&r.interval_hists[hist_index(k, slot[k])],
+                                     bucket);
             }
         }
     }
-}
-
-static bool need_hists(const BlockAcct *acct, const AcctOp *op)
-{
-    return acct->percentiles && acct->n_intervals &&
-           !atomic_load_explicit(&op->hists_ready, memory_order_relaxed);
 }
 
 static void account_one(BlockAcct *acct, BlockAcctCookie *cookie, bool failed)
@@ -372,30 +396,14 @@ static void account_one(BlockAcct *acct, BlockAcctCookie *cookie, bool failed)
         latency_bins_add(op->prom, latency);
     }
 
-    /* The first latency of this type allocates its percentile
-     * histograms, outside the lock. */
-    LogHistogram *fresh = NULL;
-    if (timed && need_hists(acct, op)) {
-        fresh = calloc(acct->n_intervals * 2, sizeof(LogHistogram));
-    }
-
-    op_lock(op);
-    if (op->user_hist) {
-        latency_bins_add(op->user_hist, latency);
+    LatencyBins *user = atomic_load_explicit(&op->user_hist,
+                                             memory_order_acquire);
+    if (user) {
+        latency_bins_add(user, latency);
     }
     if (timed) {
-        if (fresh && !op->hists) {
-            op->hists = fresh;
-            for (size_t i = 0; i < acct->n_intervals; i++) {
-                op->win[i].hist = fresh + 2 * i;
-            }
-            fresh = NULL;
-            atomic_store_explicit(&op->hists_ready, true, memory_order_relaxed);
-        }
-        account_windows_locked(acct, op, latency, now);
+        account_windows(acct, op, latency, now);
     }
-    op_unlock(op);
-    free(fresh);
 }
 
 void block_acct_done(BlockAcct *acct, BlockAcctCookie *cookie)
@@ -437,11 +445,14 @@ void block_acct_set_latency_histogram(BlockAcct *acct, BlockAcctType type,
         return;
     }
     AcctOp *op = &acct->op[type];
-    op_lock(op);
-    LatencyBins *old = op->user_hist;
-    op->user_hist = lb;
-    op_unlock(op);
-    latency_bins_free(old);
+    pthread_mutex_lock(&acct->control_lock);
+    LatencyBins *old = atomic_exchange_explicit(&op->user_hist, lb,
+                                                memory_order_acq_rel);
+    /* The histogram replaced last time has had a whole command's time
+     * for its last completions to finish (see AcctOp.user_hist). */
+    latency_bins_free(op->retired_hist);
+    op->retired_hist = old;
+    pthread_mutex_unlock(&acct->control_lock);
 }
 
 void block_acct_clear_latency_histograms(BlockAcct *acct)
@@ -498,33 +509,25 @@ void block_acct_get_timed_stats(BlockAcct *acct, size_t i,
 
     for (int t = BLOCK_ACCT_READ; t < BLOCK_ACCT__MAX; t++) {
         AcctOp *op = &acct->op[t];
-        AcctWindow *w = &op->win[i];
         BlockAcctTimedOp *r = &out->op[t];
-
-        op_lock(op);
-        unsigned emptied = timed_average_expire(&w->avg, now);
-        if (w->hist) {
-            for (unsigned k = 0; k < 2; k++) {
-                if (emptied & (1u << k)) {
-                    log_histogram_clear(&w->hist[k]);
-                }
-            }
+        LogHistogram *hists = atomic_load_explicit(&op->hists,
+                                                   memory_order_acquire);
+        HistReset reset = {
+            .interval_hists = hists ? hists + HISTS_PER_INTERVAL * i : NULL,
+        };
+        TimedAverageSnapshot snap;
+        timed_average_snapshot(&op->win[i], now, reset_hist, &reset, &snap);
+        r->count = snap.count;
+        r->min_ns = snap.min;
+        r->max_ns = snap.max;
+        r->avg_ns = snap.avg;
+        r->avg_queue_depth = (double)snap.sum / (double)snap.elapsed;
+        if (reset.interval_hists && r->count) {
+            log_histogram_percentiles(
+                &reset.interval_hists[hist_index(snap.window, snap.slot)],
+                block_acct_percentile_ppm, BLOCK_ACCT_NPERCENTILES,
+                r->min_ns, r->max_ns, r->percentile_ns);
         }
-        uint64_t elapsed = 0;
-        uint64_t sum = timed_average_sum(&w->avg, now, &elapsed);
-        const TimedAverageWindow *cur = &w->avg.windows[w->avg.current];
-        r->count = cur->count;
-        r->min_ns = timed_average_min(&w->avg, now);
-        r->max_ns = timed_average_max(&w->avg, now);
-        r->avg_ns = timed_average_avg(&w->avg, now);
-        r->avg_queue_depth = elapsed ? (double)sum / (double)elapsed : 0.0;
-        if (w->hist && r->count) {
-            log_histogram_percentiles(&w->hist[w->avg.current],
-                                      block_acct_percentile_ppm,
-                                      BLOCK_ACCT_NPERCENTILES,
-                                      r->min_ns, r->max_ns, r->percentile_ns);
-        }
-        op_unlock(op);
     }
 }
 
@@ -557,9 +560,10 @@ static json_t *latency_histogram_json(BlockAcct *acct, BlockAcctType type)
     AcctOp *op = &acct->op[type];
     json_t *bins = NULL, *bounds = NULL;
 
-    op_lock(op);
-    if (op->user_hist) {
-        const LatencyBins *lb = op->user_hist;
+    pthread_mutex_lock(&acct->control_lock);
+    const LatencyBins *lb = atomic_load_explicit(&op->user_hist,
+                                                 memory_order_acquire);
+    if (lb) {
         bins = json_array();
         bounds = json_array();
         for (size_t i = 0; bins && bounds && i <= lb->nboundaries; i++) {
@@ -571,7 +575,7 @@ static json_t *latency_histogram_json(BlockAcct *acct, BlockAcctType type)
             }
         }
     }
-    op_unlock(op);
+    pthread_mutex_unlock(&acct->control_lock);
     if (!bins || !bounds) {
         json_decref(bins);
         json_decref(bounds);

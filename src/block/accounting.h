@@ -19,14 +19,15 @@
  * QEMU's virtio-blk (VIRTIO_BLK_T_WRITE_ZEROES) and scsi-disk (WRITE SAME)
  * do; discard is BLOCK_ACCT_UNMAP.
  *
- * Concurrency: every function may be called from any thread.  Counters,
- * in-flight gauges and the Prometheus buckets are relaxed atomics.  The
- * timed windows, their percentile histograms and the QEMU histogram of one
- * operation type sit behind one spinlock per (BlockAcct, type), held for a
- * few dozen instructions per completion, so only completions of the same
- * type on the same BlockAcct ever meet; a lock-free version would need
- * more atomic read-modify-writes per request than the one exchange the
- * spinlock costs, and could not empty a window exactly.
+ * Concurrency: every function may be called from any thread, and the I/O
+ * path (start/done/failed/invalid/merge_done) takes no lock.  Counters,
+ * in-flight gauges and all histogram buckets are relaxed atomics; the
+ * timed windows roll over by a CAS on their expiration (see
+ * util/timed-average.h for what a completion racing with a rollover may
+ * see); the QEMU histogram is an atomic pointer swapped by
+ * block_acct_set_latency_histogram, the replaced one freed at the next
+ * set or at free.  Readers never stop writers: a query sees each counter
+ * exactly, not all of them at one instant.
  */
 #ifndef STRATA_BLOCK_ACCOUNTING_H
 #define STRATA_BLOCK_ACCOUNTING_H

@@ -91,7 +91,9 @@ void latency_bins_read(const LatencyBins *lb, uint64_t *out)
 
 void log_histogram_clear(LogHistogram *h)
 {
-    memset(h->buckets, 0, sizeof(h->buckets));
+    for (size_t i = 0; i < LOG_HISTOGRAM_BUCKETS; i++) {
+        __atomic_store_n(&h->buckets[i], 0, __ATOMIC_RELAXED);
+    }
 }
 
 size_t log_histogram_index(uint64_t value)
@@ -137,7 +139,7 @@ uint64_t log_histogram_count(const LogHistogram *h)
 {
     uint64_t n = 0;
     for (size_t i = 0; i < LOG_HISTOGRAM_BUCKETS; i++) {
-        n += h->buckets[i];
+        n += __atomic_load_n(&h->buckets[i], __ATOMIC_RELAXED);
     }
     return n;
 }
@@ -155,7 +157,14 @@ void log_histogram_percentiles(const LogHistogram *h, const uint32_t *ppm,
                                size_t n, uint64_t lo, uint64_t hi,
                                uint64_t *out)
 {
-    uint64_t total = log_histogram_count(h);
+    /* Writers may be adding: work on one copy so the ranks and the
+     * cumulative counts agree. */
+    uint32_t b[LOG_HISTOGRAM_BUCKETS];
+    uint64_t total = 0;
+    for (size_t i = 0; i < LOG_HISTOGRAM_BUCKETS; i++) {
+        b[i] = __atomic_load_n(&h->buckets[i], __ATOMIC_RELAXED);
+        total += b[i];
+    }
 
     for (size_t k = 0; k < n; k++) {
         if (total == 0) {
@@ -171,7 +180,7 @@ void log_histogram_percentiles(const LogHistogram *h, const uint32_t *ppm,
         uint64_t cum = 0;
         size_t i = 0;
         for (; i < LOG_HISTOGRAM_BUCKETS; i++) {
-            cum += h->buckets[i];
+            cum += b[i];
             if (cum >= rank) {
                 break;
             }

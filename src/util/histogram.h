@@ -16,9 +16,14 @@
  *   above.  A bucket is at most 6.25% wide, and reporting its midpoint is
  *   within 3.2% of any value in it.  Buckets are 32-bit and saturate (not
  *   wrap): a histogram belongs to a time window that is emptied
- *   regularly.  Not thread-safe: the caller serialises writers and
- *   readers (block/accounting.c does it under the same short lock as the
- *   window it belongs to).
+ *   regularly.  Adding and reading use relaxed atomic operations, so
+ *   writers and readers may run at once (a reader sees each bucket
+ *   exactly, not all buckets at the same instant); clearing races with
+ *   nothing only if the caller keeps writers off the histogram being
+ *   cleared (block/accounting.c clears only the spare slot of a window).
+ *   Saturation is checked before the increment, so with k threads adding
+ *   to a bucket at UINT32_MAX - k at once it could still wrap: that needs
+ *   4 billion latencies in one bucket of one window generation.
  */
 #ifndef STRATA_UTIL_HISTOGRAM_H
 #define STRATA_UTIL_HISTOGRAM_H
@@ -66,8 +71,8 @@ size_t log_histogram_index(uint64_t value);
  * computes its bucket once. */
 static inline void log_histogram_add_at(LogHistogram *h, size_t index)
 {
-    if (h->buckets[index] != UINT32_MAX) {
-        h->buckets[index]++;
+    if (__atomic_load_n(&h->buckets[index], __ATOMIC_RELAXED) != UINT32_MAX) {
+        __atomic_fetch_add(&h->buckets[index], 1, __ATOMIC_RELAXED);
     }
 }
 /* Smallest value of bucket i, and one past its largest (UINT64_MAX for

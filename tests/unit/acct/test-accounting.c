@@ -550,6 +550,166 @@ static void test_threads(void **state)
     block_acct_free(acct);
 }
 
+/* Lock-free completions while an injected clock rolls the windows over:
+ * every call of the clock moves time by CLOCK_STEP, so the 1 s interval
+ * (4/3 s windows) expires a few times during the run. */
+#define ROLL_THREADS 4
+#define ROLL_PER_THREAD 100000
+#define CLOCK_STEP INT64_C(10000)
+
+static _Atomic int64_t roll_clock_ns;
+static _Thread_local int64_t roll_last_ns;   /* what this thread was told */
+static atomic_bool roll_frozen;
+
+static int64_t roll_clock(void *opaque)
+{
+    if (atomic_load(&roll_frozen)) {
+        roll_last_ns = atomic_load(&roll_clock_ns);
+    } else {
+        roll_last_ns = atomic_fetch_add(&roll_clock_ns, CLOCK_STEP) + CLOCK_STEP;
+    }
+    return roll_last_ns;
+}
+
+typedef struct RollResult {
+    BlockAcct *acct;
+    uint64_t total_latency, min_latency, max_latency;
+} RollResult;
+
+static void *roll_hammer(void *opaque)
+{
+    RollResult *r = opaque;
+    r->min_latency = UINT64_MAX;
+    for (int i = 0; i < ROLL_PER_THREAD; i++) {
+        BlockAcctCookie c;
+        block_acct_start(r->acct, &c, BLOCK_ACCT_WRITE, 4096);
+        int64_t start = c.start_ns;
+        block_acct_done(r->acct, &c);
+        /* done read the clock exactly once: that is the completion time */
+        uint64_t lat = (uint64_t)(roll_last_ns - start);
+        r->total_latency += lat;
+        r->min_latency = lat < r->min_latency ? lat : r->min_latency;
+        r->max_latency = lat > r->max_latency ? lat : r->max_latency;
+    }
+    return NULL;
+}
+
+static void check_timed_op(const BlockAcctTimedOp *w, uint64_t min_lat,
+                           uint64_t max_lat)
+{
+    if (w->count == 0) {
+        assert_int_equal(w->min_ns, 0);
+        assert_int_equal(w->max_ns, 0);
+        return;
+    }
+    assert_true(w->min_ns >= min_lat && w->max_ns <= max_lat);
+    assert_true(w->min_ns <= w->max_ns);
+    for (int k = 0; k < BLOCK_ACCT_NPERCENTILES; k++) {
+        assert_true(w->percentile_ns[k] >= w->min_ns);
+        assert_true(w->percentile_ns[k] <= w->max_ns);
+    }
+}
+
+static void test_threads_rolling_windows(void **state)
+{
+    BlockAcctOptions o;
+    block_acct_options_init(&o);
+    const uint32_t iv[] = { 1, 3600 };
+    o.intervals = iv;
+    o.n_intervals = 2;
+    o.clock = roll_clock;
+    atomic_store(&roll_frozen, false);
+    atomic_store(&roll_clock_ns, T0);
+    BlockAcct *acct = block_acct_new(&o, NULL);
+    assert_non_null(acct);
+    const uint64_t b1[] = { 20000, 40000 };
+    block_acct_set_latency_histogram(acct, BLOCK_ACCT_WRITE,
+                                     latency_bins_new(b1, 2, NULL));
+
+    RollResult res[ROLL_THREADS];
+    pthread_t th[ROLL_THREADS];
+    for (int i = 0; i < ROLL_THREADS; i++) {
+        res[i] = (RollResult){ .acct = acct };
+        pthread_create(&th[i], NULL, roll_hammer, &res[i]);
+    }
+    /* Readers and histogram swaps run alongside (the control path). */
+    for (int i = 0; i < 200; i++) {
+        BlockAcctTimedStats ts;
+        block_acct_get_timed_stats(acct, 0, &ts);
+        assert_true(ts.op[BLOCK_ACCT_WRITE].min_ns <=
+                    ts.op[BLOCK_ACCT_WRITE].max_ns);
+        if (i == 100) {
+            const uint64_t b2[] = { 30000 };
+            block_acct_set_latency_histogram(acct, BLOCK_ACCT_WRITE,
+                                             latency_bins_new(b2, 1, NULL));
+        }
+        json_decref(block_acct_query(acct, 0));
+    }
+    for (int i = 0; i < ROLL_THREADS; i++) {
+        pthread_join(th[i], NULL);
+    }
+    atomic_store(&roll_frozen, true);
+    int64_t end = atomic_load(&roll_clock_ns);
+    /* The run covered several periods of the 1 s interval. */
+    assert_true(end - T0 > 4 * INT64_C(1333333333));
+
+    uint64_t total_lat = 0, min_lat = UINT64_MAX, max_lat = 0;
+    for (int i = 0; i < ROLL_THREADS; i++) {
+        total_lat += res[i].total_latency;
+        min_lat = res[i].min_latency < min_lat ? res[i].min_latency : min_lat;
+        max_lat = res[i].max_latency > max_lat ? res[i].max_latency : max_lat;
+    }
+    const uint64_t n = (uint64_t)ROLL_THREADS * ROLL_PER_THREAD;
+    BlockAcctStats st;
+    block_acct_get_stats(acct, &st);
+    assert_int_equal(st.op[BLOCK_ACCT_WRITE].ops, n);
+    assert_int_equal(st.op[BLOCK_ACCT_WRITE].bytes, n * 4096);
+    assert_int_equal(st.op[BLOCK_ACCT_WRITE].total_time_ns, total_lat);
+    assert_int_equal(st.op[BLOCK_ACCT_WRITE].in_flight, 0);
+    assert_int_equal(st.idle_time_ns, 0);
+
+    uint64_t c[64], total = 0;
+    const uint64_t *bounds;
+    size_t nb = block_acct_prometheus_bounds(&bounds);
+    block_acct_get_latency_buckets(acct, BLOCK_ACCT_WRITE, c);
+    for (size_t i = 0; i <= nb; i++) {
+        total += c[i];
+    }
+    assert_int_equal(total, n);
+
+    /* The 3600 s interval never rolled: it holds every completion, with
+     * the exact min, max and sum. */
+    BlockAcctTimedStats ts;
+    block_acct_get_timed_stats(acct, 1, &ts);
+    const BlockAcctTimedOp *lw = &ts.op[BLOCK_ACCT_WRITE];
+    assert_int_equal(lw->count, n);
+    assert_int_equal(lw->min_ns, min_lat);
+    assert_int_equal(lw->max_ns, max_lat);
+    assert_int_equal(lw->avg_ns, total_lat / n);
+    check_timed_op(lw, min_lat, max_lat);
+
+    /* The 1 s interval rolled: its older window holds between half and
+     * all of one period's completions, within the run's extremes. */
+    block_acct_get_timed_stats(acct, 0, &ts);
+    const BlockAcctTimedOp *sw = &ts.op[BLOCK_ACCT_WRITE];
+    assert_true(sw->count > 0 && sw->count < n);
+    check_timed_op(sw, min_lat, max_lat);
+
+    /* After both windows expire, the next values are all there is: the
+     * resets left nothing of the earlier generations behind. */
+    atomic_store(&roll_clock_ns, end + 2 * INT64_C(1333333333));
+    BlockAcctCookie ck;
+    block_acct_start(acct, &ck, BLOCK_ACCT_WRITE, 1);
+    atomic_fetch_add(&roll_clock_ns, 7777);
+    block_acct_done(acct, &ck);
+    block_acct_get_timed_stats(acct, 0, &ts);
+    assert_int_equal(sw->count, 1);
+    assert_int_equal(sw->min_ns, 7777);
+    assert_int_equal(sw->max_ns, 7777);
+    assert_int_equal(sw->avg_ns, 7777);
+    block_acct_free(acct);
+}
+
 /* block-export-add's stats-* members, from QMP (JSON values) and from
  * the command line (keyval strings). */
 static void test_new_from_args(void **state)
@@ -626,6 +786,7 @@ int main(void)
         cmocka_unit_test(test_json_shape),
         cmocka_unit_test(test_percentiles_off),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_threads_rolling_windows),
         cmocka_unit_test(test_new_from_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
