@@ -48,13 +48,14 @@ typedef struct AcctOp {
     LatencyBins *prom;          /* fixed bounds, lock-free counting */
 
     /* block-latency-histogram-set: swapped atomically by the control
-     * path.  The one it replaces is kept in retired_hist and freed at the
-     * next set (or at close), so a completion that loaded the pointer
-     * just before the swap still counts into live memory: we rely on no
-     * completion spanning two histogram-set commands between loading the
-     * pointer and its one increment. */
+     * path.  Replaced histograms are kept until the accounting object is
+     * freed (when no request can be in flight), so a completion that
+     * loaded the pointer just before a swap always counts into live
+     * memory, however long it is delayed.  They are small and sets are
+     * rare, so keeping them costs little. */
     _Atomic(LatencyBins *) user_hist;
-    LatencyBins *retired_hist;  /* under BlockAcct.control_lock */
+    LatencyBins **retired_hist; /* under BlockAcct.control_lock */
+    size_t n_retired;
     TimedAverage *win;          /* [acct->n_intervals] */
     /* HISTS_PER_INTERVAL per interval; NULL until the first latency so
      * idle types cost nothing. */
@@ -261,7 +262,10 @@ void block_acct_free(BlockAcct *acct)
         AcctOp *op = &acct->op[t];
         latency_bins_free(op->prom);
         latency_bins_free(atomic_load(&op->user_hist));
-        latency_bins_free(op->retired_hist);
+        for (size_t i = 0; i < op->n_retired; i++) {
+            latency_bins_free(op->retired_hist[i]);
+        }
+        free(op->retired_hist);
         free(atomic_load(&op->hists));
         free(op->win);
     }
@@ -446,12 +450,20 @@ void block_acct_set_latency_histogram(BlockAcct *acct, BlockAcctType type,
     }
     AcctOp *op = &acct->op[type];
     pthread_mutex_lock(&acct->control_lock);
+    LatencyBins **grown = realloc(op->retired_hist,
+                                  (op->n_retired + 1) * sizeof(*grown));
+    if (!grown) {
+        /* Without room to retire the old one safely, keep it in place. */
+        pthread_mutex_unlock(&acct->control_lock);
+        latency_bins_free(lb);
+        return;
+    }
+    op->retired_hist = grown;
     LatencyBins *old = atomic_exchange_explicit(&op->user_hist, lb,
                                                 memory_order_acq_rel);
-    /* The histogram replaced last time has had a whole command's time
-     * for its last completions to finish (see AcctOp.user_hist). */
-    latency_bins_free(op->retired_hist);
-    op->retired_hist = old;
+    if (old) {
+        op->retired_hist[op->n_retired++] = old;
+    }
     pthread_mutex_unlock(&acct->control_lock);
 }
 

@@ -25,8 +25,9 @@
  * timed windows roll over by a CAS on their expiration (see
  * util/timed-average.h for what a completion racing with a rollover may
  * see); the QEMU histogram is an atomic pointer swapped by
- * block_acct_set_latency_histogram, the replaced one freed at the next
- * set or at free.  Readers never stop writers: a query sees each counter
+ * block_acct_set_latency_histogram, the replaced ones kept until
+ * block_acct_free so a delayed completion never counts into freed
+ * memory.  Readers never stop writers: a query sees each counter
  * exactly, not all of them at one instant.
  */
 #ifndef STRATA_BLOCK_ACCOUNTING_H
