@@ -12,17 +12,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../test-tmpdir.h"
 #include "block/block_core.h"
 #include "util/keyval.h"
 
 #include "filefmt.h"
 
-static char dir[] = "/tmp/strata-test-file-XXXXXX";
 
 static char *path(const char *name)
 {
     static char buf[256];
-    snprintf(buf, sizeof(buf), "%s/%s", dir, name);
+    snprintf(buf, sizeof(buf), "%s/%s", test_dir, name);
     return buf;
 }
 
@@ -398,18 +398,6 @@ static void test_errors(void **state)
     json_decref(o);
 }
 
-static int setup(void **state)
-{
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    return system(cmd);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -420,5 +408,5 @@ int main(void)
         cmocka_unit_test(test_direct),
         cmocka_unit_test(test_errors),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, test_tmpdir_setup, test_tmpdir_teardown);
 }

@@ -12,19 +12,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../test-tmpdir.h"
 #include "block/block_core.h"
 #include "util/keyval.h"
 
 #include "filefmt.h"
 
-static char dir[] = "/tmp/strata-test-open-XXXXXX";
 
 static char *path(const char *name)
 {
     static char buf[4][256];
     static int n;
     char *b = buf[n++ % 4];
-    snprintf(b, 256, "%s/%s", dir, name);
+    snprintf(b, 256, "%s/%s", test_dir, name);
     return b;
 }
 
@@ -367,18 +367,6 @@ static void test_json_filename_and_probe(void **state)
     error_free(err);
 }
 
-static int setup(void **state)
-{
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    return system(cmd);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -388,5 +376,5 @@ int main(void)
         cmocka_unit_test(test_backing_loop),
         cmocka_unit_test(test_json_filename_and_probe),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, test_tmpdir_setup, test_tmpdir_teardown);
 }
