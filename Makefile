@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # strata front door.  `make demo` and `make check` work on a fresh Debian
 # machine as root: they install what is missing, build, and run.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Runs every side-by-side benchmark with its defaults, one after another
 # (they must not share the machine with each other).  Not part of the
 # tests: each prints medians and ratios.

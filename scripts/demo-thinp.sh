@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The thin-provisioning loop, live (part of `make demo`): a guest fills a
 # thin disk whose volume starts at 16 MiB; stratad fires write-threshold
 # events, strata-thinp extends the volume by 8 MiB chunks and re-arms, and

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # strata's main job on a generated example: a thin qcow2 disk on a
 # template, served over NBD by stratad, written by a real client, then
 # inspected offline.  Run by `make demo`.

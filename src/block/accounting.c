@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - block I/O accounting (see accounting.h for the rules). */
 #include "block/accounting.h"
 

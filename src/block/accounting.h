@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - block I/O accounting (QEMU's BlockAcctStats, plus percentiles).
  *
  * One BlockAcct counts the requests seen at one place: an export (what the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - the block layer: a graph of named nodes and one I/O entry
  * point per operation.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - block-layer internals shared by graph.c, open.c, io.c,
  * status.c and the built-in drivers.  Not for users of the block layer
  * (they use block.h) nor for format drivers (block_int.h). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - what block drivers and the block layer core share.
  *
  * A driver is a `const BlockDriver` with designated initializers,

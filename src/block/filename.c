@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - node file names as QEMU's bdrv_refresh_filename makes them.
  *
  * A node's `filename` is a plain name when opening that name (probing

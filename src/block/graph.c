@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - the node graph: names, registration, references, events.
  *
  * Nodes are kept in creation order in a singly linked list under the

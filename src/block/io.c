@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - the I/O entry points.
  *
  * Every request, whoever makes it, passes through here once:

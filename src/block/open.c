@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - opening nodes: generic options, children, backing chains,
  * images the way qemu-img opens them, creation and resizing. */
 #include <errno.h>

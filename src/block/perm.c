@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - users' permissions on nodes, as QEMU's BlockBackend perms.
  *
  * QEMU computes every node's permissions from its parents; what other

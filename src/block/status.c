@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - block status of one node and through a backing chain. */
 #include <errno.h>
 #include <string.h>

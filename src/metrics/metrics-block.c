@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - Prometheus samples for block I/O accounting and node sizes. */
 #include "metrics/metrics-block.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - Prometheus samples for block I/O accounting and node sizes.
  *
  * Collectors (stratad's, per export and per node) call these; the metric

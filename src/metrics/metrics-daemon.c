@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - stratad's /metrics: what the daemon reports, per export (what
  * the client sees) and per node (what it costs, plus the sizes a thin
  * provisioning manager watches).  Families: docs/metrics.md. */

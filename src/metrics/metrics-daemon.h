@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - stratad's /metrics: the endpoint started by --metrics and the
  * collector that reports every export and every node. */
 #ifndef STRATA_METRICS_METRICS_DAEMON_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - Prometheus text exposition format 0.0.4 writer.
  *
  * Samples are kept per family and printed family by family at the end,

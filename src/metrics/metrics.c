@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - the /metrics HTTP server and the collector registry.
  *
  * We bind the listening socket ourselves (unix or inet) and hand it to

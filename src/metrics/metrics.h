@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - Prometheus /metrics endpoint.
  *
  * One HTTP server per process (libmicrohttpd, its own thread) serves

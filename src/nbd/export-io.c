@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - running one NBD request on an export's node.
  *
  * nbd_export_do_request() is the single path every transmission request

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - an export's error policy: the hold queue behind a paused
  * export (see export-policy.h).
  *

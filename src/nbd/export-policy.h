@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - an export's error policy (QEMU's werror/rerror): under
  * "stop" (any I/O error) or "enospc" (ENOSPC only) a failing request is
  * held instead of failed, the export pauses, and `cont` or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - the registry of NBD block exports: block-export-add/del,
  * query-block-exports, and the lookups the handshake uses.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - NBD fixed-newstyle handshake (option haggling).
  *
  * Behaviour and reply texts match qemu-storage-daemon 7.2: the option

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - what the NBD server's files share: exports, connections and
  * the request that travels from the receiving thread to a worker.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - NBD server and block exports: the C API used by the stratad
  * command line (--nbd-server, --export) and by the QMP commands
  * (nbd-server-start/stop, block-export-add/del, query-block-exports).

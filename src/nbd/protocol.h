@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - NBD wire protocol constants (NetworkBlockDevice doc/proto.md)
  * and big-endian field helpers.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - the NBD server: listening sockets (unix, inet), the accept
  * thread, one thread per connection, and nbd-server-start/stop.
  */

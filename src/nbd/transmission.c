@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - NBD transmission phase: one receiving thread per connection
  * reads requests (and write payloads) and hands them to a small pool of
  * worker threads that call the export and send the reply under the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - whole-buffer socket I/O for the NBD server.
  *
  * Sends use MSG_NOSIGNAL so a client that vanished gives -EPIPE instead

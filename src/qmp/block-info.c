@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - BlockDeviceInfo / ImageInfo (see block-info.h). */
 #include "qmp/block-info.h"
 

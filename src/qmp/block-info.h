@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - QEMU's BlockDeviceInfo and ImageInfo for a node
  * (query-named-block-nodes). */
 #ifndef STRATA_QMP_BLOCK_INFO_H

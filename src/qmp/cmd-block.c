@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - QMP block graph commands: blockdev-add, blockdev-del,
  * query-named-block-nodes.  Nodes added here or by --blockdev are
  * "owned by the monitor": the monitor holds a reference until

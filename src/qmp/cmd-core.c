@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - QMP commands of the monitor itself: qmp_capabilities,
  * query-version, query-commands, quit. */
 #include "qmp/qmp-args.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - QMP NBD server and export commands: nbd-server-start,
  * nbd-server-stop, block-export-add, block-export-del,
  * query-block-exports.  Arguments are checked here with QEMU's texts;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - QMP commands of the export error policy: QEMU's `cont`
  * (resumes every paused export), strata's `block-export-resume {id}`,
  * and the check that makes `quit` refuse while requests are held. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - QMP I/O statistics: query-blockstats and
  * block-latency-histogram-set.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - QMP thin-provisioning commands: block-set-write-threshold and
  * block_resize (QEMU's), query-block-allocation (strata's).
  *

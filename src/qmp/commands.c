@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - the QMP command registry. */
 #include "qmp/qmp-internal.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - QMP wire formatting of JSON values. */
 #include "qmp/qmp-internal.h"
 

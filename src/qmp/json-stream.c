@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - QMP stream framing (see json-stream.h). */
 #include "qmp/json-stream.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - splits a QMP byte stream into JSON values, as QEMU does.
  *
  * Bytes arrive in arbitrary pieces.  A lexer tracks strings and counts

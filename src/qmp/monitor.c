@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - QMP monitor sockets, clients and events (see monitor.h). */
 #include "qmp/monitor.h"
 

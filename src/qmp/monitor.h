@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - the QMP monitor service of stratad: listening sockets,
  * clients, and event broadcast, all on the main thread's poll loop.
  *

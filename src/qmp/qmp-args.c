@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - QMP argument checking (see qmp-args.h). */
 #include "qmp/qmp-args.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - QMP argument checking with QEMU's error texts.
  *
  * A command describes its arguments with a table of QmpArgSpec; the

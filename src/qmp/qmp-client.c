@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - a QMP client (see qmp-client.h). */
 #include "qmp/qmp-client.h"
 

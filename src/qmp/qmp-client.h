@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - a QMP client (strata-ctl, strata-thinp, tests).
  *
  * Speaks to a QMP server on a unix socket: reads the greeting,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - what the QMP monitor's files share (not for other modules). */
 #ifndef STRATA_QMP_QMP_INTERNAL_H
 #define STRATA_QMP_QMP_INTERNAL_H

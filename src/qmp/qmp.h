@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - QMP monitor: command registry and events.
  *
  * Command handlers run on the main thread.  A handler receives the

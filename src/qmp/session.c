@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - the QMP protocol for one client: greeting, capabilities
  * negotiation, request checking and dispatch, replies. */
 #include "qmp/qmp-internal.h"

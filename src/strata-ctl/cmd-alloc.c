@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-ctl alloc: space use of every node at a glance. */
 #include "strata-ctl/ctl.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-ctl events: prints QMP events as they arrive. */
 #include "strata-ctl/ctl.h"
 

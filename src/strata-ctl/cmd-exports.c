@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-ctl exports: the block exports as a table. */
 #include "strata-ctl/ctl.h"
 

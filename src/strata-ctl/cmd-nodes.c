@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-ctl nodes: the block node graph as a table. */
 #include "strata-ctl/ctl.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-ctl qmp COMMAND [JSON-ARGS]: one raw QMP command. */
 #include "strata-ctl/ctl.h"
 

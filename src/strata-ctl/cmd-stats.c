@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-ctl stats: I/O rates and latency per export and per node, from
  * query-blockstats.  Rates need two samples: the command reads the
  * statistics, waits --interval seconds (--watch N: N seconds between

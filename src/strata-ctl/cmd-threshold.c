@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-ctl threshold: arm (or clear) a node's write threshold. */
 #include "strata-ctl/ctl.h"
 

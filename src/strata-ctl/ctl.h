@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-ctl - shared declarations: the QMP client, output helpers and
  * one entry point per subcommand. */
 #ifndef STRATA_CTL_CTL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-ctl - human command line over stratad's QMP socket. */
 #include <getopt.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-ctl - tables and JSON on stdout. */
 #include "strata-ctl/ctl.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img check [-q] [-f fmt] [--output=human|json] [-r leaks|all] [-U]
  *                  filename
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img commit [-q] [-f fmt] [-b base] [-d] [-p] filename
  *
  * Copies what the top image and the layers above base define into base,

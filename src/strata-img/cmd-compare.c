@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img compare [-f fmt] [-F fmt] [-p] [-q] [-s] [-U] file1 file2
  *
  * Exit codes as qemu-img: 0 identical, 1 different, 2 an image could

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img convert [-U] [-c] [-p] [-q] [-n] [-f fmt] [-t cache]
  *     [-O output_fmt] [-B backing [-F backing_fmt]] [-o options]
  *     [-S sparse_size] [-m workers] [-W] [--target-is-zero]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img create [-q] [-f fmt] [-b backing [-F backing_fmt]] [-u]
  *                   [-o options] filename [size]
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img info [-f fmt] [--output=human|json] [--backing-chain] [-U]
  *                 filename
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img map [-f fmt] [--output=human|json] [--start-offset=off]
  *                [--max-length=len] [-U] filename
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img rebase [-U] [-q] [-f fmt] [-p] [-u] -b backing [-F fmt]
  *                   filename
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img resize [-f fmt] [--preallocation=mode] [-q] [--shrink]
  *                   filename [+|-]size
  */

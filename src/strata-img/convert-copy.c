@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img - the parallel copy engine behind convert.
  *
  * One thread hands out chunks (under a lock) from the block status of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img - the parallel copy engine behind convert. */
 #ifndef STRATA_IMG_CONVERT_COPY_H
 #define STRATA_IMG_CONVERT_COPY_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img - opening a backing chain with chosen layers writable.
  *
  * block_open_image() opens the backing chain read-only, which is what

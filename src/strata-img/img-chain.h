@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img - discovering a backing chain and opening it with chosen
  * layers writable (commit writes into a backing layer). */
 #ifndef STRATA_IMG_CHAIN_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img - helpers shared by the subcommands. */
 #include <errno.h>
 #include <stdarg.h>

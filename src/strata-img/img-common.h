@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img - what the subcommands share: argument errors, opening
  * images the way qemu-img does, output formats, progress, JSON output.
  */

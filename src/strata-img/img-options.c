@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img - image creation options as qemu-img presents them: the
  * option list per format (for -o help and for validating names before
  * anything is printed) and the "Formatting ..." line.

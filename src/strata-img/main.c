@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img - offline image tool, a drop-in for qemu-img's create,
  * info, check, map, compare, convert, rebase, commit and resize. */
 #include <stdio.h>

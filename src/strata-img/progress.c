@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img - the -p progress line, printed exactly as qemu-img does:
  * "    (42.00/100%)\r", reprinted when it moved by at least min_step
  * percent, and at 0 and 100; the end is a bare newline. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-thinp - what agent.c (daemons, poll loop) and volume.c (the
  * per-volume state machine) share. */
 #ifndef STRATA_THINP_AGENT_INT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-thinp - daemons and the poll loop.
  *
  * One thread.  poll(2) waits on every daemon's QMP socket and every

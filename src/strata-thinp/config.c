@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-thinp - settings from the command line and a key=value file.
  * The same keys serve both: --chunk 1G is chunk=1G in the file. */
 #include <errno.h>

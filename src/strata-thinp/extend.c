@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-thinp - growing a volume.
  *
  * The command template is what production uses (lvextend, a storage

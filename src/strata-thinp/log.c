@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-thinp - one structured line per action:
  *   2026-05-01T10:00:00.123Z action=extend socket=... node=... from=...
  * Values are key=value; the caller quotes values that may hold spaces. */

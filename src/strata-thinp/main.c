@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-thinp - the thin-provisioning agent's command line. */
 #include <getopt.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-thinp - when and by how much to extend (oVirt vdsm's policy). */
 #include <math.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-thinp - the thin-provisioning agent: shared declarations.
  *
  * The agent keeps one QMP connection per stratad, a table of the thin

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-thinp - the per-volume state machine.
  *
  * The races oVirt vdsm hit, and how they are closed here:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* stratad - --chardev socket servers (see chardev.h). */
 #include "stratad/chardev.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* stratad - --chardev: listening unix sockets that monitors attach to. */
 #ifndef STRATAD_CHARDEV_H
 #define STRATAD_CHARDEV_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* stratad - pidfile, daemonizing, signals (see daemon.h). */
 #include "stratad/daemon.h"
 

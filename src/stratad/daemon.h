@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* stratad - process plumbing: pidfile, daemonizing, signals. */
 #ifndef STRATAD_DAEMON_H
 #define STRATAD_DAEMON_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* stratad - the strata storage daemon.
  *
  * Command line: qemu-storage-daemon's syntax for what strata supports,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - scope-based cleanup built on __attribute__((cleanup)).
  *
  * Variables declared with these must be initialised at declaration.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - error objects for control paths (see error.h). */
 #include <errno.h>
 #include <stdarg.h>

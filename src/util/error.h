@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - error objects for control paths.
  *
  * Control paths (open, QMP, CLI) return bool or a pointer and fill an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - cross-thread queue into the poll loop. */
 #include "util/event-queue.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - hands items from any thread to the poll loop's thread.
  *
  * A mutex-protected FIFO plus an eventfd watched by the poll loop: push

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - QEMU's dotted key=value syntax and typed option access.
  *
  * Error texts are QEMU 7.2's (observed with qemu-storage-daemon): string

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - QEMU's dotted key=value option syntax, and typed option access.
  *
  * "driver=qcow2,file.driver=file,file.filename=a,,b.img" becomes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - diagnostic log lines to stderr (see log.h). */
 #include <pthread.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - diagnostic log lines to stderr. */
 #ifndef STRATA_UTIL_LOG_H
 #define STRATA_UTIL_LOG_H

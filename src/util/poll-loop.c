@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - the main thread's poll loop. */
 #include "util/poll-loop.h"
 

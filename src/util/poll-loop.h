@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - the main thread's poll loop: file descriptors and timers.
  *
  * Single-threaded: every function except poll_loop_quit must be called

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - JSON text in QEMU's QDict member order (see qdict-json.h). */
 #include "util/qdict-json.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - JSON text exactly as QEMU's qobject_to_json writes a QDict.
  *
  * QEMU shows some objects to users as text: "json:{...}" filenames in

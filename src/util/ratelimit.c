@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - byte-rate limiter (see ratelimit.h).
  *
  * A virtual clock: every caller books the interval its bytes need at the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - a byte-rate limiter shared by threads (convert -r, and later
  * job speeds). */
 #ifndef STRATA_UTIL_RATELIMIT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - stream socket setup (see sockets.h). */
 #include "util/sockets.h"
 

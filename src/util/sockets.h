@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - stream socket setup shared by every listener and client.
  *
  * Returned descriptors are SOCK_CLOEXEC; flags may add SOCK_NONBLOCK.

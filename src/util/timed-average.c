@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - min/max/average over a sliding time interval (see header). */
 #include "util/timed-average.h"
 

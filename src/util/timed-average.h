@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - min/max/average of values over a sliding time interval.
  *
  * Same semantics as QEMU's TimedAverage (util/timed-average.c), which

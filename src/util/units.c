@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - sizes as users write them and as qemu-img prints them. */
 #include <ctype.h>
 #include <errno.h>

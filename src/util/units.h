@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - sizes as users write them ("10G", "64k") and as we print them. */
 #ifndef STRATA_UTIL_UNITS_H
 #define STRATA_UTIL_UNITS_H

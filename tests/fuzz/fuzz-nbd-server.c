@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* libFuzzer target: the fuzz input is everything a client sends on one
  * NBD connection (handshake and transmission).  The connection handler
  * runs on this thread against an in-memory 1 MiB node exported writable

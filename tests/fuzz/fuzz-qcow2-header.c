@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* libFuzzer target: qcow2_header_decode must reject any malformed header
  * with an error (never crash), and whatever it accepts must encode and
  * decode again to the same header. */

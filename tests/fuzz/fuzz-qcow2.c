@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - libFuzzer target for the qcow2 driver: the input is an image
  * file.  It is opened read-write without its backing chain, then read,
  * written, block-status'ed, zeroed, discarded and closed.  Any crash,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* libFuzzer target: QMP stream framing, request checks and dispatch.
  *
  * Input byte 0 picks whether the session is negotiated first and how

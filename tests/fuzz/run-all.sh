@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Runs every built libFuzzer target over its seed corpus, then for
 # FUZZ_SECONDS more on new inputs (kept in a temporary directory so the
 # checked-in corpus does not change).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Helpers for the I/O accounting tests: a stratad with a raw image, a
 blkdebug fault-injection filter and NBD exports, plus /metrics scraping.
 

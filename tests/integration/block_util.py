@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Helpers for the block-layer integration tests (locking, file/raw).
 
 LockHolder starts a process that keeps an image open (stratad or

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Shared fixtures for strata's integration tests.
 
 Binaries come from the build directory named by $STRATA_BUILD (default:

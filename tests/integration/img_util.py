@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Helpers for strata-img's integration tests: running strata-img beside
 qemu-img (the reference), patterned data, and qcow2 header surgery."""
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Helpers for the NBD integration tests: a raw-socket NBD client that
 shows the exact bytes a server sends, and launchers for strata's NBD
 server and for qemu-storage-daemon as the reference peer."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Helpers for the qcow2 engine's integration tests.
 
 The engine is driven by tests/unit/qcow2/qcow2-io-tool (a minimal

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Helpers for the qcow2meta integration tests: build images with
 qemu-img/qemu-io, damage their metadata with struct (offsets from QEMU's
 docs/interop/qcow2.txt), and run `check` with strata-img and qemu-img on

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """A small QMP client and daemon launcher for strata's integration tests.
 
 Reusable by every area:

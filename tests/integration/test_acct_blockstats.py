@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """query-blockstats with exact numbers: a known workload from a raw NBD
 client (including out-of-range, unaligned, read-only and injected-error
 requests) and from qemu-io, counted per export and per node."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """block-latency-histogram-set (QEMU's arguments, bins and errors),
 the Prometheus endpoint (promtool, agreement with QMP) and
 strata-ctl stats."""

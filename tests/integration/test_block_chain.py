@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Backing chains opened by the block layer: relative names, loops,
 and block status through the chain compared with qemu-img."""
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """The file/host_device driver on a block device (loop devices over
 sparse files): size from BLKGETSIZE64, write-zeroes by BLKZEROOUT or by
 unmapping, BLKDISCARD with discard=unmap, O_DIRECT with 512- and

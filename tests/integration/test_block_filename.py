@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Node file names as QEMU's bdrv_refresh_filename builds them: a plain
 name when opening it rebuilds the node, else "json:{...}" in QEMU's text.
 Checked against qemu-img info and qemu-storage-daemon's

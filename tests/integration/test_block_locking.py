@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Image locking: strata and QEMU each see the other as "another process
 using the image", at QEMU's lock bytes (qemu-compat.md section 5)."""
 import pytest

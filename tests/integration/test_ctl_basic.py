@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """strata-ctl: the human CLI over stratad's QMP socket."""
 import json
 import subprocess

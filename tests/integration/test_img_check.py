@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """strata-img check against qemu-img check: outputs, JSON and exit codes
 on clean images, leaked clusters and corruptions, and repair."""
 import json

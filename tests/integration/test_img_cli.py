@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """strata-img command line: create's output line, -o help, help/version,
 and qemu-img's answers to bad arguments (exit 1, never a crash)."""
 import json

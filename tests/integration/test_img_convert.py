@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """strata-img convert and the qcow2 interop matrix: images made by
 strata-img and by qemu-img, v2/v3, cluster sizes, refcount widths,
 backing files and compression, checked with qemu-img check/compare."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """strata-img info and map against qemu-img: JSON output must be equal
 (key order aside) for raw and qcow2, with and without backing files."""
 import os

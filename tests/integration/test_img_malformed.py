@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Malformed images: strata-img gives a clear one-line error and exit
 code 1 (never a crash: a signal exit fails the test), and images held
 by qemu-storage-daemon are refused unless -U."""

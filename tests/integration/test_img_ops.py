@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """strata-img compare, rebase, commit and resize against qemu-img."""
 import json
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """strata's NBD server with the real clients: qemu-img, qemu-io, nbdinfo,
 nbdcopy, python3 nbd (libnbd) and fio."""
 import errno

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Data-dependent NBD replies, strata against qemu-storage-daemon on the
 same images: block status chunks (base:allocation and
 qemu:allocation-depth) over 2- and 3-layer qcow2 chains and a sparse raw

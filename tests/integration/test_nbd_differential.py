@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """The same NBD scenario against qemu-storage-daemon and strata: the
 handshake replies, export flags, block status and error replies must be
 byte-for-byte the same."""

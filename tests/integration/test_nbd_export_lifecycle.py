@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Exports with clients attached, strata against qemu-storage-daemon over
 QMP: block-export-del in safe and hard mode, nbd-server-stop, and what
 the NBD client sees meanwhile.  Replies, errors and events must match."""

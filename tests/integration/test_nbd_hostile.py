@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Hostile and broken NBD clients: the server stays up, other clients keep
 working, and shutdown never hangs because of a client."""
 import socket

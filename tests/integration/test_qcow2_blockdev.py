@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """qcow2 on a block device (a loop device over a sparse file): the image
 ends where its metadata says, not at the end of the device, so new
 clusters are appended right after the last one in use and the highest

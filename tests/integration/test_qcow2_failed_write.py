@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """A qcow2 cluster allocation whose data write fails is given back: no
 leaked cluster for qemu-img check, and the retried (or next) write
 allocates the same host clusters a write that never failed would have

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """qcow2 engine against the real qemu-img: images made by qemu-img are
 opened and written by strata, then `qemu-img check` must be clean and
 `qemu-img compare` must match a raw reference built from a byte model."""

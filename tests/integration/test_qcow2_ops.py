@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """qcow2 driver operations reached through strata-img: resize (truncate),
 rebase -u (change_backing_file), commit (make_empty), info."""
 import json

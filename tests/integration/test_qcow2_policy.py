@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """qcow2 open policy and corruption handling: what strata refuses, what
 it repairs, and how it stops a write that would overwrite metadata."""
 import struct

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """strata-img check against qemu-img check on damaged qcow2 images.
 
 Each image is made by qemu-img/qemu-io, damaged with struct, and copied;

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """strata-img create -f qcow2 against qemu-img create: for the same
 options and size the two files must be byte-identical (header, feature
 table, refcount table and blocks, L1 table, preallocated L2 tables and

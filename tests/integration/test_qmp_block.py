@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """QMP block graph and export commands of stratad: blockdev-add/del,
 query-named-block-nodes, NBD server and exports, events to every
 negotiated client, and strata-ctl's tables over a real graph."""

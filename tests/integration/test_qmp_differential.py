@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """The same scripted QMP exchange against qemu-storage-daemon and stratad;
 the replies must match once version strings, timestamps and implicit
 node names are normalised.  Skipped when qsd is not installed."""

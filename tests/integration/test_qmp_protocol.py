@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """QMP wire protocol of stratad: framing, negotiation, id echo, every
 input error text QEMU 7.2 gives, streaming parser, several clients."""
 import json

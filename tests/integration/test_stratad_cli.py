@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """stratad's command line: qemu-storage-daemon's syntax and error texts,
 pidfile, signals and quit with full cleanup."""
 import os

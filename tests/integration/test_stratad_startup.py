@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """stratad's startup gate: a client that connects as soon as the NBD
 socket exists must find every --export of the command line, as with
 qemu-storage-daemon (which accepts only once its command line is done)."""

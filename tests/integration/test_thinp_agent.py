@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """strata-thinp end to end: a client writes patterned data through NBD
 while the agent keeps the volume under the image ahead of it.  The
 regular-file tests mark the image's node with --volume (physical = the

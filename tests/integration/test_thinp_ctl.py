@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """strata-ctl threshold and alloc against a live stratad."""
 import json
 import os

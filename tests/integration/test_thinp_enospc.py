@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """The thin-provisioning acceptance, end to end on loop devices: a qcow2
 image on a 64 MiB loop device, exported by stratad (werror=enospc, the
 default), a client writing patterned data as fast as it can.  With

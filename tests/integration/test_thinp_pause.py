@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Export error policy (werror/rerror): a failing request is held, the
 export pauses with one BLOCK_IO_ERROR, later requests queue behind it,
 and cont / block-export-resume retry in order.  Faults come from the

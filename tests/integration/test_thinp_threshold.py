@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """QEMU's write threshold, side by side: the same scenario against
 qemu-storage-daemon and stratad must give the same events and replies.
 The image is a qcow2 file; proto0 is its file node, fmt0 the qcow2 node

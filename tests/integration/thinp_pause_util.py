@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Helpers for the pause-on-error tests: stratad with its log in a file
 (a paused daemon logs, and nobody reads a pipe while a test waits), a
 blkdebug graph that fails chosen writes with ENOSPC or EIO, and

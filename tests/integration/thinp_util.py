@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """Helpers for the thin-provisioning tests: daemons serving a qcow2 image
 through a named protocol node, qemu-io over NBD, loop devices that are
 always detached, and the strata-thinp agent as a managed process."""

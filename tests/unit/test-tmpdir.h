@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* A scratch directory for one cmocka test program: created by the group
  * setup, removed with everything in it by the group teardown. */
 #ifndef STRATA_TESTS_TMPDIR_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - file driver: resizing and creating files, with QEMU's
  * preallocation modes and messages. */
 #include <errno.h>

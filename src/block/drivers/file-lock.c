@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - image locking compatible with QEMU's file-posix driver.
  *
  * QEMU expresses "I use permission P" as a shared OFD read lock on byte

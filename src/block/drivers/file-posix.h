@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - pieces of the file driver shared between its source files. */
 #ifndef STRATA_BLOCK_DRIVERS_FILE_POSIX_H
 #define STRATA_BLOCK_DRIVERS_FILE_POSIX_H

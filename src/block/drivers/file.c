@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - the "file" protocol driver (also "host_device"): regular
  * files and block devices, with QEMU-compatible image locking. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - fault injection: QEMU's "blkdebug" filter driver, the subset
  * that injects I/O errors, with QEMU's option names and meaning, so the
  * same --blockdev line works on qemu-storage-daemon:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - the "raw" format driver: the file's bytes, optionally a
  * window of them (offset, size), with QEMU's raw-format options and
  * messages. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests: BlockAcct rules (QEMU's block/accounting.c), timed stats,
  * percentiles, histograms and the query-blockstats JSON, all with exact
  * numbers from an injected clock. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests: QEMU latency bins and the log-linear percentile histogram. */
 #include <stdarg.h>
 #include <stddef.h>

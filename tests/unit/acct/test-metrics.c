@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests: Prometheus text writer, the /metrics HTTP server (fetched
  * with a hand-written HTTP GET) and promtool's verdict on what we serve. */
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests: TimedAverage windows, with QEMU's exact semantics. */
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Pieces shared by the unit tests' toy format drivers, which keep their
  * data in a "file" child opened by the real file driver. */
 #ifndef STRATA_TESTS_FILEFMT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* An in-memory block driver for unit tests of the block-layer core.
  *
  * Options: size (bytes), align (request_alignment), max-transfer,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests for the file and raw drivers through the public API. */
 #include <setjmp.h>
 #include <stdarg.h>

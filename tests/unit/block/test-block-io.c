@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests for the I/O entry points (block/io.c) and block status
  * (block/status.c) with an in-memory test driver. */
 #include <setjmp.h>

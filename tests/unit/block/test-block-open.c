@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests for block/open.c and block/graph.c: generic options with
  * QEMU's messages, node names, backing chains, json: filenames. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* In-memory block node (see memnode.h). */
 #include <errno.h>
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* An in-memory block node for NBD tests and the fuzz target: data lives
  * in a buffer, allocation is tracked per 64 KiB chunk so block status
  * and sparse reads have holes to report. */

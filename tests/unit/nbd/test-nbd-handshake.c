@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests for the NBD handshake and wire helpers: a client speaks to
  * nbd_conn_serve() over a socketpair.  No export exists, so these cover
  * the option haggling that does not need a block node. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The NBD server end to end with libnbd as the client, over a unix
  * socket, against in-memory nodes: export flags, every command, block
  * status, sparse reads, read-only refusal, export deletion rules and

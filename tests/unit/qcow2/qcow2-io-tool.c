@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - qcow2-io-tool: a minimal qemu-io for tests.
  *
  *   qcow2-io-tool [-r] [-n] [-f FMT] IMAGE 'CMD ARGS' ...

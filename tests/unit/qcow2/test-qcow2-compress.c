@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - unit tests of qcow2 cluster compression with per-thread
  * reused streams: many clusters through one thread's contexts, both
  * formats interleaved, a malformed cluster not poisoning the next one,

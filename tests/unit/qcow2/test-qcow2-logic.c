@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - unit tests of the qcow2 engine's pure logic: refcount entry
  * packing, compressed descriptors, L2 entry types, the table cache's
  * LRU, and the metadata overlap set. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests: qcow2 check and repair through the driver's check callback
  * on images made by qcow2_create and damaged with pwrite (no QEMU tools
  * needed; the integration tests compare with qemu-img). */

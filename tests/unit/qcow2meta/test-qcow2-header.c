@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests: qcow2 header codec on qemu-img-made headers and on
  * headers damaged on purpose (QEMU's messages where it has one). */
 #include <setjmp.h>

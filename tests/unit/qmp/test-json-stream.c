@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests: QMP stream framing and QEMU-worded parse errors. */
 #include <stdarg.h>
 #include <stddef.h>

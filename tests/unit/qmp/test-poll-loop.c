@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests: poll loop fds and timers, and the cross-thread queue. */
 #include <stdarg.h>
 #include <stddef.h>

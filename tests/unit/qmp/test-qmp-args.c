@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests: QMP argument checking with QEMU's error texts. */
 #include <stdarg.h>
 #include <stddef.h>

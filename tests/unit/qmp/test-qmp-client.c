@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests: the QMP client against a fake server on a socketpair.  The
  * fake server's lines are written before the client reads, so every
  * exchange is deterministic and single-threaded. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests: the QMP protocol of one client (negotiation, request
  * checks, id echo, reply layout), without sockets. */
 #include <stdarg.h>

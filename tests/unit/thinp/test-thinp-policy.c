@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-thinp's arithmetic (vdsm's policy) and settings parser. */
 #include <setjmp.h>
 #include <stdarg.h>

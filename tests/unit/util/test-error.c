@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests for util/error.c. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests for keyval_parse and the typed option getters. */
 #include <setjmp.h>
 #include <stdarg.h>

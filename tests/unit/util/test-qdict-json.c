@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* QEMU's QDict text: the member order and escapes qobject_to_json uses
  * (expected strings observed from qemu-storage-daemon 7.2). */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests: listening and connecting stream sockets (util/sockets.h). */
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Unit tests for parse_size / format_size / parse_uint (util/units.c). */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - qcow2 table cache: an LRU of cluster-sized tables (L2 tables
  * or refcount blocks) kept in their on-disk (big-endian) form, looked up
  * through a hash of host offsets.  All calls happen under the image lock.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - qcow2 check/repair internals shared by qcow2-check.c (driver
  * entry, refcount comparison, OFLAG_COPIED), qcow2-check-walk.c (counting
  * references), qcow2-check-snapshots.c (snapshot table, bitmaps) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - qcow2 check: the in-memory refcount table and the rebuild of
  * the refcount structures from it ("Rebuilding refcount structure").
  *

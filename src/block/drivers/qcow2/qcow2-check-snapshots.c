@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - qcow2 check: the structures beside the active tables that
  * hold references too: the internal snapshot table (each snapshot's L1
  * table is walked like the active one) and persistent dirty bitmaps

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - qcow2 check: counting the references to every host cluster.
  *
  * Walks the header, the active L1 table and its L2 tables (with the

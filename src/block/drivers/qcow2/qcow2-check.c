@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - qcow2 consistency check and repair (qemu-img check semantics).
  *
  * The references counted by qcow2-check-walk.c are compared with the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - qcow2 guest-to-host mapping: L2 entry decoding, L1/L2
  * lookup through the L2 cache, L2 table and L1 table allocation, and
  * block status.

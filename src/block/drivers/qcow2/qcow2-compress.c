@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - qcow2 compressed clusters: zlib raw deflate (window bits 12,
  * as QEMU writes them) and zstd frames, selected by the header's
  * compression_type.  Compressed data is followed on disk by whatever

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - qcow2 creation layout (see qcow2-create-layout.h).
  *
  * A small in-memory model of the refcount structures replays the order

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - where qcow2 image creation puts each structure.
  *
  * The layout is computed in memory, without touching the file, by

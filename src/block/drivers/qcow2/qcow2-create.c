@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - qcow2 image creation (block_create("qcow2", ...)).
  *
  * Options are spelled as `qemu-img create -o` spells them, and refused

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - qcow2 on-disk format (QEMU docs/interop/qcow2.txt).
  *
  * Everything on disk is big-endian.  struct Qcow2Header is the decoded,

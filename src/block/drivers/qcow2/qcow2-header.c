@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - qcow2 header codec (see qcow2-format.h).
  *
  * Layout follows QEMU docs/interop/qcow2.txt.  Error messages reuse

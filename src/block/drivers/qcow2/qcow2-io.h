@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - helpers private to the qcow2 I/O engine's own files. */
 #ifndef STRATA_QCOW2_IO_H
 #define STRATA_QCOW2_IO_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - qcow2: loading the header and tables, the open policy (what
  * strata refuses to open, and why) and the driver's open options.
  */

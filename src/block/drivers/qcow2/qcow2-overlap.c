@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - qcow2 metadata overlap check.
  *
  * Every write to the image file is checked against the set of host

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - qcow2 refcounts: entry packing for every width (1..64 bits),
  * refcount block lookup and allocation, refcount table growth, and
  * cluster allocation at the end of the image.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - qcow2 data path: reads, writes with allocation and
  * copy-on-write, compressed clusters, and in-flight allocation tracking.
  *

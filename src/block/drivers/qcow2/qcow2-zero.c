@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - qcow2 write-zeroes, discard and make-empty: rewriting L2
  * entries of whole clusters, as QEMU 7.2 does:
  *  - write-zeroes sets the v3 zero flag; with MAY_UNMAP (and always for

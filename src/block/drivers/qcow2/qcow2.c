@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - the qcow2 driver: open policy and options, close, flush,
  * header updates, corruption handling, and the BlockDriver table.
  */
