@@ -63,8 +63,17 @@ typedef struct AcctOp {
     _Atomic(LogHistogram *) hists;
 } __attribute__((aligned(64))) AcctOp;
 
+/* Per origin: the sums a rate controller needs (see accounting.h). */
+typedef struct AcctOriginOp {
+    atomic_uint_fast64_t bytes;
+    atomic_uint_fast64_t ops;
+    atomic_uint_fast64_t failed;
+    atomic_uint_fast64_t total_time_ns;
+} AcctOriginOp;
+
 struct BlockAcct {
     AcctOp op[BLOCK_ACCT__MAX];
+    AcctOriginOp origin[BLOCK_ORIGIN__MAX][BLOCK_ACCT__MAX];
     _Atomic int64_t last_access_ns;     /* INT64_MIN: never */
     atomic_bool account_invalid;
     atomic_bool account_failed;
@@ -297,13 +306,41 @@ static void touch_last_access(BlockAcct *acct, int64_t now)
     }
 }
 
+BlockAcctType block_req_acct_type(BlockReqType type)
+{
+    switch (type) {
+    case BLOCK_REQ_READ:
+        return BLOCK_ACCT_READ;
+    case BLOCK_REQ_WRITE:
+    case BLOCK_REQ_WRITE_ZEROES:
+        return BLOCK_ACCT_WRITE;
+    case BLOCK_REQ_DISCARD:
+        return BLOCK_ACCT_UNMAP;
+    case BLOCK_REQ_FLUSH:
+        return BLOCK_ACCT_FLUSH;
+    case BLOCK_REQ_CACHE:
+    case BLOCK_REQ_STATUS:
+    case BLOCK_REQ__MAX:
+        break;
+    }
+    return BLOCK_ACCT_NONE;
+}
+
 void block_acct_start(BlockAcct *acct, BlockAcctCookie *cookie,
                       BlockAcctType type, uint64_t bytes)
+{
+    block_acct_start_origin(acct, cookie, type, bytes, BLOCK_ORIGIN_CLIENT);
+}
+
+void block_acct_start_origin(BlockAcct *acct, BlockAcctCookie *cookie,
+                             BlockAcctType type, uint64_t bytes,
+                             BlockOrigin origin)
 {
     if (!type_valid(type)) {
         cookie->type = BLOCK_ACCT_NONE;
         return;
     }
+    cookie->origin = origin < BLOCK_ORIGIN__MAX ? origin : BLOCK_ORIGIN_CLIENT;
     cookie->type = type;
     cookie->bytes = bytes;
     cookie->start_ns = acct_now(acct);
@@ -386,16 +423,23 @@ static void account_one(BlockAcct *acct, BlockAcctCookie *cookie, bool failed)
     bool timed = !failed || atomic_load_explicit(&acct->account_failed,
                                                  memory_order_relaxed);
 
+    AcctOriginOp *oop = &acct->origin[cookie->origin][type];
     atomic_fetch_sub_explicit(&op->in_flight, 1, memory_order_relaxed);
     if (failed) {
         atomic_fetch_add_explicit(&op->failed, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&oop->failed, 1, memory_order_relaxed);
     } else {
         atomic_fetch_add_explicit(&op->bytes, cookie->bytes,
                                   memory_order_relaxed);
         atomic_fetch_add_explicit(&op->ops, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&oop->bytes, cookie->bytes,
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&oop->ops, 1, memory_order_relaxed);
     }
     if (timed) {
         atomic_fetch_add_explicit(&op->total_time_ns, latency,
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&oop->total_time_ns, latency,
                                   memory_order_relaxed);
         touch_last_access(acct, now);
         latency_bins_add(op->prom, latency);
@@ -503,6 +547,24 @@ void block_acct_get_stats(BlockAcct *acct, BlockAcctStats *out)
                                                 memory_order_relaxed);
     out->account_failed = atomic_load_explicit(&acct->account_failed,
                                                memory_order_relaxed);
+}
+
+void block_acct_get_origin_stats(BlockAcct *acct, BlockOrigin origin,
+                                 BlockAcctOpStats out[BLOCK_ACCT__MAX])
+{
+    memset(out, 0, sizeof(BlockAcctOpStats) * BLOCK_ACCT__MAX);
+    if (origin >= BLOCK_ORIGIN__MAX) {
+        return;
+    }
+    for (int t = BLOCK_ACCT_NONE + 1; t < BLOCK_ACCT__MAX; t++) {
+        AcctOriginOp *o = &acct->origin[origin][t];
+        out[t].bytes = atomic_load_explicit(&o->bytes, memory_order_relaxed);
+        out[t].ops = atomic_load_explicit(&o->ops, memory_order_relaxed);
+        out[t].failed_ops = atomic_load_explicit(&o->failed,
+                                                 memory_order_relaxed);
+        out[t].total_time_ns = atomic_load_explicit(&o->total_time_ns,
+                                                    memory_order_relaxed);
+    }
 }
 
 size_t block_acct_interval_count(const BlockAcct *acct)

@@ -39,6 +39,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "block/block.h"
 #include "util/error.h"
 #include "util/histogram.h"
 
@@ -51,6 +52,10 @@ typedef enum BlockAcctType {
     BLOCK_ACCT__MAX,
 } BlockAcctType;
 
+/* How a generic request is counted: write-zeroes as a write, discard as
+ * unmap; cache and block status are not counted (NONE). */
+BlockAcctType block_req_acct_type(BlockReqType type);
+
 /* "read", "write", "flush", "unmap" (Prometheus op label); NULL for NONE. */
 const char *block_acct_type_name(BlockAcctType type);
 
@@ -61,6 +66,7 @@ typedef struct BlockAcctCookie {
     int64_t start_ns;
     uint64_t bytes;
     BlockAcctType type;
+    BlockOrigin origin;
 } BlockAcctCookie;
 
 /* Monotonic nanoseconds.  Injectable so tests control time. */
@@ -108,6 +114,11 @@ void block_acct_free(BlockAcct *acct);
  * exactly one of done/failed ends it (a second call is ignored). */
 void block_acct_start(BlockAcct *acct, BlockAcctCookie *cookie,
                       BlockAcctType type, uint64_t bytes);
+/* start for a request of a given origin: the per-origin counters (see
+ * block_acct_get_origin_stats) count it too. */
+void block_acct_start_origin(BlockAcct *acct, BlockAcctCookie *cookie,
+                             BlockAcctType type, uint64_t bytes,
+                             BlockOrigin origin);
 void block_acct_done(BlockAcct *acct, BlockAcctCookie *cookie);
 void block_acct_failed(BlockAcct *acct, BlockAcctCookie *cookie);
 void block_acct_invalid(BlockAcct *acct, BlockAcctType type);
@@ -163,6 +174,14 @@ typedef struct BlockAcctTimedStats {
     uint32_t interval_length;    /* seconds, as configured */
     BlockAcctTimedOp op[BLOCK_ACCT__MAX];
 } BlockAcctTimedStats;
+
+/* The part of the counters above that requests of one origin made:
+ * bytes, ops, failed_ops and total_time_ns (the other members are 0).
+ * Kept for every BlockAcct at the cost of a few relaxed atomics per
+ * request; the origins of the requests an export counts are all
+ * BLOCK_ORIGIN_CLIENT. */
+void block_acct_get_origin_stats(BlockAcct *acct, BlockOrigin origin,
+                                 BlockAcctOpStats out[BLOCK_ACCT__MAX]);
 
 size_t block_acct_interval_count(const BlockAcct *acct);
 /* i < block_acct_interval_count(), in configuration order. */

@@ -28,6 +28,47 @@ typedef struct BlockNode BlockNode;
 #define BLOCK_REQ_MAY_UNMAP   0x2 /* zeroes: may deallocate the range */
 #define BLOCK_REQ_NO_FALLBACK 0x4 /* zeroes: -ENOTSUP rather than writing
                                      a buffer of zeroes (NBD FAST_ZERO) */
+#define BLOCK_REQ_METADATA    0x8 /* a format driver's own metadata I/O:
+                                     accounted as BLOCK_ORIGIN_METADATA,
+                                     with every request it makes below */
+
+/* ---- what a request is and who sent it ---- */
+
+/* The generic request types a user runs.  Error policy (user.h) and
+ * accounting are keyed on these, never on a protocol's commands. */
+typedef enum BlockReqType {
+    BLOCK_REQ_READ,
+    BLOCK_REQ_WRITE,
+    BLOCK_REQ_WRITE_ZEROES,
+    BLOCK_REQ_DISCARD,
+    BLOCK_REQ_FLUSH,
+    BLOCK_REQ_CACHE,          /* read ahead; moves no data to the user */
+    BLOCK_REQ_STATUS,         /* block status; never an I/O error */
+    BLOCK_REQ__MAX,
+} BlockReqType;
+
+/* True for the types whose failures fall under the read error policy. */
+bool block_req_is_read(BlockReqType type);
+
+/* Who a request is for.  Node accounting keeps the origins apart, so a
+ * job's copying can be told from its clients' I/O on the same node and a
+ * rate controller can read the clients' latency without its own. */
+typedef enum BlockOrigin {
+    BLOCK_ORIGIN_CLIENT,      /* an export's client, or a tool's own I/O */
+    BLOCK_ORIGIN_JOB,         /* a block job */
+    BLOCK_ORIGIN_METADATA,    /* a format driver's metadata */
+    BLOCK_ORIGIN__MAX,
+} BlockOrigin;
+
+/* "client", "job", "metadata". */
+const char *block_origin_name(BlockOrigin origin);
+
+/* The origin of the requests this thread makes from now on; returns the
+ * previous one so callers can restore it.  Requests a driver makes on
+ * its children while serving one inherit it (unless they carry
+ * BLOCK_REQ_METADATA).  The default is BLOCK_ORIGIN_CLIENT. */
+BlockOrigin block_origin_set(BlockOrigin origin);
+BlockOrigin block_origin_current(void);
 
 /* ---- block status flags (same values and meaning as QEMU's) ---- */
 #define BLOCK_STATUS_DATA         0x01 /* reads come from this node's file */
@@ -83,6 +124,7 @@ void block_node_ref(BlockNode *bs);
 void block_node_unref(BlockNode *bs);
 const char *block_node_name(const BlockNode *bs);
 const char *block_node_driver_name(const BlockNode *bs);
+bool block_node_is_read_only(const BlockNode *bs);
 
 /* Calls fn for every node in the graph (in creation order) under the
  * graph read lock; stops early when fn returns false. */

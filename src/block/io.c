@@ -250,32 +250,55 @@ static void write_done(BlockNode *bs, uint64_t offset, uint64_t bytes)
  * are counted with io_acct_invalid().  QEMU's rules (accounting.h):
  * write-zeroes counts as a write, discard as unmap.  A request that waits
  * (drain, write tracker) is timed from its start, so what is reported is
- * the latency its caller saw. */
-typedef enum IoAcctType { IO_ACCT_READ, IO_ACCT_WRITE, IO_ACCT_ZERO,
-                          IO_ACCT_DISCARD, IO_ACCT_FLUSH } IoAcctType;
-typedef struct IoAcct { BlockAcctCookie cookie; } IoAcct;
+ * the latency its caller saw.  Each request is also counted under the
+ * origin this thread runs as (block_origin_set), or METADATA when the
+ * driver marked it so. */
+typedef struct IoAcct {
+    BlockAcctCookie cookie;
+    BlockOrigin saved_origin;
+} IoAcct;
 
-static BlockAcctType io_acct_type(IoAcctType type)
+static __thread BlockOrigin cur_origin;
+
+BlockOrigin block_origin_set(BlockOrigin origin)
 {
-    switch (type) {
-    case IO_ACCT_READ:
-        return BLOCK_ACCT_READ;
-    case IO_ACCT_WRITE:
-    case IO_ACCT_ZERO:
-        return BLOCK_ACCT_WRITE;
-    case IO_ACCT_DISCARD:
-        return BLOCK_ACCT_UNMAP;
-    case IO_ACCT_FLUSH:
-        return BLOCK_ACCT_FLUSH;
-    }
-    return BLOCK_ACCT_NONE;
+    BlockOrigin prev = cur_origin;
+    cur_origin = origin < BLOCK_ORIGIN__MAX ? origin : BLOCK_ORIGIN_CLIENT;
+    return prev;
 }
 
-static inline void io_acct_start(BlockNode *bs, IoAcct *a, IoAcctType type,
-                                 uint64_t bytes)
+bool block_req_is_read(BlockReqType type)
 {
+    return type == BLOCK_REQ_READ || type == BLOCK_REQ_CACHE;
+}
+
+BlockOrigin block_origin_current(void)
+{
+    return cur_origin;
+}
+
+const char *block_origin_name(BlockOrigin origin)
+{
+    static const char *const names[BLOCK_ORIGIN__MAX] = {
+        [BLOCK_ORIGIN_CLIENT] = "client",
+        [BLOCK_ORIGIN_JOB] = "job",
+        [BLOCK_ORIGIN_METADATA] = "metadata",
+    };
+    return origin < BLOCK_ORIGIN__MAX ? names[origin] : "client";
+}
+
+/* Metadata requests switch the thread's origin for as long as they run,
+ * so what the driver does below them is metadata too. */
+static inline void io_acct_start(BlockNode *bs, IoAcct *a, BlockReqType type,
+                                 uint64_t bytes, int flags)
+{
+    a->saved_origin = cur_origin;
+    if (flags & BLOCK_REQ_METADATA) {
+        cur_origin = BLOCK_ORIGIN_METADATA;
+    }
     if (bs->acct) {
-        block_acct_start(bs->acct, &a->cookie, io_acct_type(type), bytes);
+        block_acct_start_origin(bs->acct, &a->cookie,
+                                block_req_acct_type(type), bytes, cur_origin);
     } else {
         a->cookie.type = BLOCK_ACCT_NONE;
     }
@@ -283,6 +306,7 @@ static inline void io_acct_start(BlockNode *bs, IoAcct *a, IoAcctType type,
 
 static inline void io_acct_done(BlockNode *bs, IoAcct *a, int ret)
 {
+    cur_origin = a->saved_origin;
     if (!bs->acct) {
         return;
     }
@@ -293,10 +317,10 @@ static inline void io_acct_done(BlockNode *bs, IoAcct *a, int ret)
     }
 }
 
-static inline void io_acct_invalid(BlockNode *bs, IoAcctType type)
+static inline void io_acct_invalid(BlockNode *bs, BlockReqType type)
 {
     if (bs->acct) {
-        block_acct_invalid(bs->acct, io_acct_type(type));
+        block_acct_invalid(bs->acct, block_req_acct_type(type));
     }
 }
 
@@ -489,7 +513,7 @@ int block_read(BlockNode *bs, uint64_t offset, uint64_t bytes, void *buf,
 {
     int ret = check_request(bs, offset, bytes, false);
     if (ret < 0) {
-        io_acct_invalid(bs, IO_ACCT_READ);
+        io_acct_invalid(bs, BLOCK_REQ_READ);
         return ret;
     }
     if (bytes == 0) {
@@ -497,7 +521,8 @@ int block_read(BlockNode *bs, uint64_t offset, uint64_t bytes, void *buf,
     }
     block_io_begin(bs);
     IoAcct acct;
-    io_acct_start(bs, &acct, IO_ACCT_READ, bytes);
+    io_acct_start(bs, &acct, BLOCK_REQ_READ, bytes, flags);
+    flags &= ~BLOCK_REQ_METADATA;
 
     uint64_t align = bs->request_alignment;
     if (align > 1 && needs_rmw(bs, offset, bytes)) {
@@ -525,7 +550,7 @@ int block_read(BlockNode *bs, uint64_t offset, uint64_t bytes, void *buf,
 
 /* Common front half of modifying requests. */
 static int write_prepare(BlockNode *bs, uint64_t offset, uint64_t bytes,
-                         IoAcctType type)
+                         BlockReqType type)
 {
     int ret = check_request(bs, offset, bytes, true);
     if (ret < 0) {
@@ -552,14 +577,15 @@ static int write_flags(BlockNode *bs, int flags)
 int block_write(BlockNode *bs, uint64_t offset, uint64_t bytes,
                 const void *buf, int flags)
 {
-    int ret = write_prepare(bs, offset, bytes, IO_ACCT_WRITE);
+    int ret = write_prepare(bs, offset, bytes, BLOCK_REQ_WRITE);
     if (ret < 0 || bytes == 0) {
         return ret;
     }
     block_io_begin(bs);
     check_write_threshold(bs, offset, bytes);
     IoAcct acct;
-    io_acct_start(bs, &acct, IO_ACCT_WRITE, bytes);
+    io_acct_start(bs, &acct, BLOCK_REQ_WRITE, bytes, flags);
+    flags &= ~BLOCK_REQ_METADATA;
     flags = write_flags(bs, flags);
 
     if (bs->request_alignment > 1) {
@@ -587,14 +613,15 @@ int block_write(BlockNode *bs, uint64_t offset, uint64_t bytes,
 int block_write_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,
                        int flags)
 {
-    int ret = write_prepare(bs, offset, bytes, IO_ACCT_ZERO);
+    int ret = write_prepare(bs, offset, bytes, BLOCK_REQ_WRITE_ZEROES);
     if (ret < 0 || bytes == 0) {
         return ret;
     }
     block_io_begin(bs);
     check_write_threshold(bs, offset, bytes);
     IoAcct acct;
-    io_acct_start(bs, &acct, IO_ACCT_ZERO, bytes);
+    io_acct_start(bs, &acct, BLOCK_REQ_WRITE_ZEROES, bytes, flags);
+    flags &= ~BLOCK_REQ_METADATA;
     flags = write_flags(bs, flags);
     /* As QEMU: a node opened with discard=ignore never deallocates. */
     if (bs->discard != BLOCK_DISCARD_UNMAP) {
@@ -648,7 +675,7 @@ int block_write_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,
 
 int block_discard(BlockNode *bs, uint64_t offset, uint64_t bytes)
 {
-    int ret = write_prepare(bs, offset, bytes, IO_ACCT_DISCARD);
+    int ret = write_prepare(bs, offset, bytes, BLOCK_REQ_DISCARD);
     if (ret < 0 || bytes == 0) {
         return ret;
     }
@@ -660,7 +687,7 @@ int block_discard(BlockNode *bs, uint64_t offset, uint64_t bytes)
     block_io_begin(bs);
     check_write_threshold(bs, offset, bytes);
     IoAcct acct;
-    io_acct_start(bs, &acct, IO_ACCT_DISCARD, bytes);
+    io_acct_start(bs, &acct, BLOCK_REQ_DISCARD, bytes, 0);
 
     ret = 0;
     if (bs->drv->pdiscard) {
@@ -722,7 +749,7 @@ int block_flush(BlockNode *bs)
 {
     block_io_begin(bs);
     IoAcct acct;
-    io_acct_start(bs, &acct, IO_ACCT_FLUSH, 0);
+    io_acct_start(bs, &acct, BLOCK_REQ_FLUSH, 0, 0);
     int ret = block_flush_nogate(bs);
     io_acct_done(bs, &acct, ret);
     block_io_end(bs);
@@ -732,7 +759,7 @@ int block_flush(BlockNode *bs)
 int block_write_compressed(BlockNode *bs, uint64_t offset, uint64_t bytes,
                            const void *buf)
 {
-    int ret = write_prepare(bs, offset, bytes, IO_ACCT_WRITE);
+    int ret = write_prepare(bs, offset, bytes, BLOCK_REQ_WRITE);
     if (ret < 0 || bytes == 0) {
         return ret;
     }
@@ -742,7 +769,7 @@ int block_write_compressed(BlockNode *bs, uint64_t offset, uint64_t bytes,
     block_io_begin(bs);
     check_write_threshold(bs, offset, bytes);
     IoAcct acct;
-    io_acct_start(bs, &acct, IO_ACCT_WRITE, bytes);
+    io_acct_start(bs, &acct, BLOCK_REQ_WRITE, bytes, 0);
     ret = bs->drv->pwrite_compressed(bs, offset, bytes, buf);
     if (ret == 0) {
         write_done(bs, offset, bytes);

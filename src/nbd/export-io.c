@@ -12,8 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "block/accounting.h"
-#include "block/block_int.h"
+#include "block/user.h"
 #include "nbd/nbd-int.h"
 #include "nbd/protocol.h"
 #include "util/cleanup.h"
@@ -319,54 +318,62 @@ static int validate(NbdExport *exp, NbdRequest *req)
     return 0;
 }
 
-/* Per-export accounting: what the client asked for, as QEMU's device
- * models count it.  BLOCK_STATUS and CACHE move no data for the client
- * and are not counted. */
-static BlockAcctType acct_type(uint16_t type)
+/* What an NBD command is to the block layer's request policy and
+ * accounting.  Per-export accounting counts what the client asked for, as
+ * QEMU's device models do: BLOCK_STATUS and CACHE move no data for the
+ * client and are not counted; a fast zero the storage cannot do is an
+ * answer, not an error. */
+static BlockReqType req_type(uint16_t type)
 {
     switch (type) {
     case NBD_CMD_READ:
-        return BLOCK_ACCT_READ;
+        return BLOCK_REQ_READ;
     case NBD_CMD_WRITE:
+        return BLOCK_REQ_WRITE;
     case NBD_CMD_WRITE_ZEROES:
-        return BLOCK_ACCT_WRITE;
+        return BLOCK_REQ_WRITE_ZEROES;
     case NBD_CMD_TRIM:
-        return BLOCK_ACCT_UNMAP;
+        return BLOCK_REQ_DISCARD;
     case NBD_CMD_FLUSH:
-        return BLOCK_ACCT_FLUSH;
+        return BLOCK_REQ_FLUSH;
+    case NBD_CMD_CACHE:
+        return BLOCK_REQ_CACHE;
     default:
-        return BLOCK_ACCT_NONE;
+        return BLOCK_REQ_STATUS;
     }
 }
 
 static int run_request(NbdExport *exp, NbdRequest *req);
 
+typedef struct RunCtx {
+    NbdExport *exp;
+    NbdRequest *req;
+} RunCtx;
+
+/* A retry after resume runs the whole request again, with a fresh
+ * error message. */
+static int run_ctx(void *opaque)
+{
+    RunCtx *c = opaque;
+    c->req->errmsg = NULL;
+    return run_request(c->exp, c->req);
+}
+
 int nbd_export_do_request(NbdExport *exp, NbdRequest *req)
 {
-    BlockAcctType at = exp->acct ? acct_type(req->type) : BLOCK_ACCT_NONE;
+    BlockReqType type = req_type(req->type);
 
     req->errmsg = NULL;
     int ret = validate(exp, req);
     if (ret < 0) {
         /* Rejected before any I/O: out of range, read-only, bad flags. */
-        if (at != BLOCK_ACCT_NONE) {
-            block_acct_invalid(exp->acct, at);
-        }
+        block_user_invalid(exp->user, type);
         return ret;
     }
-    if (at == BLOCK_ACCT_NONE) {
-        return export_policy_run(&exp->policy, exp, req, run_request);
-    }
-    BlockAcctCookie cookie;
-    block_acct_start(exp->acct, &cookie, at,
-                     at == BLOCK_ACCT_FLUSH ? 0 : req->len);
-    ret = export_policy_run(&exp->policy, exp, req, run_request);
-    if (ret < 0) {
-        block_acct_failed(exp->acct, &cookie);
-    } else {
-        block_acct_done(exp->acct, &cookie);
-    }
-    return ret;
+    int flags = (req->flags & NBD_CMD_FLAG_FAST_ZERO) ? BLOCK_REQ_NO_FALLBACK
+                                                      : 0;
+    RunCtx c = { exp, req };
+    return block_user_run(exp->user, type, flags, req->len, run_ctx, &c);
 }
 
 static int run_request(NbdExport *exp, NbdRequest *req)

@@ -15,11 +15,12 @@
 #include <time.h>
 
 #include "block/accounting.h"
-#include "block/block_int.h"
+#include "block/user.h"
 #include "nbd/nbd-int.h"
 #include "nbd/protocol.h"
 #include "util/cleanup.h"
 #include "util/keyval.h"
+#include "util/log.h"
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t registry_cond = PTHREAD_COND_INITIALIZER;
@@ -65,11 +66,7 @@ static void export_free_unlinked(NbdExport *exp)
 
 static void export_free(NbdExport *exp)
 {
-    block_node_del_perm(exp->bs, export_perm(exp->writable),
-                        EXPORT_SHARED_PERM);
-    block_node_unref(exp->bs);
-    block_acct_free(exp->acct);
-    export_policy_destroy(&exp->policy);
+    block_user_free(exp->user);
     free(exp->id);
     free(exp->name);
     free(exp->description);
@@ -183,7 +180,7 @@ static void export_shutdown_locked(NbdExport *exp)
         return;
     }
     exp->shutting_down = true;
-    export_policy_stop(&exp->policy);
+    block_user_stop(exp->user);
     for (NbdConn *c = exp->clients; c; c = c->exp_next) {
         shutdown(c->fd, SHUT_RDWR);
     }
@@ -234,6 +231,53 @@ static bool get_required_str(json_t *args, const char *key, const char **out,
     return opt_get_str(args, key, NULL, out, errp);
 }
 
+/* strata: the export's error policy, QEMU's BlockdevOnError names
+ * (werror: report, stop, enospc; rerror: report, stop).  Defaults:
+ * werror=enospc, rerror=report, as QEMU's devices. */
+static bool parse_error_policy(json_t *args, BlockErrorAction *werror,
+                               BlockErrorAction *rerror, Error **errp)
+{
+    const unsigned wmask = 1u << BLOCK_ERROR_ACTION_REPORT |
+                           1u << BLOCK_ERROR_ACTION_STOP |
+                           1u << BLOCK_ERROR_ACTION_ENOSPC;
+    const unsigned rmask = 1u << BLOCK_ERROR_ACTION_REPORT |
+                           1u << BLOCK_ERROR_ACTION_STOP;
+    const char *w, *r;
+    if (!opt_get_str(args, "werror", "enospc", &w, errp) ||
+        !opt_get_str(args, "rerror", "report", &r, errp) ||
+        !block_error_action_parse(w, wmask, "werror", werror, errp) ||
+        !block_error_action_parse(r, rmask, "rerror", rerror, errp)) {
+        return false;
+    }
+    json_object_del(args, "werror");
+    json_object_del(args, "rerror");
+    return true;
+}
+
+/* query-block-exports' strata members: "werror", "rerror", "io-status",
+ * "paused", "held-requests", "queued-requests", "pauses", and
+ * "io-error" {"operation", "reason"} while paused. */
+static void export_query_policy(BlockUser *u, json_t *entry)
+{
+    BlockUserStatus st;
+    block_user_get_status(u, &st);
+    json_object_set_new(entry, "werror",
+                        json_string(block_error_action_name(st.werror)));
+    json_object_set_new(entry, "rerror",
+                        json_string(block_error_action_name(st.rerror)));
+    json_object_set_new(entry, "io-status",
+                        json_string(block_io_status_name(st.io_status)));
+    json_object_set_new(entry, "paused", json_boolean(st.paused));
+    json_object_set_new(entry, "held-requests", json_integer(st.held));
+    json_object_set_new(entry, "queued-requests", json_integer(st.queued));
+    json_object_set_new(entry, "pauses", json_integer((json_int_t)st.pauses));
+    if (st.paused) {
+        json_object_set_new(entry, "io-error",
+                            json_pack("{s:s, s:s}", "operation", st.operation,
+                                      "reason", strerror(st.error)));
+    }
+}
+
 static bool check_bitmaps(json_t *bitmaps, Error **errp)
 {
     if (!bitmaps || json_is_null(bitmaps)) {
@@ -262,7 +306,7 @@ bool block_export_add(json_t *args_in, Error **errp)
     bool writable, writethrough, alloc_depth, fixed_iothread;
     BlockNode *bs = NULL;
     BlockAcct *acct = NULL;
-    ExportErrorAction werror, rerror;
+    BlockErrorAction werror, rerror;
     static const char *const types[] = { "nbd", NULL };
     int type_idx;
 
@@ -285,7 +329,7 @@ bool block_export_add(json_t *args_in, Error **errp)
         !opt_get_str(args, "iothread", NULL, &iothread, errp) ||
         !opt_get_bool(args, "fixed-iothread", false, &fixed_iothread, errp) ||
         !block_acct_new_from_args(args, &acct, errp) ||
-        !export_policy_parse(args, &werror, &rerror, errp)) {
+        !parse_error_policy(args, &werror, &rerror, errp)) {
         goto out;
     }
     json_t *bitmaps = json_incref(json_object_get(args, "bitmaps"));
@@ -327,7 +371,7 @@ bool block_export_add(json_t *args_in, Error **errp)
         goto out;
     }
     block_node_ref(bs);
-    if (writable && bs->read_only) {
+    if (writable && block_node_is_read_only(bs)) {
         error_setg(errp, "Cannot export read-only node as writable");
         json_decref(bitmaps);
         goto out;
@@ -377,14 +421,22 @@ bool block_export_add(json_t *args_in, Error **errp)
         export_free_unlinked(exp);
         goto out;
     }
-    if (!block_node_add_perm(bs, export_perm(writable), EXPORT_SHARED_PERM,
-                             errp)) {
+    BlockUserOptions uo = {
+        .id = id,
+        .perm = export_perm(writable),
+        .shared = EXPORT_SHARED_PERM,
+        .werror = werror,
+        .rerror = rerror,
+        .origin = BLOCK_ORIGIN_CLIENT,
+        .acct = acct,
+    };
+    acct = NULL;
+    exp->user = block_user_new(bs, &uo, errp);
+    if (!exp->user) {
         export_free_unlinked(exp);
         goto out;
     }
     exp->bs = bs;
-    bs = NULL;
-    export_policy_init(&exp->policy, werror, rerror);
     /* The exact size, where qsd 7.2 rounds up to a multiple of 512 (its
      * block layer counts sectors).  Checked with a 1000-byte raw file:
      * qsd exports 1024, and a client write into the padding grows the
@@ -398,8 +450,6 @@ bool block_export_add(json_t *args_in, Error **errp)
     exp->writable = writable;
     exp->writethrough = writethrough;
     exp->allocation_depth = alloc_depth;
-    exp->acct = acct;
-    acct = NULL;
     /* As qsd 7.2: flush, FUA and cache always; multi-conn unless the
      * server allows a single connection; trim and the zero commands only
      * when writable. */
@@ -512,7 +562,7 @@ json_t *block_export_query(void)
                                   "type", "nbd", "id", e->id,
                                   "node-name", block_node_name(e->bs),
                                   "shutting-down", e->shutting_down);
-        export_policy_query(&e->policy, entry);
+        export_query_policy(e->user, entry);
         json_array_append_new(list, entry);
     }
     return list;
@@ -534,7 +584,52 @@ void nbd_export_foreach_stats(NbdExportStatsFn *fn, void *opaque)
     size_t n = 0;
     NbdExport **list = nbd_export_list(&n);
     for (size_t i = 0; i < n; i++) {
-        fn(list[i]->id, list[i]->bs, list[i]->acct, opaque);
+        fn(list[i]->id, list[i]->bs, block_user_acct(list[i]->user), opaque);
     }
     nbd_export_list_free(list, n);
+}
+
+bool nbd_export_resume(const char *id, Error **errp)
+{
+    size_t n = 0;
+    bool found = false;
+    NbdExport **list = nbd_export_list(&n);
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(list[i]->id, id)) {
+            found = true;
+            block_user_resume(list[i]->user);
+        }
+    }
+    nbd_export_list_free(list, n);
+    if (!found) {
+        error_setg(errp, "Export '%s' is not found", id);
+    }
+    return found;
+}
+
+/* How long a failed request's worker gets to send its reply after it
+ * has left the queue, before the server closes the connections. */
+#define REPLY_GRACE_NS (100 * 1000 * 1000L)
+
+void nbd_export_fail_held(void)
+{
+    size_t n = 0;
+    bool any = false;
+    NbdExport **list = nbd_export_list(&n);
+    for (size_t i = 0; i < n; i++) {
+        size_t waiting = block_user_stop(list[i]->user);
+        if (waiting) {
+            log_warn("export '%s': stopping with %zu request(s) held; they "
+                     "fail with an error", list[i]->id, waiting);
+            any = true;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        block_user_wait_unheld(list[i]->user);
+    }
+    nbd_export_list_free(list, n);
+    if (any) {
+        struct timespec ts = { 0, REPLY_GRACE_NS };
+        nanosleep(&ts, NULL);
+    }
 }

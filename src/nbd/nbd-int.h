@@ -12,7 +12,6 @@
 #include <sys/uio.h>
 
 #include "block/block.h"
-#include "nbd/export-policy.h"
 #include "nbd/nbd.h"
 
 typedef struct NbdConn NbdConn;
@@ -21,18 +20,16 @@ typedef struct NbdExport {
     char *id;
     char *name;
     char *description;        /* NULL when not set */
-    BlockNode *bs;            /* one reference held */
+    /* The export's use of its node: permissions, werror/rerror with the
+     * hold queue, and what the client sees (query-blockstats, /metrics;
+     * no accounting only when it is off for the benchmark). */
+    struct BlockUser *user;
+    BlockNode *bs;            /* the user's node (the user holds it) */
     uint64_t size;
     uint16_t flags;           /* transmission flags, without DF */
     bool writable;
     bool writethrough;        /* every write is FUA */
     bool allocation_depth;    /* offers qemu:allocation-depth */
-    /* What the client sees (query-blockstats, /metrics); NULL only when
-     * accounting is off for the benchmark.  Set before the export is
-     * published, freed with it. */
-    struct BlockAcct *acct;
-    /* werror/rerror and the hold queue (export-policy.c). */
-    ExportPolicy policy;
 
     /* Guarded by the registry lock (export.c). */
     int refcnt;               /* registry + one per attached client */
@@ -56,6 +53,11 @@ void nbd_export_list_free(NbdExport **list, size_t count);
 /* Deletes every export (nbd-server-stop, shutdown): clients have
  * already been disconnected by the server. */
 void nbd_export_delete_all(void);
+/* Forced stop of every export's error policy, then waits until their
+ * waiting requests have left the hold queues and had a moment to send
+ * their replies, so clients see the errors before the connections
+ * close. */
+void nbd_export_fail_held(void);
 /* max-connections of the running server, for MULTI_CONN (server.c). */
 uint32_t nbd_server_max_connections(void);
 

@@ -42,6 +42,9 @@ bool block_export_del(json_t *args, Error **errp);
 /* query-block-exports result: [{"type", "id", "node-name",
  * "shutting-down"}, ...] */
 json_t *block_export_query(void);
+/* block-export-resume: resumes one export's paused error policy; not
+ * paused is not an error.  Error "Export 'x' is not found". */
+bool nbd_export_resume(const char *id, Error **errp);
 /* True if node_name is used by an export (blockdev-del refuses it). */
 bool block_export_uses_node(const char *node_name);
 

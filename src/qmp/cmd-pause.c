@@ -4,7 +4,8 @@
  * and the check that makes `quit` refuse while requests are held. */
 #include <stdio.h>
 
-#include "nbd/export-policy.h"
+#include "block/user.h"
+#include "nbd/nbd.h"
 #include "qmp/qmp-args.h"
 #include "qmp/qmp-internal.h"
 
@@ -16,7 +17,7 @@ static json_t *cmd_cont(json_t *args, Error **errp)
     if (!qmp_args_check(args, "", no_args, errp)) {
         return NULL;
     }
-    nbd_export_resume_all();
+    block_user_resume_all();
     return json_object();
 }
 
@@ -39,7 +40,7 @@ static json_t *cmd_block_export_resume(json_t *args, Error **errp)
 bool qmp_quit_allowed(Error **errp)
 {
     size_t paused = 0;
-    size_t held = nbd_export_held_requests(&paused);
+    size_t held = block_user_held_requests(&paused);
     if (held == 0) {
         return true;
     }

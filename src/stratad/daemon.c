@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "nbd/export-policy.h"
+#include "block/user.h"
 #include "util/cleanup.h"
 #include "util/log.h"
 
@@ -153,7 +153,7 @@ static void signal_ready(int fd, short revents, void *opaque)
     /* Requests held by paused exports would fail: refuse once, and let
      * a second signal force it (as QMP 'quit' with "force"). */
     static bool refused;
-    size_t paused = 0, held = nbd_export_held_requests(&paused);
+    size_t paused = 0, held = block_user_held_requests(&paused);
     if (held && !refused) {
         refused = true;
         log_warn("%s received while %zu request(s) are held by %zu paused "

@@ -31,6 +31,8 @@ typedef struct MemState {
     /* When gate is set, data callbacks wait until it is cleared. */
     atomic_bool gate;
     atomic_int in_driver;
+    /* When non-zero, writes fail with -fail_write (e.g. ENOSPC). */
+    atomic_int fail_write;
 } MemState;
 
 static bool mem_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
@@ -117,6 +119,10 @@ static int mem_pwrite(BlockNode *bs, uint64_t offset, uint64_t bytes,
                       const void *buf, int flags)
 {
     MemState *s = bs->opaque;
+    int fail = atomic_load(&s->fail_write);
+    if (fail) {
+        return -fail;
+    }
     mem_enter(bs, offset, bytes);
     atomic_fetch_add(&s->n_write, 1);
     if (flags & BLOCK_REQ_FUA) {

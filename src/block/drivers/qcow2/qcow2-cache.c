@@ -229,7 +229,8 @@ int qcow2_cache_get_locked(BlockNode *bs, Qcow2Cache *c, uint64_t offset,
     if (fresh) {
         memset(e->table, 0, c->table_size);
     } else {
-        int ret = block_read(bs->file, offset, c->table_size, e->table, 0);
+        int ret = block_read(bs->file, offset, c->table_size, e->table,
+                             BLOCK_REQ_METADATA);
         if (ret < 0) {
             return ret;
         }

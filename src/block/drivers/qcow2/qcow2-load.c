@@ -28,7 +28,8 @@ static bool read_table(BlockNode *bs, uint64_t offset, uint64_t entries,
         return false;
     }
     if (entries) {
-        int ret = block_read(bs->file, offset, entries * 8, t, 0);
+        int ret = block_read(bs->file, offset, entries * 8, t,
+                             BLOCK_REQ_METADATA);
         if (ret < 0) {
             free(t);
             error_setg_errno(errp, -ret, "Could not read %s", what);
@@ -49,7 +50,7 @@ static bool load_header(BlockNode *bs, Qcow2Header *h, uint8_t **raw,
     uint64_t file_size = block_node_size(bs->file);
     uint8_t first[512] = { 0 };
     size_t len = MIN(file_size, sizeof(first));
-    int ret = block_read(bs->file, 0, len, first, 0);
+    int ret = block_read(bs->file, 0, len, first, BLOCK_REQ_METADATA);
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Could not read qcow2 header");
         return false;
@@ -66,7 +67,7 @@ static bool load_header(BlockNode *bs, Qcow2Header *h, uint8_t **raw,
         error_setg(errp, "Could not allocate memory for the qcow2 header");
         return false;
     }
-    ret = len ? block_read(bs->file, 0, len, buf, 0) : 0;
+    ret = len ? block_read(bs->file, 0, len, buf, BLOCK_REQ_METADATA) : 0;
     if (ret < 0) {
         free(buf);
         error_setg_errno(errp, -ret, "Could not read qcow2 header");
@@ -259,7 +260,7 @@ static int refcount_end(BlockNode *bs, uint64_t *end)
         /* A file may end inside its last cluster. */
         uint64_t len = MIN(cs, file_size - rb);
         memset(block + len, 0, cs - len);
-        int ret = block_read(bs->file, rb, len, block, 0);
+        int ret = block_read(bs->file, rb, len, block, BLOCK_REQ_METADATA);
         if (ret < 0) {
             return ret;
         }

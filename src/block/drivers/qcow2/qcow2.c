@@ -84,7 +84,7 @@ int qcow2_write_meta_locked(BlockNode *bs, uint64_t offset, uint64_t len,
             "Preventing invalid write on metadata (overlaps with %s)",
             qcow2_meta_type_name(hit));
     }
-    return block_write(bs->file, offset, len, buf, 0);
+    return block_write(bs->file, offset, len, buf, BLOCK_REQ_METADATA);
 }
 
 int qcow2_check_data_write_locked(BlockNode *bs, uint64_t offset, uint64_t len)
