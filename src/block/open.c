@@ -33,12 +33,6 @@ static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
  * not through QAPI (they name the node as given). */
 #define OPEN_UNTYPED_OPTIONS 0x10000
 
-static void json_decref_p(json_t **j)
-{
-    json_decref(*j);
-}
-#define CLEANUP_JSON __attribute__((cleanup(json_decref_p)))
-
 /* For a dotted key ("cache.direct") the group object in obj ("cache",
  * created if asked) and *leaf the key inside it; for a plain key, obj
  * and the key.  NULL when the group is absent or not an object. */

@@ -221,39 +221,6 @@ static bool id_wellformed(const char *id)
     return true;
 }
 
-static bool get_required_str(json_t *args, const char *key, const char **out,
-                             Error **errp)
-{
-    if (!json_object_get(args, key)) {
-        error_setg(errp, "Parameter '%s' is missing", key);
-        return false;
-    }
-    return opt_get_str(args, key, NULL, out, errp);
-}
-
-/* strata: the export's error policy, QEMU's BlockdevOnError names
- * (werror: report, stop, enospc; rerror: report, stop).  Defaults:
- * werror=enospc, rerror=report, as QEMU's devices. */
-static bool parse_error_policy(json_t *args, BlockErrorAction *werror,
-                               BlockErrorAction *rerror, Error **errp)
-{
-    const unsigned wmask = 1u << BLOCK_ERROR_ACTION_REPORT |
-                           1u << BLOCK_ERROR_ACTION_STOP |
-                           1u << BLOCK_ERROR_ACTION_ENOSPC;
-    const unsigned rmask = 1u << BLOCK_ERROR_ACTION_REPORT |
-                           1u << BLOCK_ERROR_ACTION_STOP;
-    const char *w, *r;
-    if (!opt_get_str(args, "werror", "enospc", &w, errp) ||
-        !opt_get_str(args, "rerror", "report", &r, errp) ||
-        !block_error_action_parse(w, wmask, "werror", werror, errp) ||
-        !block_error_action_parse(r, rmask, "rerror", rerror, errp)) {
-        return false;
-    }
-    json_object_del(args, "werror");
-    json_object_del(args, "rerror");
-    return true;
-}
-
 /* query-block-exports' strata members: "werror", "rerror", "io-status",
  * "paused", "held-requests", "queued-requests", "pauses", and
  * "io-error" {"operation", "reason"} while paused. */
@@ -278,163 +245,116 @@ static void export_query_policy(BlockUser *u, json_t *entry)
     }
 }
 
-static bool check_bitmaps(json_t *bitmaps, Error **errp)
+/* strata has no dirty bitmaps yet: every name is unknown. */
+static bool check_bitmaps(const NbdExportOptions *o, Error **errp)
 {
-    if (!bitmaps || json_is_null(bitmaps)) {
-        return true;
-    }
-    if (!json_is_array(bitmaps)) {
+    if (o->bitmaps_not_array) {
         error_setg(errp, "Invalid parameter type for 'bitmaps', expected: array");
         return false;
     }
-    if (json_array_size(bitmaps) == 0) {
-        return true;
+    if (o->first_bitmap) {
+        error_setg(errp, "Bitmap '%s' is not found", o->first_bitmap);
+        return false;
     }
-    /* strata has no dirty bitmaps yet: every name is unknown. */
-    json_t *bm = json_array_get(bitmaps, 0);
-    const char *name = json_is_string(bm) ? json_string_value(bm)
-                       : json_string_value(json_object_get(bm, "name"));
-    error_setg(errp, "Bitmap '%s' is not found", name ? name : "");
-    return false;
+    return true;
 }
 
-bool block_export_add(json_t *args_in, Error **errp)
+/* The checks QEMU makes before it creates an export, in its order. */
+static BlockNode *export_check(const NbdExportOptions *o, const char *name,
+                               Error **errp)
 {
-    json_t *args = json_deep_copy(args_in);
-    bool ok = false;
-    const char *id, *node_name, *name, *desc, *iothread;
-    bool writable, writethrough, alloc_depth, fixed_iothread;
-    BlockNode *bs = NULL;
-    BlockAcct *acct = NULL;
-    BlockErrorAction werror, rerror;
-    static const char *const types[] = { "nbd", NULL };
-    int type_idx;
-
-    if (!args || !json_is_object(args)) {
-        error_setg(errp, "Invalid parameter type, expected: object");
-        goto out;
-    }
-    if (!json_object_get(args, "type")) {
-        error_setg(errp, "Parameter 'type' is missing");
-        goto out;
-    }
-    if (!opt_get_enum(args, "type", types, 0, &type_idx, errp) ||
-        !get_required_str(args, "id", &id, errp) ||
-        !get_required_str(args, "node-name", &node_name, errp) ||
-        !opt_get_str(args, "name", NULL, &name, errp) ||
-        !opt_get_str(args, "description", NULL, &desc, errp) ||
-        !opt_get_bool(args, "writable", false, &writable, errp) ||
-        !opt_get_bool(args, "writethrough", false, &writethrough, errp) ||
-        !opt_get_bool(args, "allocation-depth", false, &alloc_depth, errp) ||
-        !opt_get_str(args, "iothread", NULL, &iothread, errp) ||
-        !opt_get_bool(args, "fixed-iothread", false, &fixed_iothread, errp) ||
-        !block_acct_new_from_args(args, &acct, errp) ||
-        !parse_error_policy(args, &werror, &rerror, errp)) {
-        goto out;
-    }
-    json_t *bitmaps = json_incref(json_object_get(args, "bitmaps"));
-    json_object_del(args, "bitmaps");
-    {
-        json_t *rest = json_copy(args);
-        const char *known[] = { "type", "id", "node-name", "name",
-                                "description", "writable", "writethrough",
-                                "allocation-depth", "iothread",
-                                "fixed-iothread" };
-        for (size_t i = 0; i < ARRAY_SIZE(known); i++) {
-            json_object_del(rest, known[i]);
-        }
-        bool empty = opt_check_empty(rest, errp);
-        json_decref(rest);
-        if (!empty) {
-            json_decref(bitmaps);
-            goto out;
-        }
-    }
-
-    if (!id_wellformed(id)) {
+    if (!id_wellformed(o->id)) {
         error_setg(errp, "Invalid block export id");
-        json_decref(bitmaps);
-        goto out;
+        return NULL;
     }
     pthread_mutex_lock(&registry_lock);
-    bool dup = find_by_id_locked(id) != NULL;
+    bool dup = find_by_id_locked(o->id) != NULL;
     pthread_mutex_unlock(&registry_lock);
     if (dup) {
-        error_setg(errp, "Block export id '%s' is already in use", id);
-        json_decref(bitmaps);
-        goto out;
+        error_setg(errp, "Block export id '%s' is already in use", o->id);
+        return NULL;
     }
-    bs = block_node_find(node_name);
+    BlockNode *bs = block_node_find(o->node_name);
     if (!bs) {
-        error_setg(errp, "Cannot find device='' nor node-name='%s'", node_name);
-        json_decref(bitmaps);
-        goto out;
+        error_setg(errp, "Cannot find device='' nor node-name='%s'",
+                   o->node_name);
+        return NULL;
     }
-    block_node_ref(bs);
-    if (writable && block_node_is_read_only(bs)) {
+    if (o->writable && block_node_is_read_only(bs)) {
         error_setg(errp, "Cannot export read-only node as writable");
-        json_decref(bitmaps);
-        goto out;
+        return NULL;
     }
     if (!nbd_server_running()) {
         error_setg(errp, "NBD server not running");
-        json_decref(bitmaps);
-        goto out;
-    }
-    if (!name) {
-        name = node_name;
+        return NULL;
     }
     if (strlen(name) > NBD_MAX_STRING_SIZE) {
         error_setg(errp, "export name '%s' too long", name);
-        json_decref(bitmaps);
-        goto out;
+        return NULL;
     }
-    if (desc && strlen(desc) > NBD_MAX_STRING_SIZE) {
-        error_setg(errp, "description '%s' too long", desc);
-        json_decref(bitmaps);
-        goto out;
+    if (o->description && strlen(o->description) > NBD_MAX_STRING_SIZE) {
+        error_setg(errp, "description '%s' too long", o->description);
+        return NULL;
     }
     pthread_mutex_lock(&registry_lock);
     dup = find_live_by_name_locked(name) != NULL;
     pthread_mutex_unlock(&registry_lock);
     if (dup) {
         error_setg(errp, "NBD server already has export named '%s'", name);
-        json_decref(bitmaps);
-        goto out;
+        return NULL;
     }
-    bool bitmaps_ok = check_bitmaps(bitmaps, errp);
-    json_decref(bitmaps);
-    if (!bitmaps_ok) {
-        goto out;
-    }
+    return check_bitmaps(o, errp) ? bs : NULL;
+}
 
-    NbdExport *exp = calloc(1, sizeof(*exp));
-    if (!exp) {
-        error_setg(errp, "Out of memory creating export '%s'", id);
-        goto out;
+/* As qsd 7.2: flush, FUA and cache always; multi-conn unless the server
+ * allows a single connection; trim and the zero commands only when
+ * writable. */
+static uint16_t export_flags(bool writable)
+{
+    uint16_t flags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH |
+                     NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_CACHE;
+    if (nbd_server_max_connections() != 1) {
+        flags |= NBD_FLAG_CAN_MULTI_CONN;
     }
-    exp->id = strdup(id);
-    exp->name = strdup(name);
-    exp->description = desc ? strdup(desc) : NULL;
-    if (!exp->id || !exp->name || (desc && !exp->description)) {
-        error_setg(errp, "Out of memory creating export '%s'", id);
-        export_free_unlinked(exp);
-        goto out;
+    if (writable) {
+        flags |= NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES |
+                 NBD_FLAG_SEND_FAST_ZERO;
+    } else {
+        flags |= NBD_FLAG_READ_ONLY;
+    }
+    return flags;
+}
+
+bool block_export_add(NbdExportOptions *o, Error **errp)
+{
+    const char *name = o->name ? o->name : o->node_name;
+    BlockNode *bs = export_check(o, name, errp);
+    if (!bs) {
+        return false;
+    }
+    NbdExport *exp = calloc(1, sizeof(*exp));
+    if (!exp || !(exp->id = strdup(o->id)) || !(exp->name = strdup(name)) ||
+        (o->description && !(exp->description = strdup(o->description)))) {
+        error_setg(errp, "Out of memory creating export '%s'", o->id);
+        if (exp) {
+            export_free_unlinked(exp);
+        }
+        return false;
     }
     BlockUserOptions uo = {
-        .id = id,
-        .perm = export_perm(writable),
+        .id = o->id,
+        .perm = export_perm(o->writable),
         .shared = EXPORT_SHARED_PERM,
-        .werror = werror,
-        .rerror = rerror,
+        .werror = o->werror,
+        .rerror = o->rerror,
         .origin = BLOCK_ORIGIN_CLIENT,
-        .acct = acct,
+        .acct = o->acct,
     };
-    acct = NULL;
+    o->acct = NULL;    /* the user owns it now, also on failure */
     exp->user = block_user_new(bs, &uo, errp);
     if (!exp->user) {
         export_free_unlinked(exp);
-        goto out;
+        return false;
     }
     exp->bs = bs;
     /* The exact size, where qsd 7.2 rounds up to a multiple of 512 (its
@@ -446,39 +366,17 @@ bool block_export_add(json_t *args_in, Error **errp)
      * as is, and QEMU's own NBD client pads the tail with zeroes on read
      * (qemu-img/qemu-io see 1024 either way), so no client breaks; only
      * a write past the real end is refused (EINVAL), as for any export. */
-    exp->size = block_node_size(exp->bs);
-    exp->writable = writable;
-    exp->writethrough = writethrough;
-    exp->allocation_depth = alloc_depth;
-    /* As qsd 7.2: flush, FUA and cache always; multi-conn unless the
-     * server allows a single connection; trim and the zero commands only
-     * when writable. */
-    exp->flags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH |
-                 NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_CACHE;
-    if (nbd_server_max_connections() != 1) {
-        exp->flags |= NBD_FLAG_CAN_MULTI_CONN;
-    }
-    if (writable) {
-        exp->flags |= NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES |
-                      NBD_FLAG_SEND_FAST_ZERO;
-    } else {
-        exp->flags |= NBD_FLAG_READ_ONLY;
-    }
+    exp->size = block_node_size(bs);
+    exp->writable = o->writable;
+    exp->writethrough = o->writethrough;
+    exp->allocation_depth = o->allocation_depth;
+    exp->flags = export_flags(o->writable);
     exp->refcnt = 1;
 
-    pthread_mutex_lock(&registry_lock);
+    LOCK_GUARD(&registry_lock);
     exp->next = exports;
     exports = exp;
-    pthread_mutex_unlock(&registry_lock);
-    ok = true;
-
-out:
-    if (bs) {
-        block_node_unref(bs);
-    }
-    block_acct_free(acct);
-    json_decref(args);
-    return ok;
+    return true;
 }
 
 bool block_export_del(json_t *args_in, Error **errp)
@@ -494,7 +392,7 @@ bool block_export_del(json_t *args_in, Error **errp)
         error_setg(errp, "Invalid parameter type, expected: object");
         goto out;
     }
-    if (!get_required_str(args, "id", &id_arg, errp) ||
+    if (!opt_get_required_str(args, "id", &id_arg, errp) ||
         !opt_get_enum(args, "mode", modes, 0, &mode, errp)) {
         goto out;
     }

@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "block/user.h"
 #include "util/error.h"
 
 /* nbd-server-start: {"addr": {"type": "unix", "path": P} |
@@ -32,10 +33,37 @@ bool nbd_server_running(void);
 void nbd_server_hold_accept(void);
 void nbd_server_release_accept(void);
 
-/* block-export-add: {"type": "nbd", "id", "node-name", "name"?,
- * "description"?, "writable"?, "writethrough"?, "bitmaps"?,
- * "allocation-depth"?, ...}.  Takes a reference on the node. */
-bool block_export_add(json_t *args, Error **errp);
+/* block-export-add's arguments, decoded. */
+typedef struct NbdExportOptions {
+    char *id;
+    char *node_name;
+    char *name;                 /* NULL: the node name */
+    char *description;          /* NULL: none */
+    bool writable;
+    bool writethrough;
+    bool allocation_depth;
+    BlockErrorAction werror;    /* strata: report, stop, enospc */
+    BlockErrorAction rerror;    /* strata: report, stop */
+    /* strata: the export's accounting ("stats-intervals",
+     * "stats-account-invalid", "stats-account-failed"); NULL when
+     * accounting is off for the benchmark.  Owned. */
+    struct BlockAcct *acct;
+    /* strata has no dirty bitmaps: what to say about "bitmaps". */
+    bool bitmaps_not_array;
+    char *first_bitmap;
+} NbdExportOptions;
+
+/* Decodes {"type": "nbd", "id", "node-name", "name"?, "description"?,
+ * "writable"?, "writethrough"?, "bitmaps"?, "allocation-depth"?,
+ * "iothread"?, "fixed-iothread"?, "werror"?, "rerror"?, "stats-*"?}
+ * (typed JSON or keyval strings) with QEMU's texts.  Free with
+ * nbd_export_options_free, also after a failure. */
+bool nbd_export_options_decode(json_t *args, NbdExportOptions *o,
+                               Error **errp);
+void nbd_export_options_free(NbdExportOptions *o);
+/* block-export-add: creates the export, taking a reference on the node
+ * and o->acct (set to NULL). */
+bool block_export_add(NbdExportOptions *o, Error **errp);
 /* block-export-del {"id", "mode"?: "safe"|"hard"}.  Emits
  * BLOCK_EXPORT_DELETED once the export is gone. */
 bool block_export_del(json_t *args, Error **errp);

@@ -185,7 +185,11 @@ static json_t *cmd_block_export_add(json_t *args, Error **errp)
                    "run on their own threads; drop 'iothread'");
         return NULL;
     }
-    return block_export_add(args, errp) ? json_object() : NULL;
+    NbdExportOptions eo;
+    bool ok = nbd_export_options_decode(args, &eo, errp) &&
+              block_export_add(&eo, errp);
+    nbd_export_options_free(&eo);
+    return ok ? json_object() : NULL;
 }
 
 static const char *const export_del_modes[] = { "safe", "hard", NULL };

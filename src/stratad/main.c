@@ -136,7 +136,10 @@ static bool do_export(const char *arg, Error **errp)
     if (!opts) {
         return false;
     }
-    bool ok = block_export_add(opts, errp);
+    NbdExportOptions eo;
+    bool ok = nbd_export_options_decode(opts, &eo, errp) &&
+              block_export_add(&eo, errp);
+    nbd_export_options_free(&eo);
     json_decref(opts);
     return ok;
 }

@@ -397,6 +397,16 @@ bool opt_get_str(json_t *obj, const char *key, const char *def,
     return false;
 }
 
+bool opt_get_required_str(json_t *obj, const char *key, const char **out,
+                          Error **errp)
+{
+    if (!opt_lookup(obj, key)) {
+        error_setg(errp, "Parameter '%s' is missing", key);
+        return false;
+    }
+    return opt_get_str(obj, key, NULL, out, errp);
+}
+
 bool opt_get_enum(json_t *obj, const char *key, const char *const choices[],
                   int def, int *out, Error **errp)
 {

@@ -17,6 +17,13 @@
 
 #include "util/error.h"
 
+static inline void cleanup_json(json_t **p)
+{
+    json_decref(*p);
+}
+/* Drops a JSON reference at the end of the enclosing scope. */
+#define CLEANUP_JSON __attribute__((cleanup(cleanup_json)))
+
 /* Parses str.  If str starts with '{' it is parsed as JSON instead.
  * implied_key, if not NULL, names the key of a leading bare value
  * ("socket,path=x" with implied_key "backend" gives backend=socket).
@@ -35,6 +42,10 @@ bool opt_get_size(json_t *obj, const char *key, uint64_t def, uint64_t *out,
 /* *out points into obj (valid while obj lives) or is def. */
 bool opt_get_str(json_t *obj, const char *key, const char *def,
                  const char **out, Error **errp);
+/* As opt_get_str for a member that must be there: "Parameter 'x' is
+ * missing" when it is not. */
+bool opt_get_required_str(json_t *obj, const char *key, const char **out,
+                          Error **errp);
 /* Picks one of choices[] (NULL-terminated); *out is the index.  Error:
  * "Parameter 'x' does not accept value 'y'". */
 bool opt_get_enum(json_t *obj, const char *key, const char *const choices[],

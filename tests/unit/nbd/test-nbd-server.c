@@ -42,7 +42,10 @@ static bool add_export(const char *json)
 {
     Error *err = NULL;
     json_t *args = json_loads(json, 0, NULL);
-    bool ok = block_export_add(args, &err);
+    NbdExportOptions eo;
+    bool ok = nbd_export_options_decode(args, &eo, &err) &&
+              block_export_add(&eo, &err);
+    nbd_export_options_free(&eo);
     json_decref(args);
     if (err) {
         error_free(err);
@@ -54,7 +57,10 @@ static char *add_export_error(const char *json)
 {
     Error *err = NULL;
     json_t *args = json_loads(json, 0, NULL);
-    bool ok = block_export_add(args, &err);
+    NbdExportOptions eo;
+    bool ok = nbd_export_options_decode(args, &eo, &err) &&
+              block_export_add(&eo, &err);
+    nbd_export_options_free(&eo);
     json_decref(args);
     assert_false(ok);
     char *msg = strdup(error_get_pretty(err));
