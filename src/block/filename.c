@@ -290,7 +290,7 @@ static void set_filename(BlockNode *bs, const char *name)
     }
     if (strlen(name) >= FILENAME_MAX_LEN) {
         /* QEMU's hint that the name was cut. */
-        strcpy(copy + FILENAME_MAX_LEN - 4, "...");
+        memcpy(copy + FILENAME_MAX_LEN - 4, "...", 4);
     }
     char *old = bs->filename;
     bs->filename = copy;

@@ -169,11 +169,12 @@ static bool listen_unix(const char *path, Error **errp)
 {
     struct sockaddr_un sun = { .sun_family = AF_UNIX };
 
-    if (strlen(path) >= sizeof(sun.sun_path)) {
+    size_t len = strlen(path);
+    if (len >= sizeof(sun.sun_path)) {
         error_setg(errp, "UNIX socket path '%s' is too long", path);
         return false;
     }
-    strcpy(sun.sun_path, path);
+    memcpy(sun.sun_path, path, len + 1);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         error_setg_errno(errp, errno, "Failed to create Unix socket");

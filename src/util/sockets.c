@@ -13,11 +13,12 @@
 static bool fill_sun(struct sockaddr_un *sun, const char *path, Error **errp)
 {
     *sun = (struct sockaddr_un){ .sun_family = AF_UNIX };
-    if (strlen(path) >= sizeof(sun->sun_path)) {
+    size_t len = strlen(path);
+    if (len >= sizeof(sun->sun_path)) {
         error_setg(errp, "UNIX socket path '%s' is too long", path);
         return false;
     }
-    strcpy(sun->sun_path, path);
+    memcpy(sun->sun_path, path, len + 1);
     return true;
 }
 
