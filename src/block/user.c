@@ -32,6 +32,7 @@ struct BlockUser {
     atomic_int gate;
     BlockNode *bs;
     char *id;
+    BlockUserKind kind;
     uint64_t perm, shared;
     BlockErrorAction werror, rerror;
     BlockOrigin origin;
@@ -50,8 +51,8 @@ struct BlockUser {
     int error;
     uint64_t pauses;
 
-    /* Registry (registry_lock); refcnt keeps a user alive while a
-     * control function works on it outside the registry lock. */
+    /* Registry (registry_lock): the owner's reference plus one per
+     * snapshot that works on the user outside the registry lock. */
     int refcnt;
     BlockUser *next;
 };
@@ -95,8 +96,6 @@ const char *block_io_status_name(BlockIoStatus status)
 
 /* ---- lifetime ---- */
 
-static void user_unref(BlockUser *u);
-
 BlockUser *block_user_new(BlockNode *bs, const BlockUserOptions *o,
                           Error **errp)
 {
@@ -119,6 +118,7 @@ BlockUser *block_user_new(BlockNode *bs, const BlockUserOptions *o,
     atomic_init(&u->gate, 0);
     u->bs = bs;
     u->id = id;
+    u->kind = o->kind;
     u->perm = o->perm;
     u->shared = o->shared;
     u->werror = o->werror;
@@ -148,35 +148,47 @@ static void user_destroy(BlockUser *u)
     free(u);
 }
 
-/* The last reference unlinks the user under the registry lock, so a
- * snapshot taken under that lock never sees a user being destroyed. */
+/* Snapshots (control paths on any thread) hold references; the owner's
+ * free unlinks the user so no new snapshot finds it, then waits for the
+ * snapshots to let go, so the node is released by the time
+ * block_user_free returns (a blockdev-del right after an export is
+ * deleted must find the node unused). */
+static pthread_cond_t registry_cond = PTHREAD_COND_INITIALIZER;
+
 static void user_unref(BlockUser *u)
 {
-    pthread_mutex_lock(&registry_lock);
-    if (--u->refcnt > 0) {
-        pthread_mutex_unlock(&registry_lock);
+    LOCK_GUARD(&registry_lock);
+    u->refcnt--;
+    pthread_cond_broadcast(&registry_cond);
+}
+
+void block_user_free(BlockUser *u)
+{
+    if (!u) {
         return;
     }
+    pthread_mutex_lock(&registry_lock);
     for (BlockUser **p = &users; *p; p = &(*p)->next) {
         if (*p == u) {
             *p = u->next;
             break;
         }
     }
+    while (u->refcnt > 1) {
+        pthread_cond_wait(&registry_cond, &registry_lock);
+    }
     pthread_mutex_unlock(&registry_lock);
     user_destroy(u);
-}
-
-void block_user_free(BlockUser *u)
-{
-    if (u) {
-        user_unref(u);
-    }
 }
 
 BlockNode *block_user_node(const BlockUser *u)
 {
     return u->bs;
+}
+
+BlockUserKind block_user_kind(const BlockUser *u)
+{
+    return u->kind;
 }
 
 const char *block_user_id(const BlockUser *u)
@@ -218,6 +230,19 @@ static void snapshot_free(BlockUser **list, size_t n)
         user_unref(list[i]);
     }
     free(list);
+}
+
+void block_user_foreach(BlockUserKind kind,
+                        void (*fn)(BlockUser *u, void *opaque), void *opaque)
+{
+    size_t n = 0;
+    BlockUser **list = snapshot(&n);
+    for (size_t i = 0; i < n; i++) {
+        if (list[i]->kind == kind) {
+            fn(list[i], opaque);
+        }
+    }
+    snapshot_free(list, n);
 }
 
 /* ---- what a failure means ---- */

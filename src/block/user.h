@@ -73,10 +73,17 @@ const char *block_io_status_name(BlockIoStatus status);
 typedef void BlockUserErrorFn(BlockUser *user, BlockReqType type, int err,
                               const char *action, void *opaque);
 
+typedef enum BlockUserKind {
+    BLOCK_USER_EXPORT,             /* a client's view: an export */
+    BLOCK_USER_JOB,
+    BLOCK_USER_OTHER,              /* tools, tests */
+} BlockUserKind;
+
 typedef struct BlockUserOptions {
     /* Names the user in events and logs (QEMU's device name: the export
      * id, the job id).  Copied. */
     const char *id;
+    BlockUserKind kind;
     uint64_t perm;                 /* BLOCK_PERM_* taken on the node */
     uint64_t shared;               /* and what others may still do */
     BlockErrorAction werror;       /* writes, write-zeroes, discard, flush */
@@ -100,9 +107,17 @@ BlockUser *block_user_new(BlockNode *bs, const BlockUserOptions *o,
 void block_user_free(BlockUser *u);
 
 BlockNode *block_user_node(const BlockUser *u);
+BlockUserKind block_user_kind(const BlockUser *u);
 const char *block_user_id(const BlockUser *u);
 /* NULL when the user keeps no accounting of its own. */
 BlockAcct *block_user_acct(const BlockUser *u);
+
+/* Calls fn for every user of the given kind, oldest first, each held
+ * alive for the call (not under a lock: fn may query and do I/O).  Any
+ * thread.  This is how /metrics and query-blockstats find what exports
+ * saw without knowing what an export is. */
+void block_user_foreach(BlockUserKind kind,
+                        void (*fn)(BlockUser *u, void *opaque), void *opaque);
 
 /* ---- running requests ---- */
 

@@ -343,6 +343,7 @@ bool block_export_add(NbdExportOptions *o, Error **errp)
     }
     BlockUserOptions uo = {
         .id = o->id,
+        .kind = BLOCK_USER_EXPORT,
         .perm = export_perm(o->writable),
         .shared = EXPORT_SHARED_PERM,
         .werror = o->werror,

@@ -68,6 +68,7 @@ static BlockUser *new_user(BlockNode *bs, const char *id,
     Error *err = NULL;
     BlockUserOptions o = {
         .id = id,
+        .kind = origin == BLOCK_ORIGIN_JOB ? BLOCK_USER_JOB : BLOCK_USER_OTHER,
         .perm = BLOCK_PERM_CONSISTENT_READ | BLOCK_PERM_WRITE,
         .shared = BLOCK_PERM_ALL,
         .werror = werror,
