@@ -46,6 +46,13 @@ const BlockNode *block_open_parent(void);
  * may write or resize it (every format but raw). */
 bool block_parent_has_metadata(const BlockNode *parent);
 
+/* ---- probe-foreign.c ---- */
+/* The best-scoring format among those QEMU probes and strata does not
+ * read ("vmdk", "vhdx", ...), with its score in *score; NULL (score 0)
+ * when none matches. */
+const char *block_probe_unsupported(const uint8_t *buf, size_t len,
+                                    const char *filename, int *score);
+
 /* ---- filename.c (QEMU's bdrv_refresh_filename) ---- */
 typedef struct BlockNodeNaming BlockNodeNaming;
 /* Records, before drv->open, what names the node: its driver, the

@@ -522,6 +522,15 @@ const char *block_probe_format(const char *filename, Error **errp)
             best = drv->format_name;
         }
     }
+    /* Never a silent wrong guess: a format strata cannot read that
+     * matches better than what it can is refused by name. */
+    int foreign_score;
+    const char *foreign = block_probe_unsupported(buf, (size_t)n, filename,
+                                                  &foreign_score);
+    if (foreign && foreign_score > best_score) {
+        error_setg(errp, "image format '%s' is not supported", foreign);
+        return NULL;
+    }
     return best;
 }
 
