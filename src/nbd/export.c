@@ -27,6 +27,16 @@ static pthread_cond_t registry_cond = PTHREAD_COND_INITIALIZER;
 static NbdExport *exports;      /* newest first, as QEMU lists them */
 static int pending_frees;       /* unlinked, event not yet emitted */
 
+/* What the server last said about itself (main thread only). */
+static bool server_running;
+static uint32_t server_max_connections;
+
+void nbd_exports_server_changed(bool running, uint32_t max_connections)
+{
+    server_running = running;
+    server_max_connections = max_connections;
+}
+
 static NbdExport *find_by_id_locked(const char *id)
 {
     for (NbdExport *e = exports; e; e = e->next) {
@@ -284,7 +294,7 @@ static BlockNode *export_check(const NbdExportOptions *o, const char *name,
         error_setg(errp, "Cannot export read-only node as writable");
         return NULL;
     }
-    if (!nbd_server_running()) {
+    if (!server_running) {
         error_setg(errp, "NBD server not running");
         return NULL;
     }
@@ -313,7 +323,7 @@ static uint16_t export_flags(bool writable)
 {
     uint16_t flags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH |
                      NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_CACHE;
-    if (nbd_server_max_connections() != 1) {
+    if (server_max_connections != 1) {
         flags |= NBD_FLAG_CAN_MULTI_CONN;
     }
     if (writable) {

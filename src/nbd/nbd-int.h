@@ -58,8 +58,10 @@ void nbd_export_delete_all(void);
  * their replies, so clients see the errors before the connections
  * close. */
 void nbd_export_fail_held(void);
-/* max-connections of the running server, for MULTI_CONN (server.c). */
-uint32_t nbd_server_max_connections(void);
+/* The server tells the exports when it starts and stops: exports are
+ * added only while it runs, and advertise MULTI_CONN unless it allows a
+ * single connection.  (The exports never call into the server.) */
+void nbd_exports_server_changed(bool running, uint32_t max_connections);
 
 /* ---- one request, from the receiver to a worker (export-io.c) ---- */
 typedef struct NbdExtent {

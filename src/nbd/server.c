@@ -42,12 +42,6 @@ bool nbd_server_running(void)
     return srv.running;
 }
 
-uint32_t nbd_server_max_connections(void)
-{
-    LOCK_GUARD(&server_lock);
-    return srv.max_connections;
-}
-
 /* ---- connections ---- */
 
 static void *conn_thread(void *opaque)
@@ -391,6 +385,7 @@ bool nbd_server_start(json_t *args, Error **errp)
         return false;
     }
     srv.running = true;
+    nbd_exports_server_changed(true, max_conn);
     return true;
 }
 
@@ -426,6 +421,7 @@ bool nbd_server_stop(Error **errp)
     srv.max_connections = 0;
     pthread_mutex_unlock(&server_lock);
 
+    nbd_exports_server_changed(false, 0);
     nbd_export_delete_all();
     return true;
 }
