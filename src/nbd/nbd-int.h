@@ -172,10 +172,23 @@ struct NbdConn {
     pthread_mutex_t send_lock;
     NbdWorkers *workers;      /* transmission.c */
 
+    /* Handshake deadline while armed (deadline.c), else NULL; set by the
+     * server before the handshake. */
+    struct Armed *deadline;
+    uint32_t handshake_max_seconds;   /* 0 = no deadline */
+
     NbdConn *exp_next;        /* export's client list */
     NbdConn *srv_next;        /* server's connection list */
     pthread_t thread;
 };
+
+/* ---- deadline.c: the handshake deadline ---- */
+/* Shuts conn's socket down unless nbd_deadline_disarm is called within
+ * seconds (0: no deadline). */
+void nbd_deadline_arm(NbdConn *conn, uint32_t seconds);
+void nbd_deadline_disarm(NbdConn *conn);
+/* Connections dropped so far (tests and logs). */
+uint64_t nbd_deadline_dropped(void);
 
 /* Runs the fixed-newstyle handshake.  Returns 1 when the connection
  * entered transmission (conn->exp set), 0 when the client ended it

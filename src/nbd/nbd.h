@@ -21,6 +21,10 @@
  * {"type": "inet", "host": H, "port": N}, "max-connections"?: N}.
  * Error when a server is already running: "NBD server already running". */
 bool nbd_server_start(json_t *args, Error **errp);
+/* QEMU's defaults since its CVE-2024-7409 fix: a client must finish the
+ * handshake within 10 s, and at most 100 clients are served at once. */
+#define NBD_DEFAULT_HANDSHAKE_MAX_SECONDS 10
+#define NBD_DEFAULT_MAX_CONNECTIONS 100
 /* nbd-server-stop: closes the listener and every connection, and deletes
  * the exports that were added with type nbd (as QEMU does). */
 bool nbd_server_stop(Error **errp);

@@ -32,6 +32,7 @@ static struct {
     int wake[2];              /* pipe that interrupts the accept poll */
     pthread_t accept_thread;
     uint32_t max_connections; /* 0 = unlimited */
+    uint32_t handshake_max_seconds;   /* 0 = no deadline */
     int nconns;
     NbdConn *conns;
 } srv = { .wake = { -1, -1 } };
@@ -78,6 +79,7 @@ static void start_connection(int fd)
     }
     nbd_conn_init(conn, fd);
     pthread_mutex_lock(&server_lock);
+    conn->handshake_max_seconds = srv.handshake_max_seconds;
     conn->srv_next = srv.conns;
     srv.conns = conn;
     srv.nconns++;
@@ -329,7 +331,7 @@ void nbd_server_release_accept(void)
 
 bool nbd_server_start(json_t *args, Error **errp)
 {
-    uint64_t max_conn = 0;
+    uint64_t max_conn = 0, handshake_max = 0;
 
     if (!json_is_object(args)) {
         error_setg(errp, "Invalid parameter type, expected: object");
@@ -343,7 +345,8 @@ bool nbd_server_start(json_t *args, Error **errp)
                        "(parameter '%s')", key);
             return false;
         }
-        if (strcmp(key, "addr") != 0 && strcmp(key, "max-connections") != 0) {
+        if (strcmp(key, "addr") != 0 && strcmp(key, "max-connections") != 0 &&
+            strcmp(key, "handshake-max-seconds") != 0) {
             error_setg(errp, "Parameter '%s' is unexpected", key);
             return false;
         }
@@ -352,11 +355,19 @@ bool nbd_server_start(json_t *args, Error **errp)
         error_setg(errp, "Parameter 'addr' is missing");
         return false;
     }
-    if (!opt_get_uint64(args, "max-connections", 0, &max_conn, errp)) {
+    if (!opt_get_uint64(args, "max-connections", NBD_DEFAULT_MAX_CONNECTIONS,
+                        &max_conn, errp) ||
+        !opt_get_uint64(args, "handshake-max-seconds",
+                        NBD_DEFAULT_HANDSHAKE_MAX_SECONDS, &handshake_max,
+                        errp)) {
         return false;
     }
     if (max_conn > UINT32_MAX) {
         error_setg(errp, "Parameter 'max-connections' expects uint32_t");
+        return false;
+    }
+    if (handshake_max > UINT32_MAX) {
+        error_setg(errp, "Parameter 'handshake-max-seconds' expects uint32_t");
         return false;
     }
 
@@ -376,6 +387,7 @@ bool nbd_server_start(json_t *args, Error **errp)
         return false;
     }
     srv.max_connections = max_conn;
+    srv.handshake_max_seconds = (uint32_t)handshake_max;
     srv.stopping = false;
     srv.nconns = 0;
     int ret = pthread_create(&srv.accept_thread, NULL, accept_main, NULL);

@@ -524,7 +524,10 @@ void nbd_conn_destroy(NbdConn *conn)
 
 void nbd_conn_serve(NbdConn *conn)
 {
-    if (nbd_handshake(conn) == 1) {
+    nbd_deadline_arm(conn, conn->handshake_max_seconds);
+    int ret = nbd_handshake(conn);
+    nbd_deadline_disarm(conn);
+    if (ret == 1) {
         nbd_transmission(conn);
     }
     if (conn->exp) {

@@ -80,6 +80,8 @@ static const QmpArgSpec nbd_server_start_args[] = {
     { "tls-creds", QMP_ARG_STR, .optional = true },
     { "tls-authz", QMP_ARG_STR, .optional = true },
     { "max-connections", QMP_ARG_UINT32, .optional = true },
+    /* As QEMU 9.1: seconds a client has to finish the handshake. */
+    { "handshake-max-seconds", QMP_ARG_UINT32, .optional = true },
     { NULL },
 };
 
@@ -107,9 +109,13 @@ static json_t *cmd_nbd_server_start(json_t *args, Error **errp)
     json_t *flat = json_deep_copy(json_object_get(addr, "data"));
     json_object_set_new(flat, "type", json_string(type));
     json_t *start = json_pack("{s:o}", "addr", flat);
-    json_t *maxc = json_object_get(args, "max-connections");
-    if (maxc) {
-        json_object_set(start, "max-connections", maxc);
+    static const char *const pass[] = { "max-connections",
+                                        "handshake-max-seconds" };
+    for (size_t i = 0; i < sizeof(pass) / sizeof(pass[0]); i++) {
+        json_t *v = json_object_get(args, pass[i]);
+        if (v) {
+            json_object_set(start, pass[i], v);
+        }
     }
     bool ok = nbd_server_start(start, errp);
     json_decref(start);

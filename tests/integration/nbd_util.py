@@ -293,7 +293,8 @@ class Server:
         stop(self.proc)
 
 
-def start_server(kind, tmp_path, blockdevs, exports, max_connections=None):
+def start_server(kind, tmp_path, blockdevs, exports, max_connections=None,
+                 server_opts=""):
     """Starts kind ("strata" or "qsd") serving blockdevs (list of
     blockdev-add dicts) with exports (list of block-export-add dicts),
     with the same command line: stratad takes qemu-storage-daemon's.
@@ -313,6 +314,8 @@ def start_server(kind, tmp_path, blockdevs, exports, max_connections=None):
     ns = "addr.type=unix,addr.path=" + sock
     if max_connections is not None:
         ns += f",max-connections={max_connections}"
+    if server_opts:
+        ns += "," + server_opts
     cmd += ["--nbd-server", ns]
     for e in exports:
         # Both accept JSON; stratad is also given the dotted form users
