@@ -38,14 +38,6 @@ void block_node_detach_child(BlockNode *child);
 BlockNode *block_node_open_driver(const BlockDriver *drv, json_t *opts,
                                   int flags, Error **errp);
 
-/* While a child given inline is being opened, its parent; NULL for nodes
- * opened on their own.  Lets a protocol driver pick QEMU's permissions
- * (a metadata format such as qcow2 forbids other writers, raw does not). */
-const BlockNode *block_open_parent(void);
-/* True if parent keeps metadata in its file child, so that nobody else
- * may write or resize it (every format but raw). */
-bool block_parent_has_metadata(const BlockNode *parent);
-
 /* ---- filename.c (QEMU's bdrv_refresh_filename) ---- */
 typedef struct BlockNodeNaming BlockNodeNaming;
 /* Records, before drv->open, what names the node: its driver, the
@@ -76,7 +68,5 @@ extern const BlockDriver bdrv_host_device;
 extern const BlockDriver bdrv_raw;
 /* Fault injection (QEMU's blkdebug error rules); drivers/inject.c. */
 extern const BlockDriver bdrv_blkdebug;
-/* Re-takes a file node's locks for a (new) parent; see file-lock.c. */
-bool file_relock_for_parent(BlockNode *bs, const BlockNode *parent, Error **errp);
 
 #endif

@@ -39,6 +39,23 @@ typedef struct BlockCheckResult {
 
 typedef enum BlockDiscardMode { BLOCK_DISCARD_IGNORE, BLOCK_DISCARD_UNMAP } BlockDiscardMode;
 
+/* Which link of its parent a node fills. */
+typedef enum BlockChildKind {
+    BLOCK_CHILD_NONE,     /* opened on its own: a user's node, or a backing
+                             file named by an image header */
+    BLOCK_CHILD_FILE,     /* the parent's bs->file */
+    BLOCK_CHILD_BACKING,  /* the parent's bs->backing */
+} BlockChildKind;
+
+/* What the parent that links a node needs from it.  The core sets
+ * bs->role before drv->open for a child given inline, and passes it to
+ * drv->attach_parent for an existing node given by name, so a protocol
+ * driver takes QEMU's lock bytes for that parent. */
+typedef struct BlockChildRole {
+    BlockChildKind kind;
+    bool parent_has_metadata; /* the parent's driver has_metadata */
+} BlockChildRole;
+
 struct BlockNode {
     char *node_name;          /* user given or "#blockNNN" */
     bool implicit_name;       /* name was generated */
@@ -46,6 +63,7 @@ struct BlockNode {
     void *opaque;             /* drv->state_size bytes, zeroed */
     char *filename;           /* what info shows: file path or json: */
 
+    BlockChildRole role;      /* how the parent that opened it uses it */
     BlockNode *file;          /* protocol child of a format node */
     BlockNode *backing;       /* backing node, or NULL */
     /* As recorded in the image header (set by the format driver's open). */
@@ -97,9 +115,32 @@ struct BlockNode {
 struct BlockDriver {
     const char *format_name;  /* "qcow2", "raw", "file", ... */
     size_t state_size;        /* bytes of bs->opaque to allocate */
-    bool is_format;           /* opens a `file` child; can be probed */
-    bool is_protocol;         /* talks to storage directly */
-    bool supports_backing;    /* may have a `backing` child */
+
+    /* ---- traits: what the core and users may assume about every node
+     * of this driver, so that nobody outside the driver compares its
+     * name ---- */
+
+    /* Interprets the bytes of a `file` child; can be probed. */
+    bool is_format;
+    /* Talks to storage directly and has no `file` child: the bottom of
+     * every chain, where host space is used and locks are taken. */
+    bool is_protocol;
+    /* Passes every request unchanged to its one child, bs->file (QEMU's
+     * filters: blkdebug).  Users see through it: query-blockstats lists
+     * the child where QEMU lists a filtered child. */
+    bool is_filter;
+    /* Keeps metadata in its `file` child: it takes what its own writes
+     * need there and lets nobody else write or resize the child, and the
+     * permissions of its users stop at it (qcow2; not raw). */
+    bool has_metadata;
+    /* Requests past the end of the node reach the driver instead of
+     * failing: writes there extend it (a format appending clusters),
+     * reads there return zeroes.  The node's size follows its highest
+     * write.  On a block device the driver itself refuses what does not
+     * fit (ENOSPC), which is how a thin volume reports it is full. */
+    bool grows_on_write;
+    /* May have a `backing` child. */
+    bool supports_backing;
 
     /* Scores how well the first bytes of a file match this format:
      * 0 = not at all, 100 = certain.  Optional. */
@@ -186,6 +227,20 @@ struct BlockDriver {
      * device, and before any write), which is the allocation on a thin
      * volume.  Cheap (no I/O).  Optional. */
     uint64_t (*get_image_end)(BlockNode *bs);
+
+    /* Adds (count 1) or removes (count -1) the permissions of a user of
+     * this node or of a node above that passes them on (see
+     * block_node_add_perm).  Fails, taking nothing, on a conflict with
+     * another process; removing never fails.  Optional: without it users'
+     * permissions are not enforced on this node. */
+    bool (*user_perm)(BlockNode *bs, uint64_t perm, uint64_t shared,
+                      int count, Error **errp);
+    /* This node, already open, becomes the `file` child of another node
+     * (a child given by node name): takes what that parent needs, as
+     * open does for role.  Fails, changing nothing, on a conflict.
+     * Optional. */
+    bool (*attach_parent)(BlockNode *bs, const BlockChildRole *role,
+                          Error **errp);
 };
 
 /* Opens the child named key ("file" or "backing") from opts: a string

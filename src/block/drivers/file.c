@@ -155,8 +155,7 @@ static bool file_do_open(BlockNode *bs, json_t *opts, int flags,
     if (locking != 0) {
         uint64_t perm, shared;
         file_lock_perms(bs->read_only, bs->force_share,
-                        block_parent_has_metadata(block_open_parent()),
-                        &perm, &shared);
+                        bs->role.parent_has_metadata, &perm, &shared);
         int ret = file_lock_apply_and_check(s->fd, perm, shared, filename, errp);
         if (ret == -ENOTSUP && locking == 1) {
             error_setg(errp, "Failed to lock '%s': the file system does not "
@@ -499,6 +498,7 @@ static int64_t file_allocated_size(BlockNode *bs)
 #define FILE_DRIVER_CALLBACKS                          \
     .state_size = sizeof(FileState),                   \
     .is_protocol = true,                               \
+    .grows_on_write = true,                            \
     .close = file_close,                               \
     .pread = file_pread,                               \
     .pwrite = file_pwrite,                             \
@@ -508,7 +508,9 @@ static int64_t file_allocated_size(BlockNode *bs)
     .block_status = file_block_status,                 \
     .refresh_size = file_refresh_size,                 \
     .get_allocated_file_size = file_allocated_size,    \
-    .truncate = file_truncate
+    .truncate = file_truncate,                         \
+    .user_perm = file_user_perm,                       \
+    .attach_parent = file_attach_parent
 
 const BlockDriver bdrv_file = {
     .format_name = "file",

@@ -428,6 +428,7 @@ static bool inject_truncate(BlockNode *bs, uint64_t size, bool exact,
 const BlockDriver bdrv_blkdebug = {
     .format_name = "blkdebug",
     .state_size = sizeof(InjectState),
+    .is_filter = true,
     .open = inject_open,
     .close = inject_close,
     .pread = inject_pread,

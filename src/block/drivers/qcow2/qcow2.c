@@ -460,6 +460,7 @@ const BlockDriver bdrv_qcow2 = {
     .format_name = "qcow2",
     .state_size = sizeof(BDRVQcow2State),
     .is_format = true,
+    .has_metadata = true,
     .supports_backing = true,
     .probe = qcow2_probe,
     .open = qcow2_open,
