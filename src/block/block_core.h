@@ -51,6 +51,8 @@ bool block_naming_init(BlockNode *bs, const json_t *opts, bool typed);
 void block_naming_set_auto_backing(BlockNode *bs, const char *name,
                                    bool backing_ignored);
 void block_naming_free(BlockNode *bs);
+/* The plain name that reopens bs, or NULL when only "json:" does. */
+const char *block_naming_exact_filename(const BlockNode *bs);
 
 /* ---- io.c ---- */
 bool block_io_node_init(BlockNode *bs);

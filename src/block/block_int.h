@@ -142,6 +142,22 @@ struct BlockDriver {
     /* May have a `backing` child. */
     bool supports_backing;
 
+    /* ---- how the node is named (filename.c, QEMU's
+     * bdrv_refresh_filename) ---- */
+
+    /* The option that gives bs->file; NULL means "file" (blkdebug:
+     * "image"). */
+    const char *file_child_option;
+    /* Options that change what the node reads (raw's offset and size):
+     * given, they make the node's filename "json:{...}".  A trailing '.'
+     * names a whole group.  NULL-terminated; optional. */
+    const char *const *strong_options;
+    /* The node's plain name from its full options (flat, in QEMU's
+     * order), or NULL when only "json:" names it; malloc'd.  Replaces
+     * the core's rule (a protocol node keeps the name it was opened with,
+     * a format node takes its file's).  Optional. */
+    char *(*exact_filename)(BlockNode *bs, const json_t *full_options);
+
     /* Scores how well the first bytes of a file match this format:
      * 0 = not at all, 100 = certain.  Optional. */
     int (*probe)(const uint8_t *buf, size_t len, const char *filename);

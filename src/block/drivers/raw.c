@@ -196,10 +196,14 @@ static int raw_probe(const uint8_t *buf, size_t len, const char *filename)
     return 1;
 }
 
+/* A window changes what the node reads. */
+static const char *const raw_strong_options[] = { "offset", "size", NULL };
+
 const BlockDriver bdrv_raw = {
     .format_name = "raw",
     .state_size = sizeof(RawState),
     .is_format = true,
+    .strong_options = raw_strong_options,
     .probe = raw_probe,
     .open = raw_open,
     .pread = raw_pread,
