@@ -173,6 +173,27 @@ void block_refresh_filename(BlockNode *bs);
 char *block_full_backing_filename(BlockNode *bs, Error **errp);
 
 /* ---- image creation (strata-img create) ---- */
+typedef enum BlockCreateOptType {
+    BLOCK_OPT_STRING,
+    BLOCK_OPT_BOOL,
+    BLOCK_OPT_NUMBER,
+    BLOCK_OPT_SIZE,
+} BlockCreateOptType;
+
+/* One option a driver's create accepts, as qemu-img presents it. */
+typedef struct BlockCreateOpt {
+    const char *name;
+    BlockCreateOptType type;
+    const char *help;
+    const char *def_value;    /* printed in "Formatting ..." when not given */
+} BlockCreateOpt;
+
+/* The create options of driver fmt, in the order qemu-img prints set
+ * options in its "Formatting" line, ended by name NULL; NULL when fmt
+ * cannot create images.  Formats create their image file with the
+ * "file" driver, whose options they accept too. */
+const BlockCreateOpt *block_create_opts(const char *fmt);
+
 /* Creates an image of format fmt ("qcow2", "raw", "file").  opts holds
  * qemu-img -o style options ("size" is a number, the rest strings or
  * JSON values).  Unknown options fail with "Invalid parameter 'x'". */

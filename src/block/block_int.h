@@ -141,6 +141,9 @@ struct BlockDriver {
     bool grows_on_write;
     /* May have a `backing` child. */
     bool supports_backing;
+    /* The options create accepts, as qemu-img lists them (name NULL
+     * ends it); every driver with a create callback has one. */
+    const BlockCreateOpt *create_opts;
 
     /* ---- how the node is named (filename.c, QEMU's
      * bdrv_refresh_filename) ---- */

@@ -27,3 +27,9 @@ const BlockDriver *block_find_driver(const char *name)
     }
     return NULL;
 }
+
+const BlockCreateOpt *block_create_opts(const char *fmt)
+{
+    const BlockDriver *drv = block_find_driver(fmt);
+    return drv && drv->create ? drv->create_opts : NULL;
+}

@@ -58,6 +58,7 @@ int64_t file_fd_size(int fd, bool is_bdev);
 bool file_truncate(BlockNode *bs, uint64_t size, bool exact,
                    PreallocMode prealloc, Error **errp);
 bool file_create(const char *filename, json_t *opts, Error **errp);
+extern const BlockCreateOpt file_create_opts[];
 
 /* Takes QEMU's OFD byte locks on fd (shared read locks at 100 + bit for
  * each permission in perm, at 200 + bit for each one not in shared) and

@@ -516,6 +516,7 @@ const BlockDriver bdrv_file = {
     .format_name = "file",
     .open = file_open,
     .create = file_create,
+    .create_opts = file_create_opts,
     FILE_DRIVER_CALLBACKS,
 };
 

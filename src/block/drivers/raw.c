@@ -185,6 +185,12 @@ static bool raw_truncate(BlockNode *bs, uint64_t size, bool exact,
     return true;
 }
 
+/* The rest are the file driver's, which creates the image. */
+static const BlockCreateOpt raw_create_opts[] = {
+    { "size", BLOCK_OPT_SIZE, "Virtual disk size", NULL },
+    { NULL },
+};
+
 static bool raw_create(const char *filename, json_t *opts, Error **errp)
 {
     return block_create("file", filename, opts, errp);
@@ -214,4 +220,5 @@ const BlockDriver bdrv_raw = {
     .refresh_size = raw_refresh_size,
     .truncate = raw_truncate,
     .create = raw_create,
+    .create_opts = raw_create_opts,
 };

@@ -474,6 +474,7 @@ const BlockDriver bdrv_qcow2 = {
     .block_status = qcow2_co_block_status,
     .truncate = qcow2_truncate,
     .create = qcow2_create,
+    .create_opts = qcow2_create_opts,
     .get_specific_info = qcow2_get_specific_info,
     .get_cluster_size = qcow2_get_cluster_size,
     .is_dirty = qcow2_is_dirty,
