@@ -18,25 +18,6 @@
 
 typedef struct BlockDriver BlockDriver;
 
-/* Result of an image consistency check (qemu-img check semantics). */
-typedef struct BlockCheckResult {
-    int corruptions;          /* errors found and not fixed */
-    int leaks;                /* leaked clusters not fixed */
-    int check_errors;         /* the check itself failed (I/O error ...) */
-    int corruptions_fixed;
-    int leaks_fixed;
-    int64_t image_end_offset; /* highest host offset in use, or 0 */
-    struct {
-        uint64_t total_clusters;
-        uint64_t allocated_clusters;
-        uint64_t fragmented_clusters;
-        uint64_t compressed_clusters;
-    } bfi;
-} BlockCheckResult;
-
-#define BLOCK_FIX_LEAKS   0x1
-#define BLOCK_FIX_ERRORS  0x2
-
 typedef enum BlockDiscardMode { BLOCK_DISCARD_IGNORE, BLOCK_DISCARD_UNMAP } BlockDiscardMode;
 
 /* Which link of its parent a node fills. */
@@ -141,6 +122,10 @@ struct BlockDriver {
     bool grows_on_write;
     /* May have a `backing` child. */
     bool supports_backing;
+    /* Has no signature: probing picks it only when no other format
+     * matches, so a guest writing another format's header into it would
+     * change how the image is opened next time (raw). */
+    bool probe_fallback;
     /* The options create accepts, as qemu-img lists them (name NULL
      * ends it); every driver with a create callback has one. */
     const BlockCreateOpt *create_opts;
@@ -207,6 +192,10 @@ struct BlockDriver {
     int (*block_status)(BlockNode *bs, uint64_t offset, uint64_t bytes,
                         uint64_t *pnum, uint64_t *map, BlockNode **file);
 
+    /* True when the node's storage is a block device (or another
+     * device), whose size is the volume's, not the image's.  Cheap (no
+     * I/O).  Optional: false without it. */
+    bool (*is_block_device)(BlockNode *bs);
     /* Re-reads the storage size (protocol drivers); returns it or -errno. */
     int64_t (*refresh_size)(BlockNode *bs);
     /* st_blocks * 512 of the storage, or -errno.  Format drivers may
@@ -222,6 +211,9 @@ struct BlockDriver {
     /* Returns qemu-img info's "format-specific" object ({"type": ...,
      * "data": {...}}) or NULL.  Optional. */
     json_t *(*get_specific_info)(BlockNode *bs);
+    /* QEMU's query-blockstats "driver-specific" object for this node, or
+     * NULL.  Optional. */
+    json_t *(*get_specific_stats)(BlockNode *bs);
     /* Cluster size for info, or 0.  Optional. */
     uint32_t (*get_cluster_size)(BlockNode *bs);
     /* True if the image is marked dirty (lazy refcounts).  Optional. */

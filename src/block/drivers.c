@@ -28,6 +28,17 @@ const BlockDriver *block_find_driver(const char *name)
     return NULL;
 }
 
+bool block_driver_known(const char *name)
+{
+    return block_find_driver(name) != NULL;
+}
+
+bool block_format_can_compress(const char *fmt)
+{
+    const BlockDriver *drv = block_find_driver(fmt);
+    return drv && drv->pwrite_compressed;
+}
+
 const BlockCreateOpt *block_create_opts(const char *fmt)
 {
     const BlockDriver *drv = block_find_driver(fmt);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "block/accounting.h"
 #include "block/drivers/file-posix.h"
 #include "util/cleanup.h"
 #include "util/keyval.h"
@@ -493,6 +494,34 @@ static int64_t file_allocated_size(BlockNode *bs)
     return (int64_t)st.st_blocks * 512;
 }
 
+static bool file_is_block_device(BlockNode *bs)
+{
+    FileState *s = bs->opaque;
+    return s->is_bdev;
+}
+
+/* host_device insists on a device (see file_do_open). */
+static bool hdev_is_block_device(BlockNode *bs)
+{
+    return true;
+}
+
+/* QEMU's file driver reports how many discards reached the host; strata
+ * counts the same requests at node level (discard=unmap only). */
+static json_t *file_get_specific_stats(BlockNode *bs)
+{
+    BlockAcctStats st = { 0 };
+    if (bs->acct) {
+        block_acct_get_stats(bs->acct, &st);
+    }
+    const BlockAcctOpStats *um = &st.op[BLOCK_ACCT_UNMAP];
+    return json_pack("{s:I, s:I, s:s, s:I}",
+                     "discard-bytes-ok", (json_int_t)um->bytes,
+                     "discard-nb-ok", (json_int_t)um->ops,
+                     "driver", bs->drv->format_name,
+                     "discard-nb-failed", (json_int_t)um->failed_ops);
+}
+
 /* The same callbacks serve both names: "file" also opens devices, and
  * "host_device" insists on one (QEMU's names for the one driver). */
 #define FILE_DRIVER_CALLBACKS                          \
@@ -507,6 +536,7 @@ static int64_t file_allocated_size(BlockNode *bs)
     .flush = file_flush,                               \
     .block_status = file_block_status,                 \
     .refresh_size = file_refresh_size,                 \
+    .get_specific_stats = file_get_specific_stats,     \
     .get_allocated_file_size = file_allocated_size,    \
     .truncate = file_truncate,                         \
     .user_perm = file_user_perm,                       \
@@ -517,11 +547,13 @@ const BlockDriver bdrv_file = {
     .open = file_open,
     .create = file_create,
     .create_opts = file_create_opts,
+    .is_block_device = file_is_block_device,
     FILE_DRIVER_CALLBACKS,
 };
 
 const BlockDriver bdrv_host_device = {
     .format_name = "host_device",
     .open = hdev_open,
+    .is_block_device = hdev_is_block_device,
     FILE_DRIVER_CALLBACKS,
 };

@@ -209,6 +209,7 @@ const BlockDriver bdrv_raw = {
     .format_name = "raw",
     .state_size = sizeof(RawState),
     .is_format = true,
+    .probe_fallback = true,
     .strong_options = raw_strong_options,
     .probe = raw_probe,
     .open = raw_open,
