@@ -192,6 +192,20 @@ void block_node_set_write_threshold(BlockNode *bs, uint64_t threshold);
 /* End of the highest write that reached the node (QEMU's
  * wr_highest_offset). */
 uint64_t block_node_wr_highest_offset(const BlockNode *bs);
+/* The highest host offset in use under bs (allocation.c): the larger of
+ * the highest write that reached its protocol node and the image end
+ * the formats above that node found at open.  What query-block-
+ * allocation and /metrics report; cheap (no I/O). */
+uint64_t block_node_allocation(BlockNode *bs);
+typedef struct BlockStorageInfo {
+    uint64_t allocation;  /* block_node_allocation() */
+    int64_t physical;     /* size of the file or device; -errno if unknown */
+    bool block_device;    /* the storage is a block device */
+} BlockStorageInfo;
+/* Space use of the storage under bs (its protocol node), without reading
+ * the disk.  A block device's node takes the device's current size (a
+ * volume extended under it). */
+void block_node_storage_info(BlockNode *bs, BlockStorageInfo *info);
 
 /* ---- sizes ---- */
 /* Virtual size in bytes. */

@@ -54,6 +54,21 @@ void block_naming_free(BlockNode *bs);
 /* The plain name that reopens bs, or NULL when only "json:" does. */
 const char *block_naming_exact_filename(const BlockNode *bs);
 
+/* ---- allocation.c ---- */
+/* Records on the protocol node under bs the image end bs's format found
+ * at open; called once bs is open. */
+void block_allocation_note_open(BlockNode *bs);
+/* bs was resized to size: an image end recorded past it is gone. */
+void block_allocation_note_truncate(BlockNode *bs, uint64_t size);
+
+/* Raises *p to v unless it is already larger, atomically. */
+static inline void block_atomic_max(_Atomic uint64_t *p, uint64_t v)
+{
+    uint64_t cur = atomic_load(p);
+    while (cur < v && !atomic_compare_exchange_weak(p, &cur, v)) {
+    }
+}
+
 /* ---- io.c ---- */
 bool block_io_node_init(BlockNode *bs);
 void block_io_node_cleanup(BlockNode *bs);

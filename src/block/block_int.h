@@ -76,6 +76,9 @@ struct BlockNode {
      * the highest write that reached this node. */
     _Atomic uint64_t write_threshold;
     _Atomic uint64_t wr_highest_offset;
+    /* Protocol nodes: the largest image end the formats above found in
+     * their metadata at open (allocation.c). */
+    _Atomic uint64_t image_end;
 
     BlockNode *graph_next;    /* graph list, guarded by the graph lock */
 

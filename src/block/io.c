@@ -209,13 +209,6 @@ static int check_request(BlockNode *bs, uint64_t offset, uint64_t bytes,
     return 0;
 }
 
-static void atomic_max_u64(_Atomic uint64_t *p, uint64_t v)
-{
-    uint64_t cur = atomic_load(p);
-    while (cur < v && !atomic_compare_exchange_weak(p, &cur, v)) {
-    }
-}
-
 /* QEMU's write threshold: fires once when a modifying request ends
  * strictly past the armed threshold, then disarms.  The CAS makes the
  * disarm atomic so concurrent writers emit exactly one event. */
@@ -240,9 +233,9 @@ static void check_write_threshold(BlockNode *bs, uint64_t offset, uint64_t bytes
 static void write_done(BlockNode *bs, uint64_t offset, uint64_t bytes)
 {
     uint64_t end = offset + bytes;
-    atomic_max_u64(&bs->wr_highest_offset, end);
+    block_atomic_max(&bs->wr_highest_offset, end);
     if (bs->drv->grows_on_write) {
-        atomic_max_u64(&bs->total_size, end);
+        block_atomic_max(&bs->total_size, end);
     }
 }
 
@@ -693,7 +686,7 @@ int block_discard(BlockNode *bs, uint64_t offset, uint64_t bytes)
         }
     }
     if (ret == 0) {
-        atomic_max_u64(&bs->wr_highest_offset, offset + bytes);
+        block_atomic_max(&bs->wr_highest_offset, offset + bytes);
     }
 
     io_acct_done(bs, &acct, ret);

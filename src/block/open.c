@@ -484,6 +484,7 @@ static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
         close_unregistered(bs);
         return NULL;
     }
+    block_allocation_note_open(bs);
     return bs;
 }
 
@@ -720,6 +721,9 @@ bool block_truncate(BlockNode *bs, uint64_t size, bool exact,
     bool ok = bs->drv->truncate(bs, size, exact, prealloc, errp);
     if (ok && block_node_size(bs) == before) {
         atomic_store(&bs->total_size, size);
+    }
+    if (ok) {
+        block_allocation_note_truncate(bs, block_node_size(bs));
     }
     block_drain_end(bs);
     return ok;

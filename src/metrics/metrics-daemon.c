@@ -36,7 +36,7 @@ static bool collect_node(BlockNode *bs, void *opaque)
     }
     MetricsNodeSizes sizes = {
         .capacity = block_node_size(bs),
-        .allocation = block_node_wr_highest_offset(bs),
+        .allocation = block_node_allocation(bs),
         .physical = block_allocated_file_size(bs),
         .write_threshold = block_node_write_threshold(bs),
     };
