@@ -272,9 +272,11 @@ typedef struct BlockCreateOpt {
 
 /* The create options of driver fmt, in the order qemu-img prints set
  * options in its "Formatting" line, ended by name NULL; NULL when fmt
- * cannot create images.  Formats create their image file with the
- * "file" driver, whose options they accept too. */
+ * cannot create images. */
 const BlockCreateOpt *block_create_opts(const char *fmt);
+/* The create options of the protocol driver formats create their image
+ * file with; a format accepts them too (qemu-img's protocol level). */
+const BlockCreateOpt *block_protocol_create_opts(void);
 
 /* Creates an image of format fmt ("qcow2", "raw", "file").  opts holds
  * qemu-img -o style options ("size" is a number, the rest strings or

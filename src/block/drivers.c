@@ -44,3 +44,9 @@ const BlockCreateOpt *block_create_opts(const char *fmt)
     const BlockDriver *drv = block_find_driver(fmt);
     return drv && drv->create ? drv->create_opts : NULL;
 }
+
+/* raw and qcow2 create their image with block_create("file", ...). */
+const BlockCreateOpt *block_protocol_create_opts(void)
+{
+    return bdrv_file.create_opts;
+}

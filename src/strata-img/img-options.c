@@ -18,13 +18,6 @@
 #include "util/error.h"
 #include "util/units.h"
 
-/* Formats create their image file with the file driver, so its options
- * are the protocol level's that qemu-img merges in. */
-static const BlockCreateOpt *protocol_opts(void)
-{
-    return block_create_opts("file");
-}
-
 bool img_format_known(const char *fmt)
 {
     return block_create_opts(fmt) != NULL;
@@ -46,7 +39,7 @@ static const BlockCreateOpt *lookup_opt(const char *fmt, const char *name)
 {
     const BlockCreateOpt *d = find_desc(block_create_opts(fmt), name);
 
-    return d ? d : find_desc(protocol_opts(), name);
+    return d ? d : find_desc(block_protocol_create_opts(), name);
 }
 
 json_t *img_parse_create_opts(const char *optstr, bool *help,
@@ -171,7 +164,7 @@ void img_print_create_help(const char *fmt, bool with_protocol)
      * without one it can only hint at them. */
     if (with_protocol) {
         printf("Supported options:\n");
-        print_sorted(list, protocol_opts());
+        print_sorted(list, block_protocol_create_opts());
         return;
     }
     printf("Supported %s options:\n", fmt);
@@ -270,7 +263,7 @@ void img_print_formatting(const char *filename, const char *fmt,
     print_opt_list(list, opts, NULL);
     /* The file format's own options are its protocol's: skipped as
      * duplicates. */
-    print_opt_list(protocol_opts(), opts, list);
+    print_opt_list(block_protocol_create_opts(), opts, list);
     printf("\n");
     fflush(stdout);
 }
