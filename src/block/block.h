@@ -122,9 +122,13 @@ void block_node_ref(BlockNode *bs);
 /* Drops a reference; the last one drains, flushes, closes the driver and
  * drops the references held on the children. */
 void block_node_unref(BlockNode *bs);
+/* True when anything besides the caller's one reference holds bs: a
+ * parent, an export, a job. */
+bool block_node_in_use(const BlockNode *bs);
 const char *block_node_name(const BlockNode *bs);
+/* The driver's name, for display ("qcow2", "file", ...).  To decide
+ * what a node can do, ask for a trait below instead. */
 const char *block_node_driver_name(const BlockNode *bs);
-bool block_node_is_read_only(const BlockNode *bs);
 
 /* Calls fn for every node in the graph (in creation order) under the
  * graph read lock; stops early when fn returns false. */
@@ -174,6 +178,76 @@ int block_status_above(BlockNode *bs, BlockNode *base, uint64_t offset,
 int block_read_backing(BlockNode *bs, uint64_t offset, uint64_t bytes,
                        void *buf);
 
+/* ---- what a node is (node.c) ---- */
+/* The name info shows: a path, or "json:{...}" when only options can
+ * rebuild the node.  NULL until the node has one. */
+const char *block_node_filename(const BlockNode *bs);
+bool block_node_read_only(const BlockNode *bs);
+bool block_node_cache_direct(const BlockNode *bs);
+bool block_node_no_flush(const BlockNode *bs);
+/* The child holding a format's or filter's data, or NULL (protocol
+ * nodes).  Walking it down reaches the protocol node. */
+BlockNode *block_node_file(const BlockNode *bs);
+/* The backing node, or NULL. */
+BlockNode *block_node_backing(const BlockNode *bs);
+/* The backing file name and format the image header records, or NULL. */
+const char *block_node_backing_file(const BlockNode *bs);
+const char *block_node_backing_format(const BlockNode *bs);
+
+/* Traits of the node's driver. */
+/* Talks to storage directly: the bottom of a chain, whose size may grow
+ * under it (block_refresh_size). */
+bool block_node_is_protocol(const BlockNode *bs);
+/* Passes every request unchanged to its file child (blkdebug). */
+bool block_node_is_filter(const BlockNode *bs);
+/* Keeps metadata in its file child, which nobody else may write or
+ * resize (qcow2). */
+bool block_node_has_metadata(const BlockNode *bs);
+/* The node's storage is a block device: its size is the volume's, not
+ * the image's. */
+bool block_node_is_block_device(BlockNode *bs);
+/* The node's format is the one probing falls back to when nothing else
+ * matches (raw): writing another format's header into it is dangerous. */
+bool block_node_is_probe_fallback(const BlockNode *bs);
+
+/* What info shows. */
+/* Cluster size, or 0 when the format has none. */
+uint32_t block_node_cluster_size(BlockNode *bs);
+/* qemu-img info's "format-specific" ({"type", "data"}), or NULL; the
+ * caller owns the reference. */
+json_t *block_node_specific_info(BlockNode *bs);
+/* The image is marked dirty (qcow2 lazy refcounts). */
+bool block_node_is_dirty(BlockNode *bs);
+/* query-blockstats' "driver-specific" for the node, or NULL; the caller
+ * owns the reference. */
+json_t *block_node_specific_stats(BlockNode *bs);
+/* The node's own I/O accounting (block/accounting.h), or NULL when it is
+ * switched off. */
+struct BlockAcct *block_node_acct(BlockNode *bs);
+
+/* ---- thin provisioning ---- */
+/* QEMU's write threshold (0 = off): BLOCK_WRITE_THRESHOLD fires once
+ * when a write ends past it, and it disarms. */
+uint64_t block_node_write_threshold(const BlockNode *bs);
+void block_node_set_write_threshold(BlockNode *bs, uint64_t threshold);
+/* End of the highest write that reached the node (QEMU's
+ * wr_highest_offset). */
+uint64_t block_node_wr_highest_offset(const BlockNode *bs);
+/* The highest host offset in use under bs (allocation.c): the larger of
+ * the highest write that reached its protocol node and the image end
+ * the formats above that node found at open.  What query-block-
+ * allocation and /metrics report; cheap (no I/O). */
+uint64_t block_node_allocation(BlockNode *bs);
+typedef struct BlockStorageInfo {
+    uint64_t allocation;  /* block_node_allocation() */
+    int64_t physical;     /* size of the file or device; -errno if unknown */
+    bool block_device;    /* the storage is a block device */
+} BlockStorageInfo;
+/* Space use of the storage under bs (its protocol node), without reading
+ * the disk.  A block device's node takes the device's current size (a
+ * volume extended under it). */
+void block_node_storage_info(BlockNode *bs, BlockStorageInfo *info);
+
 /* ---- sizes ---- */
 /* Virtual size in bytes. */
 uint64_t block_node_size(const BlockNode *bs);
@@ -214,12 +288,78 @@ void block_refresh_filename(BlockNode *bs);
  * QEMU's full-backing-filename; NULL without error when there is none. */
 char *block_full_backing_filename(BlockNode *bs, Error **errp);
 
+/* ---- drivers ---- */
+/* True if a driver is called name. */
+bool block_driver_known(const char *name);
+/* True if images of format fmt can take compressed writes
+ * (block_write_compressed). */
+bool block_format_can_compress(const char *fmt);
+
 /* ---- image creation (strata-img create) ---- */
+typedef enum BlockCreateOptType {
+    BLOCK_OPT_STRING,
+    BLOCK_OPT_BOOL,
+    BLOCK_OPT_NUMBER,
+    BLOCK_OPT_SIZE,
+} BlockCreateOptType;
+
+/* One option a driver's create accepts, as qemu-img presents it. */
+typedef struct BlockCreateOpt {
+    const char *name;
+    BlockCreateOptType type;
+    const char *help;
+    const char *def_value;    /* printed in "Formatting ..." when not given */
+} BlockCreateOpt;
+
+/* The create options of driver fmt, in the order qemu-img prints set
+ * options in its "Formatting" line, ended by name NULL; NULL when fmt
+ * cannot create images. */
+const BlockCreateOpt *block_create_opts(const char *fmt);
+/* The create options of the protocol driver formats create their image
+ * file with; a format accepts them too (qemu-img's protocol level). */
+const BlockCreateOpt *block_protocol_create_opts(void);
+
 /* Creates an image of format fmt ("qcow2", "raw", "file").  opts holds
  * qemu-img -o style options ("size" is a number, the rest strings or
  * JSON values).  Unknown options fail with "Invalid parameter 'x'". */
 bool block_create(const char *fmt, const char *filename, json_t *opts,
                   Error **errp);
+
+/* ---- image maintenance (strata-img check, commit, rebase) ---- */
+/* Result of an image consistency check (qemu-img check semantics). */
+typedef struct BlockCheckResult {
+    int corruptions;          /* errors found and not fixed */
+    int leaks;                /* leaked clusters not fixed */
+    int check_errors;         /* the check itself failed (I/O error ...) */
+    int corruptions_fixed;
+    int leaks_fixed;
+    int64_t image_end_offset; /* highest host offset in use, or 0 */
+    struct {
+        uint64_t total_clusters;
+        uint64_t allocated_clusters;
+        uint64_t fragmented_clusters;
+        uint64_t compressed_clusters;
+    } bfi;
+} BlockCheckResult;
+
+#define BLOCK_FIX_LEAKS   0x1
+#define BLOCK_FIX_ERRORS  0x2
+
+/* Checks (and with fix = BLOCK_FIX_* repairs) the image.  Returns 0, or
+ * -errno if the check could not run: -ENOTSUP when the format has no
+ * check. */
+int block_check(BlockNode *bs, BlockCheckResult *res, int fix);
+/* Deallocates everything in bs's own layer so reads fall through to its
+ * backing node (qemu-img commit).  0, -ENOTSUP when the format cannot,
+ * or -errno. */
+int block_make_empty(BlockNode *bs);
+/* True if block_change_backing_file can work on bs's format. */
+bool block_node_can_change_backing_file(const BlockNode *bs);
+/* Rewrites the backing file name and format the image records (NULL
+ * backing_file = none) without changing the open graph.  An image
+ * header too small for the name fails with errnum ENOSPC. */
+bool block_change_backing_file(BlockNode *bs, const char *backing_file,
+                               const char *backing_fmt, Error **errp);
 
 /* ---- events ---- */
 /* The daemon installs a sink that broadcasts QMP events; it may be

@@ -38,14 +38,6 @@ void block_node_detach_child(BlockNode *child);
 BlockNode *block_node_open_driver(const BlockDriver *drv, json_t *opts,
                                   int flags, Error **errp);
 
-/* While a child given inline is being opened, its parent; NULL for nodes
- * opened on their own.  Lets a protocol driver pick QEMU's permissions
- * (a metadata format such as qcow2 forbids other writers, raw does not). */
-const BlockNode *block_open_parent(void);
-/* True if parent keeps metadata in its file child, so that nobody else
- * may write or resize it (every format but raw). */
-bool block_parent_has_metadata(const BlockNode *parent);
-
 /* ---- probe-foreign.c ---- */
 /* The best-scoring format among those QEMU probes and strata does not
  * read ("vmdk", "vhdx", ...), with its score in *score; NULL (score 0)
@@ -66,6 +58,23 @@ bool block_naming_init(BlockNode *bs, const json_t *opts, bool typed);
 void block_naming_set_auto_backing(BlockNode *bs, const char *name,
                                    bool backing_ignored);
 void block_naming_free(BlockNode *bs);
+/* The plain name that reopens bs, or NULL when only "json:" does. */
+const char *block_naming_exact_filename(const BlockNode *bs);
+
+/* ---- allocation.c ---- */
+/* Records on the protocol node under bs the image end bs's format found
+ * at open; called once bs is open. */
+void block_allocation_note_open(BlockNode *bs);
+/* bs was resized to size: an image end recorded past it is gone. */
+void block_allocation_note_truncate(BlockNode *bs, uint64_t size);
+
+/* Raises *p to v unless it is already larger, atomically. */
+static inline void block_atomic_max(_Atomic uint64_t *p, uint64_t v)
+{
+    uint64_t cur = atomic_load(p);
+    while (cur < v && !atomic_compare_exchange_weak(p, &cur, v)) {
+    }
+}
 
 /* ---- io.c ---- */
 bool block_io_node_init(BlockNode *bs);
@@ -83,7 +92,5 @@ extern const BlockDriver bdrv_host_device;
 extern const BlockDriver bdrv_raw;
 /* Fault injection (QEMU's blkdebug error rules); drivers/inject.c. */
 extern const BlockDriver bdrv_blkdebug;
-/* Re-takes a file node's locks for a (new) parent; see file-lock.c. */
-bool file_relock_for_parent(BlockNode *bs, const BlockNode *parent, Error **errp);
 
 #endif

@@ -18,26 +18,24 @@
 
 typedef struct BlockDriver BlockDriver;
 
-/* Result of an image consistency check (qemu-img check semantics). */
-typedef struct BlockCheckResult {
-    int corruptions;          /* errors found and not fixed */
-    int leaks;                /* leaked clusters not fixed */
-    int check_errors;         /* the check itself failed (I/O error ...) */
-    int corruptions_fixed;
-    int leaks_fixed;
-    int64_t image_end_offset; /* highest host offset in use, or 0 */
-    struct {
-        uint64_t total_clusters;
-        uint64_t allocated_clusters;
-        uint64_t fragmented_clusters;
-        uint64_t compressed_clusters;
-    } bfi;
-} BlockCheckResult;
-
-#define BLOCK_FIX_LEAKS   0x1
-#define BLOCK_FIX_ERRORS  0x2
-
 typedef enum BlockDiscardMode { BLOCK_DISCARD_IGNORE, BLOCK_DISCARD_UNMAP } BlockDiscardMode;
+
+/* Which link of its parent a node fills. */
+typedef enum BlockChildKind {
+    BLOCK_CHILD_NONE,     /* opened on its own: a user's node, or a backing
+                             file named by an image header */
+    BLOCK_CHILD_FILE,     /* the parent's bs->file */
+    BLOCK_CHILD_BACKING,  /* the parent's bs->backing */
+} BlockChildKind;
+
+/* What the parent that links a node needs from it.  The core sets
+ * bs->role before drv->open for a child given inline, and passes it to
+ * drv->attach_parent for an existing node given by name, so a protocol
+ * driver takes QEMU's lock bytes for that parent. */
+typedef struct BlockChildRole {
+    BlockChildKind kind;
+    bool parent_has_metadata; /* the parent's driver has_metadata */
+} BlockChildRole;
 
 struct BlockNode {
     char *node_name;          /* user given or "#blockNNN" */
@@ -46,6 +44,7 @@ struct BlockNode {
     void *opaque;             /* drv->state_size bytes, zeroed */
     char *filename;           /* what info shows: file path or json: */
 
+    BlockChildRole role;      /* how the parent that opened it uses it */
     BlockNode *file;          /* protocol child of a format node */
     BlockNode *backing;       /* backing node, or NULL */
     /* As recorded in the image header (set by the format driver's open). */
@@ -77,6 +76,9 @@ struct BlockNode {
      * the highest write that reached this node. */
     _Atomic uint64_t write_threshold;
     _Atomic uint64_t wr_highest_offset;
+    /* Protocol nodes: the largest image end the formats above found in
+     * their metadata at open (allocation.c). */
+    _Atomic uint64_t image_end;
 
     BlockNode *graph_next;    /* graph list, guarded by the graph lock */
 
@@ -97,9 +99,55 @@ struct BlockNode {
 struct BlockDriver {
     const char *format_name;  /* "qcow2", "raw", "file", ... */
     size_t state_size;        /* bytes of bs->opaque to allocate */
-    bool is_format;           /* opens a `file` child; can be probed */
-    bool is_protocol;         /* talks to storage directly */
-    bool supports_backing;    /* may have a `backing` child */
+
+    /* ---- traits: what the core and users may assume about every node
+     * of this driver, so that nobody outside the driver compares its
+     * name ---- */
+
+    /* Interprets the bytes of a `file` child; can be probed. */
+    bool is_format;
+    /* Talks to storage directly and has no `file` child: the bottom of
+     * every chain, where host space is used and locks are taken. */
+    bool is_protocol;
+    /* Passes every request unchanged to its one child, bs->file (QEMU's
+     * filters: blkdebug).  Users see through it: query-blockstats lists
+     * the child where QEMU lists a filtered child. */
+    bool is_filter;
+    /* Keeps metadata in its `file` child: it takes what its own writes
+     * need there and lets nobody else write or resize the child, and the
+     * permissions of its users stop at it (qcow2; not raw). */
+    bool has_metadata;
+    /* Requests past the end of the node reach the driver instead of
+     * failing: writes there extend it (a format appending clusters),
+     * reads there return zeroes.  The node's size follows its highest
+     * write.  On a block device the driver itself refuses what does not
+     * fit (ENOSPC), which is how a thin volume reports it is full. */
+    bool grows_on_write;
+    /* May have a `backing` child. */
+    bool supports_backing;
+    /* Has no signature: probing picks it only when no other format
+     * matches, so a guest writing another format's header into it would
+     * change how the image is opened next time (raw). */
+    bool probe_fallback;
+    /* The options create accepts, as qemu-img lists them (name NULL
+     * ends it); every driver with a create callback has one. */
+    const BlockCreateOpt *create_opts;
+
+    /* ---- how the node is named (filename.c, QEMU's
+     * bdrv_refresh_filename) ---- */
+
+    /* The option that gives bs->file; NULL means "file" (blkdebug:
+     * "image"). */
+    const char *file_child_option;
+    /* Options that change what the node reads (raw's offset and size):
+     * given, they make the node's filename "json:{...}".  A trailing '.'
+     * names a whole group.  NULL-terminated; optional. */
+    const char *const *strong_options;
+    /* The node's plain name from its full options (flat, in QEMU's
+     * order), or NULL when only "json:" names it; malloc'd.  Replaces
+     * the core's rule (a protocol node keeps the name it was opened with,
+     * a format node takes its file's).  Optional. */
+    char *(*exact_filename)(BlockNode *bs, const json_t *full_options);
 
     /* Scores how well the first bytes of a file match this format:
      * 0 = not at all, 100 = certain.  Optional. */
@@ -147,6 +195,10 @@ struct BlockDriver {
     int (*block_status)(BlockNode *bs, uint64_t offset, uint64_t bytes,
                         uint64_t *pnum, uint64_t *map, BlockNode **file);
 
+    /* True when the node's storage is a block device (or another
+     * device), whose size is the volume's, not the image's.  Cheap (no
+     * I/O).  Optional: false without it. */
+    bool (*is_block_device)(BlockNode *bs);
     /* Re-reads the storage size (protocol drivers); returns it or -errno. */
     int64_t (*refresh_size)(BlockNode *bs);
     /* st_blocks * 512 of the storage, or -errno.  Format drivers may
@@ -162,6 +214,9 @@ struct BlockDriver {
     /* Returns qemu-img info's "format-specific" object ({"type": ...,
      * "data": {...}}) or NULL.  Optional. */
     json_t *(*get_specific_info)(BlockNode *bs);
+    /* QEMU's query-blockstats "driver-specific" object for this node, or
+     * NULL.  Optional. */
+    json_t *(*get_specific_stats)(BlockNode *bs);
     /* Cluster size for info, or 0.  Optional. */
     uint32_t (*get_cluster_size)(BlockNode *bs);
     /* True if the image is marked dirty (lazy refcounts).  Optional. */
@@ -186,6 +241,20 @@ struct BlockDriver {
      * device, and before any write), which is the allocation on a thin
      * volume.  Cheap (no I/O).  Optional. */
     uint64_t (*get_image_end)(BlockNode *bs);
+
+    /* Adds (count 1) or removes (count -1) the permissions of a user of
+     * this node or of a node above that passes them on (see
+     * block_node_add_perm).  Fails, taking nothing, on a conflict with
+     * another process; removing never fails.  Optional: without it users'
+     * permissions are not enforced on this node. */
+    bool (*user_perm)(BlockNode *bs, uint64_t perm, uint64_t shared,
+                      int count, Error **errp);
+    /* This node, already open, becomes the `file` child of another node
+     * (a child given by node name): takes what that parent needs, as
+     * open does for role.  Fails, changing nothing, on a conflict.
+     * Optional. */
+    bool (*attach_parent)(BlockNode *bs, const BlockChildRole *role,
+                          Error **errp);
 };
 
 /* Opens the child named key ("file" or "backing") from opts: a string

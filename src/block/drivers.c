@@ -27,3 +27,26 @@ const BlockDriver *block_find_driver(const char *name)
     }
     return NULL;
 }
+
+bool block_driver_known(const char *name)
+{
+    return block_find_driver(name) != NULL;
+}
+
+bool block_format_can_compress(const char *fmt)
+{
+    const BlockDriver *drv = block_find_driver(fmt);
+    return drv && drv->pwrite_compressed;
+}
+
+const BlockCreateOpt *block_create_opts(const char *fmt)
+{
+    const BlockDriver *drv = block_find_driver(fmt);
+    return drv && drv->create ? drv->create_opts : NULL;
+}
+
+/* raw and qcow2 create their image with block_create("file", ...). */
+const BlockCreateOpt *block_protocol_create_opts(void)
+{
+    return bdrv_file.create_opts;
+}

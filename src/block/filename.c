@@ -33,37 +33,9 @@ struct BlockNodeNaming {
     bool backing_ignored;    /* opened without backing (qemu-img's NO_IO) */
 };
 
-typedef struct NamingRule {
-    const char *driver;
-    const char *child_key;   /* name of the bs->file link in options */
-    const char *const *strong; /* a trailing '.' means a whole group */
-} NamingRule;
-
-static const char *const raw_strong[] = { "offset", "size", NULL };
-static const char *const blkdebug_strong[] = {
-    "config", "inject-error.", "set-state.", "align", "max-transfer",
-    "opt-write-zero", "max-write-zero", "opt-discard", "max-discard", NULL,
-};
-
-static const NamingRule naming_rules[] = {
-    { "raw", "file", raw_strong },
-    { "blkdebug", "image", blkdebug_strong },
-};
-
-static const NamingRule *rule_for(const BlockNode *bs)
-{
-    for (size_t i = 0; i < ARRAY_SIZE(naming_rules); i++) {
-        if (strcmp(naming_rules[i].driver, bs->drv->format_name) == 0) {
-            return &naming_rules[i];
-        }
-    }
-    return NULL;
-}
-
 static const char *child_key(const BlockNode *bs)
 {
-    const NamingRule *r = rule_for(bs);
-    return r ? r->child_key : "file";
+    return bs->drv->file_child_option ? bs->drv->file_child_option : "file";
 }
 
 /* blockdev-add and --blockdev go through QAPI, which stores numbers and
@@ -167,8 +139,7 @@ bool block_naming_init(BlockNode *bs, const json_t *opts, bool typed)
         json_object_set(n->strong, "filename", fname);
         n->opened_filename = strdup(json_string_value(fname));
     }
-    const NamingRule *r = rule_for(bs);
-    for (const char *const *o = r ? r->strong : NULL; o && *o; o++) {
+    for (const char *const *o = bs->drv->strong_options; o && *o; o++) {
         size_t len = strlen(*o);
         bool group = (*o)[len - 1] == '.';
         CLEANUP_FREE char *key = strndup(*o, group ? len - 1 : len);
@@ -234,35 +205,16 @@ static json_t *child_full_options(BlockNode *child)
     return json_pack("{s:s}", "driver", child->drv->format_name);
 }
 
-/* blkdebug names itself "blkdebug:CONFIG:IMAGE" when it has no rules. */
-static char *blkdebug_exact(BlockNode *bs, const json_t *full)
+const char *block_naming_exact_filename(const BlockNode *bs)
 {
-    const char *image = bs->file && bs->file->naming
-                        ? bs->file->naming->exact_filename : NULL;
-    if (!image) {
-        return NULL;
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)full, key, v) {
-        if (strcmp(key, "config") && strcmp(key, "image") &&
-            strcmp(key, "x-image") && strcmp(key, "driver")) {
-            return NULL;
-        }
-    }
-    const char *config = json_string_value(json_object_get(full, "config"));
-    char *out = NULL;
-    if (asprintf(&out, "blkdebug:%s:%s", config ? config : "", image) < 0) {
-        return NULL;
-    }
-    return out;
+    return bs->naming ? bs->naming->exact_filename : NULL;
 }
 
 static char *compute_exact(BlockNode *bs, const json_t *full, bool gen_json)
 {
     BlockNodeNaming *n = bs->naming;
-    if (bs->drv == &bdrv_blkdebug) {
-        return blkdebug_exact(bs, full);
+    if (bs->drv->exact_filename) {
+        return bs->drv->exact_filename(bs, full);
     }
     if (!bs->file) {
         /* A protocol node keeps the name it was opened with. */

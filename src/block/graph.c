@@ -224,11 +224,6 @@ const char *block_node_driver_name(const BlockNode *bs)
     return bs->drv->format_name;
 }
 
-bool block_node_is_read_only(const BlockNode *bs)
-{
-    return bs->read_only;
-}
-
 uint64_t block_node_size(const BlockNode *bs)
 {
     return atomic_load(&((BlockNode *)bs)->total_size);

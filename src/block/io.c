@@ -189,15 +189,16 @@ static void *bounce_alloc(uint64_t bytes)
     return p;
 }
 
-/* Overflow and range checks.  Protocol nodes grow when written past their
- * end (a format driver appending clusters) and read zeroes there. */
+/* Overflow and range checks.  Nodes that grow on write take requests
+ * past their end (a format driver appending clusters) and read zeroes
+ * there. */
 static int check_request(BlockNode *bs, uint64_t offset, uint64_t bytes,
                          bool is_write)
 {
     if (offset > INT64_MAX || bytes > INT64_MAX || offset + bytes > INT64_MAX) {
         return -EINVAL;
     }
-    if (bs->drv->is_protocol) {
+    if (bs->drv->grows_on_write) {
         return 0;
     }
     uint64_t size = block_node_size(bs);
@@ -206,13 +207,6 @@ static int check_request(BlockNode *bs, uint64_t offset, uint64_t bytes,
     }
     (void)is_write;
     return 0;
-}
-
-static void atomic_max_u64(_Atomic uint64_t *p, uint64_t v)
-{
-    uint64_t cur = atomic_load(p);
-    while (cur < v && !atomic_compare_exchange_weak(p, &cur, v)) {
-    }
 }
 
 /* QEMU's write threshold: fires once when a modifying request ends
@@ -239,9 +233,9 @@ static void check_write_threshold(BlockNode *bs, uint64_t offset, uint64_t bytes
 static void write_done(BlockNode *bs, uint64_t offset, uint64_t bytes)
 {
     uint64_t end = offset + bytes;
-    atomic_max_u64(&bs->wr_highest_offset, end);
-    if (bs->drv->is_protocol) {
-        atomic_max_u64(&bs->total_size, end);
+    block_atomic_max(&bs->wr_highest_offset, end);
+    if (bs->drv->grows_on_write) {
+        block_atomic_max(&bs->total_size, end);
     }
 }
 
@@ -340,8 +334,9 @@ static uint64_t max_chunk(BlockNode *bs)
 static int drv_read(BlockNode *bs, uint64_t offset, uint64_t bytes, void *buf,
                     int flags)
 {
-    /* Past the end of a protocol node reads zeroes (see check_request). */
-    if (bs->drv->is_protocol) {
+    /* Past the end of a node that grows on write reads zeroes (see
+     * check_request). */
+    if (bs->drv->grows_on_write) {
         uint64_t size = block_node_size(bs);
         if (offset >= size) {
             memset(buf, 0, bytes);
@@ -476,11 +471,11 @@ static int rmw_write(BlockNode *bs, uint64_t offset, uint64_t bytes,
     return drv_write(bs, astart, aend - astart, b, flags);
 }
 
-/* Upper bound for aligned ranges: protocol nodes may grow, format nodes
- * stop at their size. */
+/* Upper bound for aligned ranges: nodes that grow on write have none,
+ * the others stop at their size. */
 static uint64_t align_limit(BlockNode *bs)
 {
-    return bs->drv->is_protocol ? UINT64_MAX : block_node_size(bs);
+    return bs->drv->grows_on_write ? UINT64_MAX : block_node_size(bs);
 }
 
 static bool needs_rmw(BlockNode *bs, uint64_t offset, uint64_t bytes)
@@ -492,7 +487,7 @@ static bool needs_rmw(BlockNode *bs, uint64_t offset, uint64_t bytes)
     uint64_t end = offset + bytes;
     /* An unaligned end is fine where it is also the end of the node. */
     bool end_ok = IS_ALIGNED(end, align) ||
-                  (!bs->drv->is_protocol && end == block_node_size(bs));
+                  (!bs->drv->grows_on_write && end == block_node_size(bs));
     return !IS_ALIGNED(offset, align) || !end_ok;
 }
 
@@ -695,7 +690,7 @@ int block_discard(BlockNode *bs, uint64_t offset, uint64_t bytes)
         uint64_t align = bs->request_alignment ? bs->request_alignment : 1;
         uint64_t start = ALIGN_UP(offset, align);
         uint64_t end = offset + bytes;
-        if (align > 1 && !(!bs->drv->is_protocol && end == block_node_size(bs))) {
+        if (align > 1 && !(!bs->drv->grows_on_write && end == block_node_size(bs))) {
             end = ALIGN_DOWN(end, align);
         }
         if (start < end) {
@@ -718,7 +713,7 @@ int block_discard(BlockNode *bs, uint64_t offset, uint64_t bytes)
         }
     }
     if (ret == 0) {
-        atomic_max_u64(&bs->wr_highest_offset, offset + bytes);
+        block_atomic_max(&bs->wr_highest_offset, offset + bytes);
     }
 
     io_acct_done(bs, &acct, ret);

@@ -27,7 +27,8 @@ typedef struct OpenCtx {
 } OpenCtx;
 
 static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
-                            const OpenCtx *ctx, Error **errp);
+                            const BlockChildRole *role, const OpenCtx *ctx,
+                            Error **errp);
 
 /* node_open flag: the options come from a "json:" filename as written,
  * not through QAPI (they name the node as given). */
@@ -107,17 +108,13 @@ static bool crumple(json_t *obj, Error **errp)
     return true;
 }
 
-static __thread const BlockNode *opening_parent;
-
-const BlockNode *block_open_parent(void)
+static BlockChildRole child_role(const BlockNode *parent, const char *key)
 {
-    return opening_parent;
-}
-
-bool block_parent_has_metadata(const BlockNode *parent)
-{
-    return parent && parent->drv->is_format &&
-           strcmp(parent->drv->format_name, "raw") != 0;
+    return (BlockChildRole){
+        .kind = strcmp(key, "backing") == 0 ? BLOCK_CHILD_BACKING
+                                            : BLOCK_CHILD_FILE,
+        .parent_has_metadata = parent->drv->has_metadata,
+    };
 }
 
 /* Sets key (possibly dotted) to val in obj unless the user gave it. */
@@ -163,13 +160,17 @@ static BlockNode *child_by_name(BlockNode *parent, const char *name,
         error_setg(errp, "Cannot find device='%s' nor node-name='%s'", name, name);
         return NULL;
     }
-    if (strcmp(key, "file") == 0 && !parent->read_only && child->read_only) {
+    bool file_link = strcmp(key, "file") == 0;
+    if (file_link && !parent->read_only && child->read_only) {
         error_setg(errp, "Block node is read-only");
         return NULL;
     }
-    if (strcmp(key, "file") == 0 &&
-        (child->drv == &bdrv_file || child->drv == &bdrv_host_device) &&
-        !file_relock_for_parent(child, parent, errp)) {
+    /* A backing node is only read, and normally is a format node that
+     * locks nothing itself: only a file link asks for the parent's
+     * locks. */
+    BlockChildRole role = child_role(parent, key);
+    if (file_link && child->drv->attach_parent &&
+        !child->drv->attach_parent(child, &role, errp)) {
         return NULL;
     }
     block_node_attach_child(child);
@@ -195,10 +196,8 @@ static BlockNode *open_child_ctx(BlockNode *parent, json_t *opts,
         inherit_options(parent, copy, flags, is_backing);
         int cflags = flags & (BLOCK_O_NO_REPAIR | BLOCK_O_NO_BACKING |
                               OPEN_UNTYPED_OPTIONS);
-        const BlockNode *saved = opening_parent;
-        opening_parent = parent;
-        child = node_open(NULL, copy, cflags, ctx, errp);
-        opening_parent = saved;
+        BlockChildRole role = child_role(parent, key);
+        child = node_open(NULL, copy, cflags, &role, ctx, errp);
         if (child) {
             /* The reference node_open returned becomes the parent link. */
             __atomic_add_fetch(&child->parents, 1, __ATOMIC_SEQ_CST);
@@ -288,10 +287,8 @@ static bool open_backing_chain(BlockNode *bs, int flags, const OpenCtx *ctx,
     BlockNode *backing = NULL;
     if (opts) {
         inherit_options(bs, opts, flags, true);
-        const BlockNode *saved = opening_parent;
-        opening_parent = NULL;
-        backing = node_open(NULL, opts, flags & BLOCK_O_NO_REPAIR, &here, &err);
-        opening_parent = saved;
+        backing = node_open(NULL, opts, flags & BLOCK_O_NO_REPAIR, NULL,
+                            &here, &err);
     }
     if (!backing) {
         error_prepend(&err, "Could not open backing file: ");
@@ -354,8 +351,10 @@ static void close_unregistered(BlockNode *bs)
     block_node_free_unregistered(bs);
 }
 
+/* role is NULL for a node opened on its own. */
 static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
-                            const OpenCtx *ctx, Error **errp)
+                            const BlockChildRole *role, const OpenCtx *ctx,
+                            Error **errp)
 {
     if (!json_is_object(opts_in)) {
         error_setg(errp, "Block node options must be a JSON object");
@@ -419,6 +418,9 @@ static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
     /* "on" is QEMU's old spelling of unmap, "off" of ignore. */
     bs->discard = (g.discard == 1 || g.discard == 3) ? BLOCK_DISCARD_UNMAP
                                                      : BLOCK_DISCARD_IGNORE;
+    if (role) {
+        bs->role = *role;
+    }
     /* The name is known to the driver while it opens (messages). */
     bs->node_name = node_name ? strdup(node_name) : NULL;
 
@@ -476,18 +478,19 @@ static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
         close_unregistered(bs);
         return NULL;
     }
+    block_allocation_note_open(bs);
     return bs;
 }
 
 BlockNode *block_node_open(json_t *opts, Error **errp)
 {
-    return node_open(NULL, opts, BLOCK_O_RDWR, NULL, errp);
+    return node_open(NULL, opts, BLOCK_O_RDWR, NULL, NULL, errp);
 }
 
 BlockNode *block_node_open_driver(const BlockDriver *drv, json_t *opts,
                                   int flags, Error **errp)
 {
-    return node_open(drv, opts, flags, NULL, errp);
+    return node_open(drv, opts, flags, NULL, NULL, errp);
 }
 
 /* ---- images, qemu-img style ---- */
@@ -667,7 +670,7 @@ BlockNode *block_open_image(const char *filename, const char *fmt, int flags,
     if (strncmp(filename, "json:", 5) == 0) {
         flags |= OPEN_UNTYPED_OPTIONS;
     }
-    BlockNode *bs = node_open(NULL, opts, flags, NULL, errp);
+    BlockNode *bs = node_open(NULL, opts, flags, NULL, NULL, errp);
     /* The tool is the image's user, as qemu-img's BlockBackend: it reads,
      * writes when read-write, and shares everything. */
     uint64_t perm = BLOCK_PERM_CONSISTENT_READ |
@@ -721,6 +724,9 @@ bool block_truncate(BlockNode *bs, uint64_t size, bool exact,
     bool ok = bs->drv->truncate(bs, size, exact, prealloc, errp);
     if (ok && block_node_size(bs) == before) {
         atomic_store(&bs->total_size, size);
+    }
+    if (ok) {
+        block_allocation_note_truncate(bs, block_node_size(bs));
     }
     block_drain_end(bs);
     return ok;

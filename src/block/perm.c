@@ -10,36 +10,33 @@
  * to write or resize, as QEMU's qcow2 does.
  */
 #include "block/block_core.h"
-#include "block/drivers/file-posix.h"
 
-/* The file node a user's permissions reach, or NULL. */
+/* The protocol node that enforces a user's permissions, or NULL. */
 static BlockNode *perm_target(BlockNode *bs)
 {
     while (bs && !bs->drv->is_protocol) {
-        if (block_parent_has_metadata(bs)) {
+        if (bs->drv->has_metadata) {
             return NULL;
         }
         bs = bs->file;
     }
-    if (bs && (bs->drv == &bdrv_file || bs->drv == &bdrv_host_device)) {
-        return bs;
-    }
-    return NULL;
+    return bs && bs->drv->user_perm ? bs : NULL;
 }
 
 bool block_node_add_perm(BlockNode *bs, uint64_t perm, uint64_t shared,
                          Error **errp)
 {
-    BlockNode *file = perm_target(bs);
-    return !file || file_user_perm(file, perm & BLOCK_PERM_ALL,
-                                   shared & BLOCK_PERM_ALL, 1, errp);
+    BlockNode *target = perm_target(bs);
+    return !target || target->drv->user_perm(target, perm & BLOCK_PERM_ALL,
+                                             shared & BLOCK_PERM_ALL, 1,
+                                             errp);
 }
 
 void block_node_del_perm(BlockNode *bs, uint64_t perm, uint64_t shared)
 {
-    BlockNode *file = perm_target(bs);
-    if (file) {
-        (void)file_user_perm(file, perm & BLOCK_PERM_ALL,
-                             shared & BLOCK_PERM_ALL, -1, NULL);
+    BlockNode *target = perm_target(bs);
+    if (target) {
+        (void)target->drv->user_perm(target, perm & BLOCK_PERM_ALL,
+                                     shared & BLOCK_PERM_ALL, -1, NULL);
     }
 }

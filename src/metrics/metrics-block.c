@@ -161,8 +161,9 @@ void metrics_write_node_sizes(MetricsWriter *w, const MetricLabel *labels,
                   "Virtual size of the node.", labels, nlabels,
                   (double)s->capacity);
     metrics_gauge(w, "strata_node_allocation_bytes",
-                  "Highest offset written on the node (allocation of a "
-                  "thin volume).", labels, nlabels, (double)s->allocation);
+                  "Highest host offset in use under the node (allocation "
+                  "of a thin volume).", labels, nlabels,
+                  (double)s->allocation);
     if (s->physical >= 0) {
         metrics_gauge(w, "strata_node_physical_bytes",
                       "Bytes the node's storage occupies.", labels, nlabels,

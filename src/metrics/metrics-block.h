@@ -22,7 +22,7 @@ void metrics_write_block_acct(MetricsWriter *w, const char *prefix,
 
 typedef struct MetricsNodeSizes {
     uint64_t capacity;          /* virtual size, bytes */
-    uint64_t allocation;        /* highest written offset, bytes */
+    uint64_t allocation;        /* block_node_allocation(), bytes */
     int64_t physical;           /* bytes on storage; < 0 if unknown */
     uint64_t write_threshold;   /* armed threshold, 0 if none */
 } MetricsNodeSizes;

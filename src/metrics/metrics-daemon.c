@@ -4,10 +4,9 @@
  * provisioning manager watches).  Families: docs/metrics.md. */
 #include "metrics/metrics-daemon.h"
 
-#include <stdatomic.h>
 #include <string.h>
 
-#include "block/block_int.h"
+#include "block/block.h"
 #include "metrics/metrics-block.h"
 #include "nbd/nbd.h"
 
@@ -31,14 +30,15 @@ static bool collect_node(BlockNode *bs, void *opaque)
 {
     MetricsWriter *w = opaque;
     const MetricLabel labels[] = { { "node", block_node_name(bs) } };
-    if (bs->acct) {
-        metrics_write_block_acct(w, "strata_node", labels, 1, bs->acct);
+    BlockAcct *acct = block_node_acct(bs);
+    if (acct) {
+        metrics_write_block_acct(w, "strata_node", labels, 1, acct);
     }
     MetricsNodeSizes sizes = {
         .capacity = block_node_size(bs),
-        .allocation = atomic_load(&bs->wr_highest_offset),
+        .allocation = block_node_allocation(bs),
         .physical = block_allocated_file_size(bs),
-        .write_threshold = atomic_load(&bs->write_threshold),
+        .write_threshold = block_node_write_threshold(bs),
     };
     metrics_write_node_sizes(w, labels, 1, &sizes);
     return true;

@@ -290,7 +290,7 @@ static BlockNode *export_check(const NbdExportOptions *o, const char *name,
                    o->node_name);
         return NULL;
     }
-    if (o->writable && block_node_is_read_only(bs)) {
+    if (o->writable && block_node_read_only(bs)) {
         error_setg(errp, "Cannot export read-only node as writable");
         return NULL;
     }

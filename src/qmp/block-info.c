@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/block_int.h"
 #include "util/cleanup.h"
 
 json_t *qmp_image_info(BlockNode *bs, bool flat)
@@ -14,13 +13,12 @@ json_t *qmp_image_info(BlockNode *bs, bool flat)
     json_t *info = json_object();
     json_object_set_new(info, "virtual-size",
                         json_integer((json_int_t)block_node_size(bs)));
+    const char *filename = block_node_filename(bs);
     json_object_set_new(info, "filename",
-                        json_string(bs->filename ? bs->filename : ""));
-    if (bs->drv->get_cluster_size) {
-        uint32_t cs = bs->drv->get_cluster_size(bs);
-        if (cs) {
-            json_object_set_new(info, "cluster-size", json_integer(cs));
-        }
+                        json_string(filename ? filename : ""));
+    uint32_t cs = block_node_cluster_size(bs);
+    if (cs) {
+        json_object_set_new(info, "cluster-size", json_integer(cs));
     }
     json_object_set_new(info, "format",
                         json_string(block_node_driver_name(bs)));
@@ -28,30 +26,29 @@ json_t *qmp_image_info(BlockNode *bs, bool flat)
     if (actual >= 0) {
         json_object_set_new(info, "actual-size", json_integer(actual));
     }
-    if (bs->drv->get_specific_info) {
-        json_t *spec = bs->drv->get_specific_info(bs);
-        if (spec) {
-            json_object_set_new(info, "format-specific", spec);
-        }
+    json_t *spec = block_node_specific_info(bs);
+    if (spec) {
+        json_object_set_new(info, "format-specific", spec);
     }
-    bool dirty = bs->drv->is_dirty ? bs->drv->is_dirty(bs) : false;
-    json_object_set_new(info, "dirty-flag", json_boolean(dirty));
-    if (bs->backing_file && bs->backing_file[0]) {
+    json_object_set_new(info, "dirty-flag",
+                        json_boolean(block_node_is_dirty(bs)));
+    const char *backing_file = block_node_backing_file(bs);
+    if (backing_file && backing_file[0]) {
         json_object_set_new(info, "backing-filename",
-                            json_string(bs->backing_file));
+                            json_string(backing_file));
         CLEANUP_FREE char *full = block_full_backing_filename(bs, NULL);
         if (full) {
             json_object_set_new(info, "full-backing-filename",
                                 json_string(full));
         }
-        if (bs->backing_format) {
+        if (block_node_backing_format(bs)) {
             json_object_set_new(info, "backing-filename-format",
-                                json_string(bs->backing_format));
+                                json_string(block_node_backing_format(bs)));
         }
     }
-    if (!flat && bs->backing) {
+    if (!flat && block_node_backing(bs)) {
         json_object_set_new(info, "backing-image",
-                            qmp_image_info(bs->backing, false));
+                            qmp_image_info(block_node_backing(bs), false));
     }
     return info;
 }
@@ -61,20 +58,22 @@ json_t *qmp_block_device_info(BlockNode *bs, bool flat)
     /* QEMU counts the depth while it nests backing-image, so a flat
      * query reports 0 whatever the chain. */
     int depth = 0;
-    for (BlockNode *b = bs->backing; b && !flat; b = b->backing) {
+    for (BlockNode *b = block_node_backing(bs); b && !flat;
+         b = block_node_backing(b)) {
         depth++;
     }
+    const char *filename = block_node_filename(bs);
     json_t *info = json_object();
-    json_object_set_new(info, "file",
-                        json_string(bs->filename ? bs->filename : ""));
+    json_object_set_new(info, "file", json_string(filename ? filename : ""));
     json_object_set_new(info, "node-name", json_string(block_node_name(bs)));
-    json_object_set_new(info, "ro", json_boolean(bs->read_only));
+    json_object_set_new(info, "ro", json_boolean(block_node_read_only(bs)));
     json_object_set_new(info, "drv", json_string(block_node_driver_name(bs)));
     /* QEMU shows the open backing node's file name here (the name as
      * recorded in the image is in image.backing-filename). */
-    if (bs->backing && bs->backing->filename) {
+    BlockNode *backing = block_node_backing(bs);
+    if (backing && block_node_filename(backing)) {
         json_object_set_new(info, "backing_file",
-                            json_string(bs->backing->filename));
+                            json_string(block_node_filename(backing)));
     }
     json_object_set_new(info, "backing_file_depth", json_integer(depth));
     json_object_set_new(info, "encrypted", json_false());
@@ -88,10 +87,10 @@ json_t *qmp_block_device_info(BlockNode *bs, bool flat)
     json_object_set_new(info, "image", qmp_image_info(bs, flat));
     json_object_set_new(info, "cache",
                         json_pack("{s:b, s:b, s:b}", "writeback", 1,
-                                  "direct", bs->cache_direct,
-                                  "no-flush", bs->no_flush));
+                                  "direct", block_node_cache_direct(bs),
+                                  "no-flush", block_node_no_flush(bs)));
     json_object_set_new(info, "write_threshold",
-                        json_integer((json_int_t)atomic_load(
-                            &bs->write_threshold)));
+                        json_integer((json_int_t)block_node_write_threshold(
+                            bs)));
     return info;
 }

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/block_int.h"
+#include "block/block.h"
 #include "nbd/nbd.h"
 #include "qmp/block-info.h"
 #include "qmp/monitor.h"
@@ -79,7 +79,7 @@ static bool check_common(json_t *opts, const char *prefix, bool strict,
             return false;
         }
         if (!strcmp(s->name, "driver")
-            && !block_find_driver(json_string_value(v))) {
+            && !block_driver_known(json_string_value(v))) {
             error_setg(errp, "Parameter '%s' does not accept value '%s'",
                        path, json_string_value(v));
             return false;
@@ -194,7 +194,7 @@ static json_t *cmd_blockdev_del(json_t *args, Error **errp)
         error_setg(errp, "Node %s is not owned by the monitor", name);
         return NULL;
     }
-    if (atomic_load(&bs->refcnt) > 1) {
+    if (block_node_in_use(bs)) {
         error_setg(errp, "Block device %s is in use", name);
         return NULL;
     }

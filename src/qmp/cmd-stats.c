@@ -18,18 +18,11 @@
 #include <string.h>
 
 #include "block/accounting.h"
-#include "block/block_int.h"
+#include "block/block.h"
 #include "nbd/nbd.h"
 #include "qmp/qmp-args.h"
 #include "qmp/qmp-internal.h"
 #include "util/cleanup.h"
-
-/* Filters pass every request to their one child, which QEMU's
- * BlockBackend-level query lists as "backing". */
-static bool node_is_filter(const BlockNode *bs)
-{
-    return strcmp(bs->drv->format_name, "blkdebug") == 0;
-}
 
 /* QEMU's node-level stats for a node without accounting (only under the
  * overhead benchmark): all zero, both switches off. */
@@ -55,26 +48,6 @@ static json_t *acct_stats(BlockAcct *acct, uint64_t wr_highest_offset)
                 : zero_stats(wr_highest_offset);
 }
 
-/* QEMU's file driver reports how many discards reached the host; strata
- * counts the same requests at node level (discard=unmap only). */
-static json_t *driver_specific(BlockNode *bs)
-{
-    const char *drv = bs->drv->format_name;
-    if (strcmp(drv, "file") != 0 && strcmp(drv, "host_device") != 0) {
-        return NULL;
-    }
-    BlockAcctStats st = { 0 };
-    if (bs->acct) {
-        block_acct_get_stats(bs->acct, &st);
-    }
-    const BlockAcctOpStats *um = &st.op[BLOCK_ACCT_UNMAP];
-    return json_pack("{s:I, s:I, s:s, s:I}",
-                     "discard-bytes-ok", (json_int_t)um->bytes,
-                     "discard-nb-ok", (json_int_t)um->ops,
-                     "driver", drv,
-                     "discard-nb-failed", (json_int_t)um->failed_ops);
-}
-
 /* QEMU's bdrv_query_bds_stats(): the entry of one node, with its file
  * child as "parent" and, at export level, its backing (or filtered)
  * child as "backing".  stats replaces the node's own statistics (the
@@ -82,9 +55,9 @@ static json_t *driver_specific(BlockNode *bs)
 static json_t *node_entry(BlockNode *bs, json_t *stats, bool export_level,
                           int depth)
 {
-    uint64_t wr_highest = atomic_load(&bs->wr_highest_offset);
     if (!stats) {
-        stats = acct_stats(bs->acct, wr_highest);
+        stats = acct_stats(block_node_acct(bs),
+                           block_node_wr_highest_offset(bs));
     }
     json_t *e = json_object();
     if (!e || !stats) {
@@ -94,14 +67,18 @@ static json_t *node_entry(BlockNode *bs, json_t *stats, bool export_level,
     }
     /* A chain is at most BLOCK_MAX_BACKING_DEPTH long; the bound only
      * keeps a corrupted graph from recursing forever. */
-    if (bs->file && depth < 1024) {
-        json_t *p = node_entry(bs->file, NULL, export_level, depth + 1);
+    BlockNode *file = block_node_file(bs);
+    if (file && depth < 1024) {
+        json_t *p = node_entry(file, NULL, export_level, depth + 1);
         if (p) {
             json_object_set_new(e, "parent", p);
         }
     }
     json_object_set_new(e, "stats", stats);
-    BlockNode *below = node_is_filter(bs) ? bs->file : bs->backing;
+    /* A filter passes every request to its one child, which QEMU's
+     * BlockBackend-level query lists as "backing". */
+    BlockNode *below = block_node_is_filter(bs) ? file
+                                                : block_node_backing(bs);
     if (export_level && below && depth < 1024) {
         json_t *b = node_entry(below, NULL, true, depth + 1);
         if (b) {
@@ -109,7 +86,7 @@ static json_t *node_entry(BlockNode *bs, json_t *stats, bool export_level,
         }
     }
     json_object_set_new(e, "node-name", json_string(block_node_name(bs)));
-    json_t *ds = driver_specific(bs);
+    json_t *ds = block_node_specific_stats(bs);
     if (ds) {
         json_object_set_new(e, "driver-specific", ds);
     }
@@ -120,7 +97,7 @@ static void add_export_entry(const char *id, BlockNode *bs, BlockAcct *acct,
                              void *opaque)
 {
     json_t *list = opaque;
-    json_t *stats = acct_stats(acct, atomic_load(&bs->wr_highest_offset));
+    json_t *stats = acct_stats(acct, block_node_wr_highest_offset(bs));
     json_t *e = node_entry(bs, stats, true, 0);
     if (!e) {
         return;
@@ -279,8 +256,8 @@ static json_t *cmd_block_latency_histogram_set(json_t *args, Error **errp)
     if (ok) {
         f.apply = true;
         if (bs) {
-            if (bs->acct) {
-                apply_histograms(bs->acct, &f);
+            if (block_node_acct(bs)) {
+                apply_histograms(block_node_acct(bs), &f);
             }
         } else {
             f.found = false;

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "block/block_int.h"
+#include "block/block.h"
 #include "strata-img/img-common.h"
 #include "util/error.h"
 
@@ -141,15 +141,8 @@ int cmd_check(int argc, char **argv)
     if (!bs) {
         return 1;
     }
-    const BlockDriver *drv = bs->drv;
-    if (!drv->check) {
-        error_report("This image format does not support checks");
-        block_node_unref(bs);
-        return 63;
-    }
-
     BlockCheckResult res = { 0 };
-    int ret = drv->check(bs, &res, fix);
+    int ret = block_check(bs, &res, fix);
     if (ret == -ENOTSUP) {
         error_report("This image format does not support checks");
         block_node_unref(bs);
@@ -166,7 +159,7 @@ int cmd_check(int argc, char **argv)
                         leaks_fixed, corruptions_fixed);
         }
         memset(&res, 0, sizeof(res));
-        ret = drv->check(bs, &res, 0);
+        ret = block_check(bs, &res, 0);
         res.leaks_fixed = leaks_fixed;
         res.corruptions_fixed = corruptions_fixed;
     }
@@ -174,7 +167,7 @@ int cmd_check(int argc, char **argv)
         if (ofmt == OFORMAT_HUMAN) {
             dump_human(&res, quiet);
         } else {
-            dump_json(&res, filename, drv->format_name, quiet);
+            dump_json(&res, filename, block_node_driver_name(bs), quiet);
         }
     }
     block_node_unref(bs);

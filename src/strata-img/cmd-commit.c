@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/block_int.h"
+#include "block/block.h"
 #include "strata-img/img-chain.h"
 #include "strata-img/img-common.h"
 #include "util/cleanup.h"
@@ -127,7 +127,7 @@ int cmd_commit(int argc, char **argv)
     }
     BlockNode *base = top;
     for (int i = 0; i < base_idx; i++) {
-        base = base->backing;
+        base = block_node_backing(base);
     }
 
     ImgProgress *prog = img_progress_new(progress, 1.0);
@@ -150,14 +150,14 @@ int cmd_commit(int argc, char **argv)
         goto out_top;
     }
     if (!drop) {
-        if (!top->drv->make_empty) {
+        r = block_make_empty(top);
+        if (r == -ENOTSUP) {
             img_progress_end(prog);
             error_report("Image '%s' of format %s cannot be emptied after "
                          "the commit (use -d)", filename,
-                         top->drv->format_name);
+                         block_node_driver_name(top));
             goto out_top;
         }
-        r = top->drv->make_empty(top);
         if (r < 0) {
             img_progress_end(prog);
             error_report("Could not empty '%s': %s", filename, strerror(-r));

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/block_int.h"
+#include "block/block.h"
 #include "strata-img/convert-copy.h"
 #include "strata-img/img-common.h"
 #include "util/cleanup.h"
@@ -228,11 +228,11 @@ int cmd_convert(int argc, char **argv)
         return 1;
     }
     const char *out = argv[argc - 1];
-    if (!block_find_driver(a.out_fmt)) {
+    if (!block_driver_known(a.out_fmt)) {
         error_report("Unknown file format '%s'", a.out_fmt);
         return 1;
     }
-    if (a.compressed && strcmp(a.out_fmt, "qcow2") != 0) {
+    if (a.compressed && !block_format_can_compress(a.out_fmt)) {
         error_report("Compression not supported for this file format");
         return 1;
     }
@@ -281,8 +281,7 @@ int cmd_convert(int argc, char **argv)
         .nsrc = nsrc,
         .dst = dst,
         .min_sparse = a.min_sparse,
-        .dst_cluster = dst->drv->get_cluster_size ?
-                       dst->drv->get_cluster_size(dst) : 0,
+        .dst_cluster = block_node_cluster_size(dst),
         .compressed = a.compressed,
         .target_has_backing = a.out_base != NULL,
         .out_of_order = a.out_of_order,

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/block_int.h"
+#include "block/block.h"
 #include "strata-img/img-common.h"
 #include "util/cleanup.h"
 #include "util/error.h"
@@ -84,7 +84,7 @@ int cmd_create(int argc, char **argv)
         return 1;
     }
     if (!img_format_known(fmt)) {
-        if (block_find_driver(fmt)) {
+        if (block_driver_known(fmt)) {
             error_report("Format driver '%s' does not support image creation",
                          fmt);
         } else if (optind < argc) {
@@ -164,7 +164,7 @@ int cmd_create(int argc, char **argv)
             }
             goto out;
         }
-        if (!img_format_known(bfmt) && !block_find_driver(bfmt)) {
+        if (!img_format_known(bfmt) && !block_driver_known(bfmt)) {
             error_report("%s: Unknown backing file format '%s'", filename,
                          bfmt);
             goto out;

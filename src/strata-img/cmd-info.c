@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/block_int.h"
+#include "block/block.h"
 #include "strata-img/img-common.h"
 #include "util/cleanup.h"
 #include "util/error.h"
@@ -19,15 +19,16 @@
 static json_t *collect_info(BlockNode *bs, const char *filename)
 {
     json_t *info = json_object();
-    const BlockDriver *drv = bs->drv;
     int64_t actual = block_allocated_file_size(bs);
-    uint32_t cluster_size = drv->get_cluster_size ?
-                            drv->get_cluster_size(bs) : 0;
-    const char *shown = bs->filename ? bs->filename : filename;
+    uint32_t cluster_size = block_node_cluster_size(bs);
+    const char *shown = block_node_filename(bs) ? block_node_filename(bs)
+                                                : filename;
+    const char *backing_file = block_node_backing_file(bs);
+    const char *backing_format = block_node_backing_format(bs);
 
-    if (bs->backing_file && bs->backing_format) {
+    if (backing_file && backing_format) {
         json_object_set_new(info, "backing-filename-format",
-                            json_string(bs->backing_format));
+                            json_string(backing_format));
     }
     json_object_set_new(info, "virtual-size",
                         json_integer((json_int_t)block_node_size(bs)));
@@ -35,27 +36,26 @@ static json_t *collect_info(BlockNode *bs, const char *filename)
     if (cluster_size) {
         json_object_set_new(info, "cluster-size", json_integer(cluster_size));
     }
-    json_object_set_new(info, "format", json_string(drv->format_name));
+    json_object_set_new(info, "format",
+                        json_string(block_node_driver_name(bs)));
     if (actual >= 0) {
         json_object_set_new(info, "actual-size", json_integer(actual));
     }
-    if (drv->get_specific_info) {
-        json_t *spec = drv->get_specific_info(bs);
-        if (spec) {
-            json_object_set_new(info, "format-specific", spec);
-        }
+    json_t *spec = block_node_specific_info(bs);
+    if (spec) {
+        json_object_set_new(info, "format-specific", spec);
     }
-    if (bs->backing_file) {
-        CLEANUP_FREE char *full = img_path_combine(shown, bs->backing_file);
+    if (backing_file) {
+        CLEANUP_FREE char *full = img_path_combine(shown, backing_file);
         if (full) {
             json_object_set_new(info, "full-backing-filename",
                                 json_string(full));
         }
         json_object_set_new(info, "backing-filename",
-                            json_string(bs->backing_file));
+                            json_string(backing_file));
     }
     json_object_set_new(info, "dirty-flag",
-                        json_boolean(drv->is_dirty && drv->is_dirty(bs)));
+                        json_boolean(block_node_is_dirty(bs)));
     return info;
 }
 

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "block/block_int.h"
+#include "block/block.h"
 #include "strata-img/img-common.h"
 #include "util/cleanup.h"
 #include "util/error.h"
@@ -40,7 +40,7 @@ static int get_entry(BlockNode *bs, uint64_t offset,
     /* As qemu-img: each layer alone, descending while the run is neither
      * data nor zeroes there; the depth shown is where the search stopped
      * (zeroes past a shorter backing node stop it in the layer above). */
-    for (BlockNode *n = bs;; n = n->backing, shown_depth++) {
+    for (BlockNode *n = bs;; n = block_node_backing(n), shown_depth++) {
         ret = block_status(n, offset, bytes, &pnum, &map, &file);
         if (ret < 0) {
             return ret;
@@ -51,7 +51,7 @@ static int get_entry(BlockNode *bs, uint64_t offset,
         if (ret & (BLOCK_STATUS_DATA | BLOCK_STATUS_ZERO)) {
             break;
         }
-        if (!n->backing) {
+        if (!block_node_backing(n)) {
             ret = 0;
             break;
         }
@@ -68,8 +68,8 @@ static int get_entry(BlockNode *bs, uint64_t offset,
         .offset = map,
     };
     if (e->has_offset && file) {
-        e->filename = file->filename ? file->filename
-                                     : block_node_name(file);
+        e->filename = block_node_filename(file) ? block_node_filename(file)
+                                                : block_node_name(file);
     }
     return 0;
 }

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/block_int.h"
+#include "block/block.h"
 #include "strata-img/img-common.h"
 #include "util/cleanup.h"
 #include "util/error.h"
@@ -52,7 +52,7 @@ static int read_or_zero(BlockNode *bs, uint64_t offset, uint64_t bytes,
 }
 
 /* Copies into bs every unallocated range where the old backing content
- * (bs->backing) and the new backing's differ. */
+ * (the backing node bs has now) and the new backing's differ. */
 static int rebase_copy(BlockNode *bs, BlockNode *new_backing,
                        ImgProgress *prog)
 {
@@ -74,7 +74,7 @@ static int rebase_copy(BlockNode *bs, BlockNode *new_backing,
             return -EIO;
         }
         if (!(st & BLOCK_STATUS_ALLOCATED)) {
-            int r = read_or_zero(bs->backing, offset, n, buf_old);
+            int r = read_or_zero(block_node_backing(bs), offset, n, buf_old);
             if (r < 0) {
                 return r;
             }
@@ -150,7 +150,7 @@ int cmd_rebase(int argc, char **argv)
     if (!bs) {
         return 1;
     }
-    if (!bs->drv->change_backing_file) {
+    if (!block_node_can_change_backing_file(bs)) {
         error_report("Could not change the backing file to '%s': %s",
                      out_base ? out_base : "", strerror(ENOTSUP));
         goto out;
@@ -190,8 +190,8 @@ int cmd_rebase(int argc, char **argv)
     }
 
     Error *err = NULL;
-    if (!bs->drv->change_backing_file(bs, out_base, out_base ? out_fmt : NULL,
-                                      &err)) {
+    if (!block_change_backing_file(bs, out_base, out_base ? out_fmt : NULL,
+                                   &err)) {
         if (err && err->errnum == ENOSPC) {
             error_report("Could not change the backing file to '%s': No "
                          "space left in the file header", out_base);

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/block_int.h"
+#include "block/block.h"
 #include "strata-img/img-chain.h"
 #include "strata-img/img-common.h"
 #include "util/cleanup.h"
@@ -74,15 +74,17 @@ ImgChain *img_discover_chain(const char *filename, const char *fmt,
         }
         char *next = NULL;
         char *next_fmt = NULL;
-        if (bs->backing_file && bs->backing_file[0]) {
-            next = img_path_combine(cur, bs->backing_file);
+        const char *backing_file = block_node_backing_file(bs);
+        const char *backing_format = block_node_backing_format(bs);
+        if (backing_file && backing_file[0]) {
+            next = img_path_combine(cur, backing_file);
             if (!next) {
-                next = strdup(bs->backing_file);
+                next = strdup(backing_file);
             }
-            next_fmt = bs->backing_format ? strdup(bs->backing_format) : NULL;
+            next_fmt = backing_format ? strdup(backing_format) : NULL;
         }
         bool ok = chain_add(chain, cur, block_node_driver_name(bs),
-                            bs->backing_file);
+                            backing_file);
         block_node_unref(bs);
         free(cur);
         free(cur_fmt);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/block_int.h"
+#include "block/block.h"
 #include "strata-img/img-common.h"
 #include "util/cleanup.h"
 #include "util/error.h"
@@ -62,7 +62,7 @@ BlockNode *img_open(const char *filename, const char *fmt, int flags,
         return NULL;
     }
     if (!fmt && (flags & BLOCK_O_RDWR) && !quiet &&
-        strcmp(block_node_driver_name(bs), "raw") == 0) {
+        block_node_is_probe_fallback(bs)) {
         fprintf(stderr,
                 "WARNING: Image format was not specified for '%s' and "
                 "probing guessed raw.\n"

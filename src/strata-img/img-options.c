@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* strata-img - image creation options as qemu-img presents them: the
- * option list per format (for -o help and for validating names before
- * anything is printed) and the "Formatting ..." line.
+/* strata-img - image creation options as qemu-img presents them: -o
+ * help, checking names before anything is printed, and the
+ * "Formatting ..." line.
  *
- * The order of each table is the order qemu-img prints set options in
- * the "Formatting" line; -o help sorts by name.  The block driver's
- * create callback does the real validation of values.
+ * The options are the drivers' own tables (block_create_opts), in the
+ * order qemu-img prints set options in the "Formatting" line; -o help
+ * sorts by name.  The driver's create does the real validation of
+ * values.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,94 +18,13 @@
 #include "util/error.h"
 #include "util/units.h"
 
-typedef enum OptType { OPT_STRING, OPT_BOOL, OPT_NUMBER, OPT_SIZE } OptType;
-
-typedef struct CreateOptDesc {
-    const char *name;
-    OptType type;
-    const char *help;
-    const char *def_value; /* printed in "Formatting" when not given */
-} CreateOptDesc;
-
-#define OPT_END { NULL, OPT_STRING, NULL, NULL }
-
-static const CreateOptDesc qcow2_opts[] = {
-    { "encryption", OPT_BOOL, "Encrypt the image with format 'aes'. "
-      "(Deprecated in favor of encrypt.format=aes)", NULL },
-    { "encrypt.format", OPT_STRING,
-      "Encrypt the image, format choices: 'aes', 'luks'", NULL },
-    { "encrypt.key-secret", OPT_STRING,
-      "ID of secret providing qcow AES key or LUKS passphrase", NULL },
-    { "encrypt.cipher-alg", OPT_STRING,
-      "Name of encryption cipher algorithm", NULL },
-    { "encrypt.cipher-mode", OPT_STRING,
-      "Name of encryption cipher mode", NULL },
-    { "encrypt.ivgen-alg", OPT_STRING, "Name of IV generator algorithm",
-      NULL },
-    { "encrypt.ivgen-hash-alg", OPT_STRING,
-      "Name of IV generator hash algorithm", NULL },
-    { "encrypt.hash-alg", OPT_STRING, "Name of encryption hash algorithm",
-      NULL },
-    { "encrypt.iter-time", OPT_NUMBER,
-      "Time to spend in PBKDF in milliseconds", NULL },
-    { "cluster_size", OPT_SIZE, "qcow2 cluster size", "65536" },
-    { "extended_l2", OPT_BOOL, "Extended L2 tables", "off" },
-    { "preallocation", OPT_STRING, "Preallocation mode (allowed values: "
-      "off, metadata, falloc, full)", NULL },
-    { "compression_type", OPT_STRING,
-      "Compression method used for image cluster compression", "zlib" },
-    { "size", OPT_SIZE, "Virtual disk size", NULL },
-    { "compat", OPT_STRING, "Compatibility level (v2 [0.10] or v3 [1.1])",
-      NULL },
-    { "backing_file", OPT_STRING, "File name of a base image", NULL },
-    { "backing_fmt", OPT_STRING, "Image format of the base image", NULL },
-    { "data_file", OPT_STRING, "File name of an external data file", NULL },
-    { "data_file_raw", OPT_BOOL,
-      "The external data file must stay valid as a raw image", NULL },
-    { "lazy_refcounts", OPT_BOOL, "Postpone refcount updates", "off" },
-    { "refcount_bits", OPT_NUMBER, "Width of a reference count entry in bits",
-      "16" },
-    OPT_END,
-};
-
-static const CreateOptDesc raw_opts[] = {
-    { "size", OPT_SIZE, "Virtual disk size", NULL },
-    OPT_END,
-};
-
-/* The protocol (file) driver's options, appended after the format's. */
-static const CreateOptDesc file_opts[] = {
-    { "size", OPT_SIZE, "Virtual disk size", NULL },
-    { "preallocation", OPT_STRING, "Preallocation mode (allowed values: "
-      "off, falloc, full)", NULL },
-    { "nocow", OPT_BOOL, "Turn off copy-on-write (valid only on btrfs)",
-      NULL },
-    { "extent_size_hint", OPT_SIZE,
-      "Extent size hint for the image file, 0 to disable", NULL },
-    OPT_END,
-};
-
-static const CreateOptDesc *format_opts(const char *fmt)
-{
-    if (strcmp(fmt, "qcow2") == 0) {
-        return qcow2_opts;
-    }
-    if (strcmp(fmt, "raw") == 0) {
-        return raw_opts;
-    }
-    if (strcmp(fmt, "file") == 0) {
-        return file_opts;
-    }
-    return NULL;
-}
-
 bool img_format_known(const char *fmt)
 {
-    return format_opts(fmt) != NULL;
+    return block_create_opts(fmt) != NULL;
 }
 
-static const CreateOptDesc *find_desc(const CreateOptDesc *list,
-                                      const char *name)
+static const BlockCreateOpt *find_desc(const BlockCreateOpt *list,
+                                       const char *name)
 {
     for (; list && list->name; list++) {
         if (strcmp(list->name, name) == 0) {
@@ -115,11 +35,11 @@ static const CreateOptDesc *find_desc(const CreateOptDesc *list,
 }
 
 /* Looks name up in the format's table, then in the protocol's. */
-static const CreateOptDesc *lookup_opt(const char *fmt, const char *name)
+static const BlockCreateOpt *lookup_opt(const char *fmt, const char *name)
 {
-    const CreateOptDesc *d = find_desc(format_opts(fmt), name);
+    const BlockCreateOpt *d = find_desc(block_create_opts(fmt), name);
 
-    return d ? d : find_desc(file_opts, name);
+    return d ? d : find_desc(block_protocol_create_opts(), name);
 }
 
 json_t *img_parse_create_opts(const char *optstr, bool *help,
@@ -187,14 +107,14 @@ bool img_check_create_opts(const char *fmt, json_t *opts, const char *filename)
     return true;
 }
 
-static const char *type_hint(OptType t)
+static const char *type_hint(BlockCreateOptType t)
 {
     switch (t) {
-    case OPT_BOOL:
+    case BLOCK_OPT_BOOL:
         return "bool (on/off)";
-    case OPT_NUMBER:
+    case BLOCK_OPT_NUMBER:
         return "num";
-    case OPT_SIZE:
+    case BLOCK_OPT_SIZE:
         return "size";
     default:
         return "str";
@@ -203,24 +123,25 @@ static const char *type_hint(OptType t)
 
 static int cmp_desc(const void *a, const void *b)
 {
-    const CreateOptDesc *const *x = a;
-    const CreateOptDesc *const *y = b;
+    const BlockCreateOpt *const *x = a;
+    const BlockCreateOpt *const *y = b;
 
     return strcmp((*x)->name, (*y)->name);
 }
 
 /* Prints the options of list, then those of extra not already in list,
  * sorted by name. */
-static void print_sorted(const CreateOptDesc *list, const CreateOptDesc *extra)
+static void print_sorted(const BlockCreateOpt *list,
+                         const BlockCreateOpt *extra)
 {
-    const CreateOptDesc *sorted[64];
+    const BlockCreateOpt *sorted[64];
     size_t n = 0;
 
-    for (const CreateOptDesc *d = list; d && d->name && n < ARRAY_SIZE(sorted);
+    for (const BlockCreateOpt *d = list; d && d->name && n < ARRAY_SIZE(sorted);
          d++) {
         sorted[n++] = d;
     }
-    for (const CreateOptDesc *d = extra;
+    for (const BlockCreateOpt *d = extra;
          d && d->name && n < ARRAY_SIZE(sorted); d++) {
         if (!find_desc(list, d->name)) {
             sorted[n++] = d;
@@ -237,13 +158,13 @@ static void print_sorted(const CreateOptDesc *list, const CreateOptDesc *extra)
 
 void img_print_create_help(const char *fmt, bool with_protocol)
 {
-    const CreateOptDesc *list = format_opts(fmt);
+    const BlockCreateOpt *list = block_create_opts(fmt);
 
     /* With a target file name qemu-img merges in the protocol's options;
      * without one it can only hint at them. */
     if (with_protocol) {
         printf("Supported options:\n");
-        print_sorted(list, list == file_opts ? NULL : file_opts);
+        print_sorted(list, block_protocol_create_opts());
         return;
     }
     printf("Supported %s options:\n", fmt);
@@ -252,7 +173,7 @@ void img_print_create_help(const char *fmt, bool with_protocol)
            "Specify the target filename to include those options.\n");
 }
 
-static bool normalize_one(const CreateOptDesc *d, json_t *opts,
+static bool normalize_one(const BlockCreateOpt *d, json_t *opts,
                           const char *filename)
 {
     json_t *v = json_object_get(opts, d->name);
@@ -264,7 +185,7 @@ static bool normalize_one(const CreateOptDesc *d, json_t *opts,
     s = json_string_value(v);
     const char *pre = filename ? filename : "";
     const char *sep = filename ? ": " : "";
-    if (d->type == OPT_SIZE) {
+    if (d->type == BLOCK_OPT_SIZE) {
         uint64_t n;
         Error *err = NULL;
         if (!parse_size(s, &n, &err)) {
@@ -276,7 +197,7 @@ static bool normalize_one(const CreateOptDesc *d, json_t *opts,
             return false;
         }
         json_object_set_new(opts, d->name, json_integer((json_int_t)n));
-    } else if (d->type == OPT_NUMBER) {
+    } else if (d->type == BLOCK_OPT_NUMBER) {
         uint64_t n;
         Error *err = NULL;
         if (!parse_uint(s, INT64_MAX, &n, &err)) {
@@ -286,7 +207,7 @@ static bool normalize_one(const CreateOptDesc *d, json_t *opts,
             return false;
         }
         json_object_set_new(opts, d->name, json_integer((json_int_t)n));
-    } else if (d->type == OPT_BOOL) {
+    } else if (d->type == BLOCK_OPT_BOOL) {
         if (strcmp(s, "on") && strcmp(s, "off") && strcmp(s, "true") &&
             strcmp(s, "false")) {
             error_report("%s%sParameter '%s' expects 'on' or 'off'", pre,
@@ -304,7 +225,7 @@ bool img_normalize_create_opts(const char *fmt, json_t *opts,
     json_t *value;
 
     json_object_foreach(opts, key, value) {
-        const CreateOptDesc *d = lookup_opt(fmt, key);
+        const BlockCreateOpt *d = lookup_opt(fmt, key);
         if (d && !normalize_one(d, opts, filename)) {
             return false;
         }
@@ -312,8 +233,8 @@ bool img_normalize_create_opts(const char *fmt, json_t *opts,
     return true;
 }
 
-static void print_opt_list(const CreateOptDesc *list, json_t *opts,
-                           const CreateOptDesc *skip_dups)
+static void print_opt_list(const BlockCreateOpt *list, json_t *opts,
+                           const BlockCreateOpt *skip_dups)
 {
     for (; list && list->name; list++) {
         if (skip_dups && find_desc(skip_dups, list->name)) {
@@ -336,13 +257,13 @@ static void print_opt_list(const CreateOptDesc *list, json_t *opts,
 void img_print_formatting(const char *filename, const char *fmt,
                           json_t *opts)
 {
-    const CreateOptDesc *list = format_opts(fmt);
+    const BlockCreateOpt *list = block_create_opts(fmt);
 
     printf("Formatting '%s', fmt=%s", filename, fmt);
     print_opt_list(list, opts, NULL);
-    if (list != file_opts) {
-        print_opt_list(file_opts, opts, list);
-    }
+    /* The file format's own options are its protocol's: skipped as
+     * duplicates. */
+    print_opt_list(block_protocol_create_opts(), opts, list);
     printf("\n");
     fflush(stdout);
 }

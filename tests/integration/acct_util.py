@@ -88,21 +88,26 @@ class AcctDaemon(Daemon):
         raise KeyError(node)
 
     def scrape(self):
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(10)
-        s.connect(self.metrics_path)
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: strata\r\n"
-                  b"Connection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
-        head, _, body = data.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 200"), head
-        return body.decode()
+        return scrape_metrics(self.metrics_path)
+
+
+def scrape_metrics(path):
+    """The text of GET /metrics from the endpoint on unix socket path."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(path)
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: strata\r\n"
+              b"Connection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return body.decode()
 
 
 def nbd_ok(reply):

@@ -158,6 +158,19 @@ static bool device_create(const char *filename, uint64_t size, Error **errp)
     return true;
 }
 
+/* The order is the one qemu-img prints them in. */
+const BlockCreateOpt file_create_opts[] = {
+    { "size", BLOCK_OPT_SIZE, "Virtual disk size", NULL },
+    { "preallocation", BLOCK_OPT_STRING, "Preallocation mode (allowed "
+      "values: off, falloc, full)", NULL },
+    { "nocow", BLOCK_OPT_BOOL, "Turn off copy-on-write (valid only on "
+      "btrfs)", NULL },
+    /* QEMU sets an XFS extent size hint; a tuning knob we accept. */
+    { "extent_size_hint", BLOCK_OPT_SIZE,
+      "Extent size hint for the image file, 0 to disable", NULL },
+    { NULL },
+};
+
 bool file_create(const char *filename, json_t *opts, Error **errp)
 {
     uint64_t size, extent_hint;
@@ -168,15 +181,11 @@ bool file_create(const char *filename, json_t *opts, Error **errp)
         !opt_get_enum(opts, "preallocation", prealloc_mode_names, PREALLOC_OFF,
                       &prealloc, errp) ||
         !opt_get_bool(opts, "nocow", false, &nocow, errp) ||
-        /* QEMU sets an XFS extent size hint; a tuning knob we accept. */
         !opt_get_size(opts, "extent_size_hint", 0, &extent_hint, errp)) {
         return false;
     }
-    static const char *const known[] = {
-        "size", "preallocation", "nocow", "extent_size_hint",
-    };
-    for (size_t i = 0; i < ARRAY_SIZE(known); i++) {
-        json_object_del(opts, known[i]);
+    for (const BlockCreateOpt *o = file_create_opts; o->name; o++) {
+        json_object_del(opts, o->name);
     }
     const char *key;
     json_t *val;

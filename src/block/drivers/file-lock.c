@@ -181,7 +181,8 @@ static void wanted_locks(const FileState *s, uint64_t *perm, uint64_t *shared)
     }
 }
 
-bool file_relock_for_parent(BlockNode *bs, const BlockNode *parent, Error **errp)
+bool file_attach_parent(BlockNode *bs, const BlockChildRole *role,
+                        Error **errp)
 {
     FileState *s = bs->opaque;
     if (!s->use_lock) {
@@ -189,7 +190,7 @@ bool file_relock_for_parent(BlockNode *bs, const BlockNode *parent, Error **errp
     }
     uint64_t perm, shared;
     file_lock_perms(bs->read_only, bs->force_share,
-                    block_parent_has_metadata(parent), &perm, &shared);
+                    role->parent_has_metadata, &perm, &shared);
     LOCK_GUARD(&s->perm_lock);
     /* A node can have several parents: keep the union of their needs. */
     uint64_t old_perm = s->parent_perm, old_shared = s->parent_shared;

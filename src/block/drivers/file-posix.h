@@ -35,10 +35,14 @@ typedef struct FileState {
     pthread_mutex_t perm_lock; /* guards the fields above */
 } FileState;
 
-/* Adds (count 1) or removes (count -1) a user's permissions on a file
- * node and re-takes its locks; see block_node_add_perm. */
+/* BlockDriver.user_perm: adds (count 1) or removes (count -1) a user's
+ * permissions on a file node and re-takes its locks. */
 bool file_user_perm(BlockNode *bs, uint64_t perm, uint64_t shared, int count,
                     Error **errp);
+/* BlockDriver.attach_parent: re-takes a file node's locks for a (new)
+ * parent; a node with several parents keeps the union of their needs. */
+bool file_attach_parent(BlockNode *bs, const BlockChildRole *role,
+                        Error **errp);
 
 /* QEMU's permissions for a file node from its parent: none unless the
  * parent is a metadata format (qcow2), which reads, writes and resizes
@@ -54,6 +58,7 @@ int64_t file_fd_size(int fd, bool is_bdev);
 bool file_truncate(BlockNode *bs, uint64_t size, bool exact,
                    PreallocMode prealloc, Error **errp);
 bool file_create(const char *filename, json_t *opts, Error **errp);
+extern const BlockCreateOpt file_create_opts[];
 
 /* Takes QEMU's OFD byte locks on fd (shared read locks at 100 + bit for
  * each permission in perm, at 200 + bit for each one not in shared) and

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "block/accounting.h"
 #include "block/drivers/file-posix.h"
 #include "util/cleanup.h"
 #include "util/keyval.h"
@@ -155,8 +156,7 @@ static bool file_do_open(BlockNode *bs, json_t *opts, int flags,
     if (locking != 0) {
         uint64_t perm, shared;
         file_lock_perms(bs->read_only, bs->force_share,
-                        block_parent_has_metadata(block_open_parent()),
-                        &perm, &shared);
+                        bs->role.parent_has_metadata, &perm, &shared);
         int ret = file_lock_apply_and_check(s->fd, perm, shared, filename, errp);
         if (ret == -ENOTSUP && locking == 1) {
             error_setg(errp, "Failed to lock '%s': the file system does not "
@@ -494,11 +494,40 @@ static int64_t file_allocated_size(BlockNode *bs)
     return (int64_t)st.st_blocks * 512;
 }
 
+static bool file_is_block_device(BlockNode *bs)
+{
+    FileState *s = bs->opaque;
+    return s->is_bdev;
+}
+
+/* host_device insists on a device (see file_do_open). */
+static bool hdev_is_block_device(BlockNode *bs)
+{
+    return true;
+}
+
+/* QEMU's file driver reports how many discards reached the host; strata
+ * counts the same requests at node level (discard=unmap only). */
+static json_t *file_get_specific_stats(BlockNode *bs)
+{
+    BlockAcctStats st = { 0 };
+    if (bs->acct) {
+        block_acct_get_stats(bs->acct, &st);
+    }
+    const BlockAcctOpStats *um = &st.op[BLOCK_ACCT_UNMAP];
+    return json_pack("{s:I, s:I, s:s, s:I}",
+                     "discard-bytes-ok", (json_int_t)um->bytes,
+                     "discard-nb-ok", (json_int_t)um->ops,
+                     "driver", bs->drv->format_name,
+                     "discard-nb-failed", (json_int_t)um->failed_ops);
+}
+
 /* The same callbacks serve both names: "file" also opens devices, and
  * "host_device" insists on one (QEMU's names for the one driver). */
 #define FILE_DRIVER_CALLBACKS                          \
     .state_size = sizeof(FileState),                   \
     .is_protocol = true,                               \
+    .grows_on_write = true,                            \
     .close = file_close,                               \
     .pread = file_pread,                               \
     .pwrite = file_pwrite,                             \
@@ -507,18 +536,24 @@ static int64_t file_allocated_size(BlockNode *bs)
     .flush = file_flush,                               \
     .block_status = file_block_status,                 \
     .refresh_size = file_refresh_size,                 \
+    .get_specific_stats = file_get_specific_stats,     \
     .get_allocated_file_size = file_allocated_size,    \
-    .truncate = file_truncate
+    .truncate = file_truncate,                         \
+    .user_perm = file_user_perm,                       \
+    .attach_parent = file_attach_parent
 
 const BlockDriver bdrv_file = {
     .format_name = "file",
     .open = file_open,
     .create = file_create,
+    .create_opts = file_create_opts,
+    .is_block_device = file_is_block_device,
     FILE_DRIVER_CALLBACKS,
 };
 
 const BlockDriver bdrv_host_device = {
     .format_name = "host_device",
     .open = hdev_open,
+    .is_block_device = hdev_is_block_device,
     FILE_DRIVER_CALLBACKS,
 };

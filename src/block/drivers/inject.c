@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -425,9 +426,44 @@ static bool inject_truncate(BlockNode *bs, uint64_t size, bool exact,
     return true;
 }
 
+/* QEMU's blkdebug strong options: everything that changes what fails. */
+static const char *const inject_strong_options[] = {
+    "config", "inject-error.", "set-state.", "align", "max-transfer",
+    "opt-write-zero", "max-write-zero", "opt-discard", "max-discard", NULL,
+};
+
+/* QEMU names a blkdebug node "blkdebug:CONFIG:IMAGE" when it has no
+ * rules, else only "json:" can. */
+static char *inject_exact_filename(BlockNode *bs, const json_t *full)
+{
+    const char *image = bs->file ? block_naming_exact_filename(bs->file)
+                                 : NULL;
+    if (!image) {
+        return NULL;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)full, key, v) {
+        if (strcmp(key, "config") && strcmp(key, "image") &&
+            strcmp(key, "x-image") && strcmp(key, "driver")) {
+            return NULL;
+        }
+    }
+    const char *config = json_string_value(json_object_get(full, "config"));
+    char *out = NULL;
+    if (asprintf(&out, "blkdebug:%s:%s", config ? config : "", image) < 0) {
+        return NULL;
+    }
+    return out;
+}
+
 const BlockDriver bdrv_blkdebug = {
     .format_name = "blkdebug",
     .state_size = sizeof(InjectState),
+    .is_filter = true,
+    .file_child_option = "image",
+    .strong_options = inject_strong_options,
+    .exact_filename = inject_exact_filename,
     .open = inject_open,
     .close = inject_close,
     .pread = inject_pread,

@@ -185,6 +185,12 @@ static bool raw_truncate(BlockNode *bs, uint64_t size, bool exact,
     return true;
 }
 
+/* The rest are the file driver's, which creates the image. */
+static const BlockCreateOpt raw_create_opts[] = {
+    { "size", BLOCK_OPT_SIZE, "Virtual disk size", NULL },
+    { NULL },
+};
+
 static bool raw_create(const char *filename, json_t *opts, Error **errp)
 {
     return block_create("file", filename, opts, errp);
@@ -196,10 +202,15 @@ static int raw_probe(const uint8_t *buf, size_t len, const char *filename)
     return 1;
 }
 
+/* A window changes what the node reads. */
+static const char *const raw_strong_options[] = { "offset", "size", NULL };
+
 const BlockDriver bdrv_raw = {
     .format_name = "raw",
     .state_size = sizeof(RawState),
     .is_format = true,
+    .probe_fallback = true,
+    .strong_options = raw_strong_options,
     .probe = raw_probe,
     .open = raw_open,
     .pread = raw_pread,
@@ -210,4 +221,5 @@ const BlockDriver bdrv_raw = {
     .refresh_size = raw_refresh_size,
     .truncate = raw_truncate,
     .create = raw_create,
+    .create_opts = raw_create_opts,
 };

@@ -140,6 +140,7 @@ static bool meta_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
 static const BlockDriver meta_driver = {
     .format_name = "test-meta",
     .is_format = true,
+    .has_metadata = true,
     .supports_backing = true,
     .open = meta_open,
     .pread = filefmt_pread,

@@ -37,7 +37,6 @@
 #include <unistd.h>
 
 #include "block/block.h"
-#include "block/block_int.h"
 #include "util/cleanup.h"
 #include "util/units.h"
 
@@ -286,8 +285,8 @@ static void *ops_thread(void *opaque)
 static int cmd_stressops(int threads, int rounds, unsigned seed)
 {
     uint64_t size = block_node_size(node);
-    uint64_t cs = node->drv->get_cluster_size ?
-                  node->drv->get_cluster_size(node) : 65536;
+    uint64_t cs = block_node_cluster_size(node) ? block_node_cluster_size(node)
+                                                : 65536;
     size -= size % cs;
     CLEANUP_FREE uint8_t *model = malloc(size);
     CLEANUP_FREE uint8_t *now = malloc(size);

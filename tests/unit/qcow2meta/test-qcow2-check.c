@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "block/block_int.h"
+#include "block/block.h"
 #include "util/keyval.h"
 
 #define CS 65536ull
@@ -117,7 +117,7 @@ static int run_check(int fix, BlockCheckResult *res)
     if (!bs) {
         fail_msg("open: %s", error_get_pretty(err));
     }
-    int ret = bs->drv->check(bs, res, fix);
+    int ret = block_check(bs, res, fix);
     block_node_unref(bs);
     return ret;
 }

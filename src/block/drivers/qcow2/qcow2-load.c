@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "block/drivers/qcow2/qcow2-io.h"
 #include "util/cleanup.h"
@@ -202,18 +201,6 @@ void qcow2_free_state(BDRVQcow2State *s)
 
 /* ---- where the image ends ---- */
 
-/* On a block device (an LV, a loop device) the file node's size is the
- * volume, not the image, so the end must come from the metadata. */
-static bool file_is_block_device(const BlockNode *file)
-{
-    struct stat st;
-    if (!strcmp(file->drv->format_name, "host_device")) {
-        return true;
-    }
-    return file->filename && stat(file->filename, &st) == 0 &&
-           S_ISBLK(st.st_mode);
-}
-
 /* Index of the last non-zero entry of a refcount block, or -1. */
 static int64_t last_used_entry(const uint8_t *block, uint64_t bytes,
                                unsigned order)
@@ -307,7 +294,9 @@ static bool set_allocation_cursor(BlockNode *bs, Error **errp)
         end = MAX(end, ALIGN_UP(s->reftable_offset + s->reftable_entries * 8,
                                 cs));
     }
-    if (!file_is_block_device(bs->file)) {
+    /* On a block device (an LV, a loop device) the file node's size is
+     * the volume, not the image, so the end comes from the metadata. */
+    if (!block_node_is_block_device(bs->file)) {
         end = MAX(end, ALIGN_UP(block_node_size(bs->file), cs));
     }
     s->next_alloc = MIN(end, ALIGN_DOWN(QCOW2_MAX_HOST_OFFSET, cs));
