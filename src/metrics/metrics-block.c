@@ -173,3 +173,38 @@ void metrics_write_node_sizes(MetricsWriter *w, const MetricLabel *labels,
                   "Armed write threshold, 0 when none.", labels, nlabels,
                   (double)s->write_threshold);
 }
+
+void metrics_write_origin_stats(MetricsWriter *w, const MetricLabel *labels,
+                                size_t nlabels, BlockAcct *acct)
+{
+    Series s = { .prefix = "strata_node_origin" };
+    if (nlabels > MAX_LABELS - 2) {
+        nlabels = MAX_LABELS - 2;
+    }
+    memcpy(s.l, labels, nlabels * sizeof(*labels));
+    s.n = nlabels + 2;
+    for (int o = 0; o < BLOCK_ORIGIN__MAX; o++) {
+        BlockAcctOpStats st[BLOCK_ACCT__MAX];
+        block_acct_get_origin_stats(acct, (BlockOrigin)o, st);
+        s.l[nlabels + 1] = (MetricLabel){ "origin",
+                                          block_origin_name((BlockOrigin)o) };
+        for (int t = BLOCK_ACCT_READ; t < BLOCK_ACCT__MAX; t++) {
+            s.l[nlabels] = (MetricLabel){
+                "op", block_acct_type_name((BlockAcctType)t) };
+            if (has_bytes((BlockAcctType)t)) {
+                metrics_counter(w, family(&s, "bytes_total"),
+                                "Bytes of successful requests, by origin.",
+                                s.l, s.n, (double)st[t].bytes);
+            }
+            metrics_counter(w, family(&s, "requests_total"),
+                            "Requests completed successfully, by origin.",
+                            s.l, s.n, (double)st[t].ops);
+            metrics_counter(w, family(&s, "failed_requests_total"),
+                            "Requests that failed, by origin.", s.l, s.n,
+                            (double)st[t].failed_ops);
+            metrics_counter(w, family(&s, "request_time_seconds_total"),
+                            "Total latency of accounted requests, by origin.",
+                            s.l, s.n, (double)st[t].total_time_ns / NS_PER_SEC);
+        }
+    }
+}

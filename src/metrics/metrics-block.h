@@ -20,6 +20,13 @@ void metrics_write_block_acct(MetricsWriter *w, const char *prefix,
                               const MetricLabel *labels, size_t nlabels,
                               BlockAcct *acct);
 
+/* strata_node_origin_{bytes,requests,failed_requests}_total and
+ * strata_node_origin_request_time_seconds_total: the part of a node's
+ * counters that each origin (client, job, metadata) made, with "op" and
+ * "origin" labels added to labels. */
+void metrics_write_origin_stats(MetricsWriter *w, const MetricLabel *labels,
+                                size_t nlabels, BlockAcct *acct);
+
 typedef struct MetricsNodeSizes {
     uint64_t capacity;          /* virtual size, bytes */
     uint64_t allocation;        /* block_node_allocation(), bytes */

@@ -7,21 +7,22 @@
 #include <string.h>
 
 #include "block/block.h"
+#include "block/user.h"
 #include "metrics/metrics-block.h"
-#include "nbd/nbd.h"
 
 static bool collector_registered;
 
-static void collect_export(const char *id, BlockNode *bs, BlockAcct *acct,
-                           void *opaque)
+/* Exports are the block users of kind "export": what their clients saw. */
+static void collect_export(BlockUser *u, void *opaque)
 {
     MetricsWriter *w = opaque;
+    BlockAcct *acct = block_user_acct(u);
     if (!acct) {
         return;
     }
     const MetricLabel labels[] = {
-        { "export", id },
-        { "node", block_node_name(bs) },
+        { "export", block_user_id(u) },
+        { "node", block_node_name(block_user_node(u)) },
     };
     metrics_write_block_acct(w, "strata_export", labels, 2, acct);
 }
@@ -33,6 +34,7 @@ static bool collect_node(BlockNode *bs, void *opaque)
     BlockAcct *acct = block_node_acct(bs);
     if (acct) {
         metrics_write_block_acct(w, "strata_node", labels, 1, acct);
+        metrics_write_origin_stats(w, labels, 1, acct);
     }
     MetricsNodeSizes sizes = {
         .capacity = block_node_size(bs),
@@ -47,7 +49,7 @@ static bool collect_node(BlockNode *bs, void *opaque)
 void metrics_daemon_collect(MetricsWriter *w, void *opaque)
 {
     (void)opaque;
-    nbd_export_foreach_stats(collect_export, w);
+    block_user_foreach(BLOCK_USER_EXPORT, collect_export, w);
     /* The graph read lock keeps every node open while it is read. */
     block_graph_foreach(collect_node, w);
 }
