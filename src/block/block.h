@@ -248,6 +248,23 @@ typedef struct BlockStorageInfo {
  * volume extended under it). */
 void block_node_storage_info(BlockNode *bs, BlockStorageInfo *info);
 
+/* ---- copy-on-read (cor.c) ---- */
+
+/* While enabled (calls nest), copies into bs cannot lose a concurrent
+ * write: every modifying request on bs is serialised against the range
+ * a copy holds.  Enabling drains bs.  A stream job or a copy-on-read
+ * filter enables it for as long as it runs. */
+void block_cor_enable(BlockNode *bs);
+void block_cor_disable(BlockNode *bs);
+
+/* Copies into bs, in whole clusters around [offset, offset + bytes),
+ * the data that bs does not hold itself and that a node of its backing
+ * chain above base holds (base NULL: the whole chain).  Runs of zeroes
+ * are written as zeroes.  *copied (may be NULL) gets the bytes written.
+ * -EINVAL unless copy-on-read is enabled on bs; else 0 or -errno. */
+int block_copy_on_read(BlockNode *bs, BlockNode *base, uint64_t offset,
+                       uint64_t bytes, uint64_t *copied);
+
 /* ---- sizes ---- */
 /* Virtual size in bytes. */
 uint64_t block_node_size(const BlockNode *bs);

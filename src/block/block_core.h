@@ -77,6 +77,24 @@ static inline void block_atomic_max(_Atomic uint64_t *p, uint64_t v)
 }
 
 /* ---- io.c ---- */
+/* A range of a node that a modifying request (or a copy-on-read) holds
+ * in the node's write tracker. */
+typedef struct TrackedWrite {
+    uint64_t start, end;      /* aligned range the request may touch */
+    bool rmw;                 /* excludes every overlapping write (a
+                                 read-modify-write, a copy-on-read) */
+    bool nested;              /* inside this thread's held range: not
+                                 registered */
+    struct TrackedWrite *next;
+} TrackedWrite;
+/* Waits until w conflicts with no registered entry, then registers it;
+ * leave unregisters it and wakes waiters. */
+void block_tracker_enter(BlockNode *bs, TrackedWrite *w);
+void block_tracker_leave(BlockNode *bs, TrackedWrite *w);
+/* Marks w (registered by this thread) as held: this thread's own writes
+ * inside it pass without waiting.  One held range per thread. */
+void block_tracker_hold(BlockNode *bs, const TrackedWrite *w);
+void block_tracker_unhold(void);
 bool block_io_node_init(BlockNode *bs);
 void block_io_node_cleanup(BlockNode *bs);
 /* Counts a request in flight, waiting while bs is drained by another
@@ -92,5 +110,7 @@ extern const BlockDriver bdrv_host_device;
 extern const BlockDriver bdrv_raw;
 /* Fault injection (QEMU's blkdebug error rules); drivers/inject.c. */
 extern const BlockDriver bdrv_blkdebug;
+/* QEMU's copy-on-read filter; drivers/copy-on-read.c. */
+extern const BlockDriver bdrv_copy_on_read;
 
 #endif

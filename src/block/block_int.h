@@ -85,6 +85,11 @@ struct BlockNode {
     /* io.c: serialises overlapping writes when request_alignment > 1 so
      * read-modify-write never loses a concurrent write. */
     struct BlockWriteTracker *write_tracker;
+    /* io.c: while non-zero, every modifying request on this node takes a
+     * tracker entry even without alignment needs, so a copy-on-read of a
+     * range (cor.c) excludes client writes to it.  Changed only with
+     * the node drained. */
+    atomic_int serialise_writes;
 
     /* io.c: what this node's requests cost (query-blockstats with
      * query-nodes, /metrics).  NULL only when accounting is switched off

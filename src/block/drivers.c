@@ -12,6 +12,7 @@ const BlockDriver *const block_drivers[] = {
     &bdrv_raw,
     &bdrv_qcow2,
     &bdrv_blkdebug,
+    &bdrv_copy_on_read,
     NULL,
 };
 

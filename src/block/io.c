@@ -81,13 +81,10 @@ void block_drain_end(BlockNode *bs)
     }
 }
 
-/* ---- overlapping-write tracker (only for request_alignment > 1) ---- */
-
-typedef struct TrackedWrite {
-    uint64_t start, end;      /* aligned range the request may touch */
-    bool rmw;                 /* reads and rewrites partial blocks */
-    struct TrackedWrite *next;
-} TrackedWrite;
+/* ---- overlapping-write tracker ----
+ * Used when request_alignment > 1 (read-modify-write must not lose a
+ * concurrent write) and while a copy-on-read is enabled on the node (a
+ * copy must not write stale backing data over a client's write). */
 
 struct BlockWriteTracker {
     pthread_mutex_t lock;
@@ -130,11 +127,21 @@ void block_io_node_cleanup(BlockNode *bs)
     bs->acct = NULL;
 }
 
+/* The range this thread holds exclusively (a copy-on-read in progress):
+ * its own writes inside it must not wait for themselves. */
+static __thread const TrackedWrite *held_range;
+static __thread const BlockNode *held_node;
+
 /* A read-modify-write must not overlap any other write (it would write
  * back stale bytes); plain aligned writes only wait for RMWs. */
-static void tracker_enter(BlockNode *bs, TrackedWrite *w)
+void block_tracker_enter(BlockNode *bs, TrackedWrite *w)
 {
     struct BlockWriteTracker *t = bs->write_tracker;
+    w->nested = held_node == bs && held_range->start <= w->start &&
+                w->end <= held_range->end;
+    if (w->nested) {
+        return;
+    }
     LOCK_GUARD(&t->lock);
     for (;;) {
         bool conflict = false;
@@ -153,9 +160,12 @@ static void tracker_enter(BlockNode *bs, TrackedWrite *w)
     t->head = w;
 }
 
-static void tracker_leave(BlockNode *bs, TrackedWrite *w)
+void block_tracker_leave(BlockNode *bs, TrackedWrite *w)
 {
     struct BlockWriteTracker *t = bs->write_tracker;
+    if (w->nested) {
+        return;
+    }
     LOCK_GUARD(&t->lock);
     for (TrackedWrite **pp = &t->head; *pp; pp = &(*pp)->next) {
         if (*pp == w) {
@@ -164,6 +174,25 @@ static void tracker_leave(BlockNode *bs, TrackedWrite *w)
         }
     }
     pthread_cond_broadcast(&t->cond);
+}
+
+void block_tracker_hold(BlockNode *bs, const TrackedWrite *w)
+{
+    held_node = bs;
+    held_range = w;
+}
+
+void block_tracker_unhold(void)
+{
+    held_node = NULL;
+    held_range = NULL;
+}
+
+/* Whether a modifying request must take a tracker entry. */
+static inline bool must_track(BlockNode *bs)
+{
+    return bs->request_alignment > 1 ||
+           atomic_load_explicit(&bs->serialise_writes, memory_order_acquire);
 }
 
 /* ---- helpers ---- */
@@ -494,10 +523,11 @@ static bool needs_rmw(BlockNode *bs, uint64_t offset, uint64_t bytes)
 static void tracked_range(BlockNode *bs, uint64_t offset, uint64_t bytes,
                           TrackedWrite *w)
 {
-    uint64_t align = bs->request_alignment;
+    uint64_t align = bs->request_alignment ? bs->request_alignment : 1;
     w->start = ALIGN_DOWN(offset, align);
     w->end = ALIGN_UP(offset + bytes, align);
     w->rmw = needs_rmw(bs, offset, bytes);
+    w->nested = false;
     w->next = NULL;
 }
 
@@ -583,16 +613,16 @@ int block_write(BlockNode *bs, uint64_t offset, uint64_t bytes,
     flags &= ~BLOCK_REQ_METADATA;
     flags = write_flags(bs, flags);
 
-    if (bs->request_alignment > 1) {
+    if (must_track(bs)) {
         TrackedWrite w;
         tracked_range(bs, offset, bytes, &w);
-        tracker_enter(bs, &w);
+        block_tracker_enter(bs, &w);
         if (w.rmw) {
             ret = rmw_write(bs, offset, bytes, buf, flags, align_limit(bs));
         } else {
             ret = drv_write(bs, offset, bytes, buf, flags);
         }
-        tracker_leave(bs, &w);
+        block_tracker_leave(bs, &w);
     } else {
         ret = drv_write(bs, offset, bytes, buf, flags);
     }
@@ -623,11 +653,11 @@ int block_write_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,
         flags &= ~BLOCK_REQ_MAY_UNMAP;
     }
 
-    uint64_t align = bs->request_alignment;
-    if (align > 1) {
+    uint64_t align = bs->request_alignment ? bs->request_alignment : 1;
+    if (must_track(bs)) {
         TrackedWrite w;
         tracked_range(bs, offset, bytes, &w);
-        tracker_enter(bs, &w);
+        block_tracker_enter(bs, &w);
         uint64_t end = offset + bytes;
         uint64_t mid_start = ALIGN_UP(offset, align);
         uint64_t mid_end = ALIGN_DOWN(end, align);
@@ -655,7 +685,7 @@ int block_write_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,
                                 align_limit(bs));
             }
         }
-        tracker_leave(bs, &w);
+        block_tracker_leave(bs, &w);
     } else {
         ret = drv_write_zeroes(bs, offset, bytes, flags);
     }
@@ -695,8 +725,9 @@ int block_discard(BlockNode *bs, uint64_t offset, uint64_t bytes)
         }
         if (start < end) {
             TrackedWrite w = { .start = start, .end = ALIGN_UP(end, align) };
-            if (align > 1) {
-                tracker_enter(bs, &w);
+            bool track = must_track(bs);
+            if (track) {
+                block_tracker_enter(bs, &w);
             }
             uint64_t chunk = max_chunk(bs);
             for (uint64_t off = start; off < end && ret == 0;) {
@@ -704,8 +735,8 @@ int block_discard(BlockNode *bs, uint64_t offset, uint64_t bytes)
                 ret = bs->drv->pdiscard(bs, off, n);
                 off += n;
             }
-            if (align > 1) {
-                tracker_leave(bs, &w);
+            if (track) {
+                block_tracker_leave(bs, &w);
             }
             if (ret == -ENOTSUP) {
                 ret = 0;

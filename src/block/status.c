@@ -91,6 +91,12 @@ int block_status_above(BlockNode *bs, BlockNode *base, uint64_t offset,
     }
     bytes = MIN(bytes, size - offset);
 
+    /* Filters (copy-on-read, blkdebug) are transparent here, as in QEMU:
+     * the chain and its depths start at the node they filter. */
+    while (bs->drv->is_filter && bs->file && bs != base) {
+        bs = bs->file;
+    }
+
     int d = 1;
     for (BlockNode *cur = bs; cur && cur != base; cur = cur->backing, d++) {
         if (cur != bs && offset >= block_node_size(cur)) {

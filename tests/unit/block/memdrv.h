@@ -4,7 +4,9 @@
  * Options: size (bytes), align (request_alignment), max-transfer,
  * fast-zero (bool: pwrite_zeroes works, else -ENOTSUP), map (one char
  * per 64 KiB cluster for block_status: 'D' data, 'Z' zero, '.'
- * unallocated), slow (bool: yield inside memcpy to widen races).
+ * unallocated), slow (bool: yield inside memcpy to widen races), cow
+ * (bool: a tiny copy-on-write format: reads of '.' clusters come from
+ * the backing node, and a write makes its clusters 'D'; needs map).
  * Calls are counted so tests can see what reached the driver. */
 #ifndef STRATA_TESTS_MEMDRV_H
 #define STRATA_TESTS_MEMDRV_H
@@ -16,6 +18,7 @@
 #include <string.h>
 
 #include "block/block_core.h"
+#include "util/cleanup.h"
 #include "util/keyval.h"
 
 #define MEM_CLUSTER 65536
@@ -25,6 +28,7 @@ typedef struct MemState {
     char *map;
     bool fast_zero;
     bool slow;
+    bool cow;
     pthread_mutex_t lock;
     atomic_int n_read, n_write, n_zero, n_discard, n_flush, n_fua;
     atomic_uint_fast64_t max_req;
@@ -45,12 +49,13 @@ static bool mem_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
         !opt_get_uint64(opts, "max-transfer", 0, &mt, errp) ||
         !opt_get_bool(opts, "fast-zero", true, &s->fast_zero, errp) ||
         !opt_get_bool(opts, "slow", false, &s->slow, errp) ||
+        !opt_get_bool(opts, "cow", false, &s->cow, errp) ||
         !opt_get_str(opts, "map", NULL, &map, errp)) {
         return false;
     }
     s->map = map ? strdup(map) : NULL;
     const char *keys[] = { "size", "align", "max-transfer", "fast-zero",
-                           "slow", "map" };
+                           "slow", "map", "cow" };
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         json_object_del(opts, keys[i]);
     }
@@ -110,9 +115,52 @@ static int mem_pread(BlockNode *bs, uint64_t offset, uint64_t bytes, void *buf,
     MemState *s = bs->opaque;
     mem_enter(bs, offset, bytes);
     atomic_fetch_add(&s->n_read, 1);
+    if (s->cow && s->map) {
+        /* Cluster by cluster: unallocated ones come from the backing. */
+        for (uint64_t done = 0; done < bytes;) {
+            uint64_t off = offset + done;
+            uint64_t c = off / MEM_CLUSTER;
+            uint64_t n = MIN(bytes - done, MEM_CLUSTER - off % MEM_CLUSTER);
+            pthread_mutex_lock(&s->lock);
+            char kind = c < strlen(s->map) ? s->map[c] : '.';
+            pthread_mutex_unlock(&s->lock);
+            if (kind == 'D') {
+                mem_copy(s, (char *)buf + done, s->data + off, n);
+            } else if (kind == 'Z' || !bs->backing) {
+                memset((char *)buf + done, 0, n);
+            } else {
+                int ret = block_read_backing(bs, off, n, (char *)buf + done);
+                if (ret < 0) {
+                    atomic_fetch_sub(&s->in_driver, 1);
+                    return ret;
+                }
+            }
+            done += n;
+        }
+        atomic_fetch_sub(&s->in_driver, 1);
+        return 0;
+    }
     mem_copy(s, buf, s->data + offset, bytes);
     atomic_fetch_sub(&s->in_driver, 1);
     return 0;
+}
+
+/* cow: the clusters a write covers become allocated (partly written
+ * clusters keep the rest of their bytes as they were in data, which is
+ * enough for tests that write whole clusters or check only what they
+ * wrote). */
+static void mem_mark_written(MemState *s, uint64_t offset, uint64_t bytes)
+{
+    if (!s->cow || !s->map || bytes == 0) {
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    size_t len = strlen(s->map);
+    for (uint64_t c = offset / MEM_CLUSTER;
+         c <= (offset + bytes - 1) / MEM_CLUSTER && c < len; c++) {
+        s->map[c] = 'D';
+    }
+    pthread_mutex_unlock(&s->lock);
 }
 
 static int mem_pwrite(BlockNode *bs, uint64_t offset, uint64_t bytes,
@@ -129,6 +177,7 @@ static int mem_pwrite(BlockNode *bs, uint64_t offset, uint64_t bytes,
         atomic_fetch_add(&s->n_fua, 1);
     }
     mem_copy(s, s->data + offset, buf, bytes);
+    mem_mark_written(s, offset, bytes);
     atomic_fetch_sub(&s->in_driver, 1);
     return 0;
 }
@@ -143,6 +192,7 @@ static int mem_pwrite_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,
     mem_enter(bs, offset, bytes);
     atomic_fetch_add(&s->n_zero, 1);
     memset(s->data + offset, 0, bytes);
+    mem_mark_written(s, offset, bytes);
     atomic_fetch_sub(&s->in_driver, 1);
     return 0;
 }
