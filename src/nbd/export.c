@@ -368,15 +368,9 @@ bool block_export_add(NbdExportOptions *o, Error **errp)
         return false;
     }
     exp->bs = bs;
-    /* The exact size, where qsd 7.2 rounds up to a multiple of 512 (its
-     * block layer counts sectors).  Checked with a 1000-byte raw file:
-     * qsd exports 1024, and a client write into the padding grows the
-     * image file to 1024 bytes behind the user's back; nbdcopy and
-     * nbdinfo see a disk that is not the file.  The protocol allows any
-     * size (we advertise minimum block size 1), libnbd clients use it
-     * as is, and QEMU's own NBD client pads the tail with zeroes on read
-     * (qemu-img/qemu-io see 1024 either way), so no client breaks; only
-     * a write past the real end is refused (EINVAL), as for any export. */
+    /* The node's size: protocol nodes count whole 512-byte sectors,
+     * as QEMU's do, so a 1000-byte raw file is a 1024-byte export, the
+     * same as qemu-storage-daemon's. */
     exp->size = block_node_size(bs);
     exp->writable = o->writable;
     exp->writethrough = o->writethrough;

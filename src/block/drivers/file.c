@@ -16,6 +16,16 @@
 #include "util/cleanup.h"
 #include "util/keyval.h"
 
+/* QEMU counts protocol sizes in whole 512-byte sectors: a 1000-byte
+ * file is a 1024-byte node (the tail reads as zeroes, and a write there
+ * grows the file), and every size reported above it -- QMP's
+ * virtual-size, qemu-img info, the NBD export -- says so.  Matching it
+ * keeps sizes equal to what managers already see from QEMU. */
+static uint64_t protocol_size(int64_t size)
+{
+    return ALIGN_UP((uint64_t)size, (uint64_t)512);
+}
+
 int64_t file_fd_size(int fd, bool is_bdev)
 {
     if (is_bdev) {
@@ -189,7 +199,7 @@ static bool file_do_open(BlockNode *bs, json_t *opts, int flags,
                          filename);
         return false;
     }
-    bs->total_size = (uint64_t)size;
+    bs->total_size = protocol_size(size);
     return true;
 }
 
@@ -478,10 +488,11 @@ static int64_t file_refresh_size(BlockNode *bs)
 {
     FileState *s = bs->opaque;
     int64_t size = file_fd_size(s->fd, s->is_bdev);
-    if (size >= 0) {
-        bs->total_size = (uint64_t)size;
+    if (size < 0) {
+        return size;
     }
-    return size;
+    bs->total_size = protocol_size(size);
+    return (int64_t)bs->total_size;
 }
 
 static int64_t file_allocated_size(BlockNode *bs)
