@@ -105,7 +105,10 @@ int main(int argc, char **argv)
 {
     const char *cmd;
 
-    error_set_progname("strata-img");
+    /* Messages name the program as it was called, as qemu-img does, so a
+     * qemu-img link to strata-img prints byte for byte what scripts
+     * expect. */
+    error_set_progname(argv[0]);
     if (argc < 2) {
         img_usage_error("Not enough arguments");
     }

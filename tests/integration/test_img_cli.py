@@ -2,6 +2,7 @@
 """strata-img command line: create's output line, -o help, help/version,
 and qemu-img's answers to bad arguments (exit 1, never a crash)."""
 import json
+import subprocess
 
 import pytest
 
@@ -126,3 +127,18 @@ def test_wrong_format_error(tmp_path):
     assert ours.returncode == theirs.returncode == 1
     assert same_stderr(ours.stderr, theirs.stderr), (ours.stderr,
                                                      theirs.stderr)
+
+
+def test_messages_name_the_program_as_called(tmp_path):
+    """Like qemu-img, messages carry the basename of argv[0]: a qemu-img
+    link to strata-img prints what qemu-img prints."""
+    import os
+    from img_util import strata_img_path
+    link = tmp_path / "qemu-img"
+    os.symlink(strata_img_path(), link)
+    for args in (["info", str(tmp_path / "nonexistent")], ["foo"], ["info"]):
+        ours = subprocess.run([str(link), *args], capture_output=True,
+                              text=True)
+        theirs = qimg(*args, check=False)
+        assert ours.returncode == theirs.returncode == 1
+        assert ours.stderr == theirs.stderr
