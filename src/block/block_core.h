@@ -112,5 +112,7 @@ extern const BlockDriver bdrv_raw;
 extern const BlockDriver bdrv_blkdebug;
 /* QEMU's copy-on-read filter; drivers/copy-on-read.c. */
 extern const BlockDriver bdrv_copy_on_read;
+/* The NBD client on libnbd; drivers/nbd.c. */
+extern const BlockDriver bdrv_nbd;
 
 #endif

@@ -130,6 +130,11 @@ struct BlockDriver {
     bool grows_on_write;
     /* May have a `backing` child. */
     bool supports_backing;
+    /* Filename prefixes ("nbd+unix" for "nbd+unix:///e?socket=p") that
+     * open a node of this protocol driver with the whole name as its
+     * "filename" option; NULL-terminated, optional.  A protocol driver's
+     * own name is always one. */
+    const char *const *protocol_prefixes;
     /* Has no signature: probing picks it only when no other format
      * matches, so a guest writing another format's header into it would
      * change how the image is opened next time (raw). */
@@ -271,6 +276,9 @@ BlockNode *block_open_child(BlockNode *parent, json_t *opts, const char *key,
                             int flags, Error **errp);
 
 const BlockDriver *block_find_driver(const char *name);
+/* The protocol driver that a "prefix:" at the start of a filename
+ * selects (its name or one of its protocol_prefixes), or NULL. */
+const BlockDriver *block_find_protocol(const char *prefix);
 /* NULL-terminated list of every driver. */
 extern const BlockDriver *const block_drivers[];
 

@@ -13,8 +13,28 @@ const BlockDriver *const block_drivers[] = {
     &bdrv_qcow2,
     &bdrv_blkdebug,
     &bdrv_copy_on_read,
+    &bdrv_nbd,
     NULL,
 };
+
+const BlockDriver *block_find_protocol(const char *prefix)
+{
+    for (size_t i = 0; block_drivers[i]; i++) {
+        const BlockDriver *drv = block_drivers[i];
+        if (!drv->is_protocol) {
+            continue;
+        }
+        if (strcmp(drv->format_name, prefix) == 0) {
+            return drv;
+        }
+        for (const char *const *p = drv->protocol_prefixes; p && *p; p++) {
+            if (strcmp(*p, prefix) == 0) {
+                return drv;
+            }
+        }
+    }
+    return NULL;
+}
 
 const BlockDriver *block_find_driver(const char *name)
 {

@@ -223,22 +223,27 @@ BlockNode *block_open_child(BlockNode *parent, json_t *opts, const char *key,
 
 /* ---- backing chains named by an image ---- */
 
-static bool has_protocol_prefix(const char *name)
+/* The protocol driver a "proto:..." name selects, or NULL. */
+static const BlockDriver *prefix_driver(const char *name)
 {
     const char *colon = strchr(name, ':');
     const char *slash = strchr(name, '/');
     if (!colon || (slash && slash < colon)) {
-        return false;
+        return NULL;
     }
     char proto[32];
     size_t len = (size_t)(colon - name);
     if (len == 0 || len >= sizeof(proto)) {
-        return false;
+        return NULL;
     }
     memcpy(proto, name, len);
     proto[len] = '\0';
-    const BlockDriver *drv = block_find_driver(proto);
-    return drv && drv->is_protocol;
+    return block_find_protocol(proto);
+}
+
+static bool has_protocol_prefix(const char *name)
+{
+    return prefix_driver(name) != NULL;
 }
 
 static json_t *image_options(const char *filename, const char *fmt,
@@ -541,15 +546,10 @@ const char *block_probe_format(const char *filename, Error **errp)
  * names a protocol driver, else "file". */
 static const char *protocol_for(const char *name, char *buf, size_t size)
 {
-    if (has_protocol_prefix(name)) {
-        size_t len = (size_t)(strchr(name, ':') - name);
-        if (len < size) {
-            memcpy(buf, name, len);
-            buf[len] = '\0';
-            return buf;
-        }
-    }
-    return "file";
+    const BlockDriver *drv = prefix_driver(name);
+    (void)buf;
+    (void)size;
+    return drv ? drv->format_name : "file";
 }
 
 /* Children given inline and named only by "filename" get the protocol
