@@ -134,6 +134,14 @@ const char *block_node_driver_name(const BlockNode *bs);
  * graph read lock; stops early when fn returns false. */
 void block_graph_foreach(bool (*fn)(BlockNode *bs, void *opaque), void *opaque);
 
+/* Makes backing (NULL: none) bs's backing child, in the open graph only
+ * (the image header is not rewritten: see block_change_backing_file).
+ * In-flight I/O on bs is drained first, so no request or status walk
+ * sees the link change under it.  The old backing node loses bs's
+ * reference and is closed if that was the last.  Refuses a driver
+ * without backing files and a change that would close a cycle. */
+bool block_node_set_backing(BlockNode *bs, BlockNode *backing, Error **errp);
+
 /* Waits until no request is in flight on bs and holds new ones back
  * until block_drain_end.  Nests. */
 void block_drain_begin(BlockNode *bs);

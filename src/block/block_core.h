@@ -27,6 +27,10 @@ void block_node_free_unregistered(BlockNode *bs);
 /* Gives bs its name (node_name, or a generated "#blockNNN" when NULL)
  * and adds it to the graph.  Fails on duplicates. */
 bool block_graph_insert(BlockNode *bs, const char *node_name, Error **errp);
+/* The graph lock, for changes to links (graph-change.c); node lists take
+ * it themselves. */
+void block_graph_wrlock(void);
+void block_graph_unlock(void);
 /* Takes a reference to child on behalf of a parent link. */
 void block_node_attach_child(BlockNode *child);
 /* Drops a parent link taken with block_node_attach_child. */

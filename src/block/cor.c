@@ -50,23 +50,17 @@ static bool all_zero(const uint8_t *p, size_t n)
 static int needs_copy(BlockNode *bs, BlockNode *base, uint64_t offset,
                       uint64_t *pnum)
 {
+    /* One walk from bs (it reads the backing links safely): depth 1 is
+     * bs itself, 0 is nowhere above base. */
     uint64_t n = 0;
-    int ret = block_status(bs, offset, *pnum, &n, NULL, NULL);
-    if (ret < 0) {
-        return ret;
-    }
-    *pnum = n;
-    if ((ret & BLOCK_STATUS_ALLOCATED) || !bs->backing || bs->backing == base) {
-        return 0;
-    }
     int depth = 0;
-    ret = block_status_above(bs->backing, base, offset, *pnum, &n, NULL, NULL,
-                             &depth);
+    int ret = block_status_above(bs, base, offset, *pnum, &n, NULL, NULL,
+                                 &depth);
     if (ret < 0) {
         return ret;
     }
     *pnum = n;
-    return depth > 0;
+    return depth > 1;
 }
 
 /* Copies one run through the node: the read comes from the backing

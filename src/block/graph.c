@@ -202,6 +202,16 @@ void block_node_unref(BlockNode *bs)
     node_release(bs);
 }
 
+void block_graph_wrlock(void)
+{
+    pthread_rwlock_wrlock(&graph_lock);
+}
+
+void block_graph_unlock(void)
+{
+    pthread_rwlock_unlock(&graph_lock);
+}
+
 void block_node_attach_child(BlockNode *child)
 {
     block_node_ref(child);

@@ -1,13 +1,25 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* strata - block status of one node and through a backing chain. */
+/* strata - block status of one node and through a backing chain.
+ *
+ * A walk down a chain reads each node's backing link.  The link may be
+ * swapped (block_node_set_backing) while the walk runs, so the walk
+ * counts itself in flight on every node it has read the link of and
+ * keeps those counts until it returns: a swap drains the node first and
+ * so waits for the walk, and a walk that reaches a node being swapped
+ * waits at its drain gate and then reads the new link.  The per-node
+ * status call inside the walk takes no second count on the same node (a
+ * nested count would deadlock against a drain that began in between).
+ */
 #include <errno.h>
 #include <string.h>
 
 #include "block/block_core.h"
 #include "util/cleanup.h"
 
-int block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
-                 uint64_t *pnum, uint64_t *map, BlockNode **file)
+/* block_status without the drain gate: the caller is in flight on bs. */
+static int status_ungated(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                          uint64_t *pnum, uint64_t *map, BlockNode **file,
+                          bool gate)
 {
     uint64_t size = block_node_size(bs);
     uint64_t local_map = 0;
@@ -21,7 +33,9 @@ int block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
     }
     bytes = MIN(bytes, size - offset);
 
-    block_io_begin(bs);
+    if (gate) {
+        block_io_begin(bs);
+    }
     int ret;
     uint64_t n = 0;
     if (bs->drv->block_status) {
@@ -45,7 +59,9 @@ int block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
             local_file = bs;
         }
     }
-    block_io_end(bs);
+    if (gate) {
+        block_io_end(bs);
+    }
     if (ret < 0) {
         return ret;
     }
@@ -78,9 +94,47 @@ int block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
     return ret;
 }
 
+int block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                 uint64_t *pnum, uint64_t *map, BlockNode **file)
+{
+    return status_ungated(bs, offset, bytes, pnum, map, file, true);
+}
+
+static int walk_chain(BlockNode *bs, BlockNode *base, uint64_t offset,
+                      uint64_t bytes, uint64_t *pnum, uint64_t *map,
+                      BlockNode **file, int *depth, BlockNode **held,
+                      int *nheld);
+
 int block_status_above(BlockNode *bs, BlockNode *base, uint64_t offset,
                        uint64_t bytes, uint64_t *pnum, uint64_t *map,
                        BlockNode **file, int *depth)
+{
+    BlockNode *held[BLOCK_MAX_BACKING_DEPTH + 1];
+    int nheld = 0;
+    int ret = walk_chain(bs, base, offset, bytes, pnum, map, file, depth,
+                         held, &nheld);
+    while (nheld > 0) {
+        block_io_end(held[--nheld]);
+    }
+    return ret;
+}
+
+/* Counts the walk in flight on cur; false when the chain is longer than
+ * a chain can be (a corrupted graph). */
+static bool hold(BlockNode *cur, BlockNode **held, int *nheld)
+{
+    if (*nheld > BLOCK_MAX_BACKING_DEPTH) {
+        return false;
+    }
+    block_io_begin(cur);
+    held[(*nheld)++] = cur;
+    return true;
+}
+
+static int walk_chain(BlockNode *bs, BlockNode *base, uint64_t offset,
+                      uint64_t bytes, uint64_t *pnum, uint64_t *map,
+                      BlockNode **file, int *depth, BlockNode **held,
+                      int *nheld)
 {
     uint64_t size = block_node_size(bs);
     if (offset > INT64_MAX || bytes > INT64_MAX) {
@@ -99,6 +153,9 @@ int block_status_above(BlockNode *bs, BlockNode *base, uint64_t offset,
 
     int d = 1;
     for (BlockNode *cur = bs; cur && cur != base; cur = cur->backing, d++) {
+        if (!hold(cur, held, nheld)) {
+            return -ELOOP;
+        }
         if (cur != bs && offset >= block_node_size(cur)) {
             /* Past the end of a shorter backing node.  As QEMU, the
              * zeroes read there count as allocated in that short node:
@@ -120,7 +177,7 @@ int block_status_above(BlockNode *bs, BlockNode *base, uint64_t offset,
         uint64_t n;
         uint64_t m = 0;
         BlockNode *f = NULL;
-        int ret = block_status(cur, offset, bytes, &n, &m, &f);
+        int ret = status_ungated(cur, offset, bytes, &n, &m, &f, false);
         if (ret < 0) {
             return ret;
         }
