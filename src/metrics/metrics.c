@@ -21,7 +21,7 @@
 
 #include "util/cleanup.h"
 #include "util/log.h"
-#include "util/sockets.h"
+#include "util/socket-address.h"
 
 typedef struct Collector {
     MetricsCollectFn *fn;
@@ -181,84 +181,19 @@ static int local_port(int fd)
     return -1;
 }
 
-/* Checks addr against the SocketAddress shapes we take and binds it. */
+/* Binds the SocketAddress addr (members named without a prefix in
+ * messages: "Parameter 'path' is missing"). */
 static int open_listener(json_t *addr, char **path_out, Error **errp)
 {
-    if (!json_is_object(addr)) {
-        error_setg(errp, "metrics address must be an object");
-        return -1;
+    SocketAddress sa;
+    int fd = -1;
+    if (socket_address_decode(addr, "", &sa, errp) &&
+        socket_address_listen(&sa, 64, 0, &fd, 1, errp) == 1 &&
+        sa.type == SOCKET_ADDRESS_UNIX) {
+        *path_out = strdup(sa.path);
     }
-    json_t *type = json_object_get(addr, "type");
-    if (!type) {
-        error_setg(errp, "Parameter 'type' is missing");
-        return -1;
-    }
-    if (!json_is_string(type)) {
-        error_setg(errp, "Parameter 'type' expects a string");
-        return -1;
-    }
-    const char *t = json_string_value(type);
-    bool is_unix = strcmp(t, "unix") == 0;
-    if (!is_unix && strcmp(t, "inet") != 0) {
-        error_setg(errp, "Parameter 'type' does not accept value '%s'", t);
-        return -1;
-    }
-    const char *key;
-    json_t *val;
-    json_object_foreach(addr, key, val) {
-        bool known = strcmp(key, "type") == 0 ||
-                     (is_unix ? strcmp(key, "path") == 0
-                              : strcmp(key, "host") == 0 ||
-                                strcmp(key, "port") == 0);
-        if (!known) {
-            error_setg(errp, "Parameter '%s' is unexpected", key);
-            return -1;
-        }
-    }
-
-    if (is_unix) {
-        json_t *path = json_object_get(addr, "path");
-        if (!path) {
-            error_setg(errp, "Parameter 'path' is missing");
-            return -1;
-        }
-        if (!json_is_string(path)) {
-            error_setg(errp, "Parameter 'path' expects a string");
-            return -1;
-        }
-        int fd = unix_socket_listen(json_string_value(path), 64, 0, errp);
-        if (fd >= 0) {
-            *path_out = strdup(json_string_value(path));
-        }
-        return fd;
-    }
-
-    json_t *host = json_object_get(addr, "host");
-    json_t *port = json_object_get(addr, "port");
-    if (!host) {
-        error_setg(errp, "Parameter 'host' is missing");
-        return -1;
-    }
-    if (!json_is_string(host)) {
-        error_setg(errp, "Parameter 'host' expects a string");
-        return -1;
-    }
-    if (!port) {
-        error_setg(errp, "Parameter 'port' is missing");
-        return -1;
-    }
-    char portbuf[32];
-    if (json_is_string(port)) {
-        snprintf(portbuf, sizeof(portbuf), "%s", json_string_value(port));
-    } else if (json_is_integer(port) && json_integer_value(port) >= 0 &&
-               json_integer_value(port) <= 65535) {
-        snprintf(portbuf, sizeof(portbuf), "%lld",
-                 (long long)json_integer_value(port));
-    } else {
-        error_setg(errp, "Parameter 'port' expects a port number or service name");
-        return -1;
-    }
-    return inet_socket_listen(json_string_value(host), portbuf, 64, 0, errp);
+    socket_address_free(&sa);
+    return fd;
 }
 
 bool metrics_start(json_t *addr, Error **errp)

@@ -16,11 +16,24 @@
 
 #include "block/user.h"
 #include "util/error.h"
+#include "util/socket-address.h"
 
-/* nbd-server-start: {"addr": {"type": "unix", "path": P} |
- * {"type": "inet", "host": H, "port": N}, "max-connections"?: N}.
- * Error when a server is already running: "NBD server already running". */
-bool nbd_server_start(json_t *args, Error **errp);
+/* nbd-server-start's arguments, decoded. */
+typedef struct NbdServerOptions {
+    SocketAddress addr;
+    uint32_t max_connections;       /* 0 = no limit */
+    uint32_t handshake_max_seconds; /* 0 = no deadline */
+} NbdServerOptions;
+
+/* Decodes {"addr": SocketAddress (command line) or SocketAddressLegacy
+ * (QMP), "max-connections"?, "handshake-max-seconds"?}.  Free with
+ * nbd_server_options_free, also after a failure. */
+bool nbd_server_options_decode(json_t *args, NbdServerOptions *o,
+                               Error **errp);
+void nbd_server_options_free(NbdServerOptions *o);
+/* nbd-server-start.  Error when a server is already running: "NBD server
+ * already running". */
+bool nbd_server_start(const NbdServerOptions *o, Error **errp);
 /* QEMU's defaults since its CVE-2024-7409 fix: a client must finish the
  * handshake within 10 s, and at most 100 clients are served at once. */
 #define NBD_DEFAULT_HANDSHAKE_MAX_SECONDS 10

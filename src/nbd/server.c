@@ -161,85 +161,6 @@ static void *accept_main(void *opaque)
 
 /* ---- listeners ---- */
 
-static bool listen_unix(const char *path, Error **errp)
-{
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-
-    size_t len = strlen(path);
-    if (len >= sizeof(sun.sun_path)) {
-        error_setg(errp, "UNIX socket path '%s' is too long", path);
-        return false;
-    }
-    memcpy(sun.sun_path, path, len + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        error_setg_errno(errp, errno, "Failed to create Unix socket");
-        return false;
-    }
-    unlink(path);
-    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-        error_setg_errno(errp, errno, "Failed to bind socket to %s", path);
-        close(fd);
-        return false;
-    }
-    if (listen(fd, 128) < 0) {
-        error_setg_errno(errp, errno, "Failed to listen on socket");
-        close(fd);
-        unlink(path);
-        return false;
-    }
-    srv.listen_fds[srv.nlisten++] = fd;
-    srv.unix_path = strdup(path);
-    return true;
-}
-
-static bool listen_inet(const char *host, const char *port, Error **errp)
-{
-    struct addrinfo hints = {
-        .ai_flags = AI_PASSIVE | AI_ADDRCONFIG,
-        .ai_family = AF_UNSPEC,
-        .ai_socktype = SOCK_STREAM,
-    };
-    struct addrinfo *res = NULL;
-    int err = getaddrinfo(host && *host ? host : NULL, port, &hints, &res);
-    int saved_errno = 0;
-
-    if (err != 0) {
-        error_setg(errp, "address resolution failed for %s:%s: %s",
-                   host ? host : "", port, gai_strerror(err));
-        return false;
-    }
-    for (struct addrinfo *ai = res; ai && srv.nlisten < MAX_LISTENERS;
-         ai = ai->ai_next) {
-        int fd = socket(ai->ai_family,
-                        ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                        ai->ai_protocol);
-        if (fd < 0) {
-            saved_errno = errno;
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (ai->ai_family == AF_INET6) {
-            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-        }
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
-            saved_errno = errno;
-            close(fd);
-            continue;
-        }
-        srv.listen_fds[srv.nlisten++] = fd;
-    }
-    freeaddrinfo(res);
-    if (srv.nlisten == 0) {
-        error_setg_errno(errp, saved_errno ? saved_errno : EADDRNOTAVAIL,
-                         "Failed to bind socket to %s:%s", host ? host : "",
-                         port);
-        return false;
-    }
-    return true;
-}
-
 static void close_listeners(void)
 {
     for (int i = 0; i < srv.nlisten; i++) {
@@ -259,61 +180,20 @@ static void close_listeners(void)
     }
 }
 
-/* Opens the listener described by a SocketAddress (flat, as on the
- * command line) or SocketAddressLegacy ({"type", "data": {...}}, as in
- * QMP's nbd-server-start). */
-static bool open_listener(json_t *addr, Error **errp)
+/* Listens on opts->addr: every address an inet host resolves to, as
+ * QEMU's listener does. */
+static bool open_listener(const SocketAddress *addr, Error **errp)
 {
-    static const char *const types[] = { "unix", "inet", NULL };
-    int type;
-
-    if (!json_is_object(addr)) {
-        error_setg(errp, "Invalid parameter type for 'addr', expected: object");
+    int n = socket_address_listen(addr, 128, SOCK_NONBLOCK, srv.listen_fds,
+                                  MAX_LISTENERS, errp);
+    if (n < 0) {
         return false;
     }
-    json_t *data = json_object_get(addr, "data");
-    json_t *fields = json_is_object(data) ? data : addr;
-    if (!json_object_get(addr, "type")) {
-        error_setg(errp, "Parameter 'addr.type' is missing");
-        return false;
+    srv.nlisten = n;
+    if (addr->type == SOCKET_ADDRESS_UNIX) {
+        srv.unix_path = strdup(addr->path);
     }
-    if (!opt_get_enum(addr, "type", types, 0, &type, errp)) {
-        return false;
-    }
-    if (type == 0) {
-        const char *path;
-        if (!json_object_get(fields, "path")) {
-            error_setg(errp, "Parameter 'addr.path' is missing");
-            return false;
-        }
-        return opt_get_str(fields, "path", NULL, &path, errp) &&
-               listen_unix(path, errp);
-    }
-    const char *host;
-    char portbuf[32];
-    json_t *port = json_object_get(fields, "port");
-    if (!json_object_get(fields, "host")) {
-        error_setg(errp, "Parameter 'addr.host' is missing");
-        return false;
-    }
-    if (!port) {
-        error_setg(errp, "Parameter 'addr.port' is missing");
-        return false;
-    }
-    if (!opt_get_str(fields, "host", NULL, &host, errp)) {
-        return false;
-    }
-    if (json_is_integer(port)) {
-        snprintf(portbuf, sizeof(portbuf), "%lld",
-                 (long long)json_integer_value(port));
-    } else if (json_is_string(port)) {
-        snprintf(portbuf, sizeof(portbuf), "%s", json_string_value(port));
-    } else {
-        error_setg(errp, "Invalid parameter type for 'addr.port', "
-                   "expected: string");
-        return false;
-    }
-    return listen_inet(host, portbuf, errp);
+    return true;
 }
 
 void nbd_server_hold_accept(void)
@@ -329,10 +209,12 @@ void nbd_server_release_accept(void)
     pthread_cond_broadcast(&server_cond);
 }
 
-bool nbd_server_start(json_t *args, Error **errp)
+bool nbd_server_options_decode(json_t *args, NbdServerOptions *o,
+                               Error **errp)
 {
     uint64_t max_conn = 0, handshake_max = 0;
 
+    memset(o, 0, sizeof(*o));
     if (!json_is_object(args)) {
         error_setg(errp, "Invalid parameter type, expected: object");
         return false;
@@ -351,7 +233,8 @@ bool nbd_server_start(json_t *args, Error **errp)
             return false;
         }
     }
-    if (!json_object_get(args, "addr")) {
+    json_t *addr = json_object_get(args, "addr");
+    if (!addr) {
         error_setg(errp, "Parameter 'addr' is missing");
         return false;
     }
@@ -370,14 +253,29 @@ bool nbd_server_start(json_t *args, Error **errp)
         error_setg(errp, "Parameter 'handshake-max-seconds' expects uint32_t");
         return false;
     }
+    o->max_connections = (uint32_t)max_conn;
+    o->handshake_max_seconds = (uint32_t)handshake_max;
+    /* QMP's nbd-server-start takes SocketAddressLegacy, the command line
+     * the flat SocketAddress. */
+    bool legacy = json_is_object(addr) && json_object_get(addr, "data");
+    return legacy ? socket_address_decode_legacy(addr, "addr.", &o->addr, errp)
+                  : socket_address_decode(addr, "addr.", &o->addr, errp);
+}
 
+void nbd_server_options_free(NbdServerOptions *o)
+{
+    socket_address_free(&o->addr);
+}
+
+bool nbd_server_start(const NbdServerOptions *o, Error **errp)
+{
     LOCK_GUARD(&server_lock);
     if (srv.running) {
         error_setg(errp, "NBD server already running");
         return false;
     }
     srv.nlisten = 0;
-    if (!open_listener(json_object_get(args, "addr"), errp)) {
+    if (!open_listener(&o->addr, errp)) {
         close_listeners();
         return false;
     }
@@ -386,8 +284,8 @@ bool nbd_server_start(json_t *args, Error **errp)
         close_listeners();
         return false;
     }
-    srv.max_connections = max_conn;
-    srv.handshake_max_seconds = (uint32_t)handshake_max;
+    srv.max_connections = o->max_connections;
+    srv.handshake_max_seconds = o->handshake_max_seconds;
     srv.stopping = false;
     srv.nconns = 0;
     int ret = pthread_create(&srv.accept_thread, NULL, accept_main, NULL);
@@ -397,7 +295,7 @@ bool nbd_server_start(json_t *args, Error **errp)
         return false;
     }
     srv.running = true;
-    nbd_exports_server_changed(true, max_conn);
+    nbd_exports_server_changed(true, o->max_connections);
     return true;
 }
 

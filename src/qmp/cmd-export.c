@@ -105,20 +105,10 @@ static json_t *cmd_nbd_server_start(json_t *args, Error **errp)
                    "(use 'unix' or 'inet')", type);
         return NULL;
     }
-    /* nbd.h takes the flat SocketAddress of the command line. */
-    json_t *flat = json_deep_copy(json_object_get(addr, "data"));
-    json_object_set_new(flat, "type", json_string(type));
-    json_t *start = json_pack("{s:o}", "addr", flat);
-    static const char *const pass[] = { "max-connections",
-                                        "handshake-max-seconds" };
-    for (size_t i = 0; i < sizeof(pass) / sizeof(pass[0]); i++) {
-        json_t *v = json_object_get(args, pass[i]);
-        if (v) {
-            json_object_set(start, pass[i], v);
-        }
-    }
-    bool ok = nbd_server_start(start, errp);
-    json_decref(start);
+    NbdServerOptions so;
+    bool ok = nbd_server_options_decode(args, &so, errp) &&
+              nbd_server_start(&so, errp);
+    nbd_server_options_free(&so);
     return ok ? json_object() : NULL;
 }
 

@@ -128,7 +128,10 @@ static bool do_nbd_server(const char *arg, Error **errp)
     if (!opts) {
         return false;
     }
-    bool ok = nbd_server_start(opts, errp);
+    NbdServerOptions so;
+    bool ok = nbd_server_options_decode(opts, &so, errp) &&
+              nbd_server_start(&so, errp);
+    nbd_server_options_free(&so);
     json_decref(opts);
     return ok;
 }

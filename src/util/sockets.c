@@ -77,11 +77,11 @@ int unix_socket_listen(const char *path, int backlog, int flags,
     return fd;
 }
 
-int inet_socket_listen(const char *host, const char *port, int backlog,
-                       int flags, Error **errp)
+int inet_socket_listen_all(const char *host, const char *port, int backlog,
+                           int flags, int *fds, int max, Error **errp)
 {
     struct addrinfo hints = {
-        .ai_flags = AI_PASSIVE,
+        .ai_flags = AI_PASSIVE | AI_ADDRCONFIG,
         .ai_family = AF_UNSPEC,
         .ai_socktype = SOCK_STREAM,
     };
@@ -92,30 +92,44 @@ int inet_socket_listen(const char *host, const char *port, int backlog,
                    host ? host : "", port, gai_strerror(err));
         return -1;
     }
-    int fd = -1, saved_errno = EADDRNOTAVAIL;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | flags,
-                    ai->ai_protocol);
+    int n = 0, saved_errno = EADDRNOTAVAIL;
+    for (struct addrinfo *ai = res; ai && n < max; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | flags,
+                        ai->ai_protocol);
         if (fd < 0) {
             saved_errno = errno;
             continue;
         }
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        /* With both families resolved, each socket takes its own, so the
+         * IPv6 one does not also claim the IPv4 port. */
+        if (ai->ai_family == AF_INET6 && max > 1) {
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        }
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
             listen(fd, backlog) == 0) {
-            break;
+            fds[n++] = fd;
+            continue;
         }
         saved_errno = errno;
         close(fd);
-        fd = -1;
     }
     freeaddrinfo(res);
-    if (fd < 0) {
+    if (n == 0) {
         error_setg_errno(errp, saved_errno, "Failed to bind socket to %s:%s",
                          host ? host : "", port);
+        return -1;
     }
-    return fd;
+    return n;
+}
+
+int inet_socket_listen(const char *host, const char *port, int backlog,
+                       int flags, Error **errp)
+{
+    int fd = -1;
+    return inet_socket_listen_all(host, port, backlog, flags, &fd, 1,
+                                  errp) == 1 ? fd : -1;
 }
 
 int unix_socket_connect(const char *path, int flags, Error **errp)

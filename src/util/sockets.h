@@ -20,6 +20,12 @@ int unix_socket_listen(const char *path, int backlog, int flags,
 int inet_socket_listen(const char *host, const char *port, int backlog,
                        int flags, Error **errp);
 
+/* Listens on every address host:port resolves to (each IPv6 socket
+ * IPv6-only), at most max of them, storing the descriptors in fds.
+ * Returns how many, or -1 with errp when none could be bound. */
+int inet_socket_listen_all(const char *host, const char *port, int backlog,
+                           int flags, int *fds, int max, Error **errp);
+
 /* Connects to the unix socket at path.  Returns the fd or -1 with errp
  * ("Cannot connect to PATH: ..."). */
 int unix_socket_connect(const char *path, int flags, Error **errp);

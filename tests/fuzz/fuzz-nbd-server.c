@@ -64,10 +64,17 @@ static void setup_once(void)
                             "id", "fz", "node-name", "fz", "name", "",
                             "writable", 1, "allocation-depth", 1,
                             "description", "fuzz");
-    if (!nbd_server_start(srv, &err) || !block_export_add(exp, &err)) {
+    NbdServerOptions so;
+    NbdExportOptions eo;
+    if (!nbd_server_options_decode(srv, &so, &err) ||
+        !nbd_server_start(&so, &err) ||
+        !nbd_export_options_decode(exp, &eo, &err) ||
+        !block_export_add(&eo, &err)) {
         fprintf(stderr, "fuzz setup: %s\n", error_get_pretty(err));
         abort();
     }
+    nbd_server_options_free(&so);
+    nbd_export_options_free(&eo);
     json_decref(srv);
     json_decref(exp);
     /* Connections come in over socketpairs, never through the listener's

@@ -31,6 +31,7 @@
 #include "util/cleanup.h"
 #include "util/keyval.h"
 #include "util/log.h"
+#include "util/socket-address.h"
 
 #define NBD_MAX_CONNS 4
 #define NBD_DEFAULT_PORT "10809"
@@ -151,34 +152,22 @@ static bool parse_filename(const char *name, NbdTarget *t, Error **errp)
 /* QEMU's "server" SocketAddress, from typed JSON or keyval strings. */
 static bool parse_server(json_t *opts, NbdTarget *t, Error **errp)
 {
-    const char *type, *path, *host, *port;
-    if (!opt_get_str(opts, "server.type", NULL, &type, errp)) {
+    json_t *server = json_object_get(opts, "server");
+    if (!server) {
+        error_setg(errp, "Parameter 'server' is missing");
         return false;
     }
-    if (!type) {
-        error_setg(errp, "Parameter 'server.type' is missing");
-        return false;
+    SocketAddress sa;
+    bool ok = socket_address_decode(server, "server.", &sa, errp);
+    if (ok) {
+        t->is_unix = sa.type == SOCKET_ADDRESS_UNIX;
+        t->path = sa.path;
+        t->host = sa.host;
+        t->port = sa.port;
+        sa.path = sa.host = sa.port = NULL;
     }
-    if (!strcmp(type, "unix")) {
-        if (!opt_get_required_str(opts, "server.path", &path, errp)) {
-            return false;
-        }
-        t->is_unix = true;
-        t->path = strdup(path);
-        return t->path != NULL;
-    }
-    if (!strcmp(type, "inet")) {
-        if (!opt_get_required_str(opts, "server.host", &host, errp) ||
-            !opt_get_required_str(opts, "server.port", &port, errp)) {
-            return false;
-        }
-        t->host = strdup(host);
-        t->port = strdup(port);
-        return t->host && t->port;
-    }
-    error_setg(errp, "NBD server address type '%s' is not supported (use "
-               "'unix' or 'inet')", type);
-    return false;
+    socket_address_free(&sa);
+    return ok;
 }
 
 /* ---- connections ---- */

@@ -86,10 +86,13 @@ static int setup(void **state)
     json_t *args = json_pack("{s:{s:s, s:s}}", "addr", "type", "unix", "path",
                              sockpath);
     Error *err = NULL;
-    assert_true(nbd_server_start(args, &err));
-    assert_false(nbd_server_start(args, &err));
+    NbdServerOptions so;
+    assert_true(nbd_server_options_decode(args, &so, &err));
+    assert_true(nbd_server_start(&so, &err));
+    assert_false(nbd_server_start(&so, &err));
     assert_string_equal(error_get_pretty(err), "NBD server already running");
     error_free(err);
+    nbd_server_options_free(&so);
     json_decref(args);
 
     assert_true(add_export("{\"type\":\"nbd\",\"id\":\"w\",\"node-name\":\"memrw\","
