@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "util/keyval.h"
+#include "util/cleanup.h"
 #include "util/timed-average.h"
 
 #define NS_PER_SEC INT64_C(1000000000)
@@ -202,66 +202,6 @@ oom:
     return NULL;
 }
 
-bool block_acct_new_from_args(json_t *args, BlockAcct **out, Error **errp)
-{
-    BlockAcctOptions o;
-    block_acct_options_init(&o);
-    *out = NULL;
-
-    if (!opt_get_bool(args, "stats-account-invalid", true, &o.account_invalid,
-                      errp) ||
-        !opt_get_bool(args, "stats-account-failed", true, &o.account_failed,
-                      errp)) {
-        return false;
-    }
-    json_t *list = json_object_get(args, "stats-intervals");
-    uint32_t *intervals = NULL;
-    if (list && !json_is_null(list)) {
-        if (!json_is_array(list)) {
-            error_setg(errp, "Invalid parameter type for 'stats-intervals', "
-                       "expected: array");
-            return false;
-        }
-        size_t n = json_array_size(list);
-        intervals = calloc(n ? n : 1, sizeof(*intervals));
-        if (!intervals) {
-            error_setg(errp, "out of memory for I/O accounting");
-            return false;
-        }
-        for (size_t i = 0; i < n; i++) {
-            json_t *e = json_array_get(list, i);
-            char key[32];
-            uint64_t v = 0;
-            snprintf(key, sizeof(key), "%zu", i);
-            json_t *wrap = json_pack("{s:O}", key, e);
-            bool ok = wrap && opt_get_uint64(wrap, key, 0, &v, NULL);
-            json_decref(wrap);
-            if (!ok || (json_is_integer(e) && json_integer_value(e) < 0) ||
-                v > UINT32_MAX) {
-                error_setg(errp, "Parameter 'stats-intervals.%zu' expects "
-                           "a number of seconds (1 to %u)", i, UINT32_MAX);
-                free(intervals);
-                return false;
-            }
-            intervals[i] = (uint32_t)v;
-        }
-        o.intervals = intervals;
-        o.n_intervals = n;
-    }
-
-    bool ok = true;
-    if (!block_acct_benchmark_off()) {
-        *out = block_acct_new(&o, errp);
-        ok = *out != NULL;
-    }
-    free(intervals);
-    if (ok) {
-        json_object_del(args, "stats-intervals");
-        json_object_del(args, "stats-account-invalid");
-        json_object_del(args, "stats-account-failed");
-    }
-    return ok;
-}
 
 void block_acct_free(BlockAcct *acct)
 {
@@ -624,157 +564,45 @@ void block_acct_get_latency_buckets(BlockAcct *acct, BlockAcctType type,
 
 /* ---- query-blockstats ---- */
 
-static int set_u64(json_t *obj, const char *key, uint64_t v)
+bool block_acct_percentiles_enabled(const BlockAcct *acct)
 {
-    return json_object_set_new(obj, key, json_integer((json_int_t)v));
+    return acct->percentiles;
 }
 
-/* BlockLatencyHistogramInfo, or NULL when no histogram is set. */
-static json_t *latency_histogram_json(BlockAcct *acct, BlockAcctType type)
+bool block_acct_get_latency_histogram(BlockAcct *acct, BlockAcctType type,
+                                      BlockAcctHistogram *out)
 {
+    memset(out, 0, sizeof(*out));
+    if (!type_valid(type)) {
+        return false;
+    }
     AcctOp *op = &acct->op[type];
-    json_t *bins = NULL, *bounds = NULL;
-
-    pthread_mutex_lock(&acct->control_lock);
+    LOCK_GUARD(&acct->control_lock);
     const LatencyBins *lb = atomic_load_explicit(&op->user_hist,
                                                  memory_order_acquire);
-    if (lb) {
-        bins = json_array();
-        bounds = json_array();
-        for (size_t i = 0; bins && bounds && i <= lb->nboundaries; i++) {
-            json_array_append_new(bins, json_integer((json_int_t)
-                atomic_load_explicit(&lb->bins[i], memory_order_relaxed)));
-            if (i < lb->nboundaries) {
-                json_array_append_new(bounds,
-                                      json_integer((json_int_t)lb->boundaries[i]));
-            }
+    if (!lb) {
+        return false;
+    }
+    out->boundaries = calloc(lb->nboundaries ? lb->nboundaries : 1,
+                             sizeof(uint64_t));
+    out->bins = calloc(lb->nboundaries + 1, sizeof(uint64_t));
+    if (!out->boundaries || !out->bins) {
+        block_acct_histogram_free(out);
+        return false;
+    }
+    out->nboundaries = lb->nboundaries;
+    for (size_t i = 0; i <= lb->nboundaries; i++) {
+        out->bins[i] = atomic_load_explicit(&lb->bins[i], memory_order_relaxed);
+        if (i < lb->nboundaries) {
+            out->boundaries[i] = lb->boundaries[i];
         }
     }
-    pthread_mutex_unlock(&acct->control_lock);
-    if (!bins || !bounds) {
-        json_decref(bins);
-        json_decref(bounds);
-        return NULL;
-    }
-    json_t *h = json_object();
-    json_object_set_new(h, "bins", bins);
-    json_object_set_new(h, "boundaries", bounds);
-    return h;
+    return true;
 }
 
-static json_t *timed_stats_json(BlockAcct *acct, size_t i)
+void block_acct_histogram_free(BlockAcctHistogram *h)
 {
-    static const char *const pct_names[BLOCK_ACCT_NPERCENTILES] = {
-        "p50", "p90", "p99", "p999",
-    };
-    static const struct { BlockAcctType type; const char *name; } types[] = {
-        { BLOCK_ACCT_READ, "rd" },
-        { BLOCK_ACCT_WRITE, "wr" },
-        { BLOCK_ACCT_FLUSH, "flush" },
-    };
-    BlockAcctTimedStats ts;
-    block_acct_get_timed_stats(acct, i, &ts);
-    const BlockAcctTimedOp *rd = &ts.op[BLOCK_ACCT_READ];
-    const BlockAcctTimedOp *wr = &ts.op[BLOCK_ACCT_WRITE];
-    const BlockAcctTimedOp *fl = &ts.op[BLOCK_ACCT_FLUSH];
-
-    json_t *o = json_object();
-    if (!o) {
-        return NULL;
-    }
-    /* QEMU 7.2's member order (its QDict hash order). */
-    set_u64(o, "avg_flush_latency_ns", fl->avg_ns);
-    json_object_set_new(o, "avg_rd_queue_depth", json_real(rd->avg_queue_depth));
-    set_u64(o, "min_rd_latency_ns", rd->min_ns);
-    set_u64(o, "max_flush_latency_ns", fl->max_ns);
-    set_u64(o, "avg_wr_latency_ns", wr->avg_ns);
-    set_u64(o, "interval_length", ts.interval_length);
-    set_u64(o, "max_wr_latency_ns", wr->max_ns);
-    set_u64(o, "avg_rd_latency_ns", rd->avg_ns);
-    set_u64(o, "max_rd_latency_ns", rd->max_ns);
-    set_u64(o, "min_flush_latency_ns", fl->min_ns);
-    json_object_set_new(o, "avg_wr_queue_depth", json_real(wr->avg_queue_depth));
-    set_u64(o, "min_wr_latency_ns", wr->min_ns);
-
-    /* strata: percentiles of the same window, named like QEMU's min/max. */
-    if (acct->percentiles) {
-        for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
-            for (size_t k = 0; k < BLOCK_ACCT_NPERCENTILES; k++) {
-                char key[48];
-                snprintf(key, sizeof(key), "%s_%s_latency_ns", pct_names[k],
-                         types[t].name);
-                set_u64(o, key, ts.op[types[t].type].percentile_ns[k]);
-            }
-        }
-    }
-    return o;
-}
-
-json_t *block_acct_query(BlockAcct *acct, uint64_t wr_highest_offset)
-{
-    BlockAcctStats st;
-    block_acct_get_stats(acct, &st);
-    const BlockAcctOpStats *rd = &st.op[BLOCK_ACCT_READ];
-    const BlockAcctOpStats *wr = &st.op[BLOCK_ACCT_WRITE];
-    const BlockAcctOpStats *fl = &st.op[BLOCK_ACCT_FLUSH];
-    const BlockAcctOpStats *um = &st.op[BLOCK_ACCT_UNMAP];
-
-    json_t *timed = json_array();
-    json_t *o = json_object();
-    if (!timed || !o) {
-        json_decref(timed);
-        json_decref(o);
-        return NULL;
-    }
-    for (size_t i = 0; i < acct->n_intervals; i++) {
-        json_t *e = timed_stats_json(acct, i);
-        if (e) {
-            json_array_append_new(timed, e);
-        }
-    }
-
-    /* QEMU 7.2 prints BlockDeviceStats in its QDict's hash order; insert
-     * in that order (jansson keeps insertion order) so the text matches. */
-    set_u64(o, "unmap_operations", um->ops);
-    set_u64(o, "unmap_merged", um->merged_ops);
-    set_u64(o, "flush_total_time_ns", fl->total_time_ns);
-    set_u64(o, "wr_highest_offset", wr_highest_offset);
-    set_u64(o, "wr_total_time_ns", wr->total_time_ns);
-    set_u64(o, "failed_wr_operations", wr->failed_ops);
-    set_u64(o, "failed_rd_operations", rd->failed_ops);
-    set_u64(o, "wr_merged", wr->merged_ops);
-    set_u64(o, "wr_bytes", wr->bytes);
-    json_object_set_new(o, "timed_stats", timed);
-    set_u64(o, "failed_unmap_operations", um->failed_ops);
-    set_u64(o, "failed_flush_operations", fl->failed_ops);
-    json_object_set_new(o, "account_invalid", json_boolean(st.account_invalid));
-    set_u64(o, "rd_total_time_ns", rd->total_time_ns);
-    set_u64(o, "invalid_unmap_operations", um->invalid_ops);
-    set_u64(o, "flush_operations", fl->ops);
-    set_u64(o, "wr_operations", wr->ops);
-    set_u64(o, "unmap_bytes", um->bytes);
-    set_u64(o, "rd_merged", rd->merged_ops);
-    set_u64(o, "rd_bytes", rd->bytes);
-    json_t *h = latency_histogram_json(acct, BLOCK_ACCT_WRITE);
-    if (h) {
-        json_object_set_new(o, "wr_latency_histogram", h);
-    }
-    set_u64(o, "unmap_total_time_ns", um->total_time_ns);
-    set_u64(o, "invalid_flush_operations", fl->invalid_ops);
-    json_object_set_new(o, "account_failed", json_boolean(st.account_failed));
-    if (st.has_idle_time) {
-        set_u64(o, "idle_time_ns", st.idle_time_ns);
-    }
-    set_u64(o, "rd_operations", rd->ops);
-    set_u64(o, "invalid_wr_operations", wr->invalid_ops);
-    set_u64(o, "invalid_rd_operations", rd->invalid_ops);
-    h = latency_histogram_json(acct, BLOCK_ACCT_READ);
-    if (h) {
-        json_object_set_new(o, "rd_latency_histogram", h);
-    }
-    h = latency_histogram_json(acct, BLOCK_ACCT_FLUSH);
-    if (h) {
-        json_object_set_new(o, "flush_latency_histogram", h);
-    }
-    return o;
+    free(h->boundaries);
+    free(h->bins);
+    memset(h, 0, sizeof(*h));
 }

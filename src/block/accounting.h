@@ -34,7 +34,6 @@
 #ifndef STRATA_BLOCK_ACCOUNTING_H
 #define STRATA_BLOCK_ACCOUNTING_H
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -99,13 +98,6 @@ bool block_acct_benchmark_off(void);
 
 /* Fails if an interval is 0 ("Invalid interval length: 0", as QEMU). */
 BlockAcct *block_acct_new(const BlockAcctOptions *o, Error **errp);
-/* Builds the BlockAcct of a block export from the block-export-add
- * arguments "stats-intervals" (list of seconds, default 1, 60, 3600),
- * "stats-account-invalid" and "stats-account-failed" (default true),
- * given as JSON values (QMP) or strings (command line keyval), and
- * deletes those members from args.  *out is NULL when accounting is off
- * for the benchmark.  False with errp set on a bad value. */
-bool block_acct_new_from_args(json_t *args, BlockAcct **out, Error **errp);
 
 /* No request may be between start and done when this is called. */
 void block_acct_free(BlockAcct *acct);
@@ -196,10 +188,20 @@ size_t block_acct_prometheus_bounds(const uint64_t **bounds_ns);
 void block_acct_get_latency_buckets(BlockAcct *acct, BlockAcctType type,
                                     uint64_t *out);
 
-/* QEMU's BlockDeviceStats for query-blockstats, members in the order
- * QEMU 7.2 prints them, followed by strata's additions (p50/p90/p99/p999
- * latencies in each timed_stats entry).  wr_highest_offset is kept on the
- * node by the caller.  NULL only when out of memory. */
-json_t *block_acct_query(BlockAcct *acct, uint64_t wr_highest_offset);
+/* Whether the timed windows keep percentiles (BlockAcctOptions). */
+bool block_acct_percentiles_enabled(const BlockAcct *acct);
+
+/* A copy of the QEMU latency histogram of one type
+ * (block-latency-histogram-set): nboundaries boundaries and
+ * nboundaries + 1 bins. */
+typedef struct BlockAcctHistogram {
+    uint64_t *boundaries;
+    uint64_t *bins;
+    size_t nboundaries;
+} BlockAcctHistogram;
+/* False (and *out empty) when no histogram is set for type. */
+bool block_acct_get_latency_histogram(BlockAcct *acct, BlockAcctType type,
+                                      BlockAcctHistogram *out);
+void block_acct_histogram_free(BlockAcctHistogram *h);
 
 #endif

@@ -2,6 +2,7 @@
 /* strata - block-export-add's arguments (QMP JSON, or the command line's
  * keyval strings) decoded once into NbdExportOptions, with QEMU's texts
  * and in QEMU's order of checks. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,67 @@
 #include "nbd/nbd.h"
 #include "util/cleanup.h"
 #include "util/keyval.h"
+
+bool nbd_export_acct_decode(json_t *args, BlockAcct **out, Error **errp)
+{
+    BlockAcctOptions o;
+    block_acct_options_init(&o);
+    *out = NULL;
+
+    if (!opt_get_bool(args, "stats-account-invalid", true, &o.account_invalid,
+                      errp) ||
+        !opt_get_bool(args, "stats-account-failed", true, &o.account_failed,
+                      errp)) {
+        return false;
+    }
+    json_t *list = json_object_get(args, "stats-intervals");
+    uint32_t *intervals = NULL;
+    if (list && !json_is_null(list)) {
+        if (!json_is_array(list)) {
+            error_setg(errp, "Invalid parameter type for 'stats-intervals', "
+                       "expected: array");
+            return false;
+        }
+        size_t n = json_array_size(list);
+        intervals = calloc(n ? n : 1, sizeof(*intervals));
+        if (!intervals) {
+            error_setg(errp, "out of memory for I/O accounting");
+            return false;
+        }
+        for (size_t i = 0; i < n; i++) {
+            json_t *e = json_array_get(list, i);
+            char key[32];
+            uint64_t v = 0;
+            snprintf(key, sizeof(key), "%zu", i);
+            json_t *wrap = json_pack("{s:O}", key, e);
+            bool ok = wrap && opt_get_uint64(wrap, key, 0, &v, NULL);
+            json_decref(wrap);
+            if (!ok || (json_is_integer(e) && json_integer_value(e) < 0) ||
+                v > UINT32_MAX) {
+                error_setg(errp, "Parameter 'stats-intervals.%zu' expects "
+                           "a number of seconds (1 to %u)", i, UINT32_MAX);
+                free(intervals);
+                return false;
+            }
+            intervals[i] = (uint32_t)v;
+        }
+        o.intervals = intervals;
+        o.n_intervals = n;
+    }
+
+    bool ok = true;
+    if (!block_acct_benchmark_off()) {
+        *out = block_acct_new(&o, errp);
+        ok = *out != NULL;
+    }
+    free(intervals);
+    if (ok) {
+        json_object_del(args, "stats-intervals");
+        json_object_del(args, "stats-account-invalid");
+        json_object_del(args, "stats-account-failed");
+    }
+    return ok;
+}
 
 /* strata: the export's error policy, QEMU's BlockdevOnError names
  * (werror: report, stop, enospc; rerror: report, stop).  Defaults:
@@ -93,7 +155,7 @@ bool nbd_export_options_decode(json_t *args_in, NbdExportOptions *o,
                       errp) ||
         !opt_get_str(args, "iothread", NULL, &iothread, errp) ||
         !opt_get_bool(args, "fixed-iothread", false, &fixed_iothread, errp) ||
-        !block_acct_new_from_args(args, &o->acct, errp) ||
+        !nbd_export_acct_decode(args, &o->acct, errp) ||
         !decode_error_policy(args, o, errp)) {
         nbd_export_options_free(o);
         return false;

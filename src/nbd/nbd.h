@@ -78,6 +78,13 @@ typedef struct NbdExportOptions {
 bool nbd_export_options_decode(json_t *args, NbdExportOptions *o,
                                Error **errp);
 void nbd_export_options_free(NbdExportOptions *o);
+/* strata: the export's accounting from block-export-add's
+ * "stats-intervals" (seconds, default 1, 60, 3600),
+ * "stats-account-invalid" and "stats-account-failed" (default true), as
+ * JSON values or keyval strings; deletes those members from args.  *out
+ * is NULL when accounting is off for the benchmark. */
+bool nbd_export_acct_decode(json_t *args, struct BlockAcct **out,
+                            Error **errp);
 /* block-export-add: creates the export, taking a reference on the node
  * and o->acct (set to NULL). */
 bool block_export_add(NbdExportOptions *o, Error **errp);

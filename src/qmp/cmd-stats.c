@@ -20,6 +20,7 @@
 #include "block/accounting.h"
 #include "block/block.h"
 #include "nbd/nbd.h"
+#include "qmp/acct-json.h"
 #include "qmp/qmp-args.h"
 #include "qmp/qmp-internal.h"
 #include "util/cleanup.h"
@@ -37,14 +38,14 @@ static json_t *zero_stats(uint64_t wr_highest_offset)
     if (!tmp) {
         return NULL;
     }
-    json_t *s = block_acct_query(tmp, wr_highest_offset);
+    json_t *s = qmp_acct_stats(tmp, wr_highest_offset);
     block_acct_free(tmp);
     return s;
 }
 
 static json_t *acct_stats(BlockAcct *acct, uint64_t wr_highest_offset)
 {
-    return acct ? block_acct_query(acct, wr_highest_offset)
+    return acct ? qmp_acct_stats(acct, wr_highest_offset)
                 : zero_stats(wr_highest_offset);
 }
 

@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "block/accounting.h"
+#include "nbd/nbd.h"
+#include "qmp/acct-json.h"
 
 #define T0 INT64_C(5000000000)
 
@@ -167,7 +169,7 @@ static void test_account_failed_off(void **state)
     assert_int_equal(total, 0);
 
     /* ...but QEMU's latency histogram counts failures regardless. */
-    json_t *j = block_acct_query(acct, 0);
+    json_t *j = qmp_acct_stats(acct, 0);
     json_t *bins = json_object_get(json_object_get(j, "rd_latency_histogram"),
                                    "bins");
     assert_int_equal(json_integer_value(json_array_get(bins, 1)), 1);   /* 400 in [100, 1000) */
@@ -364,7 +366,7 @@ static void test_latency_histogram_set_clear(void **state)
                                      latency_bins_new(b, 3, NULL));
     io(acct, BLOCK_ACCT_READ, 512, 0, 437380, false);
     io(acct, BLOCK_ACCT_READ, 512, 0, 5, false);
-    json_t *j = block_acct_query(acct, 0);
+    json_t *j = qmp_acct_stats(acct, 0);
     char *s = json_dumps(json_object_get(j, "rd_latency_histogram"),
                          JSON_PRESERVE_ORDER | JSON_COMPACT);
     assert_string_equal(s, "{\"bins\":[1,0,1,0],"
@@ -377,14 +379,14 @@ static void test_latency_histogram_set_clear(void **state)
     /* Replacing starts from zero; clearing removes every type. */
     block_acct_set_latency_histogram(acct, BLOCK_ACCT_READ,
                                      latency_bins_new(b, 1, NULL));
-    j = block_acct_query(acct, 0);
+    j = qmp_acct_stats(acct, 0);
     s = json_dumps(json_object_get(j, "rd_latency_histogram"),
                    JSON_PRESERVE_ORDER | JSON_COMPACT);
     assert_string_equal(s, "{\"bins\":[0,0],\"boundaries\":[10000]}");
     free(s);
     json_decref(j);
     block_acct_clear_latency_histograms(acct);
-    j = block_acct_query(acct, 0);
+    j = qmp_acct_stats(acct, 0);
     assert_null(json_object_get(j, "rd_latency_histogram"));
     assert_null(json_object_get(j, "wr_latency_histogram"));
     json_decref(j);
@@ -423,7 +425,7 @@ static void test_json_shape(void **state)
     BlockAcct *acct = new_acct(iv, 2, true, true);
 
     /* Before any I/O: no idle_time_ns, no histograms. */
-    json_t *j = block_acct_query(acct, 4096);
+    json_t *j = qmp_acct_stats(acct, 4096);
     const char *no_io[26];
     size_t n = 0;
     for (size_t i = 0; i < sizeof(qemu_stats_keys) / sizeof(*qemu_stats_keys); i++) {
@@ -447,7 +449,7 @@ static void test_json_shape(void **state)
     io(acct, BLOCK_ACCT_WRITE, 4096, 0, 759161, false);
     io(acct, BLOCK_ACCT_FLUSH, 0, 800000, 807374, false);
     fake_now = T0 + 1000000;
-    j = block_acct_query(acct, 4096);
+    j = qmp_acct_stats(acct, 4096);
     assert_keys(j, qemu_stats_keys, 30);
     assert_int_equal(json_integer_value(json_object_get(j, "wr_bytes")), 4096);
     assert_int_equal(json_integer_value(json_object_get(j, "idle_time_ns")),
@@ -496,7 +498,7 @@ static void test_percentiles_off(void **state)
     block_acct_get_timed_stats(acct, 0, &ts);
     assert_int_equal(ts.op[BLOCK_ACCT_READ].max_ns, 5000);
     assert_int_equal(ts.op[BLOCK_ACCT_READ].percentile_ns[0], 0);
-    json_t *j = block_acct_query(acct, 0);
+    json_t *j = qmp_acct_stats(acct, 0);
     json_t *e0 = json_array_get(json_object_get(j, "timed_stats"), 0);
     assert_int_equal(json_object_size(e0), 12);
     json_decref(j);
@@ -644,7 +646,7 @@ static void test_threads_rolling_windows(void **state)
             block_acct_set_latency_histogram(acct, BLOCK_ACCT_WRITE,
                                              latency_bins_new(b2, 1, NULL));
         }
-        json_decref(block_acct_query(acct, 0));
+        json_decref(qmp_acct_stats(acct, 0));
     }
     for (int i = 0; i < ROLL_THREADS; i++) {
         pthread_join(th[i], NULL);
@@ -726,7 +728,7 @@ static void test_new_from_args(void **state)
                              "stats-intervals", "1", "10",
                              "stats-account-invalid", "off",
                              "stats-account-failed", 1);
-    assert_true(block_acct_new_from_args(args, &acct, &err));
+    assert_true(nbd_export_acct_decode(args, &acct, &err));
     assert_non_null(acct);
     assert_int_equal(block_acct_interval_count(acct), 2);
     BlockAcctTimedStats ts;
@@ -744,13 +746,13 @@ static void test_new_from_args(void **state)
     block_acct_free(acct);
 
     args = json_pack("{}");
-    assert_true(block_acct_new_from_args(args, &acct, &err));
+    assert_true(nbd_export_acct_decode(args, &acct, &err));
     assert_int_equal(block_acct_interval_count(acct), 3);
     json_decref(args);
     block_acct_free(acct);
 
     args = json_pack("{s:[i,i]}", "stats-intervals", 5, 0);
-    assert_false(block_acct_new_from_args(args, &acct, &err));
+    assert_false(nbd_export_acct_decode(args, &acct, &err));
     assert_null(acct);
     assert_string_equal(error_get_pretty(err), "Invalid interval length: 0");
     assert_non_null(json_object_get(args, "stats-intervals"));
@@ -759,7 +761,7 @@ static void test_new_from_args(void **state)
     json_decref(args);
 
     args = json_pack("{s:[s]}", "stats-intervals", "soon");
-    assert_false(block_acct_new_from_args(args, &acct, &err));
+    assert_false(nbd_export_acct_decode(args, &acct, &err));
     assert_string_equal(error_get_pretty(err),
                         "Parameter 'stats-intervals.0' expects a number of "
                         "seconds (1 to 4294967295)");
@@ -768,7 +770,7 @@ static void test_new_from_args(void **state)
     json_decref(args);
 
     args = json_pack("{s:s}", "stats-account-failed", "maybe");
-    assert_false(block_acct_new_from_args(args, &acct, &err));
+    assert_false(nbd_export_acct_decode(args, &acct, &err));
     error_free(err);
     json_decref(args);
 }
