@@ -305,6 +305,10 @@ bool qmp_monitor_init(PollLoop *loop, Error **errp)
     qmp_register_export_commands();
     qmp_register_stats_commands();
     qmp_register_thinp_commands();
+    qmp_register_job_commands();
+    if (!qmp_jobs_init(loop, errp)) {
+        return false;
+    }
     pthread_mutex_lock(&event_lock);
     main_thread = pthread_self();
     event_queue = q;

@@ -44,6 +44,11 @@ void qmp_monitor_shutdown(void);
 bool qmp_blockdev_add(json_t *opts, bool strict_types, Error **errp);
 /* Drops the monitor's references on the nodes it owns (shutdown). */
 void qmp_blockdev_release_all(void);
+/* Wires the jobs' hand-over to the main thread into loop (called by
+ * qmp_monitor_init). */
+bool qmp_jobs_init(PollLoop *loop, Error **errp);
+/* Cancels every job, waits for each to end, and unwires them. */
+void qmp_jobs_shutdown(void);
 
 /* Number of connected clients (tests, strata-ctl diagnostics). */
 size_t qmp_monitor_client_count(void);

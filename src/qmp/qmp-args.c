@@ -64,10 +64,10 @@ static bool check_scalar(json_t *v, const char *path, QmpArgType type,
         }
         return true;
     case QMP_ARG_INT:
+        /* QEMU's int64 visitor says the same for a string and for a
+         * number that is not an integer (checked against qsd 7.2). */
         if (!json_is_integer(v)) {
-            /* QEMU: a number that is not an integer, or not a number */
-            error_setg(errp, "Parameter '%s' expects integer", path);
-            return false;
+            goto bad_type;
         }
         return true;
     case QMP_ARG_UINT64:

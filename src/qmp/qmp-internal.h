@@ -61,6 +61,7 @@ void qmp_register_stats_commands(void);
 void qmp_register_thinp_commands(void);
 /* cont, block-export-resume (cmd-pause.c). */
 void qmp_register_pause_commands(void);
+void qmp_register_job_commands(void);
 /* False, with the reason, while export requests are held (quit). */
 bool qmp_quit_allowed(Error **errp);
 

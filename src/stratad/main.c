@@ -286,6 +286,8 @@ static void shutdown_all(PollLoop *loop)
      * nodes; then the monitor's nodes are flushed and closed.  The
      * metrics server goes first so no scrape runs while they close. */
     metrics_daemon_stop();
+    /* Jobs end (cancelled) before the exports and nodes they use. */
+    qmp_jobs_shutdown();
     nbd_shutdown_all();
     qmp_blockdev_release_all();
     qmp_monitor_shutdown();

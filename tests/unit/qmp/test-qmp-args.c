@@ -66,7 +66,7 @@ static void test_errors(void **state)
     expect("{\"id\": \"e\", \"flat\": 1}",
            "Invalid parameter type for 'flat', expected: boolean");
     expect("{\"id\": \"e\", \"count\": \"1\"}",
-           "Parameter 'count' expects integer");
+           "Invalid parameter type for 'count', expected: integer");
     expect("{\"id\": \"e\", \"threshold\": 1.5}",
            "Parameter 'threshold' expects uint64");
     expect("{\"id\": \"e\", \"max\": -1}", "Parameter 'max' expects uint32_t");

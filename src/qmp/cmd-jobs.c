@@ -1,0 +1,325 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* strata - QMP commands of block jobs: block-stream, query-jobs,
+ * query-block-jobs, the job-* verbs and their block-job-* forms, with
+ * QEMU 7.2's arguments, replies and errors (the job-* forms answer
+ * "Job not found", the block-job-* forms DeviceNotActive "Block job 'x'
+ * not found"). */
+#include <string.h>
+
+#include "jobs/job.h"
+#include "jobs/stream.h"
+#include "qmp/qmp-args.h"
+#include "qmp/monitor.h"
+#include "qmp/qmp-internal.h"
+#include "util/event-queue.h"
+
+static const char *const on_error_names[] = { "report", "ignore", "enospc",
+                                              "stop", "auto", NULL };
+
+static const QmpArgSpec stream_args[] = {
+    { "job-id", QMP_ARG_STR, .optional = true },
+    { "device", QMP_ARG_STR },
+    { "base", QMP_ARG_STR, .optional = true },
+    { "base-node", QMP_ARG_STR, .optional = true },
+    { "backing-file", QMP_ARG_STR, .optional = true },
+    { "bottom", QMP_ARG_STR, .optional = true },
+    { "speed", QMP_ARG_INT, .optional = true },
+    { "on-error", QMP_ARG_ENUM, .optional = true, .choices = on_error_names },
+    { "filter-node-name", QMP_ARG_STR, .optional = true },
+    { "auto-finalize", QMP_ARG_BOOL, .optional = true },
+    { "auto-dismiss", QMP_ARG_BOOL, .optional = true },
+    { NULL },
+};
+
+static json_t *cmd_block_stream(json_t *args, Error **errp)
+{
+    if (!qmp_args_check(args, "", stream_args, errp)) {
+        return NULL;
+    }
+    StreamOptions o = {
+        .job_id = qmp_arg_str(args, "job-id", NULL),
+        .device = qmp_arg_str(args, "device", ""),
+        .base = qmp_arg_str(args, "base", NULL),
+        .base_node = qmp_arg_str(args, "base-node", NULL),
+        .bottom = qmp_arg_str(args, "bottom", NULL),
+        .backing_file = qmp_arg_str(args, "backing-file", NULL),
+        .has_speed = json_object_get(args, "speed") != NULL,
+        .speed = qmp_arg_int(args, "speed", 0),
+        .on_error = qmp_arg_str(args, "on-error", "report"),
+        .filter_node_name = qmp_arg_str(args, "filter-node-name", NULL),
+        .auto_finalize = qmp_arg_bool(args, "auto-finalize", true),
+        .auto_dismiss = qmp_arg_bool(args, "auto-dismiss", true),
+    };
+    return stream_start(&o, errp) ? json_object() : NULL;
+}
+
+static const QmpArgSpec no_args[] = { { NULL } };
+
+static const char *const io_status_names[] = { "ok", "failed", "nospace" };
+
+/* BlockJobInfo, members in the order QEMU 7.2 prints them. */
+static void add_block_job(Job *job, void *opaque)
+{
+    JobInfo i;
+    job_get_info(job, &i);
+    json_t *e = json_pack("{s:b, s:s, s:s, s:b, s:b, s:I, s:I, s:s, s:b, "
+                          "s:I, s:b, s:s}",
+                          "auto-finalize", i.auto_finalize,
+                          "io-status", io_status_names[i.io_status],
+                          "device", i.id,
+                          "auto-dismiss", i.auto_dismiss,
+                          "busy", i.busy,
+                          "len", (json_int_t)i.total,
+                          "offset", (json_int_t)i.current,
+                          "status", job_status_name(i.status),
+                          "paused", i.paused,
+                          "speed", (json_int_t)i.speed,
+                          "ready", i.ready,
+                          "type", i.type);
+    if (e && i.error) {
+        json_object_set_new(e, "error", json_string(i.error));
+    }
+    if (e) {
+        json_array_append_new(opaque, e);
+    }
+}
+
+/* JobInfo. */
+static void add_job(Job *job, void *opaque)
+{
+    JobInfo i;
+    job_get_info(job, &i);
+    json_t *e = json_pack("{s:I, s:s, s:I, s:s, s:s}",
+                          "current-progress", (json_int_t)i.current,
+                          "status", job_status_name(i.status),
+                          "total-progress", (json_int_t)i.total,
+                          "type", i.type,
+                          "id", i.id);
+    if (e && i.error) {
+        json_object_set_new(e, "error", json_string(i.error));
+    }
+    if (e) {
+        json_array_append_new(opaque, e);
+    }
+}
+
+/* job_foreach holds the jobs lock; collect first, then describe. */
+typedef struct JobList {
+    Job *jobs[256];
+    size_t n;
+} JobList;
+
+static void collect(Job *job, void *opaque)
+{
+    JobList *l = opaque;
+    if (l->n < sizeof(l->jobs) / sizeof(l->jobs[0])) {
+        l->jobs[l->n++] = job;
+    }
+}
+
+static json_t *list_jobs(void (*add)(Job *job, void *opaque))
+{
+    JobList l = { .n = 0 };
+    job_foreach(collect, &l);
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < l.n; i++) {
+        add(l.jobs[i], list);
+    }
+    return list;
+}
+
+static json_t *cmd_query_block_jobs(json_t *args, Error **errp)
+{
+    if (!qmp_args_check(args, "", no_args, errp)) {
+        return NULL;
+    }
+    return list_jobs(add_block_job);
+}
+
+static json_t *cmd_query_jobs(json_t *args, Error **errp)
+{
+    if (!qmp_args_check(args, "", no_args, errp)) {
+        return NULL;
+    }
+    return list_jobs(add_job);
+}
+
+/* ---- the verbs ---- */
+
+static const QmpArgSpec id_args[] = { { "id", QMP_ARG_STR }, { NULL } };
+static const QmpArgSpec device_args[] = {
+    { "device", QMP_ARG_STR }, { NULL },
+};
+static const QmpArgSpec cancel_args[] = {
+    { "device", QMP_ARG_STR },
+    { "force", QMP_ARG_BOOL, .optional = true },
+    { NULL },
+};
+static const QmpArgSpec speed_args[] = {
+    { "device", QMP_ARG_STR },
+    { "speed", QMP_ARG_INT },
+    { NULL },
+};
+
+static Job *find_job(json_t *args, Error **errp)
+{
+    Job *job = job_find(qmp_arg_str(args, "id", ""));
+    if (!job) {
+        error_setg(errp, "Job not found");
+    }
+    return job;
+}
+
+static Job *find_block_job(const char *id, Error **errp)
+{
+    Job *job = job_find(id);
+    if (!job) {
+        error_set(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE,
+                  "Block job '%s' not found", id);
+    }
+    return job;
+}
+
+typedef bool VerbFn(Job *job, Error **errp);
+
+static json_t *job_verb(json_t *args, Error **errp, VerbFn *fn)
+{
+    if (!qmp_args_check(args, "", id_args, errp)) {
+        return NULL;
+    }
+    Job *job = find_job(args, errp);
+    return job && fn(job, errp) ? json_object() : NULL;
+}
+
+static bool cancel_soft(Job *job, Error **errp)
+{
+    return job_user_cancel(job, false, errp);
+}
+
+static json_t *cmd_job_pause(json_t *a, Error **e) { return job_verb(a, e, job_user_pause); }
+static json_t *cmd_job_resume(json_t *a, Error **e) { return job_verb(a, e, job_user_resume); }
+static json_t *cmd_job_cancel(json_t *a, Error **e) { return job_verb(a, e, cancel_soft); }
+static json_t *cmd_job_complete(json_t *a, Error **e) { return job_verb(a, e, job_complete); }
+static json_t *cmd_job_finalize(json_t *a, Error **e) { return job_verb(a, e, job_finalize); }
+static json_t *cmd_job_dismiss(json_t *a, Error **e) { return job_verb(a, e, job_dismiss); }
+
+/* block-job-* forms named by "device" (finalize and dismiss by "id"). */
+static json_t *block_job_verb(json_t *args, Error **errp, const char *key,
+                              VerbFn *fn)
+{
+    if (!qmp_args_check(args, "", !strcmp(key, "id") ? id_args : device_args,
+                        errp)) {
+        return NULL;
+    }
+    Job *job = find_block_job(qmp_arg_str(args, key, ""), errp);
+    return job && fn(job, errp) ? json_object() : NULL;
+}
+
+static json_t *cmd_block_job_pause(json_t *a, Error **e)
+{
+    return block_job_verb(a, e, "device", job_user_pause);
+}
+
+static json_t *cmd_block_job_resume(json_t *a, Error **e)
+{
+    return block_job_verb(a, e, "device", job_user_resume);
+}
+
+static json_t *cmd_block_job_complete(json_t *a, Error **e)
+{
+    return block_job_verb(a, e, "device", job_complete);
+}
+
+static json_t *cmd_block_job_finalize(json_t *a, Error **e)
+{
+    return block_job_verb(a, e, "id", job_finalize);
+}
+
+static json_t *cmd_block_job_dismiss(json_t *a, Error **e)
+{
+    return block_job_verb(a, e, "id", job_dismiss);
+}
+
+static json_t *cmd_block_job_cancel(json_t *args, Error **errp)
+{
+    if (!qmp_args_check(args, "", cancel_args, errp)) {
+        return NULL;
+    }
+    Job *job = find_block_job(qmp_arg_str(args, "device", ""), errp);
+    return job && job_user_cancel(job, qmp_arg_bool(args, "force", false),
+                                  errp) ? json_object() : NULL;
+}
+
+static json_t *cmd_block_job_set_speed(json_t *args, Error **errp)
+{
+    if (!qmp_args_check(args, "", speed_args, errp)) {
+        return NULL;
+    }
+    Job *job = find_block_job(qmp_arg_str(args, "device", ""), errp);
+    return job && job_set_speed(job, qmp_arg_int(args, "speed", 0), errp)
+           ? json_object() : NULL;
+}
+
+void qmp_register_job_commands(void)
+{
+    qmp_register_command("block-stream", cmd_block_stream);
+    qmp_register_command("query-jobs", cmd_query_jobs);
+    qmp_register_command("query-block-jobs", cmd_query_block_jobs);
+    qmp_register_command("job-pause", cmd_job_pause);
+    qmp_register_command("job-resume", cmd_job_resume);
+    qmp_register_command("job-cancel", cmd_job_cancel);
+    qmp_register_command("job-complete", cmd_job_complete);
+    qmp_register_command("job-finalize", cmd_job_finalize);
+    qmp_register_command("job-dismiss", cmd_job_dismiss);
+    qmp_register_command("block-job-set-speed", cmd_block_job_set_speed);
+    qmp_register_command("block-job-pause", cmd_block_job_pause);
+    qmp_register_command("block-job-resume", cmd_block_job_resume);
+    qmp_register_command("block-job-cancel", cmd_block_job_cancel);
+    qmp_register_command("block-job-complete", cmd_block_job_complete);
+    qmp_register_command("block-job-finalize", cmd_block_job_finalize);
+    qmp_register_command("block-job-dismiss", cmd_block_job_dismiss);
+}
+
+/* ---- the main thread's side ---- */
+
+static EventQueue *job_queue;
+
+static void run_pending(void *item, void *opaque)
+{
+    (void)item;
+    job_run_main_pending();
+}
+
+static void free_item(void *item)
+{
+    (void)item;
+}
+
+/* Any thread: a job has finished its run; wake the poll loop. */
+static void notify_main(void)
+{
+    if (job_queue) {
+        /* Any non-NULL item: the handler only looks at the jobs. */
+        event_queue_push(job_queue, (void *)1);
+    }
+}
+
+bool qmp_jobs_init(PollLoop *loop, Error **errp)
+{
+    job_queue = event_queue_new(loop, run_pending, free_item, NULL, errp);
+    if (!job_queue) {
+        return false;
+    }
+    job_set_main_notify(notify_main);
+    return true;
+}
+
+void qmp_jobs_shutdown(void)
+{
+    job_cancel_all_sync();
+    job_set_main_notify(NULL);
+    if (job_queue) {
+        event_queue_free(job_queue);
+        job_queue = NULL;
+    }
+}
