@@ -54,11 +54,14 @@ check-unit:
 check-integration:
 	STRATA_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
-# Integration tests that feed strata hostile or broken input, run again
+# Integration tests that feed strata hostile or broken input, and those
+# that race threads (jobs, copy-on-read, the NBD client), run again
 # against the ASan+UBSan build: a sanitizer report exits 86/87, which no
-# test accepts as a clean error exit.
+# test accepts, also when it comes at exit (a leak).
 ASAN_INTEGRATION = test_img_malformed.py test_nbd_hostile.py \
-  test_qmp_protocol.py test_qcow2_io.py test_qcow2_policy.py test_nbd_clients.py
+  test_qmp_protocol.py test_qcow2_io.py test_qcow2_policy.py test_nbd_clients.py \
+  test_job_stream.py test_block_copy_on_read.py test_block_nbd_client.py \
+  test_nbd_handshake_deadline.py
 
 # The unit tests, and the integration tests above, under ASan+UBSan.
 check-asan:

@@ -240,7 +240,13 @@ def wait_for_exports(path, proc, names, timeout=15):
         time.sleep(0.02)
 
 
+# Exit codes make check gives ASan and UBSan reports (see the Makefile).
+SANITIZER_EXIT_CODES = (86, 87)
+
+
 def stop(proc):
+    """Stops a daemon; fails if it ended with a sanitizer report (a leak
+    found at exit, say), which would otherwise go unnoticed."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -248,6 +254,16 @@ def stop(proc):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    if proc.returncode in SANITIZER_EXIT_CODES:
+        report = ""
+        err = getattr(proc, "stderr", None)
+        if err is not None and not err.closed:
+            try:
+                report = err.read()
+            except (OSError, ValueError):
+                pass
+        raise AssertionError(f"{proc.args[0]} exited {proc.returncode} "
+                             f"with a sanitizer report:\n{report}")
 
 
 # ---- servers ----

@@ -306,7 +306,9 @@ static int run_op(BlockNode *bs, const OpArgs *a)
 
 /* ---- driver ---- */
 
-static bool nbd_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
+static void nbd_close_node(BlockNode *bs);
+
+static bool nbd_do_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
 {
     NbdClientState *s = bs->opaque;
     const char *filename = NULL, *export = NULL;
@@ -402,6 +404,17 @@ static bool nbd_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
                                                          : NBD_MAX_TRANSFER;
     bs->total_size = (uint64_t)size;
     return true;
+}
+
+/* The core calls close only for nodes that opened, so a failed open
+ * releases what it had set up itself. */
+static bool nbd_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
+{
+    if (nbd_do_open(bs, opts, flags, errp)) {
+        return true;
+    }
+    nbd_close_node(bs);
+    return false;
 }
 
 static void nbd_close_node(BlockNode *bs)
