@@ -694,6 +694,17 @@ static void job_user_error(BlockUser *user, BlockReqType type, int err,
 {
     Job *job = opaque;
     LOCK_GUARD(&jobs_lock);
+    if (!strcmp(action, "ignore") && job->ignored_error == 0) {
+        job->ignored_error = -err;
+    }
+    /* QEMU sends the error before the job shows as paused. */
+    json_t *data = json_pack("{s:s, s:s, s:s}", "device", job->id,
+                             "operation",
+                             block_req_is_read(type) ? "read" : "write",
+                             "action", action);
+    if (data) {
+        block_emit_event("BLOCK_JOB_ERROR", data);
+    }
     if (!strcmp(action, "stop")) {
         job->user_paused = true;
         job->error_paused = true;
@@ -704,16 +715,6 @@ static void job_user_error(BlockUser *user, BlockReqType type, int err,
             transition_locked(job, JOB_STATUS_PAUSED);
         }
         job->busy = false;
-    }
-    if (!strcmp(action, "ignore") && job->ignored_error == 0) {
-        job->ignored_error = -err;
-    }
-    json_t *data = json_pack("{s:s, s:s, s:s}", "device", job->id,
-                             "operation",
-                             block_req_is_read(type) ? "read" : "write",
-                             "action", action);
-    if (data) {
-        block_emit_event("BLOCK_JOB_ERROR", data);
     }
 }
 

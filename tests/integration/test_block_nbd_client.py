@@ -228,3 +228,54 @@ def test_bad_options(tmp_path):
         assert q.cmd("query-named-block-nodes") == []
     finally:
         d.stop()
+
+
+@pytest.mark.parametrize("kind,transport", [("qemu-nbd", "unix"),
+                                            ("qemu-nbd", "inet"),
+                                            ("nbdkit", "unix"),
+                                            ("nbdkit", "inet")])
+def test_stream_from_nbd_template(tmp_path, kind, transport):
+    """A template served over NBD streamed into a local overlay while it
+    is exported: afterwards the overlay stands alone, with the data."""
+    require(kind)
+    image = template(tmp_path)
+    srv = Server(kind, transport, tmp_path, image)
+    top = tmp_path / "top.qcow2"
+    try:
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b",
+                        srv.uri, "-F", "raw", str(top)], check=True)
+        d = serve_node(tmp_path, {"driver": "qcow2", "node-name": "top",
+                                  "file": {"driver": "file",
+                                           "filename": str(top)}}, "top")
+        try:
+            q = d.connect()
+            h = nbd.NBD()
+            h.connect_uri(d.uri)
+            h.pwrite(b"\x5a" * 4096, 8192)
+            q.cmd("block-stream", {"job-id": "s1", "device": "top"})
+            while True:
+                ev = q.wait_event(timeout=60)
+                if ev["event"] == "BLOCK_JOB_COMPLETED":
+                    assert "error" not in ev["data"], ev
+                if ev["event"] == "JOB_STATUS_CHANGE" and \
+                        ev["data"]["status"] == "null":
+                    break
+            want = bytearray(image.read_bytes())
+            want[8192:12288] = b"\x5a" * 4096
+            assert h.pread(4 * MiB, 0) == bytes(want)
+            h.shutdown()
+        finally:
+            d.stop()
+    finally:
+        srv.stop()
+    # The template server is gone; the overlay no longer needs it.
+    info = json.loads(subprocess.run(
+        [binary("strata-img"), "info", "--output=json", str(top)],
+        check=True, capture_output=True, text=True).stdout)
+    assert "backing-filename" not in info
+    qemu_check(top)
+    out = subprocess.run(["qemu-img", "convert", "-O", "raw", str(top),
+                          str(tmp_path / "out.raw")], check=True)
+    data = (tmp_path / "out.raw").read_bytes()
+    assert data[:8192] == image.read_bytes()[:8192]
+    assert data[8192:12288] == b"\x5a" * 4096

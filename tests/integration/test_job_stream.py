@@ -469,3 +469,73 @@ def test_kill_mid_stream_and_resume(tmp_path):
     check = subprocess.run(["qemu-img", "check", "--output=json", str(top)],
                            capture_output=True, text=True)
     assert json.loads(check.stdout).get("corruptions", 0) == 0
+
+
+def run_error_case(tmp_path, kind, on_error, actions):
+    """Streams with a read error injected once into mid's first data
+    cluster; actions(q) drives the job after its first error event.
+    Returns the events and the resulting chain."""
+    d = tmp_path / f"{on_error}-{kind}"
+    base, mid, top = make_chain(d)
+    runs = json.loads(subprocess.run(
+        ["qemu-img", "map", "--output=json", str(mid)], check=True,
+        capture_output=True, text=True).stdout)
+    host = next(r["offset"] for r in runs if r["depth"] == 0 and r["data"])
+    mid_spec = {"driver": "qcow2", "node-name": "mid", "read-only": True,
+                "file": {"driver": "blkdebug",
+                         "image": {"driver": "file", "filename": str(mid)},
+                         "inject-error": [{"event": "read_aio",
+                                           "sector": host // 512,
+                                           "errno": 5, "once": True}]}}
+    top_spec = {"driver": "qcow2", "node-name": "top", "backing": "mid",
+                "file": {"driver": "file", "filename": str(top)}}
+    prog = binary("stratad") if kind == "strata" else "qemu-storage-daemon"
+    dm = Daemon(prog, tmp_path, ["--blockdev", json.dumps(mid_spec),
+                                 "--blockdev", json.dumps(top_spec)],
+                name=f"{on_error}{kind}")
+    evs = []
+    try:
+        q = dm.connect()
+        q.cmd("block-stream", {"job-id": "e1", "device": "top",
+                               "on-error": on_error})
+        acted = False
+        while True:
+            ev = q.wait_event(timeout=30)
+            evs.append((ev["event"], ev.get("data")))
+            if ev["event"] == "BLOCK_JOB_ERROR" and not acted:
+                acted = True
+                evs.append(("actions", actions(q)))
+            if job_gone(ev):
+                break
+    finally:
+        dm.stop()
+    qemu_check(top)
+    return evs, backing_chain(top)
+
+
+def test_on_error_stop_then_resume(tmp_path):
+    """on-error=stop: the job pauses with io-status failed; resuming
+    retries the read (the error was injected once) and the job ends."""
+    def actions(q):
+        # The pause is visible once the error event is out.
+        for _ in range(100):
+            info = q.cmd("query-block-jobs")[0]
+            if info["status"] == "paused":
+                break
+            time.sleep(0.02)
+        out = (info["status"], info["paused"], info["io-status"])
+        q.cmd("job-resume", {"id": "e1"})
+        return out
+    results = {k: run_error_case(tmp_path, k, "stop", actions)
+               for k in KINDS}
+    assert results["strata"] == results["qsd"]
+    assert results["strata"][1] == [("top.qcow2", None, None)]
+
+
+def test_on_error_ignore(tmp_path):
+    """on-error=ignore: one error event, the job carries on to the end,
+    fails with the error, and leaves the chain as it was."""
+    results = {k: run_error_case(tmp_path, k, "ignore", lambda q: None)
+               for k in KINDS}
+    assert results["strata"] == results["qsd"]
+    assert results["strata"][1][0] == ("top.qcow2", "mid.qcow2", "qcow2")
