@@ -45,6 +45,9 @@ int cmd_events(const CtlOptions *o, int argc, char **argv);
 int cmd_threshold(const CtlOptions *o, int argc, char **argv);
 int cmd_alloc(const CtlOptions *o, int argc, char **argv);
 int cmd_stats(const CtlOptions *o, int argc, char **argv);
+int cmd_stream(const CtlOptions *o, int argc, char **argv);
+int cmd_jobs(const CtlOptions *o, int argc, char **argv);
+int cmd_job(const CtlOptions *o, int argc, char **argv);
 
 /* Connects or prints why not; NULL means exit 1. */
 QmpClient *ctl_connect_or_report(const CtlOptions *o);

@@ -25,6 +25,9 @@ static const Subcommand subcommands[] = {
     { "threshold", cmd_threshold, "arm a node's write threshold (size or %)" },
     { "alloc", cmd_alloc, "allocation, physical size and threshold per node" },
     { "stats", cmd_stats, "I/O rates and latency per export and node" },
+    { "stream", cmd_stream, "start a block-stream job into a node" },
+    { "jobs", cmd_jobs, "list block jobs, or watch their progress" },
+    { "job", cmd_job, "pause, resume, cancel or re-rate a job" },
 };
 
 static void usage(FILE *f)
