@@ -498,7 +498,9 @@ bool job_user_resume(Job *job, Error **errp)
     job->io_status = BLOCK_IO_STATUS_OK;
     bool retry = job->error_paused;
     job->error_paused = false;
-    if (retry && job->status == JOB_STATUS_PAUSED) {
+    /* As QEMU, the job runs again before the command returns (its
+     * thread leaves the pause point on its own). */
+    if (job->pause_count == 0 && job->status == JOB_STATUS_PAUSED) {
         transition_locked(job, JOB_STATUS_RUNNING);
         job->busy = true;
     }
