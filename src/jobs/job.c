@@ -37,6 +37,8 @@ struct Job {
     BlockIoStatus io_status;
 
     uint64_t speed;
+    bool adaptive;                /* effective_speed set by a controller */
+    uint64_t effective_speed;
     uint64_t slice_start, slice_end, dispatched;
     uint64_t current, total;
 
@@ -605,6 +607,8 @@ void job_get_info(Job *job, JobInfo *info)
         .current = job->current,
         .total = job->total,
         .speed = job->speed,
+        .adaptive = job->adaptive,
+        .current_speed = job->adaptive ? job->effective_speed : job->speed,
         .io_status = job->io_status,
         .error = job->error,
     };
@@ -821,7 +825,8 @@ void job_rate_wait(Job *job, uint64_t bytes)
 {
     LOCK_GUARD(&jobs_lock);
     for (;;) {
-        if (job->speed == 0 || job->cancelled || job->pause_count > 0) {
+        uint64_t limit = job->adaptive ? job->effective_speed : job->speed;
+        if (limit == 0 || job->cancelled || job->pause_count > 0) {
             job->dispatched = 0;
             return;
         }
@@ -833,7 +838,7 @@ void job_rate_wait(Job *job, uint64_t bytes)
         }
         job->dispatched += bytes;
         bytes = 0;
-        double quota = (double)job->speed * SLICE_NS / 1e9;
+        double quota = (double)limit * SLICE_NS / 1e9;
         double slices = (double)job->dispatched / (quota > 0 ? quota : 1);
         if (slices < 1) {
             return;
@@ -844,14 +849,21 @@ void job_rate_wait(Job *job, uint64_t bytes)
         if (job->slice_end <= now) {
             return;
         }
-        uint64_t speed = job->speed;
         sleep_locked(job, job->slice_end - now);
-        if (!job->woken || job->speed == speed) {
+        uint64_t after = job->adaptive ? job->effective_speed : job->speed;
+        if (!job->woken || after == limit) {
             return;
         }
         /* The speed changed while sleeping: start a new slice with it. */
         job->slice_end = 0;
     }
+}
+
+void job_set_effective_speed(Job *job, uint64_t rate)
+{
+    LOCK_GUARD(&jobs_lock);
+    job->adaptive = true;
+    job->effective_speed = rate;
 }
 
 uint64_t job_get_speed(Job *job)

@@ -137,6 +137,8 @@ typedef struct JobInfo {
     bool auto_finalize, auto_dismiss;
     uint64_t current, total;      /* progress (offset, len) */
     uint64_t speed;
+    bool adaptive;                /* a controller sets the rate */
+    uint64_t current_speed;       /* the rate in force */
     BlockIoStatus io_status;
     const char *error;            /* the failure's message, or NULL */
 } JobInfo;
@@ -193,6 +195,9 @@ void job_sleep_ns(Job *job, uint64_t ns);
  * 100 ms slices), waking early on cancel, pause or a speed change. */
 void job_rate_wait(Job *job, uint64_t bytes);
 uint64_t job_get_speed(Job *job);
+/* An adaptive controller's rate: job_rate_wait follows it instead of
+ * speed (which stays the ceiling) from now on. */
+void job_set_effective_speed(Job *job, uint64_t rate);
 
 void job_progress_set_total(Job *job, uint64_t total);
 void job_progress_add(Job *job, uint64_t done);

@@ -17,11 +17,16 @@
 #include "jobs/stream.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "block/block.h"
+#include "block/accounting.h"
 #include "jobs/job.h"
+#include "jobs/rate-control.h"
 #include "util/cleanup.h"
 
 /* QEMU's chunk: the unit of progress, pausing and rate limiting. */
@@ -33,6 +38,7 @@ typedef struct StreamJob {
     char *backing_file;           /* for the header when base is set */
     char *backing_fmt;
     bool cor_enabled;
+    bool adaptive;
     BlockUser *user;
 } StreamJob;
 
@@ -62,16 +68,68 @@ static int needs_copy(StreamJob *s, uint64_t offset, uint64_t *n)
     return depth > 1;
 }
 
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* What the top node's clients (not the job) have done so far. */
+static RateSample client_sample(BlockNode *top)
+{
+    RateSample r = { 0 };
+    BlockAcct *acct = block_node_acct(top);
+    if (acct) {
+        BlockAcctOpStats st[BLOCK_ACCT__MAX];
+        block_acct_get_origin_stats(acct, BLOCK_ORIGIN_CLIENT, st);
+        r.ops = st[BLOCK_ACCT_READ].ops + st[BLOCK_ACCT_WRITE].ops;
+        r.total_time_ns = st[BLOCK_ACCT_READ].total_time_ns +
+                          st[BLOCK_ACCT_WRITE].total_time_ns;
+    }
+    return r;
+}
+
+/* Between chunks: a new decision every period. */
+static void adapt(Job *job, StreamJob *s, RateControl *rc, uint64_t *next)
+{
+    uint64_t now = mono_ns();
+    if (now < *next) {
+        return;
+    }
+    *next = now + RATE_CONTROL_PERIOD_NS;
+    rc->ceiling = job_get_speed(job) ? job_get_speed(job) : rc->ceiling;
+    RateDecision d = rate_control_update(rc, now, client_sample(s->top));
+    job_set_effective_speed(job, d.rate);
+    if (d.pause_ns) {
+        job_sleep_ns(job, d.pause_ns);
+    }
+}
+
 static int stream_run(Job *job, Error **errp)
 {
     StreamJob *s = job_opaque(job);
     uint64_t len = block_node_size(s->top);
     int error = 0;
+    RateControl rc;
+    uint64_t next_decision = 0;
 
+    if (s->adaptive) {
+        /* Seeded per job and daemon so that daemons sharing a template
+         * server pick different back-offs. */
+        rate_control_init(&rc, job_get_speed(job),
+                          (uint32_t)(mono_ns() ^ (uintptr_t)job ^
+                                     (uint32_t)getpid()),
+                          mono_ns(), client_sample(s->top));
+        job_set_effective_speed(job, rc.rate);
+    }
     job_progress_set_total(job, len);
     for (uint64_t offset = 0; offset < len;) {
         if (job_pause_point(job)) {
             break;
+        }
+        if (s->adaptive) {
+            adapt(job, s, &rc, &next_decision);
         }
         uint64_t n = MIN((uint64_t)STREAM_CHUNK, len - offset);
         int ret = needs_copy(s, offset, &n);
@@ -265,6 +323,7 @@ bool stream_start(const StreamOptions *o, Error **errp)
         return false;
     }
     s->top = bs;
+    s->adaptive = o->adaptive_speed;
     if (base) {
         block_node_ref(base);
         s->base = base;

@@ -24,6 +24,9 @@ typedef struct StreamOptions {
     const char *filter_node_name;
     bool auto_finalize;
     bool auto_dismiss;
+    /* strata: adapt the rate to the clients' latency (docs/stream.md);
+     * speed is then the ceiling. */
+    bool adaptive_speed;
 } StreamOptions;
 
 /* Checks the arguments in QEMU's order, with QEMU's texts, and starts

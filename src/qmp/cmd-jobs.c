@@ -28,6 +28,8 @@ static const QmpArgSpec stream_args[] = {
     { "filter-node-name", QMP_ARG_STR, .optional = true },
     { "auto-finalize", QMP_ARG_BOOL, .optional = true },
     { "auto-dismiss", QMP_ARG_BOOL, .optional = true },
+    /* strata: the rate follows the clients (docs/stream.md). */
+    { "adaptive-speed", QMP_ARG_BOOL, .optional = true },
     { NULL },
 };
 
@@ -49,6 +51,7 @@ static json_t *cmd_block_stream(json_t *args, Error **errp)
         .filter_node_name = qmp_arg_str(args, "filter-node-name", NULL),
         .auto_finalize = qmp_arg_bool(args, "auto-finalize", true),
         .auto_dismiss = qmp_arg_bool(args, "auto-dismiss", true),
+        .adaptive_speed = qmp_arg_bool(args, "adaptive-speed", false),
     };
     return stream_start(&o, errp) ? json_object() : NULL;
 }
@@ -78,6 +81,13 @@ static void add_block_job(Job *job, void *opaque)
                           "type", i.type);
     if (e && i.error) {
         json_object_set_new(e, "error", json_string(i.error));
+    }
+    /* strata: the rate an adaptive job copies at now; speed is its
+     * ceiling. */
+    if (e && i.adaptive) {
+        json_object_set_new(e, "adaptive-speed", json_true());
+        json_object_set_new(e, "current-speed",
+                            json_integer((json_int_t)i.current_speed));
     }
     if (e) {
         json_array_append_new(opaque, e);

@@ -539,3 +539,43 @@ def test_on_error_ignore(tmp_path):
                for k in KINDS}
     assert results["strata"] == results["qsd"]
     assert results["strata"][1][0] == ("top.qcow2", "mid.qcow2", "qcow2")
+
+
+def test_adaptive_speed(tmp_path):
+    """adaptive-speed: the job reports the rate it copies at, which stays
+    under the speed ceiling, yields to a busy client, and the stream still
+    ends with the chain's data."""
+    d = tmp_path / "a"
+    make_chain(d)
+    sock = str(tmp_path / "nbd.sock")
+    dm = Daemon(binary("stratad"), tmp_path, blockdevs(d, False) + [
+        "--nbd-server", f"addr.type=unix,addr.path={sock}",
+        "--export", "type=nbd,id=e0,node-name=top,name=top,writable=on"])
+    try:
+        wait_for_path(sock, dm.proc)
+        q = dm.connect()
+        q.cmd("block-stream", {"job-id": "s1", "device": "top",
+                               "speed": 64 * MiB, "adaptive-speed": True})
+        info = q.cmd("query-block-jobs")[0]
+        assert info["adaptive-speed"] is True
+        assert 0 < info["current-speed"] <= 64 * MiB
+        assert info["speed"] == 64 * MiB
+        h = nbd.NBD()
+        h.connect_uri(f"nbd+unix:///top?socket={sock}")
+        seen = set()
+        done = False
+        while not done:
+            for off in range(0, SIZE, 1 * MiB):
+                h.pread(65536, off)
+            jobs = q.cmd("query-block-jobs")
+            if not jobs:
+                done = True
+            else:
+                seen.add(jobs[0]["current-speed"])
+                assert jobs[0]["current-speed"] <= 64 * MiB
+        h.shutdown()
+        assert len(seen) >= 1
+    finally:
+        dm.stop()
+    assert backing_chain(d / "top.qcow2") == [("top.qcow2", None, None)]
+    same_content(type("P", (), {"dir": d})())
