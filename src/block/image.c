@@ -3,7 +3,7 @@
  * emptying of the top layer, and rewriting the backing file name. */
 #include <errno.h>
 
-#include "block/block_int.h"
+#include "block/block_core.h"
 
 int block_check(BlockNode *bs, BlockCheckResult *res, int fix)
 {
@@ -34,5 +34,15 @@ bool block_change_backing_file(BlockNode *bs, const char *backing_file,
                          "backing file", bs->drv->format_name);
         return false;
     }
-    return bs->drv->change_backing_file(bs, backing_file, backing_fmt, errp);
+    if (!bs->drv->change_backing_file(bs, backing_file, backing_fmt, errp)) {
+        return false;
+    }
+    /* As QEMU: what the header now names is what the node's name is
+     * compared with (a node whose backing matches it keeps a plain
+     * filename). */
+    if (bs->naming) {
+        block_naming_set_auto_backing(bs, backing_file, false);
+        block_refresh_filename(bs);
+    }
+    return true;
 }

@@ -27,6 +27,12 @@ for t in "${targets[@]}"; do
   else
     failed=$((failed + 1))
     tail -50 "$work/log"
+    # Keep the input that failed, so it can be replayed (fuzz-X FILE)
+    # and added to the corpus once fixed.
+    mkdir -p "$build/fuzz-crashes"
+    cp "$work"/crash-* "$work"/oom-* "$work"/timeout-* \
+       "$build/fuzz-crashes/" 2>/dev/null || true
+    echo "fuzz: failing inputs kept in $build/fuzz-crashes"
   fi
   rm -rf "$work"
   trap - EXIT

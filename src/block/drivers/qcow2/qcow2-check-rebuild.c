@@ -24,9 +24,22 @@ static uint64_t imrt_bytes_for(const BDRVQcow2State *s, uint64_t nb)
     return DIV_ROUND_UP(bytes, s->cluster_size) * s->cluster_size;
 }
 
+/* The in-memory refcount table of a check never grows past this: 512 MiB
+ * of refcounts covers 32 PiB of 16-bit, 64 KiB-cluster image.  A damaged
+ * header or table entry can name an offset far beyond any real image;
+ * the check then fails with ENOMEM (as QEMU's does when its allocation
+ * fails) instead of trying to allocate terabytes. */
+#define IMRT_MAX_BYTES (512ULL * 1024 * 1024)
+
 int qcow2_imrt_resize(Qcow2Check *c, uint64_t nb)
 {
+    if (nb > (UINT64_MAX >> 8)) {
+        return -ENOMEM;
+    }
     uint64_t bytes = imrt_bytes_for(c->s, nb);
+    if (bytes > IMRT_MAX_BYTES) {
+        return -ENOMEM;
+    }
     if (bytes > c->imrt_bytes) {
         uint8_t *p = realloc(c->imrt, bytes);
         if (!p) {
