@@ -39,6 +39,7 @@ typedef struct StreamJob {
     char *backing_fmt;
     bool cor_enabled;
     bool adaptive;
+    RateControl rc;               /* when adaptive */
     BlockUser *user;
 } StreamJob;
 
@@ -111,25 +112,15 @@ static int stream_run(Job *job, Error **errp)
     StreamJob *s = job_opaque(job);
     uint64_t len = block_node_size(s->top);
     int error = 0;
-    RateControl rc;
     uint64_t next_decision = 0;
 
-    if (s->adaptive) {
-        /* Seeded per job and daemon so that daemons sharing a template
-         * server pick different back-offs. */
-        rate_control_init(&rc, job_get_speed(job),
-                          (uint32_t)(mono_ns() ^ (uintptr_t)job ^
-                                     (uint32_t)getpid()),
-                          mono_ns(), client_sample(s->top));
-        job_set_effective_speed(job, rc.rate);
-    }
     job_progress_set_total(job, len);
     for (uint64_t offset = 0; offset < len;) {
         if (job_pause_point(job)) {
             break;
         }
         if (s->adaptive) {
-            adapt(job, s, &rc, &next_decision);
+            adapt(job, s, &s->rc, &next_decision);
         }
         uint64_t n = MIN((uint64_t)STREAM_CHUNK, len - offset);
         int ret = needs_copy(s, offset, &n);
@@ -355,6 +346,16 @@ bool stream_start(const StreamOptions *o, Error **errp)
     if (!s->user) {
         job_discard(job);
         return false;
+    }
+    if (s->adaptive) {
+        /* Seeded per job and daemon so that daemons sharing a template
+         * server pick different back-offs; in force (and shown) before
+         * the job starts. */
+        rate_control_init(&s->rc, job_get_speed(job),
+                          (uint32_t)(mono_ns() ^ (uintptr_t)job ^
+                                     (uint32_t)getpid()),
+                          mono_ns(), client_sample(bs));
+        job_set_effective_speed(job, s->rc.rate);
     }
     block_cor_enable(bs);
     s->cor_enabled = true;
