@@ -8,14 +8,14 @@
 #define FLOOR_DIVISOR 64
 #define MIN_FLOOR (1024ULL * 1024)
 /* Latency above baseline * (1 + margin) counts as hurt. */
-#define MARGIN 0.20
+#define MARGIN 0.10
 /* Fewer client requests than this in a period is an idle guest. */
 #define BUSY_OPS 4
 /* Re-measure the baseline every so often, for this long. */
 #define PROBE_EVERY_NS (5 * 1000 * 1000 * 1000ULL)
 #define PROBE_NS (200 * 1000 * 1000ULL)
 /* The additive step: a share of the ceiling per period. */
-#define STEP_DIVISOR 16
+#define STEP_DIVISOR 64
 /* The random pause after a decrease: up to this long. */
 #define MAX_BACKOFF_NS (200 * 1000 * 1000ULL)
 
@@ -50,9 +50,9 @@ void rate_control_init(RateControl *rc, uint64_t ceiling, uint32_t seed,
     if (rc->floor < MIN_FLOOR) {
         rc->floor = rc->ceiling < MIN_FLOOR ? rc->ceiling : MIN_FLOOR;
     }
-    /* Start gently: a quarter of the ceiling until the clients have been
-     * seen, and measure the baseline first. */
-    rc->rate = rc->ceiling / 4 > rc->floor ? rc->ceiling / 4 : rc->floor;
+    /* Start gently: a sixteenth of the ceiling until the clients have
+     * been seen, and measure the baseline first. */
+    rc->rate = rc->ceiling / 16 > rc->floor ? rc->ceiling / 16 : rc->floor;
     rc->next_probe_ns = now_ns;
 }
 
