@@ -579,3 +579,42 @@ def test_adaptive_speed(tmp_path):
         dm.stop()
     assert backing_chain(d / "top.qcow2") == [("top.qcow2", None, None)]
     same_content(type("P", (), {"dir": d})())
+
+
+@pytest.mark.parametrize("how", ["base", "bottom"])
+def test_partial_stream_base_and_bottom(peers, how):
+    """base names the base by its file name in the chain, bottom the
+    lowest node copied from: both keep base.qcow2 as top's backing."""
+    results = {}
+    for p in peers(named=True):
+        args = {"job-id": "s4", "device": "top"}
+        if how == "base":
+            args["base"] = str(p.dir / "base.qcow2")
+        else:
+            args["bottom"] = "mid"
+        r = [p.cmd("block-stream", args)]
+        r.append(p.events_until(job_gone))
+        nodes = p.cmd("query-named-block-nodes")[1]
+        r.append(sorted(n["node-name"] for n in nodes
+                        if not n["node-name"].startswith("#")))
+        results[p.kind] = r
+        p.stop()
+        top = p.dir / "top.qcow2"
+        chain = backing_chain(top)
+        qemu_check(top)
+        same_content(p)
+        results[p.kind + "-chain"] = [(c[0], c[2]) for c in chain]
+        results[p.kind + "-backing"] = chain[0][1].rsplit("/", 1)[-1]
+    assert results["strata"] == results["qsd"]
+    assert results["strata-chain"] == results["qsd-chain"]
+    assert results["strata-backing"] == results["qsd-backing"] == \
+        "base.qcow2"
+
+
+def test_on_error_enospc_reports_other_errors(tmp_path):
+    """on-error=enospc stops only on ENOSPC: an EIO is reported and ends
+    the job with the error, leaving the chain."""
+    results = {k: run_error_case(tmp_path, k, "enospc", lambda q: None)
+               for k in KINDS}
+    assert results["strata"] == results["qsd"]
+    assert results["strata"][1][0] == ("top.qcow2", "mid.qcow2", "qcow2")
