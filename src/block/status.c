@@ -59,23 +59,26 @@ static int status_ungated(BlockNode *bs, uint64_t offset, uint64_t bytes,
             local_file = bs;
         }
     }
+    /* As QEMU: data or zeroes described by this layer are allocated in
+     * it; an unallocated run of a node that could have a backing file
+     * but has none reads as zeroes.  The backing link is read while
+     * still in flight on bs, so a swap cannot free it under us. */
+    if (ret >= 0) {
+        if (ret & (BLOCK_STATUS_DATA | BLOCK_STATUS_ZERO)) {
+            ret |= BLOCK_STATUS_ALLOCATED;
+        } else if (bs->drv->supports_backing &&
+                   (!bs->backing ||
+                    offset >= block_node_size(bs->backing))) {
+            /* Past the end of a shorter backing node reads as zeroes
+             * too; still not allocated here (qemu-img map: depth 0). */
+            ret |= BLOCK_STATUS_ZERO;
+        }
+    }
     if (gate) {
         block_io_end(bs);
     }
     if (ret < 0) {
         return ret;
-    }
-
-    /* As QEMU: data or zeroes described by this layer are allocated in
-     * it; an unallocated run of a node that could have a backing file
-     * but has none reads as zeroes. */
-    if (ret & (BLOCK_STATUS_DATA | BLOCK_STATUS_ZERO)) {
-        ret |= BLOCK_STATUS_ALLOCATED;
-    } else if (bs->drv->supports_backing &&
-               (!bs->backing || offset >= block_node_size(bs->backing))) {
-        /* Past the end of a shorter backing node reads as zeroes too;
-         * still not allocated here (qemu-img map: depth 0, zero). */
-        ret |= BLOCK_STATUS_ZERO;
     }
     if (offset + n == size) {
         ret |= BLOCK_STATUS_EOF;

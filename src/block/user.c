@@ -723,7 +723,11 @@ size_t block_user_resume_all(void)
     size_t n = 0, resumed = 0;
     BlockUser **list = snapshot(&n);
     for (size_t i = 0; i < n; i++) {
-        resumed += block_user_resume(list[i]);
+        /* A job stopped by an error is resumed with job-resume, as in
+         * QEMU, not by cont. */
+        if (list[i]->kind != BLOCK_USER_JOB) {
+            resumed += block_user_resume(list[i]);
+        }
     }
     snapshot_free(list, n);
     return resumed;
@@ -735,6 +739,9 @@ size_t block_user_held_requests(size_t *paused_users)
     BlockUser **list = snapshot(&n);
     for (size_t i = 0; i < n; i++) {
         BlockUser *u = list[i];
+        if (u->kind == BLOCK_USER_JOB) {
+            continue;    /* jobs are cancelled at quit, not waited for */
+        }
         LOCK_GUARD(&u->lock);
         held += (size_t)(u->nheld + u->nqueued);
         paused += u->paused;

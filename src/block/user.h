@@ -165,7 +165,8 @@ void block_user_get_status(BlockUser *u, BlockUserStatus *st);
 
 /* Resumes a paused user; true if it was paused. */
 bool block_user_resume(BlockUser *u);
-/* QEMU's cont: resumes every paused user; returns how many were. */
+/* QEMU's cont: resumes every paused user but jobs' (job-resume does
+ * those); returns how many were. */
 size_t block_user_resume_all(void);
 /* Requests waiting in hold queues over all users; *paused (may be NULL)
  * gets the number of paused users. */

@@ -236,12 +236,9 @@ Job *job_create(const JobDriver *drv, const JobOptions *o, void *opaque,
     job->auto_dismiss = o->auto_dismiss;
     job->speed = o->speed;
     pthread_cond_init(&job->cond, NULL);
-    /* Oldest first, as QEMU lists them. */
-    Job **link = &jobs;
-    while (*link) {
-        link = &(*link)->next;
-    }
-    *link = job;
+    /* Newest first, as QEMU lists them. */
+    job->next = jobs;
+    jobs = job;
     transition_locked(job, JOB_STATUS_CREATED);
     pthread_mutex_unlock(&jobs_lock);
     return job;
@@ -268,8 +265,12 @@ static void free_locked(Job *job)
     pthread_mutex_lock(&jobs_lock);
 }
 
+static void release_locked(Job *job);
+
 static void dismiss_locked(Job *job)
 {
+    /* As QEMU, the job holds its nodes (busy) until it is dismissed. */
+    release_locked(job);
     transition_locked(job, JOB_STATUS_NULL);
     free_locked(job);
 }
@@ -309,7 +310,6 @@ static void conclude_locked(Job *job)
     if (job->drv->clean) {
         UNLOCKED(job->drv->clean(job));
     }
-    release_locked(job);
     transition_locked(job, JOB_STATUS_CONCLUDED);
     if (job->auto_dismiss) {
         dismiss_locked(job);
@@ -324,6 +324,9 @@ static void abort_locked(Job *job)
         UNLOCKED(job->drv->abort(job));
     }
     emit_end_locked(job, cancelled);
+    if (cancelled && !job->error) {
+        job->error = strdup(strerror(ECANCELED));
+    }
     conclude_locked(job);
 }
 
@@ -600,6 +603,7 @@ void job_get_info(Job *job, JobInfo *info)
         .status = job->status,
         .busy = job->busy,
         .paused = job->pause_count > 0,
+        .user_paused = job->user_paused,
         .ready = job->status == JOB_STATUS_READY ||
                  job->status == JOB_STATUS_STANDBY,
         .auto_finalize = job->auto_finalize,
@@ -768,7 +772,6 @@ void job_discard(Job *job)
 {
     LOCK_GUARD(&jobs_lock);
     if (job->status == JOB_STATUS_CREATED) {
-        release_locked(job);
         dismiss_locked(job);
     }
 }

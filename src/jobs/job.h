@@ -133,6 +133,7 @@ typedef struct JobInfo {
     JobStatus status;
     bool busy;
     bool paused;                  /* QEMU: a pause is requested or held */
+    bool user_paused;             /* paused by a verb or an error stop */
     bool ready;
     bool auto_finalize, auto_dismiss;
     uint64_t current, total;      /* progress (offset, len) */

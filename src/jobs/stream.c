@@ -340,6 +340,8 @@ bool stream_start(const StreamOptions *o, Error **errp)
     for (BlockNode *n = bs; n && n != base; n = block_node_backing(n)) {
         job_add_node(job, n);
     }
+    /* QEMU reports the length as soon as the job exists. */
+    job_progress_set_total(job, block_node_size(bs));
     s->user = job_add_user(job, bs, BLOCK_PERM_CONSISTENT_READ |
                            BLOCK_PERM_WRITE_UNCHANGED, BLOCK_PERM_ALL,
                            o->on_error, errp);

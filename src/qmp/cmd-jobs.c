@@ -255,9 +255,22 @@ static json_t *cmd_block_job_cancel(json_t *args, Error **errp)
     if (!qmp_args_check(args, "", cancel_args, errp)) {
         return NULL;
     }
-    Job *job = find_block_job(qmp_arg_str(args, "device", ""), errp);
-    return job && job_user_cancel(job, qmp_arg_bool(args, "force", false),
-                                  errp) ? json_object() : NULL;
+    const char *device = qmp_arg_str(args, "device", "");
+    bool force = qmp_arg_bool(args, "force", false);
+    Job *job = find_block_job(device, errp);
+    if (!job) {
+        return NULL;
+    }
+    JobInfo i;
+    job_get_info(job, &i);
+    /* QEMU's block-job-cancel (not job-cancel) leaves a paused job alone
+     * unless forced. */
+    if (i.user_paused && !force) {
+        error_setg(errp, "The block job for device '%s' is currently paused",
+                   device);
+        return NULL;
+    }
+    return job_user_cancel(job, force, errp) ? json_object() : NULL;
 }
 
 static json_t *cmd_block_job_set_speed(json_t *args, Error **errp)

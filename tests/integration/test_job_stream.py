@@ -618,3 +618,25 @@ def test_on_error_enospc_reports_other_errors(tmp_path):
                for k in KINDS}
     assert results["strata"] == results["qsd"]
     assert results["strata"][1][0] == ("top.qcow2", "mid.qcow2", "qcow2")
+
+
+def test_cancel_paused_and_concluded_cancelled(peers):
+    """block-job-cancel leaves a paused job alone unless forced; a
+    cancelled job waiting to be dismissed shows why it ended, and keeps
+    its node busy until it is dismissed."""
+    results = {}
+    for p in peers():
+        r = [p.cmd("block-stream", {"job-id": "s1", "device": "top",
+                                    "speed": 64 * 1024,
+                                    "auto-dismiss": False})]
+        r.append(p.cmd("block-job-pause", {"device": "s1"}))
+        r.append(p.cmd("block-job-cancel", {"device": "s1"}))
+        r.append(p.cmd("block-job-cancel", {"device": "s1", "force": True}))
+        p.events_until(lambda e: e["event"] == "JOB_STATUS_CHANGE" and
+                       e["data"]["status"] == "concluded")
+        jobs = p.cmd("query-jobs")[1]
+        r.append([(j["id"], j["status"], j.get("error")) for j in jobs])
+        r.append(p.cmd("block-stream", {"job-id": "s2", "device": "top"}))
+        r.append(p.cmd("job-dismiss", {"id": "s1"}))
+        results[p.kind] = r
+    assert results["strata"] == results["qsd"]
