@@ -158,6 +158,11 @@ static void test_independent_policies(void **state)
     /* Reads through the second user are not held behind the first. */
     assert_int_equal(block_user_read(rep, 0, sizeof(buf), buf, 0), 0);
 
+    /* The holding thread reports the pause after queueing its request:
+     * wait for the event rather than assume it is already out. */
+    for (int i = 0; i < 5000 && !io_error_event("holder", 0); i++) {
+        sleep_ms(1);
+    }
     json_t *e = io_error_event("holder", 0);
     assert_non_null(e);
     assert_string_equal(json_string_value(json_object_get(e, "action")), "stop");
