@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "block/block.h"
+#include "jobs/job.h"
 #include "nbd/nbd.h"
 #include "qmp/block-info.h"
 #include "qmp/monitor.h"
@@ -187,6 +188,10 @@ static json_t *cmd_blockdev_del(json_t *args, Error **errp)
     /* The same checks, in the same order, as QEMU's blockdev-del. */
     if (block_export_uses_node(name)) {
         error_setg(errp, "Node %s is in use", name);
+        return NULL;
+    }
+    /* A job's nodes are blocked for deletion (QEMU's op blocker). */
+    if (job_node_busy(bs, errp)) {
         return NULL;
     }
     OwnedNode **p = find_owned(bs);

@@ -640,3 +640,16 @@ def test_cancel_paused_and_concluded_cancelled(peers):
         r.append(p.cmd("job-dismiss", {"id": "s1"}))
         results[p.kind] = r
     assert results["strata"] == results["qsd"]
+
+
+def test_blockdev_del_of_a_job_node(peers):
+    results = {}
+    for p in peers(named=True):
+        r = [p.cmd("block-stream", {"job-id": "s1", "device": "top",
+                                    "speed": 64 * 1024})]
+        r.append(p.cmd("blockdev-del", {"node-name": "top"}))
+        r.append(p.cmd("blockdev-del", {"node-name": "mid"}))
+        r.append(p.cmd("block-job-cancel", {"device": "s1", "force": True}))
+        p.events_until(job_gone)
+        results[p.kind] = r
+    assert results["strata"] == results["qsd"]
