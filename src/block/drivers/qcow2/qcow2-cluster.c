@@ -274,11 +274,14 @@ int qcow2_get_l2_for_write_locked(BlockNode *bs, uint64_t l1_index,
     }
     ret = qcow2_meta_add(s, new_offset, s->cluster_size, QCOW2_META_L2);
     if (ret < 0) {
+        qcow2_free_new_clusters_locked(bs, new_offset, 1);
         return ret;
     }
     void *t;
     ret = qcow2_cache_get_locked(bs, s->l2_cache, new_offset, true, &t);
     if (ret < 0) {
+        qcow2_meta_remove(s, new_offset, s->cluster_size);
+        qcow2_free_new_clusters_locked(bs, new_offset, 1);
         return ret;
     }
     /* The zeroed table and its refcount reach the disk before the L1
@@ -288,11 +291,21 @@ int qcow2_get_l2_for_write_locked(BlockNode *bs, uint64_t l1_index,
     if (ret == 0 && !s->lazy_refcounts) {
         ret = qcow2_cache_flush_locked(bs, s->refblock_cache);
     }
-    if (ret == 0) {
-        s->l1_table[l1_index] = new_offset | QCOW2_OFLAG_COPIED;
-        ret = write_l1_entry_locked(bs, l1_index);
-    }
     if (ret < 0) {
+        /* Nothing points at the new table yet (the L1 entry is not even
+         * set in memory): give its cluster back, or every retry of a
+         * write held on ENOSPC would leak one. */
+        qcow2_cache_put(s->l2_cache, t);
+        qcow2_cache_discard(s->l2_cache, new_offset);
+        qcow2_meta_remove(s, new_offset, s->cluster_size);
+        qcow2_free_new_clusters_locked(bs, new_offset, 1);
+        return ret;
+    }
+    s->l1_table[l1_index] = new_offset | QCOW2_OFLAG_COPIED;
+    ret = write_l1_entry_locked(bs, l1_index);
+    if (ret < 0) {
+        /* The table is referenced from the in-memory L1 table, which a
+         * later L1 write puts on disk; it is not leaked. */
         qcow2_cache_put(s->l2_cache, t);
         return ret;
     }
