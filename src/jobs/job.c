@@ -4,7 +4,6 @@
  * (see job.h). */
 #include "jobs/job.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 #include <time.h>
 
 #include "util/cleanup.h"
+#include "util/keyval.h"
 #include "util/log.h"
 
 #define JOB_MAX_NODES 8
@@ -164,19 +164,6 @@ static void emit_end_locked(Job *job, bool cancelled)
 }
 
 /* ---- registry ---- */
-
-static bool id_wellformed(const char *id)
-{
-    if (!isalpha((unsigned char)id[0])) {
-        return false;
-    }
-    for (const char *p = id + 1; *p; p++) {
-        if (!isalnum((unsigned char)*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
-}
 
 static Job *find_locked(const char *id)
 {

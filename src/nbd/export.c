@@ -8,7 +8,6 @@
  * reference) goes away, and BLOCK_EXPORT_DELETED is emitted, when the
  * last client has left.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -215,20 +214,6 @@ void nbd_export_delete_all(void)
         pthread_mutex_lock(&registry_lock);
     }
     pthread_mutex_unlock(&registry_lock);
-}
-
-/* QEMU's id_wellformed(): a letter, then letters, digits, '-', '.', '_'. */
-static bool id_wellformed(const char *id)
-{
-    if (!isalpha((unsigned char)id[0])) {
-        return false;
-    }
-    for (const char *p = id + 1; *p; p++) {
-        if (!isalnum((unsigned char)*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
 }
 
 /* query-block-exports' strata members: "werror", "rerror", "io-status",

@@ -461,3 +461,16 @@ bool opt_check_empty(json_t *obj, Error **errp)
 {
     return check_empty_prefixed(obj, "", errp);
 }
+
+bool id_wellformed(const char *id)
+{
+    if (!isalpha((unsigned char)id[0])) {
+        return false;
+    }
+    for (const char *p = id + 1; *p; p++) {
+        if (!isalnum((unsigned char)*p) && !strchr("-._", *p)) {
+            return false;
+        }
+    }
+    return true;
+}

@@ -51,6 +51,10 @@ bool opt_get_required_str(json_t *obj, const char *key, const char **out,
 bool opt_get_enum(json_t *obj, const char *key, const char *const choices[],
                   int def, int *out, Error **errp);
 
+/* QEMU's id_wellformed(), for export and job ids: a letter, then
+ * letters, digits, '-', '.' and '_'. */
+bool id_wellformed(const char *id);
+
 /* Fails with "Parameter 'k' is unexpected" naming the first key left in
  * obj.  Used after each consumer has json_object_del()ed what it knows. */
 bool opt_check_empty(json_t *obj, Error **errp);
