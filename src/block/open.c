@@ -544,11 +544,9 @@ const char *block_probe_format(const char *filename, Error **errp)
 
 /* The protocol driver that opens name: its "proto:" prefix when that
  * names a protocol driver, else "file". */
-static const char *protocol_for(const char *name, char *buf, size_t size)
+static const char *protocol_for(const char *name)
 {
     const BlockDriver *drv = prefix_driver(name);
-    (void)buf;
-    (void)size;
     return drv ? drv->format_name : "file";
 }
 
@@ -564,9 +562,8 @@ static void default_child_protocols(json_t *obj)
         }
         json_t *fname = json_object_get(child, "filename");
         if (json_is_string(fname) && !json_object_get(child, "driver")) {
-            char protobuf[32];
             json_object_set_new(child, "driver", json_string(protocol_for(
-                json_string_value(fname), protobuf, sizeof(protobuf))));
+                json_string_value(fname))));
         }
         default_child_protocols(child);
     }
@@ -626,8 +623,7 @@ static json_t *image_options(const char *filename, const char *fmt,
         return opts;
     }
 
-    char protobuf[32];
-    const char *proto = protocol_for(filename, protobuf, sizeof(protobuf));
+    const char *proto = protocol_for(filename);
     if (has_protocol_prefix(filename) && !fmt) {
         fmt = "raw";
     }
