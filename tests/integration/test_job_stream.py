@@ -362,9 +362,8 @@ def test_client_writes_during_stream_survive(tmp_path):
         dm.stop()
     assert backing_chain(top) == [("top.qcow2", None, None)]
     qemu_check(top)
-    assert (top.read_bytes() is not None)
-    r = subprocess.run(["qemu-img", "convert", "-O", "raw", str(top),
-                        str(tmp_path / "final.raw")], check=True)
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(top),
+                    str(tmp_path / "final.raw")], check=True)
     assert (tmp_path / "final.raw").read_bytes() == bytes(expected)
 
 
@@ -542,9 +541,11 @@ def test_on_error_ignore(tmp_path):
 
 
 def test_adaptive_speed(tmp_path):
-    """adaptive-speed: the job reports the rate it copies at, which stays
-    under the speed ceiling, yields to a busy client, and the stream still
-    ends with the chain's data."""
+    """adaptive-speed with a busy reader: the job reports the rate it
+    copies at, which stays under the speed ceiling, and the stream still
+    ends with the chain's data.  Whether it yields enough is measured by
+    bench/stream; the controller's decisions are unit-tested in
+    tests/unit/jobs/test-rate-control.c."""
     d = tmp_path / "a"
     make_chain(d)
     sock = str(tmp_path / "nbd.sock")

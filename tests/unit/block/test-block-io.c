@@ -10,35 +10,10 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "events.h"
 #include "memdrv.h"
 
 /* ---- event capture ---- */
-static pthread_mutex_t ev_lock = PTHREAD_MUTEX_INITIALIZER;
-static json_t *events;
-
-static void sink(const char *event, json_t *data)
-{
-    pthread_mutex_lock(&ev_lock);
-    json_array_append_new(events, json_pack("{s:s, s:o}", "event", event,
-                                            "data", data));
-    pthread_mutex_unlock(&ev_lock);
-}
-
-static int setup_events(void **state)
-{
-    events = json_array();
-    block_set_event_sink(sink);
-    return 0;
-}
-
-static int teardown_events(void **state)
-{
-    block_set_event_sink(NULL);
-    json_decref(events);
-    events = NULL;
-    return 0;
-}
-
 static size_t n_events(void)
 {
     pthread_mutex_lock(&ev_lock);

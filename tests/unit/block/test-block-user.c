@@ -13,34 +13,9 @@
 #include <unistd.h>
 
 #include "block/user.h"
+#include "events.h"
 #include "memdrv.h"
 #include "util/cleanup.h"
-
-static pthread_mutex_t ev_lock = PTHREAD_MUTEX_INITIALIZER;
-static json_t *events;
-
-static void sink(const char *event, json_t *data)
-{
-    pthread_mutex_lock(&ev_lock);
-    json_array_append_new(events, json_pack("{s:s, s:o}", "event", event,
-                                            "data", data));
-    pthread_mutex_unlock(&ev_lock);
-}
-
-static int setup(void **state)
-{
-    events = json_array();
-    block_set_event_sink(sink);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    block_set_event_sink(NULL);
-    json_decref(events);
-    events = NULL;
-    return 0;
-}
 
 /* The data of the idx-th BLOCK_IO_ERROR event from device, or NULL. */
 static json_t *io_error_event(const char *device, size_t idx)
@@ -337,12 +312,14 @@ static void test_action_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_independent_policies, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_stop_fails_held, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ignore, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_origin_accounting, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_independent_policies, setup_events,
+                                        teardown_events),
+        cmocka_unit_test_setup_teardown(test_stop_fails_held, setup_events,
+                                        teardown_events),
+        cmocka_unit_test_setup_teardown(test_ignore, setup_events,
+                                        teardown_events),
+        cmocka_unit_test_setup_teardown(test_origin_accounting, setup_events,
+                                        teardown_events),
         cmocka_unit_test(test_action_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
