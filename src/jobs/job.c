@@ -608,38 +608,29 @@ void job_get_info(Job *job, JobInfo *info)
 void job_cancel_all_sync(void)
 {
     for (;;) {
+        Job *to_cancel = NULL;
         pthread_mutex_lock(&jobs_lock);
-        Job *live = NULL;
-        for (Job *j = jobs; j; j = j->next) {
-            if (j->status == JOB_STATUS_CONCLUDED) {
-                dismiss_locked(j);
-                live = NULL;
-                break;    /* the list changed: look again */
-            }
-            live = j;
-        }
-        bool any = jobs != NULL;
-        pthread_mutex_unlock(&jobs_lock);
-        if (!any) {
+        if (!jobs) {
+            pthread_mutex_unlock(&jobs_lock);
             return;
         }
-        if (live) {
-            Error *err = NULL;
-            pthread_mutex_lock(&jobs_lock);
-            for (Job *j = jobs; j; j = j->next) {
-                if (!j->cancelled && verb_table[JOB_VERB_CANCEL][j->status]) {
-                    live = j;
-                    break;
-                }
-                live = NULL;
+        for (Job *j = jobs; j; j = j->next) {
+            if (j->status == JOB_STATUS_CONCLUDED) {
+                dismiss_locked(j);      /* the list changed: look again */
+                break;
             }
-            pthread_mutex_unlock(&jobs_lock);
-            if (live) {
-                job_user_cancel(live, true, &err);
-                error_free(err);
+            if (!j->cancelled && verb_table[JOB_VERB_CANCEL][j->status]) {
+                to_cancel = j;
+                break;
             }
         }
-        if (job_run_main_pending() == 0) {
+        pthread_mutex_unlock(&jobs_lock);
+        if (to_cancel) {
+            Error *err = NULL;
+            job_user_cancel(to_cancel, true, &err);
+            error_free(err);
+        } else if (job_run_main_pending() == 0) {
+            /* Cancelled jobs are still winding down on their threads. */
             struct timespec ts = { 0, 5 * 1000 * 1000 };
             nanosleep(&ts, NULL);
         }

@@ -654,3 +654,24 @@ def test_blockdev_del_of_a_job_node(peers):
         p.events_until(job_gone)
         results[p.kind] = r
     assert results["strata"] == results["qsd"]
+
+
+def test_shutdown_with_jobs_running(tmp_path):
+    """SIGTERM while a job copies (after an earlier one finished and was
+    dismissed): stratad cancels it, exits 0 (under ASan: without a
+    leak), and the image is consistent."""
+    d = tmp_path / "q"
+    make_chain(d)
+    dm = Daemon(binary("stratad"), tmp_path, blockdevs(d, True))
+    q = dm.connect()
+    q.cmd("block-stream", {"job-id": "s1", "device": "top",
+                           "base-node": "mid", "auto-dismiss": False})
+    while q.cmd("query-jobs")[0]["status"] != "concluded":
+        time.sleep(0.02)
+    q.cmd("job-dismiss", {"id": "s1"})
+    q.cmd("block-stream", {"job-id": "s2", "device": "top",
+                           "speed": 64 * 1024})
+    dm.proc.terminate()
+    assert dm.proc.wait(timeout=30) == 0
+    dm.stop()
+    qemu_check(d / "top.qcow2")
