@@ -12,6 +12,7 @@ FUZZ_SECONDS ?= 15
 
 DEB_PACKAGES = meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
   libjansson-dev zlib1g-dev libzstd-dev libnbd-dev libmicrohttpd-dev \
+  libgnutls28-dev gnutls-bin \
   libcmocka-dev python3 python3-pytest python3-libnbd qemu-utils \
   qemu-system-common nbdkit libnbd-bin fio prometheus util-linux mount procps
 
@@ -61,7 +62,7 @@ check-integration:
 ASAN_INTEGRATION = test_img_malformed.py test_nbd_hostile.py \
   test_qmp_protocol.py test_qcow2_io.py test_qcow2_policy.py test_nbd_clients.py \
   test_job_stream.py test_block_copy_on_read.py test_block_nbd_client.py \
-  test_nbd_handshake_deadline.py
+  test_nbd_handshake_deadline.py test_nbd_tls.py
 
 # The unit tests, and the integration tests above, under ASan+UBSan.
 check-asan:

@@ -3,7 +3,8 @@
 """Fails when a source file includes a header of a part it may not use.
 
 The parts and their allowed arrows (docs/architecture.md):
-    util <- block <- {nbd, jobs} <- qmp <- stratad;  metrics <- block;
+    util <- crypto <- block <- {nbd, jobs} <- qmp <- stratad;
+    metrics <- block;
     strata-img <- block;  strata-ctl, strata-thinp <- util + qmp-client.
 block/block_int.h, block/block_core.h and block/drivers/ are private to
 src/block/.  Run by the build (a forbidden include fails it) with the
@@ -15,12 +16,14 @@ import sys
 
 ALLOWED = {
     'util': {'util'},
-    'block': {'util', 'block'},
-    'nbd': {'util', 'block', 'nbd'},
+    'crypto': {'util', 'crypto'},
+    'block': {'util', 'crypto', 'block'},
+    'nbd': {'util', 'crypto', 'block', 'nbd'},
     'jobs': {'util', 'block', 'jobs'},
     'metrics': {'util', 'block', 'metrics'},
-    'qmp': {'util', 'block', 'nbd', 'jobs', 'qmp', 'metrics'},
-    'stratad': {'util', 'block', 'nbd', 'jobs', 'qmp', 'metrics', 'stratad'},
+    'qmp': {'util', 'crypto', 'block', 'nbd', 'jobs', 'qmp', 'metrics'},
+    'stratad': {'util', 'crypto', 'block', 'nbd', 'jobs', 'qmp', 'metrics',
+                'stratad'},
     'strata-img': {'util', 'block', 'strata-img'},
     'strata-ctl': {'util', 'strata-ctl'},
     'strata-thinp': {'util', 'strata-thinp'},

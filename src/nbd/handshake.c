@@ -8,10 +8,12 @@
  * connection.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "crypto/tls-session.h"
 #include "nbd/nbd-int.h"
 #include "nbd/protocol.h"
 #include "util/cleanup.h"
@@ -61,7 +63,7 @@ static int send_rep_iov(Opt *o, uint32_t type, struct iovec *data, int n)
     nbd_put32(hdr + 12, type);
     nbd_put32(hdr + 16, len);
     iov[0] = (struct iovec){ hdr, sizeof(hdr) };
-    return nbd_writev_full(o->conn->fd, iov, n + 1, false);
+    return nbd_writev_full(o->conn, iov, n + 1, false);
 }
 
 static int send_rep(Opt *o, uint32_t type, const void *data, size_t len)
@@ -79,7 +81,7 @@ static int opt_drop(Opt *o, uint32_t type, const char *fmt, ...)
 {
     char msg[NBD_MAX_STRING_SIZE + 128];
     va_list ap;
-    int ret = nbd_discard_input(o->conn->fd, o->optlen);
+    int ret = nbd_discard_input(o->conn, o->optlen);
 
     if (ret < 0) {
         return ret;
@@ -108,7 +110,7 @@ static int opt_read(Opt *o, void *buf, size_t size, bool check_nul)
         return ret < 0 ? ret : 0;
     }
     o->optlen -= size;
-    int ret = nbd_read_full(o->conn->fd, buf, size);
+    int ret = nbd_read_full(o->conn, buf, size);
     if (ret < 0) {
         return ret;
     }
@@ -297,7 +299,7 @@ static int handle_export_name(Opt *o, bool no_zeroes)
     if (!name) {
         return -ENOMEM;
     }
-    int ret = nbd_read_full(conn->fd, name, o->optlen);
+    int ret = nbd_read_full(conn, name, o->optlen);
     if (ret < 0) {
         return ret;
     }
@@ -318,7 +320,7 @@ static int handle_export_name(Opt *o, bool no_zeroes)
     check_meta_export(conn, exp);
     nbd_put64(buf, exp->size);
     nbd_put16(buf + 8, export_flags(conn, exp));
-    ret = nbd_write_full(conn->fd, buf, no_zeroes ? 10 : sizeof(buf));
+    ret = nbd_write_full(conn, buf, no_zeroes ? 10 : sizeof(buf));
     return ret < 0 ? ret : 1;
 }
 
@@ -405,7 +407,7 @@ static int handle_meta(Opt *o)
                 break;
             }
             o->optlen -= len;
-            ret = nbd_discard_input(conn->fd, len);
+            ret = nbd_discard_input(conn, len);
             ret = ret < 0 ? ret : 1;
             continue;
         }
@@ -438,6 +440,58 @@ static int handle_meta(Opt *o)
     return ret < 0 ? ret : 0;
 }
 
+/* NBD_OPT_STARTTLS while TLS is required: ACK in plaintext, then the
+ * TLS handshake and the peer checks.  0, or -1 to drop the client. */
+static int start_tls(Opt *o)
+{
+    NbdConn *conn = o->conn;
+    Error *err = NULL;
+
+    if (send_rep(o, NBD_REP_ACK, NULL, 0) < 0) {
+        return -1;
+    }
+    TlsSession *s = tls_session_new_server(conn->tls_creds, conn->tls_authz,
+                                           conn->fd, &err);
+    if (s && tls_session_handshake(s, &err)) {
+        conn->tls = s;
+        return 0;
+    }
+    log_warn("nbd: TLS: %s", error_get_pretty(err));
+    error_free(err);
+    tls_session_free(s);
+    return -1;
+}
+
+/* An option while TLS is required and not yet running: only STARTTLS
+ * goes on; EXPORT_NAME cannot be answered, so the client is dropped;
+ * anything else gets NBD_REP_ERR_TLS_REQD (QEMU's text).  0 to carry on,
+ * 1 when the client ended the session (ABORT), -1 to drop it. */
+static int option_before_tls(Opt *o)
+{
+    int ret;
+    switch (o->opt) {
+    case NBD_OPT_STARTTLS:
+        if (o->optlen) {
+            /* A client that cannot start TLS properly is not trusted
+             * with another try. */
+            reject_length(o);
+            return -1;
+        }
+        return start_tls(o);
+    case NBD_OPT_EXPORT_NAME:
+        log_debug("nbd: option 0x%x not permitted before TLS", o->opt);
+        return -1;
+    default:
+        ret = opt_drop(o, NBD_REP_ERR_TLS_REQD,
+                       "Option 0x%" PRIx32 " not permitted before TLS",
+                       o->opt);
+        if (o->opt == NBD_OPT_ABORT) {
+            return 1;
+        }
+        return ret < 0 ? -1 : 0;
+    }
+}
+
 int nbd_handshake(NbdConn *conn)
 {
     uint8_t buf[18];
@@ -446,8 +500,8 @@ int nbd_handshake(NbdConn *conn)
     nbd_put64(buf, NBD_MAGIC);
     nbd_put64(buf + 8, NBD_IHAVEOPT);
     nbd_put16(buf + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
-    if (nbd_write_full(conn->fd, buf, 18) < 0 ||
-        nbd_read_full(conn->fd, buf, 4) < 0) {
+    if (nbd_write_full(conn, buf, 18) < 0 ||
+        nbd_read_full(conn, buf, 4) < 0) {
         return 0;       /* a port probe, not an error */
     }
     uint32_t cflags = nbd_get32(buf);
@@ -461,7 +515,7 @@ int nbd_handshake(NbdConn *conn)
     for (;;) {
         int ret;
 
-        if (nbd_read_full(conn->fd, buf, 16) < 0) {
+        if (nbd_read_full(conn, buf, 16) < 0) {
             return -1;
         }
         if (nbd_get64(buf) != NBD_IHAVEOPT) {
@@ -475,6 +529,16 @@ int nbd_handshake(NbdConn *conn)
                       o.optlen, NBD_MAX_BUFFER_SIZE);
             return -1;
         }
+        if (conn->tls_creds && !conn->tls) {
+            if (!fixed) {
+                return -1;
+            }
+            ret = option_before_tls(&o);
+            if (ret != 0) {
+                return ret > 0 ? 0 : -1;
+            }
+            continue;
+        }
         if (!fixed) {
             if (o.opt != NBD_OPT_EXPORT_NAME) {
                 return -1;
@@ -487,7 +551,7 @@ int nbd_handshake(NbdConn *conn)
             break;
         case NBD_OPT_ABORT:
             /* The client may hang up without reading the ACK. */
-            nbd_discard_input(conn->fd, o.optlen);
+            nbd_discard_input(conn, o.optlen);
             o.optlen = 0;
             send_rep(&o, NBD_REP_ACK, NULL, 0);
             return 0;
@@ -501,8 +565,13 @@ int nbd_handshake(NbdConn *conn)
             }
             break;
         case NBD_OPT_STARTTLS:
-            ret = o.optlen ? reject_length(&o)
-                  : opt_drop(&o, NBD_REP_ERR_POLICY, "TLS not configured");
+            if (o.optlen) {
+                ret = reject_length(&o);
+            } else if (conn->tls) {
+                ret = opt_drop(&o, NBD_REP_ERR_INVALID, "TLS already enabled");
+            } else {
+                ret = opt_drop(&o, NBD_REP_ERR_POLICY, "TLS not configured");
+            }
             break;
         case NBD_OPT_STRUCTURED_REPLY:
             if (o.optlen) {
@@ -530,7 +599,7 @@ int nbd_handshake(NbdConn *conn)
         /* Payload the handler did not look at (it never leaves any on
          * success, but be sure the stream stays in step). */
         if (o.optlen) {
-            if (nbd_discard_input(conn->fd, o.optlen) < 0) {
+            if (nbd_discard_input(conn, o.optlen) < 0) {
                 return -1;
             }
             o.optlen = 0;

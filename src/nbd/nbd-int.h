@@ -121,20 +121,20 @@ int nbd_request_reserve(NbdRequest *req, size_t len);
 void nbd_request_trim(NbdRequest *req);
 void nbd_request_free_buffers(NbdRequest *req);
 
-/* ---- wire.c: whole-buffer socket I/O ---- */
+/* ---- wire.c: whole-buffer I/O on a connection (socket or TLS) ---- */
 /* 0 on success, -EPIPE/-errno on error, -ECONNRESET on EOF. */
-int nbd_read_full(int fd, void *buf, size_t len);
-int nbd_writev_full(int fd, struct iovec *iov, int iovcnt, bool more);
-int nbd_write_full(int fd, const void *buf, size_t len);
+int nbd_read_full(NbdConn *conn, void *buf, size_t len);
+int nbd_writev_full(NbdConn *conn, struct iovec *iov, int iovcnt, bool more);
+int nbd_write_full(NbdConn *conn, const void *buf, size_t len);
 /* Reads and discards len bytes. */
-int nbd_discard_input(int fd, uint64_t len);
+int nbd_discard_input(NbdConn *conn, uint64_t len);
 
 /* Buffered input for the transmission phase: one recv() usually brings
  * in many requests (a client at queue depth 32 sends them in bursts),
  * so the receiving thread makes one system call per burst, not two per
  * request. */
 typedef struct NbdInbuf {
-    int fd;
+    NbdConn *conn;
     uint8_t *data;
     size_t cap;
     size_t start, end;        /* buffered bytes are data[start, end) */
@@ -145,7 +145,7 @@ static inline size_t nbd_inbuf_avail(const NbdInbuf *b)
     return b->end - b->start;
 }
 /* 0 or -ENOMEM. */
-int nbd_inbuf_init(NbdInbuf *b, int fd, size_t cap);
+int nbd_inbuf_init(NbdInbuf *b, NbdConn *conn, size_t cap);
 void nbd_inbuf_destroy(NbdInbuf *b);
 /* Waits for more input and buffers as much as has arrived.  0, or
  * -ECONNRESET on EOF, or -errno. */
@@ -162,6 +162,11 @@ typedef struct NbdWorkers NbdWorkers;
 
 struct NbdConn {
     int fd;
+    /* TLS: the server's credentials (a reference) and authz id when it
+     * requires TLS; the session once STARTTLS has run. */
+    struct StrataObject *tls_creds;
+    char *tls_authz;
+    struct TlsSession *tls;
     NbdExport *exp;           /* after GO / EXPORT_NAME, one reference */
     bool structured;
     /* Selected meta contexts and the export they were selected for. */

@@ -23,6 +23,8 @@ typedef struct NbdServerOptions {
     SocketAddress addr;
     uint32_t max_connections;       /* 0 = no limit */
     uint32_t handshake_max_seconds; /* 0 = no deadline */
+    char *tls_creds;                /* credentials object id, or NULL */
+    char *tls_authz;                /* authz object id, or NULL */
 } NbdServerOptions;
 
 /* Decodes {"addr": SocketAddress (command line) or SocketAddressLegacy

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "crypto/tls-creds.h"
 #include "nbd/nbd-int.h"
 #include "util/cleanup.h"
 #include "util/keyval.h"
@@ -33,6 +34,8 @@ static struct {
     pthread_t accept_thread;
     uint32_t max_connections; /* 0 = unlimited */
     uint32_t handshake_max_seconds;   /* 0 = no deadline */
+    StrataObject *tls_creds;  /* a reference while running with TLS */
+    char *tls_authz;
     int nconns;
     NbdConn *conns;
 } srv = { .wake = { -1, -1 } };
@@ -80,6 +83,18 @@ static void start_connection(int fd)
     nbd_conn_init(conn, fd);
     pthread_mutex_lock(&server_lock);
     conn->handshake_max_seconds = srv.handshake_max_seconds;
+    if (srv.tls_creds) {
+        conn->tls_creds = object_ref(srv.tls_creds);
+        conn->tls_authz = srv.tls_authz ? strdup(srv.tls_authz) : NULL;
+        if (srv.tls_authz && !conn->tls_authz) {
+            /* Without its authz the connection would be too open. */
+            pthread_mutex_unlock(&server_lock);
+            close(fd);
+            nbd_conn_destroy(conn);
+            free(conn);
+            return;
+        }
+    }
     conn->srv_next = srv.conns;
     srv.conns = conn;
     srv.nconns++;
@@ -222,13 +237,9 @@ bool nbd_server_options_decode(json_t *args, NbdServerOptions *o,
     const char *key;
     json_t *val;
     json_object_foreach(args, key, val) {
-        if (strcmp(key, "tls-creds") == 0 || strcmp(key, "tls-authz") == 0) {
-            error_setg(errp, "TLS is not supported by this NBD server "
-                       "(parameter '%s')", key);
-            return false;
-        }
         if (strcmp(key, "addr") != 0 && strcmp(key, "max-connections") != 0 &&
-            strcmp(key, "handshake-max-seconds") != 0) {
+            strcmp(key, "handshake-max-seconds") != 0 &&
+            strcmp(key, "tls-creds") != 0 && strcmp(key, "tls-authz") != 0) {
             error_setg(errp, "Parameter '%s' is unexpected", key);
             return false;
         }
@@ -238,6 +249,13 @@ bool nbd_server_options_decode(json_t *args, NbdServerOptions *o,
         error_setg(errp, "Parameter 'addr' is missing");
         return false;
     }
+    const char *creds, *authz;
+    if (!opt_get_str(args, "tls-creds", NULL, &creds, errp) ||
+        !opt_get_str(args, "tls-authz", NULL, &authz, errp)) {
+        return false;
+    }
+    o->tls_creds = creds ? strdup(creds) : NULL;
+    o->tls_authz = authz ? strdup(authz) : NULL;
     if (!opt_get_uint64(args, "max-connections", NBD_DEFAULT_MAX_CONNECTIONS,
                         &max_conn, errp) ||
         !opt_get_uint64(args, "handshake-max-seconds",
@@ -265,6 +283,19 @@ bool nbd_server_options_decode(json_t *args, NbdServerOptions *o,
 void nbd_server_options_free(NbdServerOptions *o)
 {
     socket_address_free(&o->addr);
+    free(o->tls_creds);
+    free(o->tls_authz);
+    o->tls_creds = o->tls_authz = NULL;
+}
+
+static void drop_tls_locked(void)
+{
+    if (srv.tls_creds) {
+        object_unref(srv.tls_creds);
+    }
+    free(srv.tls_authz);
+    srv.tls_creds = NULL;
+    srv.tls_authz = NULL;
 }
 
 bool nbd_server_start(const NbdServerOptions *o, Error **errp)
@@ -279,11 +310,28 @@ bool nbd_server_start(const NbdServerOptions *o, Error **errp)
         close_listeners();
         return false;
     }
+    /* As QEMU: the address first, then the credentials.  tls-authz
+     * without tls-creds is accepted and has nothing to check. */
+    StrataObject *creds = NULL;
+    if (o->tls_creds) {
+        creds = tls_creds_lookup(o->tls_creds, TLS_ENDPOINT_SERVER, errp);
+        if (!creds) {
+            close_listeners();
+            return false;
+        }
+    }
+    char *authz = o->tls_authz && creds ? strdup(o->tls_authz) : NULL;
     if (pipe2(srv.wake, O_CLOEXEC) < 0) {
         error_setg_errno(errp, errno, "Failed to create NBD server pipe");
         close_listeners();
+        free(authz);
+        if (creds) {
+            object_unref(creds);
+        }
         return false;
     }
+    srv.tls_creds = creds;
+    srv.tls_authz = authz;
     srv.max_connections = o->max_connections;
     srv.handshake_max_seconds = o->handshake_max_seconds;
     srv.stopping = false;
@@ -292,6 +340,7 @@ bool nbd_server_start(const NbdServerOptions *o, Error **errp)
     if (ret != 0) {
         error_setg_errno(errp, ret, "Failed to start the NBD accept thread");
         close_listeners();
+        drop_tls_locked();
         return false;
     }
     srv.running = true;
@@ -329,6 +378,7 @@ bool nbd_server_stop(Error **errp)
     srv.running = false;
     srv.stopping = false;
     srv.max_connections = 0;
+    drop_tls_locked();
     pthread_mutex_unlock(&server_lock);
 
     nbd_exports_server_changed(false, 0);

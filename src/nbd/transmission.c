@@ -17,6 +17,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "crypto/object.h"
+#include "crypto/tls-session.h"
 #include "nbd/nbd-int.h"
 #include "nbd/protocol.h"
 #include "util/cleanup.h"
@@ -79,7 +81,7 @@ static int send_simple(NbdConn *conn, NbdRequest *req, uint32_t err,
     nbd_put32(hdr + 4, err);
     nbd_put64(hdr + 8, req->cookie);
     struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)data, len } };
-    return nbd_writev_full(conn->fd, iov, len ? 2 : 1, false);
+    return nbd_writev_full(conn, iov, len ? 2 : 1, false);
 }
 
 static int send_error(NbdConn *conn, NbdRequest *req, int err)
@@ -97,7 +99,7 @@ static int send_error(NbdConn *conn, NbdRequest *req, int err)
     nbd_put32(hdr + NBD_CHUNK_HEADER_SIZE, wire);
     nbd_put16(hdr + NBD_CHUNK_HEADER_SIZE + 4, mlen);
     struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)msg, mlen } };
-    return nbd_writev_full(conn->fd, iov, 2, false);
+    return nbd_writev_full(conn, iov, 2, false);
 }
 
 /* Structured READ: one chunk per segment, batched into few sendmsg()s. */
@@ -110,7 +112,7 @@ static int send_read_chunks(NbdConn *conn, NbdRequest *req)
     if (req->nsegs == 0) {
         put_chunk_header(hdrs[0], NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE,
                          req->cookie, 0);
-        return nbd_write_full(conn->fd, hdrs[0], NBD_CHUNK_HEADER_SIZE);
+        return nbd_write_full(conn, hdrs[0], NBD_CHUNK_HEADER_SIZE);
     }
     for (size_t first = 0; first < req->nsegs; first += BATCH) {
         size_t n = MIN((size_t)BATCH, req->nsegs - first);
@@ -135,7 +137,7 @@ static int send_read_chunks(NbdConn *conn, NbdRequest *req)
             }
         }
         bool more = first + n < req->nsegs;
-        int ret = nbd_writev_full(conn->fd, iov, iovcnt, more);
+        int ret = nbd_writev_full(conn, iov, iovcnt, more);
         if (ret < 0) {
             return ret;
         }
@@ -170,7 +172,7 @@ static int send_block_status(NbdConn *conn, NbdRequest *req)
             { hdr, sizeof(hdr) },
             { l->ext, l->count * sizeof(NbdExtent) },
         };
-        int ret = nbd_writev_full(conn->fd, iov, 2, i < n - 1);
+        int ret = nbd_writev_full(conn, iov, 2, i < n - 1);
         if (ret < 0) {
             return ret;
         }
@@ -434,7 +436,7 @@ static void receive_loop(NbdConn *conn, NbdWorkers *w)
     NbdInbuf in;
     Batch batch = { NULL, NULL, 0 };
 
-    if (nbd_inbuf_init(&in, conn->fd, NBD_INBUF_SIZE) < 0) {
+    if (nbd_inbuf_init(&in, conn, NBD_INBUF_SIZE) < 0) {
         return;
     }
     for (;;) {
@@ -519,6 +521,14 @@ void nbd_conn_init(NbdConn *conn, int fd)
 
 void nbd_conn_destroy(NbdConn *conn)
 {
+    tls_session_free(conn->tls);
+    conn->tls = NULL;
+    if (conn->tls_creds) {
+        object_unref(conn->tls_creds);
+        conn->tls_creds = NULL;
+    }
+    free(conn->tls_authz);
+    conn->tls_authz = NULL;
     pthread_mutex_destroy(&conn->send_lock);
 }
 

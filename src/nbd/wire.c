@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* strata - whole-buffer socket I/O for the NBD server.
+/* strata - whole-buffer I/O on an NBD connection: the socket, or the
+ * TLS session once STARTTLS has run (one branch per call, so plaintext
+ * connections pay nothing for TLS).
  *
  * Sends use MSG_NOSIGNAL so a client that vanished gives -EPIPE instead
  * of killing the daemon with SIGPIPE.
@@ -9,21 +11,33 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "crypto/tls-session.h"
 #include "nbd/nbd-int.h"
 #include "nbd/protocol.h"
 #include "util/cleanup.h"
 
-int nbd_read_full(int fd, void *buf, size_t len)
+/* One recv(2) (or TLS record read): bytes, or -errno, or 0 at EOF. */
+static ssize_t conn_recv(NbdConn *conn, void *buf, size_t len)
+{
+    if (conn->tls) {
+        return tls_session_recv(conn->tls, buf, len);
+    }
+    for (;;) {
+        ssize_t n = recv(conn->fd, buf, len, 0);
+        if (n >= 0 || errno != EINTR) {
+            return n < 0 ? -errno : n;
+        }
+    }
+}
+
+int nbd_read_full(NbdConn *conn, void *buf, size_t len)
 {
     uint8_t *p = buf;
 
     while (len > 0) {
-        ssize_t n = recv(fd, p, len, 0);
+        ssize_t n = conn_recv(conn, p, len);
         if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
+            return n;
         }
         if (n == 0) {
             return -ECONNRESET;
@@ -34,11 +48,14 @@ int nbd_read_full(int fd, void *buf, size_t len)
     return 0;
 }
 
-int nbd_writev_full(int fd, struct iovec *iov, int iovcnt, bool more)
+int nbd_writev_full(NbdConn *conn, struct iovec *iov, int iovcnt, bool more)
 {
+    if (conn->tls) {
+        return tls_session_sendv(conn->tls, iov, iovcnt);
+    }
     while (iovcnt > 0) {
         struct msghdr msg = { .msg_iov = iov, .msg_iovlen = iovcnt };
-        ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+        ssize_t n = sendmsg(conn->fd, &msg, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -58,19 +75,19 @@ int nbd_writev_full(int fd, struct iovec *iov, int iovcnt, bool more)
     return 0;
 }
 
-int nbd_write_full(int fd, const void *buf, size_t len)
+int nbd_write_full(NbdConn *conn, const void *buf, size_t len)
 {
     struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-    return nbd_writev_full(fd, &iov, 1, false);
+    return nbd_writev_full(conn, &iov, 1, false);
 }
 
-int nbd_discard_input(int fd, uint64_t len)
+int nbd_discard_input(NbdConn *conn, uint64_t len)
 {
     uint8_t scratch[16384];
 
     while (len > 0) {
         size_t n = MIN(len, sizeof(scratch));
-        int ret = nbd_read_full(fd, scratch, n);
+        int ret = nbd_read_full(conn, scratch, n);
         if (ret < 0) {
             return ret;
         }
@@ -112,10 +129,10 @@ uint32_t nbd_errno_to_wire(int err)
     }
 }
 
-int nbd_inbuf_init(NbdInbuf *b, int fd, size_t cap)
+int nbd_inbuf_init(NbdInbuf *b, NbdConn *conn, size_t cap)
 {
     memset(b, 0, sizeof(*b));
-    b->fd = fd;
+    b->conn = conn;
     b->data = malloc(cap);
     if (!b->data) {
         return -ENOMEM;
@@ -140,20 +157,15 @@ int nbd_inbuf_fill(NbdInbuf *b)
         b->end -= b->start;
         b->start = 0;
     }
-    for (;;) {
-        ssize_t n = recv(b->fd, b->data + b->end, b->cap - b->end, 0);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        if (n == 0) {
-            return -ECONNRESET;
-        }
-        b->end += n;
-        return 0;
+    ssize_t n = conn_recv(b->conn, b->data + b->end, b->cap - b->end);
+    if (n < 0) {
+        return n;
     }
+    if (n == 0) {
+        return -ECONNRESET;
+    }
+    b->end += n;
+    return 0;
 }
 
 int nbd_inbuf_read(NbdInbuf *b, void *dst, size_t len)
@@ -162,7 +174,7 @@ int nbd_inbuf_read(NbdInbuf *b, void *dst, size_t len)
 
     memcpy(dst, b->data + b->start, n);
     b->start += n;
-    return n == len ? 0 : nbd_read_full(b->fd, (uint8_t *)dst + n, len - n);
+    return n == len ? 0 : nbd_read_full(b->conn, (uint8_t *)dst + n, len - n);
 }
 
 int nbd_inbuf_discard(NbdInbuf *b, uint64_t len)
@@ -170,5 +182,5 @@ int nbd_inbuf_discard(NbdInbuf *b, uint64_t len)
     size_t n = MIN(len, (uint64_t)nbd_inbuf_avail(b));
 
     b->start += n;
-    return n == len ? 0 : nbd_discard_input(b->fd, len - n);
+    return n == len ? 0 : nbd_discard_input(b->conn, len - n);
 }

@@ -94,11 +94,6 @@ static json_t *cmd_nbd_server_start(json_t *args, Error **errp)
     if (!qmp_args_check(args, "", nbd_server_start_args, errp)) {
         return NULL;
     }
-    if (json_object_get(args, "tls-creds")
-        || json_object_get(args, "tls-authz")) {
-        error_setg(errp, "TLS is not supported by strata's NBD server");
-        return NULL;
-    }
     const char *type = json_string_value(json_object_get(addr, "type"));
     if (strcmp(type, "inet") != 0 && strcmp(type, "unix") != 0) {
         error_setg(errp, "NBD server address type '%s' is not supported "

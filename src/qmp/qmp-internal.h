@@ -62,6 +62,8 @@ void qmp_register_thinp_commands(void);
 /* cont, block-export-resume (cmd-pause.c). */
 void qmp_register_pause_commands(void);
 void qmp_register_job_commands(void);
+/* object-add, object-del, qom-list (cmd-objects.c). */
+void qmp_register_object_commands(void);
 /* False, with the reason, while export requests are held (quit). */
 bool qmp_quit_allowed(Error **errp);
 

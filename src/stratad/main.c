@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto/object.h"
 #include "metrics/metrics-daemon.h"
 #include "nbd/nbd.h"
 #include "qmp/monitor.h"
@@ -29,6 +30,7 @@ enum {
     OPT_METRICS,
     OPT_MONITOR,
     OPT_NBD_SERVER,
+    OPT_OBJECT,
     OPT_PIDFILE,
 };
 
@@ -42,6 +44,7 @@ static const struct option long_options[] = {
     { "metrics", required_argument, NULL, OPT_METRICS },
     { "monitor", required_argument, NULL, OPT_MONITOR },
     { "nbd-server", required_argument, NULL, OPT_NBD_SERVER },
+    { "object", required_argument, NULL, OPT_OBJECT },
     { "pidfile", required_argument, NULL, OPT_PIDFILE },
     { NULL, 0, NULL, 0 },
 };
@@ -87,9 +90,17 @@ static void usage(void)
 "               [,max-connections=<n>][,handshake-max-seconds=<s>]\n"
 "  --nbd-server addr.type=unix,addr.path=<path>[,max-connections=<n>]\n"
 "               [,handshake-max-seconds=<s>]\n"
+"               [,tls-creds=<id>][,tls-authz=<id>]\n"
 "                         start an NBD server for exporting block nodes\n"
 "                         (at most 100 clients and a 10 s handshake by\n"
-"                         default; 0 lifts either limit)\n"
+"                         default; 0 lifts either limit); with tls-creds\n"
+"                         clients must use TLS (docs/tls.md)\n"
+"\n"
+"  --object help          list the object types\n"
+"  --object <type>,id=<id>[,<property>=<value>...]\n"
+"                         create an object: tls-creds-x509, tls-creds-psk,\n"
+"                         authz-simple, authz-list, authz-listfile, secret,\n"
+"                         iothread (QEMU's properties)\n"
 "\n"
 "  --pidfile <path>       write process ID to a file after startup\n"
 "\n"
@@ -134,6 +145,15 @@ static bool do_nbd_server(const char *arg, Error **errp)
     nbd_server_options_free(&so);
     json_decref(opts);
     return ok;
+}
+
+static bool do_object(const char *arg, Error **errp)
+{
+    CLEANUP_JSON json_t *opts = keyval_parse(arg, "qom-type", errp);
+    if (!opts) {
+        return false;
+    }
+    return object_add(opts, errp);
 }
 
 static bool do_export(const char *arg, Error **errp)
@@ -217,6 +237,15 @@ static int pre_scan(int argc, char **argv, bool *daemonize)
         case OPT_DAEMONIZE:
             *daemonize = true;
             break;
+        case OPT_OBJECT:
+            if (strcmp(optarg, "help") == 0) {
+                printf("List of user creatable objects:\n"
+                       "  authz-list\n  authz-listfile\n  authz-simple\n"
+                       "  iothread\n  secret\n  tls-creds-psk\n"
+                       "  tls-creds-x509\n");
+                return 0;
+            }
+            break;
         case ':':
             error_report("option '%s' requires an argument", argv[optind - 1]);
             return 1;
@@ -267,6 +296,10 @@ static bool process_options(int argc, char **argv, const char **pidfile)
             name = "nbd-server";
             ok = do_nbd_server(optarg, &err);
             break;
+        case OPT_OBJECT:
+            name = "object";
+            ok = do_object(optarg, &err);
+            break;
         case OPT_PIDFILE:
             *pidfile = optarg;
             break;
@@ -292,6 +325,8 @@ static void shutdown_all(PollLoop *loop)
     qmp_blockdev_release_all();
     qmp_monitor_shutdown();
     chardev_cleanup();
+    /* Last: the NBD server held its credentials until it stopped. */
+    object_del_all();
     signals_cleanup(loop);
     pidfile_remove();
 }

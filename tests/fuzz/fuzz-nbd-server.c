@@ -3,7 +3,11 @@
  * NBD connection (handshake and transmission).  The connection handler
  * runs on this thread against an in-memory 1 MiB node exported writable
  * with allocation-depth; a writer thread feeds the bytes over a
- * socketpair and a reader thread swallows the replies. */
+ * socketpair and a reader thread swallows the replies.
+ *
+ * An input that starts with "TLS!" runs the rest against a server that
+ * requires TLS (PSK credentials): the options before STARTTLS, STARTTLS
+ * itself and a TLS handshake fed with whatever follows. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,7 +17,12 @@
 #include <unistd.h>
 
 #include "../unit/nbd/memnode.h"
+#include "crypto/object.h"
 #include "nbd/nbd-int.h"
+
+#define TLS_PREFIX "TLS!"
+
+static StrataObject *tls_creds;
 
 typedef struct Feed {
     int fd;
@@ -77,6 +86,26 @@ static void setup_once(void)
     nbd_export_options_free(&eo);
     json_decref(srv);
     json_decref(exp);
+
+    /* The credentials are read when the object is created: the file can
+     * go with the directory below. */
+    char keys[160];
+    snprintf(keys, sizeof(keys), "%s/keys.psk", dir);
+    FILE *f = fopen(keys, "w");
+    if (!f || fprintf(f, "fuzz:0123456789abcdef0123456789abcdef\n") < 0 ||
+        fclose(f) != 0) {
+        abort();
+    }
+    json_t *obj = json_pack("{s:s, s:s, s:s, s:s}", "qom-type",
+                            "tls-creds-psk", "id", "fuzz-tls", "dir", dir,
+                            "endpoint", "server");
+    if (!object_add(obj, &err)) {
+        fprintf(stderr, "fuzz setup: %s\n", error_get_pretty(err));
+        abort();
+    }
+    json_decref(obj);
+    tls_creds = object_ref_by_id("fuzz-tls");
+    unlink(keys);
     /* Connections come in over socketpairs, never through the listener's
      * path, so the path can go now: nothing is left in /tmp however the
      * fuzzer exits. */
@@ -94,6 +123,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pthread_t writer, reader;
 
     pthread_once(&once, setup_once);
+    bool tls = size >= strlen(TLS_PREFIX) &&
+               memcmp(data, TLS_PREFIX, strlen(TLS_PREFIX)) == 0;
+    if (tls) {
+        data += strlen(TLS_PREFIX);
+        size -= strlen(TLS_PREFIX);
+    }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         return 0;
     }
@@ -103,6 +138,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pthread_create(&reader, NULL, reader_main, &client_fd);
 
     nbd_conn_init(&conn, sv[1]);
+    if (tls) {
+        conn.tls_creds = object_ref(tls_creds);
+    }
     nbd_conn_serve(&conn);
     nbd_conn_destroy(&conn);
     shutdown(sv[1], SHUT_RDWR);

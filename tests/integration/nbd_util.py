@@ -310,12 +310,14 @@ class Server:
 
 
 def start_server(kind, tmp_path, blockdevs, exports, max_connections=None,
-                 server_opts=""):
+                 server_opts="", pre_args=(), list_exports_first=True):
     """Starts kind ("strata" or "qsd") serving blockdevs (list of
     blockdev-add dicts) with exports (list of block-export-add dicts),
     with the same command line: stratad takes qemu-storage-daemon's.
     The daemon's stderr goes to <kind>.log in tmp_path (a pipe nobody
-    reads could fill up and stall it)."""
+    reads could fill up and stall it).  pre_args go first (--object);
+    list_exports_first=False skips waiting for the exports to be listed
+    (a TLS-only server lists nothing in plaintext)."""
     sock = str(tmp_path / f"{kind}.sock")
     if kind == "qsd":
         cmd = ["qemu-storage-daemon"]
@@ -325,6 +327,7 @@ def start_server(kind, tmp_path, blockdevs, exports, max_connections=None,
             import pytest
             pytest.skip(f"stratad is not built in {BUILD}")
         cmd = [binary]
+    cmd += list(pre_args)
     for b in blockdevs:
         cmd += ["--blockdev", json.dumps(b)]
     ns = "addr.type=unix,addr.path=" + sock
@@ -343,8 +346,9 @@ def start_server(kind, tmp_path, blockdevs, exports, max_connections=None,
     log.close()
     try:
         wait_for_socket(sock, proc)
-        wait_for_exports(sock, proc,
-                         [e.get("name", e["node-name"]) for e in exports])
+        if list_exports_first:
+            wait_for_exports(sock, proc,
+                             [e.get("name", e["node-name"]) for e in exports])
     except Exception:
         stop(proc)
         raise RuntimeError((tmp_path / f"{kind}.log").read_text())

@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "block/block_core.h"
+#include "crypto/tls-creds.h"
 #include "util/cleanup.h"
 #include "util/keyval.h"
 #include "util/log.h"
@@ -43,6 +44,14 @@ typedef struct NbdTarget {
     char *path;               /* unix */
     char *host, *port;        /* inet */
     char *export;             /* "" when not given */
+    /* TLS (tls-creds): libnbd loads the files itself from the
+     * credentials' directory. */
+    bool tls;
+    TlsCredsKind tls_kind;
+    char *tls_dir;
+    bool tls_verify;
+    char *tls_username;       /* PSK */
+    char *tls_hostname;       /* x509: the name the certificate must have */
 } NbdTarget;
 
 typedef struct NbdClientState {
@@ -62,6 +71,9 @@ static void target_free(NbdTarget *t)
     free(t->host);
     free(t->port);
     free(t->export);
+    free(t->tls_dir);
+    free(t->tls_username);
+    free(t->tls_hostname);
     memset(t, 0, sizeof(*t));
 }
 
@@ -183,6 +195,29 @@ static struct nbd_handle *connect_one(const NbdTarget *t, Error **errp)
     int ret = nbd_set_export_name(h, t->export);
     if (ret == 0) {
         ret = nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION);
+    }
+    if (ret == 0 && t->tls) {
+        ret = nbd_set_tls(h, LIBNBD_TLS_REQUIRE);
+        if (ret == 0 && t->tls_kind == TLS_CREDS_PSK) {
+            CLEANUP_FREE char *keys = NULL;
+            ret = asprintf(&keys, "%s/keys.psk", t->tls_dir) < 0 ? -1 : 0;
+            if (ret == 0) {
+                ret = nbd_set_tls_psk_file(h, keys);
+            }
+            if (ret == 0) {
+                ret = nbd_set_tls_username(h, t->tls_username);
+            }
+        } else if (ret == 0) {
+            ret = nbd_set_tls_certificates(h, t->tls_dir);
+            if (ret == 0) {
+                ret = nbd_set_tls_verify_peer(h, t->tls_verify);
+            }
+#ifdef HAVE_NBD_SET_TLS_HOSTNAME
+            if (ret == 0 && t->tls_hostname) {
+                ret = nbd_set_tls_hostname(h, t->tls_hostname);
+            }
+#endif
+        }
     }
     if (ret == 0) {
         ret = t->is_unix ? nbd_connect_unix(h, t->path)
@@ -308,6 +343,57 @@ static int run_op(BlockNode *bs, const OpArgs *a)
 
 static void nbd_close_node(BlockNode *bs);
 
+/* The credentials object's settings, copied into the target so that
+ * reconnects use them even if the object is deleted meanwhile.  As
+ * QEMU: an inet server's host is the default name to check the server's
+ * certificate against; over a unix socket an x509 client that verifies
+ * its peer needs tls-hostname. */
+static bool nbd_tls_setup(NbdTarget *t, const char *creds_id,
+                          const char *hostname, Error **errp)
+{
+    CLEANUP_OBJECT StrataObject *obj =
+        tls_creds_lookup(creds_id, TLS_ENDPOINT_CLIENT, errp);
+    if (!obj) {
+        return false;
+    }
+    const TlsCreds *c = tls_creds_of(obj);
+    t->tls = true;
+    t->tls_kind = tls_creds_kind(c);
+    t->tls_verify = tls_creds_verify_peer(c);
+    t->tls_dir = strdup(tls_creds_dir(c));
+    t->tls_username = strdup(tls_creds_username(c));
+    if (!hostname && !t->is_unix) {
+        hostname = t->host;
+    }
+    t->tls_hostname = hostname ? strdup(hostname) : NULL;
+    if (!t->tls_dir || !t->tls_username || (hostname && !t->tls_hostname)) {
+        error_setg(errp, "Out of memory");
+        return false;
+    }
+    if (t->tls_kind == TLS_CREDS_X509 && t->tls_verify && !t->tls_hostname) {
+        error_setg(errp, "No hostname for certificate validation");
+        return false;
+    }
+#ifndef HAVE_NBD_SET_TLS_HOSTNAME
+    /* An older libnbd checks the certificate against the host it
+     * connects to (inet) and checks only the chain over a unix socket. */
+    if (t->tls_kind == TLS_CREDS_X509 && t->tls_verify && !t->is_unix &&
+        strcmp(t->tls_hostname, t->host) != 0) {
+        error_setg(errp, "tls-hostname '%s' differs from the server's host "
+                   "'%s', which this libnbd cannot check against; connect "
+                   "to '%s' instead", t->tls_hostname, t->host,
+                   t->tls_hostname);
+        return false;
+    }
+    if (t->tls_kind == TLS_CREDS_X509 && t->tls_verify && t->is_unix) {
+        log_warn("nbd: the server certificate's chain is verified, but "
+                 "this libnbd cannot check its name ('%s') over a unix "
+                 "socket", t->tls_hostname);
+    }
+#endif
+    return true;
+}
+
 static bool nbd_do_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
 {
     NbdClientState *s = bs->opaque;
@@ -322,9 +408,9 @@ static bool nbd_do_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
         !opt_get_uint64(opts, "open-timeout", 0, &open_timeout, errp)) {
         return false;
     }
-    if (json_object_get(opts, "tls-creds")) {
-        error_setg(errp, "TLS is not supported by strata's NBD client yet; "
-                   "drop 'tls-creds'");
+    const char *creds_id = NULL, *hostname = NULL;
+    if (!opt_get_str(opts, "tls-creds", NULL, &creds_id, errp) ||
+        !opt_get_str(opts, "tls-hostname", NULL, &hostname, errp)) {
         return false;
     }
     if (filename) {
@@ -340,9 +426,12 @@ static bool nbd_do_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
                !(s->t.export = strdup(export ? export : ""))) {
         return false;
     }
+    if (creds_id && !nbd_tls_setup(&s->t, creds_id, hostname, errp)) {
+        return false;
+    }
     s->reconnect_delay = delay > UINT32_MAX ? UINT32_MAX : (uint32_t)delay;
     const char *known[] = { "filename", "server", "export", "reconnect-delay",
-                            "open-timeout" };
+                            "open-timeout", "tls-creds", "tls-hostname" };
     for (size_t i = 0; i < ARRAY_SIZE(known); i++) {
         json_object_del(opts, known[i]);
     }

@@ -21,6 +21,7 @@ typedef struct Pair {
     int client;
     int server;
     NbdConn conn;
+    NbdConn client_conn;      /* the client end, for the wire helpers */
     pthread_t thread;
 } Pair;
 
@@ -39,6 +40,7 @@ static void pair_start(Pair *p)
     p->client = sv[0];
     p->server = sv[1];
     nbd_conn_init(&p->conn, p->server);
+    nbd_conn_init(&p->client_conn, p->client);
     assert_int_equal(pthread_create(&p->thread, NULL, serve_main, p), 0);
 }
 
@@ -47,6 +49,7 @@ static void pair_end(Pair *p)
     shutdown(p->client, SHUT_RDWR);
     pthread_join(p->thread, NULL);
     nbd_conn_destroy(&p->conn);
+    nbd_conn_destroy(&p->client_conn);
     close(p->client);
     close(p->server);
 }
@@ -54,12 +57,12 @@ static void pair_end(Pair *p)
 static void greet(Pair *p)
 {
     uint8_t buf[18];
-    assert_int_equal(nbd_read_full(p->client, buf, 18), 0);
+    assert_int_equal(nbd_read_full(&p->client_conn, buf, 18), 0);
     assert_true(nbd_get64(buf) == NBD_MAGIC);
     assert_true(nbd_get64(buf + 8) == NBD_IHAVEOPT);
     assert_int_equal(nbd_get16(buf + 16), 3);
     nbd_put32(buf, 3);
-    assert_int_equal(nbd_write_full(p->client, buf, 4), 0);
+    assert_int_equal(nbd_write_full(&p->client_conn, buf, 4), 0);
 }
 
 static void send_opt(Pair *p, uint32_t opt, const void *data, uint32_t len)
@@ -68,9 +71,9 @@ static void send_opt(Pair *p, uint32_t opt, const void *data, uint32_t len)
     nbd_put64(hdr, NBD_IHAVEOPT);
     nbd_put32(hdr + 8, opt);
     nbd_put32(hdr + 12, len);
-    assert_int_equal(nbd_write_full(p->client, hdr, 16), 0);
+    assert_int_equal(nbd_write_full(&p->client_conn, hdr, 16), 0);
     if (len) {
-        assert_int_equal(nbd_write_full(p->client, data, len), 0);
+        assert_int_equal(nbd_write_full(&p->client_conn, data, len), 0);
     }
 }
 
@@ -78,12 +81,12 @@ static void send_opt(Pair *p, uint32_t opt, const void *data, uint32_t len)
 static uint32_t recv_rep(Pair *p, uint32_t opt, char *data, size_t cap)
 {
     uint8_t hdr[20];
-    assert_int_equal(nbd_read_full(p->client, hdr, 20), 0);
+    assert_int_equal(nbd_read_full(&p->client_conn, hdr, 20), 0);
     assert_true(nbd_get64(hdr) == NBD_REP_MAGIC);
     assert_int_equal(nbd_get32(hdr + 8), opt);
     uint32_t len = nbd_get32(hdr + 16);
     assert_true(len < cap);
-    assert_int_equal(nbd_read_full(p->client, data, len), 0);
+    assert_int_equal(nbd_read_full(&p->client_conn, data, len), 0);
     data[len] = '\0';
     return nbd_get32(hdr + 12);
 }
@@ -173,7 +176,7 @@ static void test_options_without_exports(void **state)
     send_opt(&p, NBD_OPT_ABORT, NULL, 0);
     assert_int_equal(recv_rep(&p, NBD_OPT_ABORT, buf, sizeof(buf)), NBD_REP_ACK);
     /* The server hangs up after ABORT. */
-    assert_int_equal(nbd_read_full(p.client, buf, 1), -ECONNRESET);
+    assert_int_equal(nbd_read_full(&p.client_conn, buf, 1), -ECONNRESET);
     pair_end(&p);
 }
 
@@ -186,8 +189,8 @@ static void test_bad_magic_disconnects(void **state)
     pair_start(&p);
     greet(&p);
     nbd_put64(buf, 0x1234);
-    assert_int_equal(nbd_write_full(p.client, buf, 16), 0);
-    assert_int_equal(nbd_read_full(p.client, buf, 1), -ECONNRESET);
+    assert_int_equal(nbd_write_full(&p.client_conn, buf, 16), 0);
+    assert_int_equal(nbd_read_full(&p.client_conn, buf, 1), -ECONNRESET);
     pair_end(&p);
 }
 
@@ -202,8 +205,8 @@ static void test_oversized_option_disconnects(void **state)
     nbd_put64(buf, NBD_IHAVEOPT);
     nbd_put32(buf + 8, NBD_OPT_INFO);
     nbd_put32(buf + 12, NBD_MAX_BUFFER_SIZE + 1);
-    assert_int_equal(nbd_write_full(p.client, buf, 16), 0);
-    assert_int_equal(nbd_read_full(p.client, buf, 1), -ECONNRESET);
+    assert_int_equal(nbd_write_full(&p.client_conn, buf, 16), 0);
+    assert_int_equal(nbd_read_full(&p.client_conn, buf, 1), -ECONNRESET);
     pair_end(&p);
 }
 
@@ -214,10 +217,10 @@ static void test_unknown_client_flags(void **state)
     (void)state;
 
     pair_start(&p);
-    assert_int_equal(nbd_read_full(p.client, buf, 18), 0);
+    assert_int_equal(nbd_read_full(&p.client_conn, buf, 18), 0);
     nbd_put32(buf, 0x10);
-    assert_int_equal(nbd_write_full(p.client, buf, 4), 0);
-    assert_int_equal(nbd_read_full(p.client, buf, 1), -ECONNRESET);
+    assert_int_equal(nbd_write_full(&p.client_conn, buf, 4), 0);
+    assert_int_equal(nbd_read_full(&p.client_conn, buf, 1), -ECONNRESET);
     pair_end(&p);
 }
 

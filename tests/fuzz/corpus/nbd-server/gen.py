@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the seed corpus for fuzz-nbd-server: recorded client sessions
 (the option and request sequences qemu-img, nbdinfo, nbdcopy and a
-hostile client send).  Run from this directory."""
+hostile client send, and against a TLS-only server).  Run from this directory."""
 import struct
 
 IHAVEOPT = 0x49484156454F5054
@@ -48,9 +48,16 @@ hostile = (FLAGS + opt(99, b"xyz") + opt(5) + opt(11) + opt(6, b"\0\0\0\x10ab")
            + req(0, 1 << 20, 4096) + req(42) + req(1, 0, 64, 0xffff, 9, b"z" * 64)
            + req(0, 0, 1 << 26) + b"\x25\x60\x95\x14garbage")
 oldstyle = struct.pack(">I", 1) + opt(1, b"") + req(0, 0, 512) + req(2)
+# "TLS!" makes the target require TLS: options before STARTTLS, then
+# STARTTLS and the start of a TLS ClientHello (cut short).
+tls_before = (b"TLS!" + FLAGS + opt(3) + opt(8) + opt(7, info("", [3]))
+              + opt(5, b"x"))
+tls_hello = (b"TLS!" + FLAGS + opt(6, info("")) + opt(5)
+             + bytes.fromhex("160301002a0100002603") + b"\0" * 32)
 
 for name, data in [("qemu-img", qemu), ("nbdinfo", nbdinfo),
                    ("nbdcopy", nbdcopy), ("hostile", hostile),
-                   ("export-name", oldstyle)]:
+                   ("export-name", oldstyle), ("tls-before", tls_before),
+                   ("tls-hello", tls_hello)]:
     with open(name + ".bin", "wb") as f:
         f.write(data)

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* strata - QMP object-add and object-del (the work is crypto/object.c),
+ * and qom-list for the /objects container. */
+#include <string.h>
+
+#include "crypto/object.h"
+#include "qmp/qmp-args.h"
+#include "qmp/qmp-internal.h"
+
+static json_t *cmd_object_add(json_t *args, Error **errp)
+{
+    return object_add(args, errp) ? json_object() : NULL;
+}
+
+static const QmpArgSpec object_del_args[] = {
+    { "id", QMP_ARG_STR },
+    { NULL },
+};
+
+static json_t *cmd_object_del(json_t *args, Error **errp)
+{
+    if (!qmp_args_check(args, "", object_del_args, errp)) {
+        return NULL;
+    }
+    const char *id = json_string_value(json_object_get(args, "id"));
+    return object_del(id, errp) ? json_object() : NULL;
+}
+
+static const QmpArgSpec qom_list_args[] = {
+    { "path", QMP_ARG_STR },
+    { NULL },
+};
+
+/* Only the container that holds user-created objects is browsable. */
+static json_t *cmd_qom_list(json_t *args, Error **errp)
+{
+    if (!qmp_args_check(args, "", qom_list_args, errp)) {
+        return NULL;
+    }
+    const char *path = json_string_value(json_object_get(args, "path"));
+    if (strcmp(path, "/objects") != 0 && strcmp(path, "/objects/") != 0) {
+        error_setg(errp, "Device '%s' not found", path);
+        return NULL;
+    }
+    json_t *list = json_array();
+    json_array_append_new(list, json_pack("{s:s, s:s}", "name", "type",
+                                          "type", "string"));
+    json_t *objs = object_list_json();
+    json_array_extend(list, objs);
+    json_decref(objs);
+    return list;
+}
+
+void qmp_register_object_commands(void)
+{
+    qmp_register_command("object-add", cmd_object_add);
+    qmp_register_command("object-del", cmd_object_del);
+    qmp_register_command("qom-list", cmd_qom_list);
+}
