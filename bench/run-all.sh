@@ -6,7 +6,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${BUILD:-$here/../build}
-for b in convert-vs-qemu-img nbd-vs-qsd acct-overhead thinp stream; do
+for b in convert-vs-qemu-img nbd-vs-qsd nbd-tls acct-overhead thinp stream; do
   echo "=== bench/$b"
   "$here/$b" --build "$build"
 done

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -30,6 +31,14 @@ static bool bind_listen(int fd, const char *path, int backlog, Error **errp)
     }
     if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
         error_setg_errno(errp, errno, "Failed to bind socket to %s", path);
+        return false;
+    }
+    /* Owner only, whatever the umask: a QMP or NBD socket is full
+     * control of the daemon's disks.  Before listen(), so nobody can
+     * connect while the mode is wider. */
+    if (chmod(path, 0600) < 0) {
+        error_setg_errno(errp, errno, "Failed to set the mode of %s", path);
+        unlink(path);
         return false;
     }
     if (listen(fd, backlog) < 0) {

@@ -11,7 +11,8 @@
 /* Listens on a unix socket at path, replacing a stale socket file.  The
  * file appears only once the socket listens (it is bound under a
  * temporary name and renamed into place), so a client that waits for
- * the file never gets ECONNREFUSED.  Returns the fd or -1 with errp. */
+ * the file never gets ECONNREFUSED.  The socket is mode 0600 (owner
+ * only).  Returns the fd or -1 with errp. */
 int unix_socket_listen(const char *path, int backlog, int flags,
                        Error **errp);
 

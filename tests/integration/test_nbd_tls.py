@@ -443,3 +443,46 @@ def test_stream_template_over_tls(tmp_path, pki, creds):
     subprocess.run(["qemu-img", "convert", "-O", "raw", str(top), str(out)],
                    check=True)
     assert out.read_bytes() == tsrv.path.read_bytes()
+
+
+def test_drip_during_starttls_dropped(tmp_path, pki):
+    """The handshake deadline covers STARTTLS and the TLS handshake: a
+    client that sends its ClientHello a byte at a time is dropped when
+    the deadline passes, and a good client still gets in."""
+    import socket
+    import time
+    srv = serve("strata", tmp_path, [
+        f"tls-creds-x509,id=tls0,dir={pki.server_dir},endpoint=server"],
+        "tls-creds=tls0,handshake-max-seconds=1")
+    try:
+        c = RawClient(srv.sock)
+        try:
+            c.greeting()
+            c.send_option(OPT_STARTTLS)
+            _, rtype, _ = c.recv_option_reply()
+            assert rtype == 1      # ACK: the TLS handshake starts
+            hello = bytes.fromhex("16030100a5010000a10303") + b"\x01" * 64
+            t0 = time.monotonic()
+            closed = None
+            for b in hello:
+                try:
+                    c.sock.send(bytes([b]))
+                except OSError:
+                    closed = time.monotonic() - t0
+                    break
+                c.sock.settimeout(0.2)
+                try:
+                    if c.sock.recv(1) == b"":
+                        closed = time.monotonic() - t0
+                        break
+                except socket.timeout:
+                    pass
+                except OSError:
+                    closed = time.monotonic() - t0
+                    break
+            assert closed is not None and closed < 5, closed
+        finally:
+            c.close()
+        assert nbdinfo(x509_uri(srv, pki.client_dir)).returncode == 0
+    finally:
+        srv.stop()

@@ -43,7 +43,10 @@ static void test_unix_listen_connect(void **state)
     close(stale);
 
     Error *err = NULL;
+    /* Owner only, even under a permissive umask. */
+    mode_t old = umask(0);
     int lfd = unix_socket_listen(path, 4, SOCK_NONBLOCK, &err);
+    umask(old);
     assert_null(err);
     assert_true(lfd >= 0);
     assert_true(fcntl(lfd, F_GETFL) & O_NONBLOCK);
@@ -51,6 +54,7 @@ static void test_unix_listen_connect(void **state)
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     assert_true(S_ISSOCK(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0600);
 
     int cfd = unix_socket_connect(path, 0, &err);
     assert_null(err);
