@@ -90,10 +90,11 @@ def log_of(srv, tmp_path):
 
 # ---- real clients read and write over TLS ----
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("creds", ["x509", "psk"])
-def test_nbdinfo_and_nbdcopy_both_ways(tmp_path, pki, creds):
+def test_nbdinfo_and_nbdcopy_both_ways(tmp_path, pki, creds, kind):
     srv = (x509_server if creds == "x509" else psk_server)(
-        "strata", tmp_path, pki)
+        kind, tmp_path, pki)
     try:
         uri = (x509_uri(srv, pki.client_dir) if creds == "x509"
                else psk_uri(srv, pki.psk_dir))
@@ -130,10 +131,11 @@ def qemu_client_args(pki, srv, creds):
     return ["--object", obj, "--image-opts", opts]
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("creds", ["x509", "psk"])
-def test_qemu_io_and_qemu_img(tmp_path, pki, creds):
+def test_qemu_io_and_qemu_img(tmp_path, pki, creds, kind):
     srv = (x509_server if creds == "x509" else psk_server)(
-        "strata", tmp_path, pki)
+        kind, tmp_path, pki)
     try:
         args = qemu_client_args(pki, srv, creds)
         subprocess.run(["qemu-io"] + args[:2] + [
