@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "crypto/object.h"
+#include "util/cleanup.h"
 #include "util/keyval.h"
 
 static void *iothread_create(json_t *props, Error **errp)
@@ -19,7 +20,7 @@ static void *iothread_create(json_t *props, Error **errp)
         "poll-max-ns", "poll-grow", "poll-shrink", "aio-max-batch",
         "thread-pool-min", "thread-pool-max",
     };
-    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
         uint64_t v;
         if (!opt_get_uint64(props, keys[i], 0, &v, errp)) {
             return NULL;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "crypto/object.h"
 #include "crypto/secret.h"
@@ -54,45 +55,28 @@ bool base64_decode(const char *in, size_t inlen, uint8_t **out,
 static bool read_file(const char *path, uint8_t **out, size_t *outlen,
                       Error **errp)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        /* QEMU's text, which quotes glib's. */
+    /* access() first for the errno QEMU's text (which quotes glib's)
+     * carries; GnuTLS reads the file. */
+    gnutls_datum_t d;
+    int r = access(path, R_OK) < 0 ? -errno : gnutls_load_file(path, &d);
+    if (r < 0) {
         error_setg(errp, "Unable to read %s: Failed to open file \u201c%s\u201d: "
-                   "%s", path, path, strerror(errno));
+                   "%s", path, path,
+                   r == GNUTLS_E_FILE_ERROR ? "read error" : strerror(-r));
         return false;
     }
-    size_t cap = 4096, len = 0;
-    uint8_t *buf = malloc(cap + 1);
-    while (buf) {
-        size_t n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (len < cap) {
-            break;
-        }
-        if (cap >= (64u << 20)) {
-            fclose(f);
-            free(buf);
-            error_setg(errp, "Unable to read %s: file is too large", path);
-            return false;
-        }
-        cap *= 2;
-        uint8_t *bigger = realloc(buf, cap + 1);
-        if (!bigger) {
-            free(buf);
-        }
-        buf = bigger;
+    *out = malloc(d.size + 1);
+    if (*out) {
+        memcpy(*out, d.data, d.size);
+        (*out)[d.size] = 0;
+        *outlen = d.size;
     }
-    bool err = ferror(f);
-    fclose(f);
-    if (!buf || err) {
-        free(buf);
-        error_setg(errp, "Unable to read %s: %s", path,
-                   buf ? "read error" : "Out of memory");
+    gnutls_memset(d.data, 0, d.size);
+    gnutls_free(d.data);
+    if (!*out) {
+        error_setg(errp, "Out of memory");
         return false;
     }
-    buf[len] = 0;
-    *out = buf;
-    *outlen = len;
     return true;
 }
 

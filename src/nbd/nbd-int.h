@@ -162,10 +162,11 @@ typedef struct NbdWorkers NbdWorkers;
 
 struct NbdConn {
     int fd;
-    /* TLS: the server's credentials (a reference) and authz id when it
-     * requires TLS; the session once STARTTLS has run. */
+    /* TLS: the server's credentials (a reference) and authz id (the
+     * server's, which outlives its connections) when it requires TLS;
+     * the session once STARTTLS has run. */
     struct StrataObject *tls_creds;
-    char *tls_authz;
+    const char *tls_authz;
     struct TlsSession *tls;
     NbdExport *exp;           /* after GO / EXPORT_NAME, one reference */
     bool structured;

@@ -85,15 +85,9 @@ static void start_connection(int fd)
     conn->handshake_max_seconds = srv.handshake_max_seconds;
     if (srv.tls_creds) {
         conn->tls_creds = object_ref(srv.tls_creds);
-        conn->tls_authz = srv.tls_authz ? strdup(srv.tls_authz) : NULL;
-        if (srv.tls_authz && !conn->tls_authz) {
-            /* Without its authz the connection would be too open. */
-            pthread_mutex_unlock(&server_lock);
-            close(fd);
-            nbd_conn_destroy(conn);
-            free(conn);
-            return;
-        }
+        /* Borrowed: nbd_server_stop waits for every connection before
+         * it frees the server's copy. */
+        conn->tls_authz = srv.tls_authz;
     }
     conn->srv_next = srv.conns;
     srv.conns = conn;
@@ -256,6 +250,11 @@ bool nbd_server_options_decode(json_t *args, NbdServerOptions *o,
     }
     o->tls_creds = creds ? strdup(creds) : NULL;
     o->tls_authz = authz ? strdup(authz) : NULL;
+    if ((creds && !o->tls_creds) || (authz && !o->tls_authz)) {
+        /* Going on without them would serve in plaintext, or to anyone. */
+        error_setg(errp, "Out of memory");
+        return false;
+    }
     if (!opt_get_uint64(args, "max-connections", NBD_DEFAULT_MAX_CONNECTIONS,
                         &max_conn, errp) ||
         !opt_get_uint64(args, "handshake-max-seconds",
@@ -320,18 +319,20 @@ bool nbd_server_start(const NbdServerOptions *o, Error **errp)
             return false;
         }
     }
-    char *authz = o->tls_authz && creds ? strdup(o->tls_authz) : NULL;
+    srv.tls_creds = creds;
+    srv.tls_authz = o->tls_authz && creds ? strdup(o->tls_authz) : NULL;
+    if (o->tls_authz && creds && !srv.tls_authz) {
+        error_setg(errp, "Out of memory");
+        close_listeners();
+        drop_tls_locked();
+        return false;
+    }
     if (pipe2(srv.wake, O_CLOEXEC) < 0) {
         error_setg_errno(errp, errno, "Failed to create NBD server pipe");
         close_listeners();
-        free(authz);
-        if (creds) {
-            object_unref(creds);
-        }
+        drop_tls_locked();
         return false;
     }
-    srv.tls_creds = creds;
-    srv.tls_authz = authz;
     srv.max_connections = o->max_connections;
     srv.handshake_max_seconds = o->handshake_max_seconds;
     srv.stopping = false;

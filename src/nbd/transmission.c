@@ -527,7 +527,6 @@ void nbd_conn_destroy(NbdConn *conn)
         object_unref(conn->tls_creds);
         conn->tls_creds = NULL;
     }
-    free(conn->tls_authz);
     conn->tls_authz = NULL;
     pthread_mutex_destroy(&conn->send_lock);
 }

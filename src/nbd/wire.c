@@ -55,7 +55,8 @@ int nbd_writev_full(NbdConn *conn, struct iovec *iov, int iovcnt, bool more)
     }
     while (iovcnt > 0) {
         struct msghdr msg = { .msg_iov = iov, .msg_iovlen = iovcnt };
-        ssize_t n = sendmsg(conn->fd, &msg, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+        ssize_t n = sendmsg(conn->fd, &msg,
+                            MSG_NOSIGNAL | (more ? MSG_MORE : 0));
         if (n < 0) {
             if (errno == EINTR) {
                 continue;

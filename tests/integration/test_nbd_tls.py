@@ -382,6 +382,22 @@ def test_object_errors_match_qsd(tmp_path, pki):
     strata = run_objects("strata", tmp_path, pki)
     qsd = run_objects("qsd", tmp_path, pki)
     assert strata == qsd
+    # Equal is not enough (both could accept everything): the good
+    # objects were created and the bad ones refused, with QEMU's texts.
+    ok = [i for i, e in enumerate(strata[:len(object_cases(pki))])
+          if e is None]
+    assert ok == [0, 8, 10, 12, 13, 18, 20, 21, 22]
+    assert strata[1]["desc"] == ("attempt to add duplicate property 't0' "
+                                 "to object (type 'container')")
+    assert strata[2]["desc"] == ("Unable to access credentials "
+                                 "/nonexistent/ca-cert.pem: No such file "
+                                 "or directory")
+    assert strata[7]["desc"].endswith("has expired")
+    n = len(object_cases(pki))
+    assert strata[n + 3]["desc"] == "No TLS credentials with id 'nosuch'"
+    assert strata[n + 5]["desc"] == ("Expected TLS credentials for a "
+                                     "server endpoint")
+    assert strata[n + 7] is None          # object-del of creds in use
 
 
 # ---- the nbd client driver over TLS: stream a template ----
