@@ -33,7 +33,9 @@ def test_stream_watch_and_rate(stratad_bin, strata_ctl, tmp_path):
         ctl("job", "pause", "stream-top")
         assert json.loads(ctl("--json", "jobs").stdout)[0]["paused"]
         ctl("job", "resume", "stream-top")
-        ctl("job", "set-speed", "stream-top", "0")
+        # Fast enough to end soon, limited so that the watch below sees
+        # the job before it is gone (unlimited, it can end first).
+        ctl("job", "set-speed", "stream-top", "4M")
         watch = ctl("jobs", "--watch", "0.1").stdout
         assert "stream-top" in watch and "ETA" in watch
         assert ctl("--json", "jobs").stdout.strip() == "[]"
