@@ -97,8 +97,17 @@ RateDecision rate_control_update(RateControl *rc, uint64_t now_ns,
         }
         rc->decreases++;
         d.pause_ns = next_random(rc) % MAX_BACKOFF_NS;
+    } else if (!busy) {
+        /* Nobody to yield to: all the ceiling allows, at once (the guest
+         * idle is the time to copy in). */
+        rc->rate = rc->ceiling;
+        rc->increases++;
     } else {
-        uint64_t step = jitter(rc, rc->ceiling / STEP_DIVISOR, 0.25);
+        /* Busy and unhurt: double until the clients first suffer (slow
+         * start), then grow by a step. */
+        uint64_t step = rc->decreases == 0
+                        ? rc->rate
+                        : jitter(rc, rc->ceiling / STEP_DIVISOR, 0.25);
         rc->rate = rc->rate + step > rc->ceiling ? rc->ceiling
                                                  : rc->rate + step;
         rc->increases++;

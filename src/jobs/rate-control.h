@@ -12,8 +12,10 @@
  *    halved (multiplicative decrease), plus a random pause so that many
  *    daemons sharing one template server do not back off and return in
  *    step;
- *  - otherwise the rate grows by a step (additive increase), jittered
- *    for the same reason, up to the ceiling.
+ *  - clients idle: the rate goes to the ceiling at once;
+ *  - clients busy but not slower: the rate doubles until they first
+ *    suffer (slow start), and from then on grows by a step (additive
+ *    increase), jittered for the same reason, up to the ceiling.
  * The rate never drops below a floor, so the job always finishes.
  * Pure logic: time and statistics are passed in, so tests drive it.
  */

@@ -79,6 +79,37 @@ static void test_speeds_up_when_idle_or_unhurt(void **state)
     assert_int_equal(rc.rate, 64 * MIB);
 }
 
+/* An idle guest gets the whole ceiling in one period. */
+static void test_idle_goes_to_ceiling_at_once(void **state)
+{
+    RateControl rc;
+    Clients c = { .now = 1000 * MS };
+    rate_control_init(&rc, 256 * MIB, 5, c.now, c.s);
+    measure_baseline(&rc, &c, 100 * 1000);
+    assert_true(rc.rate < 256 * MIB);
+    RateDecision d = period(&rc, &c, 0, 0);
+    assert_int_equal(d.rate, 256 * MIB);
+}
+
+/* Busy but unhurt: doubling until the first decrease, steps after. */
+static void test_slow_start_then_additive(void **state)
+{
+    RateControl rc;
+    Clients c = { .now = 1000 * MS };
+    rate_control_init(&rc, 1024 * MIB, 9, c.now, c.s);
+    measure_baseline(&rc, &c, 100 * 1000);
+    uint64_t r = rc.rate;
+    RateDecision d = period(&rc, &c, 50, 100 * 1000);
+    assert_int_equal(d.rate, 2 * r);
+    d = period(&rc, &c, 50, 100 * 1000);
+    assert_int_equal(d.rate, 4 * r);
+    d = period(&rc, &c, 50, 300 * 1000);        /* hurt: halve */
+    assert_int_equal(d.rate, 2 * r);
+    d = period(&rc, &c, 50, 100 * 1000);        /* now one step */
+    uint64_t step = d.rate - 2 * r;
+    assert_true(step > 0 && step <= 1024 * MIB / 64 * 5 / 4);
+}
+
 /* Daemons with different seeds do not back off for the same time. */
 static void test_backoff_is_randomized(void **state)
 {
@@ -116,6 +147,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backs_off_when_clients_suffer),
         cmocka_unit_test(test_speeds_up_when_idle_or_unhurt),
+        cmocka_unit_test(test_idle_goes_to_ceiling_at_once),
+        cmocka_unit_test(test_slow_start_then_additive),
         cmocka_unit_test(test_backoff_is_randomized),
         cmocka_unit_test(test_probes_again),
     };
