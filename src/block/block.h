@@ -141,6 +141,11 @@ void block_graph_foreach(bool (*fn)(BlockNode *bs, void *opaque), void *opaque);
  * reference and is closed if that was the last.  Refuses a driver
  * without backing files and a change that would close a cycle. */
 bool block_node_set_backing(BlockNode *bs, BlockNode *backing, Error **errp);
+/* Moves every parent of old -- its users (exports, jobs) and the nodes
+ * that link to it, except new itself -- to new, each with the same
+ * permissions; all or nothing.  Inserts a filter whose child is old
+ * above it, or takes one out (new = the filter's child).  Main thread. */
+bool block_node_replace(BlockNode *old, BlockNode *new, Error **errp);
 
 /* Waits until no request is in flight on bs and holds new ones back
  * until block_drain_end.  Nests. */

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,11 @@ struct BlockUser {
     /* Non-zero while paused or while requests wait in the queue: the
      * only member the fast path reads. */
     atomic_int gate;
+    /* Read-held by every run of a request, write-held while the user is
+     * moved to another node (block_user_set_node): a request sees one
+     * node from start to end.  Writers first, so a busy client cannot
+     * keep a graph change waiting. */
+    pthread_rwlock_t node_lock;
     BlockNode *bs;
     char *id;
     BlockUserKind kind;
@@ -129,6 +135,12 @@ BlockUser *block_user_new(BlockNode *bs, const BlockUserOptions *o,
     u->error_opaque = o->error_opaque;
     pthread_mutex_init(&u->lock, NULL);
     pthread_cond_init(&u->cond, NULL);
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr,
+                                  PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&u->node_lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
     u->refcnt = 1;
 
     LOCK_GUARD(&registry_lock);
@@ -142,6 +154,7 @@ static void user_destroy(BlockUser *u)
     block_node_del_perm(u->bs, u->perm, u->shared);
     block_node_unref(u->bs);
     block_acct_free(u->acct);
+    pthread_rwlock_destroy(&u->node_lock);
     pthread_cond_destroy(&u->cond);
     pthread_mutex_destroy(&u->lock);
     free(u->id);
@@ -184,6 +197,42 @@ void block_user_free(BlockUser *u)
 BlockNode *block_user_node(const BlockUser *u)
 {
     return u->bs;
+}
+
+void block_user_node_name(BlockUser *u, char *buf, size_t size)
+{
+    RDLOCK_GUARD(&u->node_lock);
+    snprintf(buf, size, "%s", block_node_name(u->bs));
+}
+
+bool block_user_set_node(BlockUser *u, BlockNode *bs, Error **errp)
+{
+    if (bs == u->bs) {
+        return true;
+    }
+    if (!block_node_add_perm(bs, u->perm, u->shared, errp)) {
+        return false;
+    }
+    block_node_ref(bs);
+    BlockNode *old;
+    {
+        WRLOCK_GUARD(&u->node_lock);
+        old = u->bs;
+        u->bs = bs;
+    }
+    block_node_del_perm(old, u->perm, u->shared);
+    block_node_unref(old);
+    return true;
+}
+
+/* One run of a request, on the node the user has for all of it. */
+static inline int run_on_node(BlockUser *u, BlockUserRunFn *run,
+                              void *opaque)
+{
+    pthread_rwlock_rdlock(&u->node_lock);
+    int ret = run(opaque);
+    pthread_rwlock_unlock(&u->node_lock);
+    return ret;
 }
 
 BlockUserKind block_user_kind(const BlockUser *u)
@@ -447,7 +496,7 @@ static int hold_locked(BlockUser *u, BlockReqType type, int req_flags,
             break;
         }
         pthread_mutex_unlock(&u->lock);
-        int r = run(opaque);
+        int r = run_on_node(u, run, opaque);
         pthread_mutex_lock(&u->lock);
         if (r >= 0) {
             ret = r;
@@ -516,7 +565,7 @@ static int policy_run_gated(BlockUser *u, BlockReqType type, int req_flags,
     }
     pthread_mutex_unlock(&u->lock);
 
-    int ret = run(opaque);
+    int ret = run_on_node(u, run, opaque);
     return ret >= 0 ? ret
                     : policy_failed(u, type, req_flags, run, opaque, ret);
 }
@@ -528,7 +577,7 @@ static inline int policy_run(BlockUser *u, BlockReqType type, int req_flags,
                                               memory_order_acquire) != 0, 0)) {
         return policy_run_gated(u, type, req_flags, run, opaque);
     }
-    int ret = run(opaque);
+    int ret = run_on_node(u, run, opaque);
     if (__builtin_expect(ret >= 0, 1)) {
         return ret;
     }

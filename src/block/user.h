@@ -106,7 +106,17 @@ BlockUser *block_user_new(BlockNode *bs, const BlockUserOptions *o,
  * running on the user (the caller has stopped it and waited). */
 void block_user_free(BlockUser *u);
 
+/* The user's node.  Stable on the main thread (where graph changes
+ * run) and inside a request's run callback; other threads copy the
+ * name with block_user_node_name. */
 BlockNode *block_user_node(const BlockUser *u);
+void block_user_node_name(BlockUser *u, char *buf, size_t size);
+/* Moves the user to bs (a graph change: a filter inserted above its
+ * node, an overlay on top of it): takes the user's permissions on bs,
+ * waits until no request of the user is running, switches, and gives
+ * the old node's permissions and reference back.  Requests see either
+ * node for their whole run.  Main thread. */
+bool block_user_set_node(BlockUser *u, BlockNode *bs, Error **errp);
 BlockUserKind block_user_kind(const BlockUser *u);
 const char *block_user_id(const BlockUser *u);
 /* NULL when the user keeps no accounting of its own. */

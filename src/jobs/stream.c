@@ -28,6 +28,8 @@
 #include "jobs/job.h"
 #include "jobs/rate-control.h"
 #include "util/cleanup.h"
+#include "util/keyval.h"
+#include "util/log.h"
 
 /* QEMU's chunk: the unit of progress, pausing and rate limiting. */
 #define STREAM_CHUNK (512 * 1024)
@@ -38,6 +40,10 @@ typedef struct StreamJob {
     char *backing_file;           /* for the header when base is set */
     char *backing_fmt;
     bool cor_enabled;
+    /* QEMU's copy-on-read filter above the top for the job's life: the
+     * top's users (exports) read through it, so what a client reads is
+     * copied too. */
+    BlockNode *filter;
     bool adaptive;
     RateControl rc;               /* when adaptive */
     BlockUser *user;
@@ -176,9 +182,55 @@ static void stream_commit(Job *job)
     }
 }
 
+/* The top's users go back to it, and the filter closes. */
+static void remove_filter(StreamJob *s)
+{
+    if (!s->filter) {
+        return;
+    }
+    Error *err = NULL;
+    if (!block_node_replace(s->filter, s->top, &err)) {
+        /* Only memory can fail here: the users held these permissions
+         * on the top before. */
+        log_error("stream: cannot take out the filter '%s': %s",
+                  block_node_name(s->filter), error_get_pretty(err));
+        error_free(err);
+    }
+    block_node_unref(s->filter);
+    s->filter = NULL;
+}
+
+/* QEMU's bdrv_insert_node of a copy-on-read filter whose bottom is the
+ * node just above the base (base_overlay). */
+static BlockNode *insert_filter(BlockNode *top, BlockNode *base,
+                                const char *name, Error **errp)
+{
+    BlockNode *bottom = top;
+    while (block_node_backing(bottom) && block_node_backing(bottom) != base) {
+        bottom = block_node_backing(bottom);
+    }
+    CLEANUP_JSON json_t *opts = json_pack(
+        "{s:s, s:s, s:s}", "driver", "copy-on-read",
+        "file", block_node_name(top), "bottom", block_node_name(bottom));
+    if (name) {
+        json_object_set_new(opts, "node-name", json_string(name));
+    }
+    BlockNode *f = block_node_open(opts, errp);
+    if (!f) {
+        error_prepend(errp, "Could not create node: ");
+        return NULL;
+    }
+    if (!block_node_replace(top, f, errp)) {
+        block_node_unref(f);
+        f = NULL;
+    }
+    return f;
+}
+
 static void stream_clean(Job *job)
 {
     StreamJob *s = job_opaque(job);
+    remove_filter(s);
     if (s->cor_enabled) {
         block_cor_disable(s->top);
         s->cor_enabled = false;
@@ -189,10 +241,10 @@ static void stream_clean(Job *job)
     }
 }
 
-static void stream_free(Job *job)
+static void stream_state_free(StreamJob *s)
 {
-    StreamJob *s = job_opaque(job);
     if (s) {
+        remove_filter(s);
         if (s->base) {
             block_node_unref(s->base);
         }
@@ -200,6 +252,11 @@ static void stream_free(Job *job)
         free(s->backing_fmt);
         free(s);
     }
+}
+
+static void stream_free(Job *job)
+{
+    stream_state_free(job_opaque(job));
 }
 
 static const JobDriver stream_driver = {
@@ -322,6 +379,11 @@ bool stream_start(const StreamOptions *o, Error **errp)
                                                  : block_node_filename(base));
         s->backing_fmt = strdup(block_node_driver_name(base));
     }
+    s->filter = insert_filter(bs, base, o->filter_node_name, errp);
+    if (!s->filter) {
+        stream_state_free(s);
+        return false;
+    }
     JobOptions jo = {
         .id = o->job_id ? o->job_id : "",
         .auto_finalize = o->auto_finalize,
@@ -329,7 +391,7 @@ bool stream_start(const StreamOptions *o, Error **errp)
     };
     Job *job = job_create(&stream_driver, &jo, s, errp);
     if (!job) {
-        return false;
+        return false;       /* job_create freed s (and the filter) */
     }
     /* As QEMU, a bad speed is found after the job exists: it goes from
      * created straight to null. */
@@ -337,6 +399,7 @@ bool stream_start(const StreamOptions *o, Error **errp)
         job_discard(job);
         return false;
     }
+    job_add_node(job, s->filter);
     for (BlockNode *n = bs; n && n != base; n = block_node_backing(n)) {
         job_add_node(job, n);
     }

@@ -20,9 +20,12 @@ static void collect_export(BlockUser *u, void *opaque)
     if (!acct) {
         return;
     }
+    /* A graph change may move the export to another node meanwhile. */
+    char node[256];
+    block_user_node_name(u, node, sizeof(node));
     const MetricLabel labels[] = {
         { "export", block_user_id(u) },
-        { "node", block_node_name(block_user_node(u)) },
+        { "node", node },
     };
     metrics_write_block_acct(w, "strata_export", labels, 2, acct);
 }

@@ -146,7 +146,7 @@ static int collect_status(NbdExport *exp, NbdRequest *req, int ctx)
     while (off < end) {
         uint64_t pnum = 0;
         int depth = 0;
-        int ret = block_status_above(exp->bs, NULL, off, end - off, &pnum,
+        int ret = block_status_above(nbd_export_node(exp), NULL, off, end - off, &pnum,
                                      NULL, NULL, &depth);
         if (ret < 0) {
             return fail(req, ret, "can't get block status");
@@ -197,7 +197,7 @@ static int do_sparse_read(NbdExport *exp, NbdRequest *req)
 
     while (off < end) {
         uint64_t pnum = 0;
-        int st = block_status_above(exp->bs, NULL, off, end - off, &pnum,
+        int st = block_status_above(nbd_export_node(exp), NULL, off, end - off, &pnum,
                                     NULL, NULL, NULL);
         if (st < 0 || pnum == 0 || pnum > end - off) {
             /* No status: read the rest as data. */
@@ -222,7 +222,7 @@ static int do_sparse_read(NbdExport *exp, NbdRequest *req)
         if (s->hole) {
             continue;
         }
-        int ret = block_read(exp->bs, s->offset, s->length,
+        int ret = block_read(nbd_export_node(exp), s->offset, s->length,
                              req->buf + (s->offset - req->offset), 0);
         if (ret < 0) {
             return fail(req, ret, "reading from file failed");
@@ -238,7 +238,7 @@ static int do_read(NbdExport *exp, NbdRequest *req)
     req->nsegs = 0;
     /* The protocol documents FUA for writes only; QEMU flushes first. */
     if (req->flags & NBD_CMD_FLAG_FUA) {
-        ret = block_flush(exp->bs);
+        ret = block_flush(nbd_export_node(exp));
         if (ret < 0) {
             return fail(req, ret, "flush failed");
         }
@@ -250,7 +250,7 @@ static int do_read(NbdExport *exp, NbdRequest *req)
         req->len >= NBD_SPARSE_READ_MIN) {
         return do_sparse_read(exp, req);
     }
-    ret = block_read(exp->bs, req->offset, req->len, req->buf, 0);
+    ret = block_read(nbd_export_node(exp), req->offset, req->len, req->buf, 0);
     if (ret < 0) {
         return fail(req, ret, "reading from file failed");
     }
@@ -267,7 +267,7 @@ static int do_cache(NbdExport *exp, NbdRequest *req)
     }
     while (off < end) {
         uint64_t n = MIN(end - off, (uint64_t)NBD_CACHE_STEP);
-        ret = block_read(exp->bs, off, n, req->buf, 0);
+        ret = block_read(nbd_export_node(exp), off, n, req->buf, 0);
         if (ret < 0) {
             return fail(req, ret, "caching data failed");
         }
@@ -387,7 +387,7 @@ static int run_request(NbdExport *exp, NbdRequest *req)
     case NBD_CMD_WRITE:
         flags = (req->flags & NBD_CMD_FLAG_FUA) || exp->writethrough
                 ? BLOCK_REQ_FUA : 0;
-        ret = block_write(exp->bs, req->offset, req->len, req->buf, flags);
+        ret = block_write(nbd_export_node(exp), req->offset, req->len, req->buf, flags);
         return ret < 0 ? fail(req, ret, "writing to file failed") : 0;
 
     case NBD_CMD_WRITE_ZEROES:
@@ -401,17 +401,17 @@ static int run_request(NbdExport *exp, NbdRequest *req)
         if (req->flags & NBD_CMD_FLAG_FAST_ZERO) {
             flags |= BLOCK_REQ_NO_FALLBACK;
         }
-        ret = block_write_zeroes(exp->bs, req->offset, req->len, flags);
+        ret = block_write_zeroes(nbd_export_node(exp), req->offset, req->len, flags);
         return ret < 0 ? fail(req, ret, "writing to file failed") : 0;
 
     case NBD_CMD_FLUSH:
-        ret = block_flush(exp->bs);
+        ret = block_flush(nbd_export_node(exp));
         return ret < 0 ? fail(req, ret, "flush failed") : 0;
 
     case NBD_CMD_TRIM:
-        ret = block_discard(exp->bs, req->offset, req->len);
+        ret = block_discard(nbd_export_node(exp), req->offset, req->len);
         if (ret >= 0 && ((req->flags & NBD_CMD_FLAG_FUA) || exp->writethrough)) {
-            ret = block_flush(exp->bs);
+            ret = block_flush(nbd_export_node(exp));
         }
         return ret < 0 ? fail(req, ret, "discard failed") : 0;
 

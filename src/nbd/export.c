@@ -352,7 +352,6 @@ bool block_export_add(NbdExportOptions *o, Error **errp)
         export_free_unlinked(exp);
         return false;
     }
-    exp->bs = bs;
     /* The node's size: protocol nodes count whole 512-byte sectors,
      * as QEMU's do, so a 1000-byte raw file is a 1024-byte export, the
      * same as qemu-storage-daemon's. */
@@ -447,8 +446,8 @@ json_t *block_export_query(void)
     LOCK_GUARD(&registry_lock);
     for (NbdExport *e = exports; e; e = e->next) {
         json_t *entry = json_pack("{s:s, s:s, s:s, s:b}",
-                                  "type", "nbd", "id", e->id,
-                                  "node-name", block_node_name(e->bs),
+                                  "type", "nbd", "id", e->id, "node-name",
+                                  block_node_name(nbd_export_node(e)),
                                   "shutting-down", e->shutting_down);
         export_query_policy(e->user, entry);
         json_array_append_new(list, entry);
@@ -460,7 +459,7 @@ bool block_export_uses_node(const char *node_name)
 {
     LOCK_GUARD(&registry_lock);
     for (NbdExport *e = exports; e; e = e->next) {
-        if (strcmp(block_node_name(e->bs), node_name) == 0) {
+        if (strcmp(block_node_name(nbd_export_node(e)), node_name) == 0) {
             return true;
         }
     }
@@ -472,7 +471,8 @@ void nbd_export_foreach_stats(NbdExportStatsFn *fn, void *opaque)
     size_t n = 0;
     NbdExport **list = nbd_export_list(&n);
     for (size_t i = 0; i < n; i++) {
-        fn(list[i]->id, list[i]->bs, block_user_acct(list[i]->user), opaque);
+        fn(list[i]->id, nbd_export_node(list[i]),
+           block_user_acct(list[i]->user), opaque);
     }
     nbd_export_list_free(list, n);
 }

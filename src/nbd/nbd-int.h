@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 
 #include "block/block.h"
+#include "block/user.h"
 #include "nbd/nbd.h"
 
 typedef struct NbdConn NbdConn;
@@ -24,7 +25,6 @@ typedef struct NbdExport {
      * hold queue, and what the client sees (query-blockstats, /metrics;
      * no accounting only when it is off for the benchmark). */
     struct BlockUser *user;
-    BlockNode *bs;            /* the user's node (the user holds it) */
     uint64_t size;
     uint16_t flags;           /* transmission flags, without DF */
     bool writable;
@@ -37,6 +37,13 @@ typedef struct NbdExport {
     NbdConn *clients;         /* linked through conn->exp_next */
     struct NbdExport *next;
 } NbdExport;
+
+/* The export's node: the user's, which a graph change (a filter
+ * inserted above it) may move.  Stable inside a request's run. */
+static inline BlockNode *nbd_export_node(const NbdExport *exp)
+{
+    return block_user_node(exp->user);
+}
 
 /* ---- export.c ---- */
 /* Finds a live export by name and returns it with a reference. */

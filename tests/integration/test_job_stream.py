@@ -675,3 +675,93 @@ def test_shutdown_with_jobs_running(tmp_path):
     assert dm.proc.wait(timeout=30) == 0
     dm.stop()
     qemu_check(d / "top.qcow2")
+
+
+def filter_view(p, filter_name):
+    """What a manager sees of the stream's filter while the job runs:
+    the export's node and the filter node (implicit names normalized)."""
+    def norm(name):
+        return "#implicit" if name.startswith("#block") else name
+    exports = p.cmd("query-block-exports")[1]
+    nodes = p.cmd("query-named-block-nodes", {"flat": True})[1]
+    cor = sorted(norm(n["node-name"]) for n in nodes
+                 if n["drv"] == "copy-on-read")
+    view = {"export-node": [norm(e["node-name"]) for e in exports],
+            "filters": cor}
+    if filter_name:
+        view["del"] = p.cmd("blockdev-del", {"node-name": filter_name})
+    return view
+
+
+@pytest.mark.parametrize("filter_name", [None, "flt"])
+def test_filter_node_while_streaming(tmp_path, filter_name):
+    """As QEMU 7.2: block-stream puts a copy-on-read filter (named by
+    filter-node-name, else implicit) above the top for the job's life;
+    the export serves through it, it cannot be deleted, and it is gone
+    with the job, the export back on the top."""
+    views = {}
+    for kind in KINDS:
+        sock = str(tmp_path / f"{kind}-f.sock")
+        p = Peer(kind, tmp_path, extra=[
+            "--nbd-server", f"addr.type=unix,addr.path={sock}",
+            "--export", "type=nbd,id=e0,node-name=top,name=top"])
+        try:
+            args = {"job-id": "s1", "device": "top", "speed": 64 * 1024}
+            if filter_name:
+                args["filter-node-name"] = filter_name
+            assert p.cmd("block-stream", args) == ("ok", {})
+            during = filter_view(p, filter_name)
+            p.cmd("block-job-set-speed", {"device": "s1", "speed": 0})
+            p.events_until(job_gone)
+            after = filter_view(p, None)
+            views[kind] = (during, after)
+        finally:
+            p.stop()
+    assert views["strata"] == views["qsd"]
+    during, after = views["strata"]
+    name = filter_name or "#implicit"
+    assert during["export-node"] == [name] and during["filters"] == [name]
+    assert after == {"export-node": ["top"], "filters": []}
+    if filter_name:
+        assert during["del"] == ("error", "GenericError", "Node flt is in use")
+
+
+def test_filter_node_name_taken(peers):
+    out = {}
+    for p in peers():
+        out[p.kind] = p.cmd("block-stream", {"job-id": "s1", "device": "top",
+                                             "filter-node-name": "top"})
+        out[p.kind + "-jobs"] = p.cmd("query-jobs")
+    assert out["strata"] == out["qsd"]
+    assert out["strata"][0] == "error"
+
+
+def test_client_reads_through_filter_are_copied(tmp_path):
+    """While the job is paused, what a client reads through the export
+    becomes local in the top (the filter copies it), and nothing else
+    does."""
+    p = Peer("strata", tmp_path, extra=[
+        "--nbd-server", f"addr.type=unix,addr.path={tmp_path}/r.sock",
+        "--export", "type=nbd,id=e0,node-name=top,name=top"])
+    try:
+        assert p.cmd("block-stream", {"job-id": "s1", "device": "top",
+                                      "speed": 1})[0] == "ok"
+        p.cmd("job-pause", {"id": "s1"})
+        h = nbd.NBD()
+        h.connect_uri(f"nbd+unix:///top?socket={tmp_path}/r.sock")
+        data = h.pread(1 << 20, 20 << 20)       # base's data at 20M
+        h.shutdown()
+        assert data == b"\x12" * (1 << 20)
+        assert p.cmd("job-cancel", {"id": "s1"}) == ("ok", {})
+        p.events_until(job_gone)
+    finally:
+        p.stop()
+    out = subprocess.run(["qemu-img", "map", "--output=json",
+                          str(p.dir / "top.qcow2")], check=True,
+                         capture_output=True, text=True).stdout
+    local = [(r["start"], r["start"] + r["length"]) for r in json.loads(out)
+             if r["depth"] == 0 and r["data"]]
+    # The 1 MiB read is local now; mid's data at 28M, never read, is not.
+    assert any(s <= 20 << 20 and e >= 21 << 20 for s, e in local), local
+    assert not any(s < (28 << 20) + 1 and e > 28 << 20
+                   for s, e in local), local

@@ -49,8 +49,9 @@ static bool cor_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
         }
     }
     if (bottom) {
-        /* bottom must be in the file child's backing chain. */
-        BlockNode *n = bs->file->backing;
+        /* bottom must be in the file child's chain (the child itself:
+         * nothing below it is copied). */
+        BlockNode *n = bs->file;
         while (n && n != bottom) {
             n = n->backing;
         }

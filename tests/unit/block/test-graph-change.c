@@ -4,7 +4,10 @@
  * thousands of swaps; every read sees one of the backing nodes' data
  * (or zeroes without one), never garbage, and nothing is used after it
  * was freed (run under ASan in make check).  Cycles and drivers without
- * backing files are refused. */
+ * backing files are refused.  And block_node_replace: a node's users
+ * and parent nodes move to a filter above it and back while the users'
+ * requests run, and a filter freed right after it was taken out is
+ * never used again. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +15,7 @@
 #include <cmocka.h>
 #include <errno.h>
 
+#include "block/user.h"
 #include "memdrv.h"
 
 #define C MEM_CLUSTER
@@ -201,6 +205,95 @@ static void test_refusals(void **state)
     block_node_unref(a);
 }
 
+static void *user_io_main(void *opaque)
+{
+    BlockUser *u = opaque;
+    char buf[4096];
+    memset(buf, 'p', sizeof(buf));
+    for (long i = 0; !atomic_load(&stop); i++) {
+        if (i % 4 == 0) {
+            if (block_user_write(u, 2 * C, sizeof(buf), buf, 0) != 0) {
+                atomic_fetch_add(&bad_reads, 1);
+            }
+            atomic_fetch_add(&writes, 1);
+            continue;
+        }
+        char r[4096];
+        if (block_user_read(u, C, sizeof(r), r, 0) != 0 ||
+            r[0] != 'p' || memcmp(r, r + 1, sizeof(r) - 1) != 0) {
+            atomic_fetch_add(&bad_reads, 1);
+        }
+        atomic_fetch_add(&reads, 1);
+    }
+    return NULL;
+}
+
+static BlockNode *raw_over(const char *name, const char *child)
+{
+    Error *err = NULL;
+    json_t *opts = json_pack("{s:s, s:s, s:s}", "driver", "raw",
+                             "node-name", name, "file", child);
+    BlockNode *bs = block_node_open(opts, &err);
+    json_decref(opts);
+    assert_non_null(bs);
+    return bs;
+}
+
+static void test_replace_moves_users_and_parents(void **state)
+{
+    BlockNode *base = mem_open_node("node-name=pb,size=262144,map=DDDD",
+                                    BLOCK_O_RDWR);
+    fill(base, 0, 4 * C, 'p');
+    BlockNode *parent = raw_over("pp", "pb");   /* a parent node */
+    Error *err = NULL;
+    BlockUserOptions o = {
+        .id = "u0", .kind = BLOCK_USER_OTHER,
+        .perm = BLOCK_PERM_CONSISTENT_READ | BLOCK_PERM_WRITE,
+        .shared = BLOCK_PERM_ALL,
+    };
+    BlockUser *u = block_user_new(base, &o, &err);
+    assert_non_null(u);
+    atomic_store(&stop, false);
+    atomic_store(&bad_reads, 0);
+    atomic_store(&reads, 0);
+    atomic_store(&writes, 0);
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(pthread_create(&t[i], NULL, user_io_main, u), 0);
+    }
+    for (int i = 0; i < 300; i++) {
+        /* Let requests run between changes, so they meet each state. */
+        long seen = atomic_load(&reads);
+        while (atomic_load(&reads) < seen + 3) {
+            sched_yield();
+        }
+        char name[32];
+        snprintf(name, sizeof(name), "pf%d", i);
+        BlockNode *filter = raw_over(name, "pb");
+        assert_true(block_node_replace(base, filter, &err));
+        assert_ptr_equal(block_user_node(u), filter);
+        assert_ptr_equal(parent->file, filter);
+        assert_ptr_equal(filter->file, base);      /* not moved */
+        assert_true(block_node_replace(filter, base, &err));
+        assert_ptr_equal(block_user_node(u), base);
+        assert_ptr_equal(parent->file, base);
+        /* The last reference: a request that still ran on the filter
+         * would use freed memory (ASan). */
+        block_node_unref(filter);
+        assert_null(block_node_find(name));
+    }
+    atomic_store(&stop, true);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+    }
+    assert_int_equal(atomic_load(&bad_reads), 0);
+    assert_true(atomic_load(&reads) > 0);
+    assert_true(atomic_load(&writes) > 0);
+    block_user_free(u);
+    block_node_unref(parent);
+    block_node_unref(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -208,6 +301,7 @@ int main(void)
         cmocka_unit_test(test_swaps_free_old_backing),
         cmocka_unit_test(test_old_backing_released),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_replace_moves_users_and_parents),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
