@@ -63,8 +63,7 @@ step "Stream the disk away from its template while the guest keeps writing"
 # overwrite the guest's writes.
 qemu-io -f raw -c "write -P 0x5a 40M 4M" -c "write -P 0x5b 2M 1M" "$URI" >/dev/null &
 writer=$!
-show "$CTL" -s "$work/qmp.sock" qmp block-stream \
-  '{"job-id": "pull1", "device": "disk0", "speed": 8388608, "adaptive-speed": true}'
+show "$CTL" -s "$work/qmp.sock" stream disk0 --job-id pull1 --speed 8M --adaptive
 show "$CTL" -s "$work/qmp.sock" jobs --watch 0.5
 wait "$writer"
 show qemu-io -f raw -c "read -P 0x5a 40M 4M" -c "read -P 0x5b 2M 1M" -c "read -P 0x44 4M 1M" "$URI"

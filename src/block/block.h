@@ -278,6 +278,12 @@ void block_cor_disable(BlockNode *bs);
 int block_copy_on_read(BlockNode *bs, BlockNode *base, uint64_t offset,
                        uint64_t bytes, uint64_t *copied);
 
+/* Whether a copy-on-read filter copies what its clients read (it does
+ * from open).  An adaptive stream turns this off for its filter, so no
+ * client read waits for a copy: the job copies at the rate its
+ * controller sets.  No effect on other nodes. */
+void block_cor_filter_set_copying(BlockNode *filter, bool copying);
+
 /* ---- sizes ---- */
 /* Virtual size in bytes. */
 uint64_t block_node_size(const BlockNode *bs);

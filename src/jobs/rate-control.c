@@ -7,8 +7,17 @@
 /* The floor: a share of the ceiling, and never less than 1 MiB/s. */
 #define FLOOR_DIVISOR 64
 #define MIN_FLOOR (1024ULL * 1024)
-/* Latency above baseline * (1 + margin) counts as hurt. */
+/* Latency above baseline * (1 + margin) + slack counts as hurt.  The
+ * slack keeps requests served from memory in a few microseconds, whose
+ * mean wanders by a microsecond from period to period, from reading as
+ * hurt: the job's share of the CPU is the scheduler's business (the job
+ * runs at the lowest priority), the controller's is the storage and the
+ * link, where contention costs tens of microseconds and more. */
 #define MARGIN 0.10
+#define SLACK_NS 20000.0
+/* A node whose clients made this many requests before the job started
+ * gives their mean latency as the first baseline. */
+#define PRIOR_OPS 1000
 /* Fewer client requests than this in a period is an idle guest. */
 #define BUSY_OPS 4
 /* Re-measure the baseline every so often, for this long. */
@@ -50,10 +59,22 @@ void rate_control_init(RateControl *rc, uint64_t ceiling, uint32_t seed,
     if (rc->floor < MIN_FLOOR) {
         rc->floor = rc->ceiling < MIN_FLOOR ? rc->ceiling : MIN_FLOOR;
     }
-    /* Start gently: a sixteenth of the ceiling until the clients have
-     * been seen, and measure the baseline first. */
-    rc->rate = rc->ceiling / 16 > rc->floor ? rc->ceiling / 16 : rc->floor;
-    rc->next_probe_ns = now_ns;
+    /* The clients' history on the node, before the job, is what the
+     * disk gave them without it: the first baseline, until the first
+     * measurement at the usual interval (a yield early in a short
+     * stream would cost it more than a slightly old baseline).  With a
+     * baseline the job starts at the ceiling: one period shows whether
+     * the clients suffer.  Without one it measures first and starts
+     * gently, at a sixteenth of the ceiling. */
+    if (first.ops >= PRIOR_OPS) {
+        rc->baseline_ns = (double)first.total_time_ns / (double)first.ops;
+        rc->next_probe_ns = now_ns + jitter(rc, PROBE_EVERY_NS, 0.25);
+        rc->rate = rc->ceiling;
+    } else {
+        rc->next_probe_ns = now_ns;
+        rc->rate = rc->ceiling / 16 > rc->floor ? rc->ceiling / 16
+                                                : rc->floor;
+    }
 }
 
 RateDecision rate_control_update(RateControl *rc, uint64_t now_ns,
@@ -68,9 +89,11 @@ RateDecision rate_control_update(RateControl *rc, uint64_t now_ns,
     if (rc->yielding) {
         if (ops >= BUSY_OPS) {
             /* The clients alone: what the disk gives them.  A slow
-             * average keeps one odd window from moving it much. */
-            rc->baseline_ns = rc->baseline_ns > 0
+             * average keeps one odd window from moving it much; the
+             * first window replaces the prior from history. */
+            rc->baseline_ns = rc->baseline_ns > 0 && rc->probes > 0
                               ? 0.7 * rc->baseline_ns + 0.3 * mean : mean;
+            rc->probes++;
         }
         if (now_ns < rc->yield_until_ns) {
             return (RateDecision){ .rate = rc->rate,
@@ -88,7 +111,7 @@ RateDecision rate_control_update(RateControl *rc, uint64_t now_ns,
 
     bool busy = ops >= BUSY_OPS;
     bool hurt = busy && rc->baseline_ns > 0 &&
-                mean > rc->baseline_ns * (1.0 + MARGIN);
+                mean > rc->baseline_ns * (1.0 + MARGIN) + SLACK_NS;
     RateDecision d = { 0 };
     if (hurt) {
         rc->rate /= 2;

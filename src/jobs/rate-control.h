@@ -5,10 +5,10 @@
  * Every period the controller reads what the node's clients did (their
  * own requests only: the accounting keeps the job's apart by origin):
  * how many requests and their mean latency.  It keeps a baseline of the
- * clients' latency measured while the job yields (it pauses its copying
- * for a short window now and then, so the baseline is what the disk
- * gives the guest without the job), and then
- *  - clients busy and slower than the baseline by a margin: the rate is
+ * clients' latency without the job (their history before it started,
+ * then windows where it pauses its copying now and then), and then
+ *  - clients busy and slower than the baseline by a margin (relative,
+ *    plus an absolute slack for requests served from memory): the rate is
  *    halved (multiplicative decrease), plus a random pause so that many
  *    daemons sharing one template server do not back off and return in
  *    step;
@@ -16,7 +16,9 @@
  *  - clients busy but not slower: the rate doubles until they first
  *    suffer (slow start), and from then on grows by a step (additive
  *    increase), jittered for the same reason, up to the ceiling.
- * The rate never drops below a floor, so the job always finishes.
+ * The rate never drops below a floor, so the job always finishes.  The
+ * CPU is not its business: the job's thread runs at the lowest priority
+ * (stream.c).
  * Pure logic: time and statistics are passed in, so tests drive it.
  */
 #ifndef STRATA_JOBS_RATE_CONTROL_H
@@ -40,6 +42,7 @@ typedef struct RateControl {
     bool yielding;
     uint32_t seed;
     uint64_t decreases, increases;
+    uint64_t probes;           /* baseline windows measured */
 } RateControl;
 
 /* A client sample: cumulative counters of the clients' requests on the

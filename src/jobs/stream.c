@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -113,12 +114,33 @@ static void adapt(Job *job, StreamJob *s, RateControl *rc, uint64_t *next)
     }
 }
 
+/* An adaptive job yields the CPU to the clients at once: at the lowest
+ * priority, the scheduler hands the job only what the daemon's request
+ * threads leave over, within microseconds, far faster than any rate
+ * decision.  (SCHED_IDLE would starve the job while it holds a range a
+ * client write waits for; nice 19 still lets it through.)  The rate
+ * controller then only has to watch what the scheduler cannot see: the
+ * storage and the link to the template. */
+static void lower_cpu_priority(void)
+{
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), 19) != 0) {
+        log_warn("stream: cannot lower the job's CPU priority: %s",
+                 strerror(errno));
+    }
+}
+
 static int stream_run(Job *job, Error **errp)
 {
     StreamJob *s = job_opaque(job);
     uint64_t len = block_node_size(s->top);
     int error = 0;
     uint64_t next_decision = 0;
+
+    if (s->adaptive) {
+        lower_cpu_priority();
+        /* The first decision needs a period of the clients to judge. */
+        next_decision = mono_ns() + RATE_CONTROL_PERIOD_NS;
+    }
 
     job_progress_set_total(job, len);
     for (uint64_t offset = 0; offset < len;) {
@@ -383,6 +405,9 @@ bool stream_start(const StreamOptions *o, Error **errp)
     if (!s->filter) {
         stream_state_free(s);
         return false;
+    }
+    if (s->adaptive) {
+        block_cor_filter_set_copying(s->filter, false);
     }
     JobOptions jo = {
         .id = o->job_id ? o->job_id : "",

@@ -14,13 +14,17 @@
 
 static const char stream_help[] =
 "Usage: strata-ctl [-s SOCKET] stream NODE [--job-id ID] [--base NODE]\n"
-"                  [--backing-file NAME] [--speed RATE] [--on-error ACTION]\n"
+"                  [--backing-file NAME] [--speed RATE] [--adaptive]\n"
+"                  [--on-error ACTION]\n"
 "\n"
 "Starts a block-stream job: the data NODE's backing chain holds is copied\n"
 "into NODE while clients keep using it; then NODE no longer needs the\n"
 "layers it copied.  --base keeps that node and those below it as NODE's\n"
 "backing (default: copy everything, NODE stands alone).  RATE is bytes\n"
 "per second with an optional unit (50M); 0 or none is unlimited.\n"
+"--adaptive lets the job find its own rate, backing off while the\n"
+"clients' requests slow down and copying at full speed while they are\n"
+"idle; RATE is then the ceiling (docs/stream.md).\n"
 "ACTION on a read error: report (default), ignore, stop, enospc, auto.\n"
 "The job id defaults to stream-NODE.  Follow it with 'strata-ctl jobs\n"
 "--watch'.\n";
@@ -59,12 +63,13 @@ int cmd_stream(const CtlOptions *o, int argc, char **argv)
         { "backing-file", required_argument, NULL, 'f' },
         { "speed", required_argument, NULL, 'r' },
         { "on-error", required_argument, NULL, 'e' },
+        { "adaptive", no_argument, NULL, 'a' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const char *job_id = NULL, *base = NULL, *backing = NULL, *on_error = NULL;
     uint64_t speed = 0;
-    bool has_speed = false;
+    bool has_speed = false, adaptive = false;
     int c;
     /* 0 makes glibc start over (main's own getopt stopped at "+"), and
      * lets options follow NODE. */
@@ -75,6 +80,7 @@ int cmd_stream(const CtlOptions *o, int argc, char **argv)
         case 'b': base = optarg; break;
         case 'f': backing = optarg; break;
         case 'e': on_error = optarg; break;
+        case 'a': adaptive = true; break;
         case 'r': {
             Error *err = NULL;
             if (!parse_size(optarg, &speed, &err)) {
@@ -115,6 +121,9 @@ int cmd_stream(const CtlOptions *o, int argc, char **argv)
     if (on_error) {
         json_object_set_new(args, "on-error", json_string(on_error));
     }
+    if (adaptive) {
+        json_object_set_new(args, "adaptive-speed", json_true());
+    }
     int ret = run_simple(o, "block-stream", args);
     if (ret == 0 && !o->json) {
         printf("started job '%s' streaming into '%s'\n", job_id, node);
@@ -130,11 +139,17 @@ static void job_row(CtlTable *t, json_t *j)
     snprintf(prog, sizeof(prog), "%.1f%%",
              total > 0 ? 100.0 * (double)off / (double)total : 0.0);
     json_t *sp = json_object_get(j, "speed");
+    bool adaptive = json_is_true(json_object_get(j, "adaptive-speed"));
+    if (adaptive) {
+        /* The rate in force, which the controller moves. */
+        sp = json_object_get(j, "current-speed");
+    }
     if (json_integer_value(sp) == 0) {
         snprintf(speed, sizeof(speed), "unlimited");
     } else {
         size_cell(sp, speed, sizeof(speed));
-        strncat(speed, "/s", sizeof(speed) - strlen(speed) - 1);
+        strncat(speed, adaptive ? "/s adaptive" : "/s",
+                sizeof(speed) - strlen(speed) - 1);
     }
     size_cell(json_object_get(j, "len"), len, sizeof(len));
     const char *err = json_string_value(json_object_get(j, "error"));

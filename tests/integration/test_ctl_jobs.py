@@ -44,3 +44,27 @@ def test_stream_watch_and_rate(stratad_bin, strata_ctl, tmp_path):
     finally:
         dm.stop()
     assert backing_chain(d / "top.qcow2") == [("top.qcow2", None, None)]
+
+
+def test_stream_adaptive(stratad_bin, strata_ctl, tmp_path):
+    """--adaptive asks for adaptive-speed with --speed as the ceiling; the
+    table shows the rate in force."""
+    d = tmp_path / "c"
+    make_chain(d)
+    dm = Daemon(stratad_bin, tmp_path, blockdevs(d, False))
+
+    def ctl(*args, check=True):
+        return run([strata_ctl, "-s", dm.qmp_path, *args], check=check)
+
+    try:
+        ctl("stream", "top", "--speed", "2M", "--adaptive")
+        job = json.loads(ctl("--json", "jobs").stdout)[0]
+        assert job["adaptive-speed"] is True and job["speed"] == 2 << 20
+        assert 0 < job["current-speed"] <= 2 << 20
+        assert "/s adaptive" in ctl("jobs").stdout
+        ctl("job", "set-speed", "stream-top", "64M")
+        assert "stream-top" in ctl("jobs", "--watch", "0.1").stdout
+    finally:
+        dm.stop()
+    assert backing_chain(d / "top.qcow2") == [("top.qcow2", None, None)]
+    same_content(type("P", (), {"dir": d})())

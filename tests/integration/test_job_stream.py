@@ -7,6 +7,7 @@ line on their own copy, sends the same QMP lines, and compares events,
 replies and the images afterwards (qemu-img info --backing-chain,
 check, compare with a pristine copy of the chain)."""
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -736,16 +737,42 @@ def test_filter_node_name_taken(peers):
     assert out["strata"][0] == "error"
 
 
-def test_client_reads_through_filter_are_copied(tmp_path):
+def thread_nices(pid):
+    """The nice value of each of the process's threads."""
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except FileNotFoundError:
+            continue                 # the thread just ended
+        # Fields after the command name (which may hold spaces): the
+        # nice value is the 19th field of the line.
+        out.append(int(stat[stat.rindex(")") + 2:].split()[16]))
+    return out
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_client_reads_through_filter(tmp_path, adaptive):
     """While the job is paused, what a client reads through the export
     becomes local in the top (the filter copies it), and nothing else
-    does."""
+    does.  An adaptive job leaves the copying to itself, at the rate its
+    controller sets: the filter then copies nothing, and the job's
+    thread runs at the lowest CPU priority (nice 19)."""
     p = Peer("strata", tmp_path, extra=[
         "--nbd-server", f"addr.type=unix,addr.path={tmp_path}/r.sock",
         "--export", "type=nbd,id=e0,node-name=top,name=top"])
     try:
-        assert p.cmd("block-stream", {"job-id": "s1", "device": "top",
-                                      "speed": 1})[0] == "ok"
+        args = {"job-id": "s1", "device": "top", "speed": 1}
+        if adaptive:
+            args["adaptive-speed"] = True
+        assert p.cmd("block-stream", args)[0] == "ok"
+        deadline = time.monotonic() + 10
+        nices = thread_nices(p.d.proc.pid)
+        while adaptive and 19 not in nices and time.monotonic() < deadline:
+            time.sleep(0.05)
+            nices = thread_nices(p.d.proc.pid)
+        assert (19 in nices) == adaptive, nices
         p.cmd("job-pause", {"id": "s1"})
         h = nbd.NBD()
         h.connect_uri(f"nbd+unix:///top?socket={tmp_path}/r.sock")
@@ -761,7 +788,9 @@ def test_client_reads_through_filter_are_copied(tmp_path):
                          capture_output=True, text=True).stdout
     local = [(r["start"], r["start"] + r["length"]) for r in json.loads(out)
              if r["depth"] == 0 and r["data"]]
-    # The 1 MiB read is local now; mid's data at 28M, never read, is not.
-    assert any(s <= 20 << 20 and e >= 21 << 20 for s, e in local), local
+    # The 1 MiB read is local now unless the job is adaptive; mid's data
+    # at 28M, never read, is not.
+    assert any(s <= 20 << 20 and e >= 21 << 20
+               for s, e in local) == (not adaptive), local
     assert not any(s < (28 << 20) + 1 and e > 28 << 20
                    for s, e in local), local

@@ -19,6 +19,7 @@
 typedef struct CorState {
     BlockNode *base;          /* below bottom: not copied from (no ref) */
     bool enabled;             /* copy-on-read enabled on bs->file */
+    atomic_bool passive;      /* reads pass through without a copy */
 } CorState;
 
 static bool cor_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
@@ -85,7 +86,8 @@ static int cor_pread(BlockNode *bs, uint64_t offset, uint64_t bytes,
                      void *buf, int flags)
 {
     CorState *s = bs->opaque;
-    if (s->enabled) {
+    if (s->enabled && !atomic_load_explicit(&s->passive,
+                                            memory_order_relaxed)) {
         int ret = block_copy_on_read(bs->file, s->base, offset, bytes, NULL);
         if (ret < 0) {
             return ret;
@@ -141,6 +143,14 @@ static bool cor_truncate(BlockNode *bs, uint64_t size, bool exact,
     }
     atomic_store(&bs->total_size, block_node_size(bs->file));
     return true;
+}
+
+void block_cor_filter_set_copying(BlockNode *filter, bool copying)
+{
+    if (filter->drv == &bdrv_copy_on_read) {
+        CorState *s = filter->opaque;
+        atomic_store(&s->passive, !copying);
+    }
 }
 
 static const char *const cor_strong_options[] = { "bottom", NULL };

@@ -142,6 +142,48 @@ static void test_probes_again(void **state)
     assert_true(probes >= 3);
 }
 
+/* Clients seen before the job give the first baseline: the job starts at
+ * the ceiling, without a yield, and backs off within one period. */
+static void test_history_is_the_first_baseline(void **state)
+{
+    RateControl rc;
+    Clients c = { .now = 1000 * MS, .s = { .ops = 5000,
+                                           .total_time_ns = 5000 * 80000 } };
+    rate_control_init(&rc, 512 * MIB, 11, c.now, c.s);
+    assert_int_equal(rc.rate, 512 * MIB);
+    assert_true(rc.baseline_ns > 79999 && rc.baseline_ns < 80001);
+    RateDecision d = period(&rc, &c, 50, 85 * 1000);   /* unhurt */
+    assert_int_equal(d.pause_ns, 0);
+    assert_int_equal(d.rate, 512 * MIB);
+    d = period(&rc, &c, 50, 300 * 1000);               /* hurt */
+    assert_int_equal(d.rate, 256 * MIB);
+    /* Too little history: measure first, start gently. */
+    Clients few = { .now = 1000 * MS, .s = { .ops = 10,
+                                             .total_time_ns = 10 * 80000 } };
+    rate_control_init(&rc, 512 * MIB, 11, few.now, few.s);
+    assert_int_equal(rc.rate, 512 * MIB / 16);
+    d = period(&rc, &few, 20, 80000);
+    assert_true(d.pause_ns > 0);
+}
+
+/* Requests served from memory wander by a microsecond or two from
+ * period to period: that is not the job hurting them. */
+static void test_microsecond_wander_is_not_hurt(void **state)
+{
+    RateControl rc;
+    Clients c = { .now = 1000 * MS };
+    rate_control_init(&rc, 256 * MIB, 13, c.now, c.s);
+    measure_baseline(&rc, &c, 2000);
+    for (int i = 0; i < 20; i++) {
+        RateDecision d = period(&rc, &c, 6000, i % 2 ? 2600 : 2300);
+        if (!rc.yielding) {
+            assert_int_equal(d.pause_ns, 0);
+        }
+    }
+    assert_int_equal(rc.decreases, 0);
+    assert_int_equal(rc.rate, 256 * MIB);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -151,6 +193,8 @@ int main(void)
         cmocka_unit_test(test_slow_start_then_additive),
         cmocka_unit_test(test_backoff_is_randomized),
         cmocka_unit_test(test_probes_again),
+        cmocka_unit_test(test_history_is_the_first_baseline),
+        cmocka_unit_test(test_microsecond_wander_is_not_hurt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
