@@ -261,6 +261,22 @@ typedef struct BlockStorageInfo {
  * volume extended under it). */
 void block_node_storage_info(BlockNode *bs, BlockStorageInfo *info);
 
+/* ---- image parameters (image.c, image-params.h) ---- */
+
+typedef struct ImageParams ImageParams;
+
+/* Whether the format of bs stores image parameters. */
+bool block_node_has_image_params(const BlockNode *bs);
+/* Reads the parameters the image stores into ip (initialised here; an
+ * image that stores none gives the empty set).  Fails, with a message
+ * naming the image, on a format that stores none or a payload this
+ * strata cannot read. */
+bool block_get_image_params(BlockNode *bs, ImageParams *ip, Error **errp);
+/* Stores ip in the image: one header write, so a crash leaves the old
+ * set or the new one. */
+bool block_set_image_params(BlockNode *bs, const ImageParams *ip,
+                            Error **errp);
+
 /* ---- copy-on-read (cor.c) ---- */
 
 /* While enabled (calls nest), copies into bs cannot lose a concurrent

@@ -242,6 +242,18 @@ struct BlockDriver {
     bool (*change_backing_file)(BlockNode *bs, const char *backing_file,
                                 const char *backing_fmt, Error **errp);
 
+    /* The image-parameter payload the image stores (image-params.h):
+     * *buf malloc'd, or NULL and *len 0 when it stores none.  Optional:
+     * without it the format cannot store parameters. */
+    bool (*get_params_payload)(BlockNode *bs, uint8_t **buf, size_t *len,
+                               Error **errp);
+    /* Replaces that payload (NULL: removes it) with a single write of
+     * the image's header, so that a crash leaves the old payload or the
+     * new one in a valid header.  Needs a writable node.  Optional, with
+     * get_params_payload. */
+    bool (*set_params_payload)(BlockNode *bs, const uint8_t *buf, size_t len,
+                               Error **errp);
+
     /* Deallocates everything in this layer so reads fall through to the
      * backing node (qemu-img commit).  Optional. */
     int (*make_empty)(BlockNode *bs);

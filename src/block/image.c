@@ -2,8 +2,11 @@
 /* strata - whole-image operations the tools run offline: check, commit's
  * emptying of the top layer, and rewriting the backing file name. */
 #include <errno.h>
+#include <stdlib.h>
 
 #include "block/block_core.h"
+#include "block/image-params.h"
+#include "util/cleanup.h"
 
 int block_check(BlockNode *bs, BlockCheckResult *res, int fix)
 {
@@ -45,4 +48,52 @@ bool block_change_backing_file(BlockNode *bs, const char *backing_file,
         block_refresh_filename(bs);
     }
     return true;
+}
+
+bool block_node_has_image_params(const BlockNode *bs)
+{
+    return bs->drv->get_params_payload && bs->drv->set_params_payload;
+}
+
+bool block_get_image_params(BlockNode *bs, ImageParams *ip, Error **errp)
+{
+    if (!block_node_has_image_params(bs)) {
+        error_setg(errp, "Image format '%s' does not store image parameters",
+                   bs->drv->format_name);
+        return false;
+    }
+    CLEANUP_FREE uint8_t *buf = NULL;
+    size_t len = 0;
+    if (!bs->drv->get_params_payload(bs, &buf, &len, errp)) {
+        return false;
+    }
+    if (!buf) {
+        image_params_init(ip);
+        if (!ip->kv) {
+            error_setg(errp, "Out of memory");
+            return false;
+        }
+        return true;
+    }
+    return image_params_decode(buf, len, ip, errp);
+}
+
+bool block_set_image_params(BlockNode *bs, const ImageParams *ip,
+                            Error **errp)
+{
+    if (!block_node_has_image_params(bs)) {
+        error_setg(errp, "Image format '%s' does not store image parameters",
+                   bs->drv->format_name);
+        return false;
+    }
+    if (bs->read_only) {
+        error_setg(errp, "Image '%s' is read-only", bs->filename);
+        return false;
+    }
+    CLEANUP_FREE uint8_t *buf = NULL;
+    size_t len = 0;
+    if (!image_params_encode(ip, &buf, &len, errp)) {
+        return false;
+    }
+    return bs->drv->set_params_payload(bs, buf, len, errp);
 }

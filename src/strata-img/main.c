@@ -22,6 +22,7 @@ static const struct {
     { "map", cmd_map },
     { "rebase", cmd_rebase },
     { "resize", cmd_resize },
+    { "update", cmd_update },
 };
 
 static const char help_text[] =
@@ -48,6 +49,8 @@ static const char help_text[] =
 "filename\n"
 "  resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] "
 "filename [+ | -]size\n"
+"  update [-q] [-f fmt] [--output=ofmt] [-U] filename [filename...] "
+"[key=value...]\n"
 "\n"
 "What the words above mean:\n"
 "  filename       an image file (or a json: filename with block options)\n"
@@ -59,6 +62,10 @@ static const char help_text[] =
 "  options        comma-separated name=value settings of the format;\n"
 "                 '-o help' lists them\n"
 "  --output       human (the default) or json, for scripts\n"
+"  key=value      update: an image parameter strata keeps in the image\n"
+"                 (copy-on-read, prefetch, prefetch-rate, prefetch-delay,\n"
+"                 l2-cache-size); an empty value removes it; without any,\n"
+"                 update shows the parameters\n"
 "\n"
 "Options shared by several commands:\n"
 "  -q             print nothing but errors\n"

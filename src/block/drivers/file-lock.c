@@ -45,6 +45,15 @@ static int byte_is_locked(int fd, int off)
     return fl.l_type != F_UNLCK;
 }
 
+/* Another process holds the image: EBUSY in the error, so that a caller
+ * (strata-img update) can say "in use" rather than guess from the text. */
+static void mark_in_use(Error **errp)
+{
+    if (errp && *errp) {
+        (*errp)->errnum = EBUSY;
+    }
+}
+
 int file_lock_apply_and_check(int fd, uint64_t perm, uint64_t shared,
                               const char *path, Error **errp)
 {
@@ -87,6 +96,7 @@ int file_lock_apply_and_check(int fd, uint64_t perm, uint64_t shared,
                 error_setg(errp, "Failed to get \"%s\" lock\n"
                            "Is another process using the image [%s]?",
                            perm_names[i], path);
+                mark_in_use(errp);
                 return -EAGAIN;
             }
         }
@@ -103,6 +113,7 @@ int file_lock_apply_and_check(int fd, uint64_t perm, uint64_t shared,
                 error_setg(errp, "Failed to get shared \"%s\" lock\n"
                            "Is another process using the image [%s]?",
                            perm_names[i], path);
+                mark_in_use(errp);
                 return -EAGAIN;
             }
         }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "block/drivers/qcow2/qcow2-io.h"
+#include "block/image-params.h"
 #include "util/cleanup.h"
 #include "util/keyval.h"
 #include "util/log.h"
@@ -412,6 +413,85 @@ static bool qcow2_change_backing_file(BlockNode *bs, const char *backing_file,
     return true;
 }
 
+static bool qcow2_get_params_payload(BlockNode *bs, uint8_t **buf,
+                                     size_t *len, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    LOCK_GUARD(&s->lock);
+    *buf = NULL;
+    *len = 0;
+    if (!s->header.strata_params) {
+        return true;
+    }
+    *buf = malloc(s->header.strata_params_len ? s->header.strata_params_len
+                                              : 1);
+    if (!*buf) {
+        error_setg(errp, "Out of memory");
+        return false;
+    }
+    memcpy(*buf, s->header.strata_params, s->header.strata_params_len);
+    *len = s->header.strata_params_len;
+    return true;
+}
+
+static bool qcow2_set_params_payload(BlockNode *bs, const uint8_t *buf,
+                                     size_t len, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint8_t *copy = NULL;
+    if (buf) {
+        copy = malloc(len ? len : 1);
+        if (!copy) {
+            error_setg(errp, "Out of memory");
+            return false;
+        }
+        memcpy(copy, buf, len);
+    }
+    uint8_t *old;
+    uint32_t old_len;
+    {
+        LOCK_GUARD(&s->lock);
+        old = s->header.strata_params;
+        old_len = s->header.strata_params_len;
+        s->header.strata_params = copy;
+        s->header.strata_params_len = (uint32_t)len;
+    }
+    /* The whole first cluster in one write: the old header or the new. */
+    int ret = qcow2_update_header(bs);
+    if (ret < 0) {
+        LOCK_GUARD(&s->lock);
+        s->header.strata_params = old;
+        s->header.strata_params_len = old_len;
+        free(copy);
+        error_setg_errno(errp, -ret, "Could not write the parameters of "
+                         "'%s'", bs->filename);
+        return false;
+    }
+    free(old);
+    return true;
+}
+
+/* What info shows of the parameters: the typed set, or nothing when the
+ * image stores none or a set this strata cannot read (update says why). */
+static json_t *params_info(BlockNode *bs)
+{
+    ImageParams ip;
+    Error *err = NULL;
+    CLEANUP_FREE uint8_t *buf = NULL;
+    size_t len = 0;
+    if (!qcow2_get_params_payload(bs, &buf, &len, &err) || !buf) {
+        error_free(err);
+        return NULL;
+    }
+    if (!image_params_decode(buf, len, &ip, &err)) {
+        error_free(err);
+        return NULL;
+    }
+    json_t *j = image_params_to_json(&ip);
+    image_params_free(&ip);
+    return j;
+}
+
 static json_t *qcow2_get_specific_info(BlockNode *bs)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -432,6 +512,11 @@ static json_t *qcow2_get_specific_info(BlockNode *bs)
                 atomic_load(&s->broken),
             "extended-l2",
             (s->header.incompatible_features & QCOW2_INCOMPAT_EXTL2) != 0);
+    }
+    json_t *params = data ? params_info(bs) : NULL;
+    if (params) {
+        /* A member of strata's own: qemu-img has none of this name. */
+        json_object_set_new(data, "strata-parameters", params);
     }
     return data ? json_pack("{s:s, s:o}", "type", "qcow2", "data", data)
                 : NULL;
@@ -481,5 +566,7 @@ const BlockDriver bdrv_qcow2 = {
     .check = qcow2_check,
     .change_backing_file = qcow2_change_backing_file,
     .make_empty = qcow2_make_empty,
+    .get_params_payload = qcow2_get_params_payload,
+    .set_params_payload = qcow2_set_params_payload,
     .get_image_end = qcow2_get_image_end,
 };
