@@ -31,6 +31,8 @@ typedef struct BlockNode BlockNode;
 #define BLOCK_REQ_METADATA    0x8 /* a format driver's own metadata I/O:
                                      accounted as BLOCK_ORIGIN_METADATA,
                                      with every request it makes below */
+#define BLOCK_REQ_NO_COPY     0x10 /* read: never copy-on-read (the reads
+                                      a copy itself makes) */
 
 /* ---- what a request is and who sent it ---- */
 
@@ -293,6 +295,14 @@ void block_cor_disable(BlockNode *bs);
  * -EINVAL unless copy-on-read is enabled on bs; else 0 or -errno. */
 int block_copy_on_read(BlockNode *bs, BlockNode *base, uint64_t offset,
                        uint64_t bytes, uint64_t *copied);
+
+/* Copy-on-read on the node itself, as an image parameter asks
+ * (docs/image-params.md): client reads of bs then copy what they read
+ * from its backing chain into bs first, as through a copy-on-read
+ * filter, without changing the graph.  A failed copy does not fail the
+ * read.  Turning it on drains bs.  Fails on a read-only node. */
+bool block_node_set_copy_on_read(BlockNode *bs, bool on, Error **errp);
+bool block_node_copy_on_read(const BlockNode *bs);
 
 /* Whether a copy-on-read filter copies what its clients read (it does
  * from open).  An adaptive stream turns this off for its filter, so no

@@ -90,6 +90,9 @@ struct BlockNode {
      * range (cor.c) excludes client writes to it.  Changed only with
      * the node drained. */
     atomic_int serialise_writes;
+    /* cor.c: client reads copy from the backing chain first (an image
+     * parameter); holds a serialise_writes count while set. */
+    atomic_bool copy_on_read;
 
     /* io.c: what this node's requests cost (query-blockstats with
      * query-nodes, /metrics).  NULL only when accounting is switched off
@@ -293,5 +296,10 @@ const BlockDriver *block_find_driver(const char *name);
 const BlockDriver *block_find_protocol(const char *prefix);
 /* NULL-terminated list of every driver. */
 extern const BlockDriver *const block_drivers[];
+
+/* cor.c: block_read's copy-on-read of a node with copy_on_read set:
+ * copies what bs does not hold yet; a failure is logged, not returned to
+ * the read.  Returns 0 or -errno for tests. */
+int block_read_copy_first(BlockNode *bs, uint64_t offset, uint64_t bytes);
 
 #endif

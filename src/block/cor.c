@@ -21,6 +21,7 @@
 
 #include "block/block_core.h"
 #include "util/cleanup.h"
+#include "util/log.h"
 
 /* Largest piece copied with one bounce buffer. */
 #define COR_CHUNK (1024 * 1024)
@@ -71,7 +72,7 @@ static int copy_run(BlockNode *bs, uint64_t offset, uint64_t bytes,
 {
     while (bytes > 0) {
         uint64_t n = MIN(bytes, (uint64_t)COR_CHUNK);
-        int ret = block_read(bs, offset, n, buf, 0);
+        int ret = block_read(bs, offset, n, buf, BLOCK_REQ_NO_COPY);
         if (ret < 0) {
             return ret;
         }
@@ -138,4 +139,51 @@ int block_copy_on_read(BlockNode *bs, BlockNode *base, uint64_t offset,
     block_tracker_unhold();
     block_tracker_leave(bs, &w);
     return ret < 0 ? ret : 0;
+}
+
+bool block_node_set_copy_on_read(BlockNode *bs, bool on, Error **errp)
+{
+    if (on && bs->read_only) {
+        error_setg(errp, "Cannot copy on read into read-only node '%s'",
+                   block_node_name(bs));
+        return false;
+    }
+    /* Main thread only, so the flag and the count change together. */
+    if (on == atomic_load(&bs->copy_on_read)) {
+        return true;
+    }
+    if (on) {
+        block_cor_enable(bs);
+        atomic_store(&bs->copy_on_read, true);
+    } else {
+        atomic_store(&bs->copy_on_read, false);
+        /* A read that saw the flag may still be copying: let it end
+         * before writes stop taking the tracker. */
+        block_drain_begin(bs);
+        block_cor_disable(bs);
+        block_drain_end(bs);
+    }
+    return true;
+}
+
+bool block_node_copy_on_read(const BlockNode *bs)
+{
+    return atomic_load(&bs->copy_on_read);
+}
+
+int block_read_copy_first(BlockNode *bs, uint64_t offset, uint64_t bytes)
+{
+    int ret = block_copy_on_read(bs, NULL, offset, bytes, NULL);
+    if (ret < 0 && ret != -EINVAL) {
+        /* (-EINVAL: copy-on-read was just turned off.)  The copy is an
+         * optimisation: the read goes on from the chain.
+         * (ENOSPC on a thin volume must not fail a guest's read.) */
+        static atomic_bool warned;
+        if (!atomic_exchange(&warned, true)) {
+            log_warn("copy-on-read into '%s' failed (%s); reads go on "
+                     "from the backing chain", block_node_name(bs),
+                     strerror(-ret));
+        }
+    }
+    return ret;
 }

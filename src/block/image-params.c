@@ -192,6 +192,43 @@ bool image_params_set_kv(ImageParams *ip, const char *assignment,
     return image_params_set(ip, key, eq + 1, errp);
 }
 
+bool image_params_set_json(ImageParams *ip, json_t *obj, const char *path,
+                           Error **errp)
+{
+    if (!json_is_object(obj)) {
+        error_setg(errp, "Invalid parameter type for '%s', expected: object",
+                   path);
+        return false;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        char buf[32];
+        const char *s;
+        if (json_is_string(v)) {
+            s = json_string_value(v);
+        } else if (json_is_boolean(v)) {
+            s = json_is_true(v) ? "on" : "off";
+        } else if (json_is_integer(v) && json_integer_value(v) >= 0) {
+            snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT,
+                     json_integer_value(v));
+            s = buf;
+        } else {
+            error_setg(errp, "Invalid parameter type for '%s.%s', expected: "
+                       "string", path, key);
+            return false;
+        }
+        if (!s[0]) {
+            error_setg(errp, "Parameter '%s.%s' needs a value", path, key);
+            return false;
+        }
+        if (!image_params_set(ip, key, s, errp)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 bool image_params_decode(const uint8_t *buf, size_t len, ImageParams *ip,
                          Error **errp)
 {

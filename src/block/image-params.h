@@ -67,6 +67,14 @@ bool image_params_set(ImageParams *ip, const char *key, const char *value,
 bool image_params_set_kv(ImageParams *ip, const char *assignment,
                          Error **errp);
 
+/* Sets every member of obj (a JSON object, as QMP gives parameters):
+ * strings as they are, booleans as on/off, non-negative integers in
+ * decimal.  path names obj in messages ("image-params").  Empty values
+ * are refused (they would remove a key).  On failure some members may
+ * be set: work on a copy. */
+bool image_params_set_json(ImageParams *ip, json_t *obj, const char *path,
+                           Error **errp);
+
 /* Whether key is one this version knows. */
 bool image_params_known_key(const char *key);
 
@@ -88,6 +96,12 @@ uint64_t image_params_l2_cache_size(const ImageParams *ip);
  * info shows them; unknown keys as strings.  Never NULL unless out of
  * memory. */
 json_t *image_params_to_json(const ImageParams *ip);
+
+static inline void image_params_cleanup(ImageParams *ip)
+{
+    image_params_free(ip);
+}
+#define CLEANUP_IMAGE_PARAMS __attribute__((cleanup(image_params_cleanup)))
 
 /* A deep copy (for all-or-nothing changes). */
 bool image_params_copy(ImageParams *dst, const ImageParams *src);

@@ -545,9 +545,15 @@ int block_read(BlockNode *bs, uint64_t offset, uint64_t bytes, void *buf,
         return 0;
     }
     block_io_begin(bs);
+    if (atomic_load_explicit(&bs->copy_on_read, memory_order_relaxed) &&
+        !(flags & (BLOCK_REQ_NO_COPY | BLOCK_REQ_METADATA)) &&
+        block_origin_current() == BLOCK_ORIGIN_CLIENT) {
+        /* In flight already, so turning copy-on-read off waits for it. */
+        block_read_copy_first(bs, offset, bytes);
+    }
     IoAcct acct;
     io_acct_start(bs, &acct, BLOCK_REQ_READ, bytes, flags);
-    flags &= ~BLOCK_REQ_METADATA;
+    flags &= ~(BLOCK_REQ_METADATA | BLOCK_REQ_NO_COPY);
 
     uint64_t align = bs->request_alignment;
     if (align > 1 && needs_rmw(bs, offset, bytes)) {

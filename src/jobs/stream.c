@@ -46,6 +46,7 @@ typedef struct StreamJob {
      * copied too. */
     BlockNode *filter;
     bool adaptive;
+    uint64_t delay_ns;            /* before the first copy */
     RateControl rc;               /* when adaptive */
     BlockUser *user;
 } StreamJob;
@@ -136,6 +137,13 @@ static int stream_run(Job *job, Error **errp)
     int error = 0;
     uint64_t next_decision = 0;
 
+    /* An image's prefetch-delay: the guest boots first. */
+    for (uint64_t end = mono_ns() + s->delay_ns; mono_ns() < end;) {
+        if (job_pause_point(job)) {
+            return 0;       /* cancelled: the core ends the job */
+        }
+        job_sleep_ns(job, MIN(end - mono_ns(), 100 * 1000 * 1000ULL));
+    }
     if (s->adaptive) {
         lower_cpu_priority();
         /* The first decision needs a period of the clients to judge. */
@@ -394,6 +402,7 @@ bool stream_start(const StreamOptions *o, Error **errp)
     }
     s->top = bs;
     s->adaptive = o->adaptive_speed;
+    s->delay_ns = o->delay_ns;
     if (base) {
         block_node_ref(base);
         s->base = base;

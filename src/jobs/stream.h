@@ -27,6 +27,9 @@ typedef struct StreamOptions {
     /* strata: adapt the rate to the clients' latency (docs/stream.md);
      * speed is then the ceiling. */
     bool adaptive_speed;
+    /* strata, not on QMP: wait this long (pausable, cancellable) before
+     * copying anything -- an image's prefetch-delay. */
+    uint64_t delay_ns;
 } StreamOptions;
 
 /* Checks the arguments in QEMU's order, with QEMU's texts, and starts

@@ -3,10 +3,13 @@
  * query-named-block-nodes.  Nodes added here or by --blockdev are
  * "owned by the monitor": the monitor holds a reference until
  * blockdev-del or shutdown. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "block/block.h"
+#include "block/image-params.h"
+#include "jobs/image-params-apply.h"
 #include "jobs/job.h"
 #include "nbd/nbd.h"
 #include "qmp/block-info.h"
@@ -14,9 +17,13 @@
 #include "qmp/qmp-args.h"
 #include "qmp/qmp-internal.h"
 #include "util/cleanup.h"
+#include "util/log.h"
 
 typedef struct OwnedNode {
     BlockNode *bs;
+    /* The image parameters in force: the image's, then blockdev-add's
+     * image-params, then live changes (block-set-image-params). */
+    ImageParams params;
     struct OwnedNode *next;
 } OwnedNode;
 
@@ -111,6 +118,58 @@ static bool prepare_options(json_t *opts, const char *prefix, bool strict,
     return true;
 }
 
+/* blockdev-add's "image-params" (strata): the image's parameters to
+ * use instead of the stored ones, key by key, as strings (or booleans
+ * for on/off, integers for numbers).  Taken out of opts; an l2-cache-size
+ * becomes the qcow2 option unless the cache is sized there already. */
+static bool take_param_overrides(json_t *opts, ImageParams *ov, Error **errp)
+{
+    json_t *p = json_object_get(opts, "image-params");
+    if (!p) {
+        return true;
+    }
+    if (!image_params_set_json(ov, p, "image-params", errp)) {
+        return false;
+    }
+    const char *l2 = image_params_get(ov, "l2-cache-size");
+    const char *driver = json_string_value(json_object_get(opts, "driver"));
+    if (l2 && driver && !strcmp(driver, "qcow2") &&
+        !json_object_get(opts, "l2-cache-size") &&
+        !json_object_get(opts, "cache-size")) {
+        json_object_set_new(opts, "l2-cache-size",
+                            json_integer((json_int_t)strtoll(l2, NULL, 10)));
+    }
+    json_object_del(opts, "image-params");
+    return true;
+}
+
+/* The image's stored parameters, then the overrides. */
+static void effective_params(BlockNode *bs, const ImageParams *ov,
+                             ImageParams *out)
+{
+    Error *err = NULL;
+    if (!block_node_has_image_params(bs) ||
+        !block_get_image_params(bs, out, &err)) {
+        if (err) {
+            log_warn("image parameters of '%s' ignored: %s",
+                     block_node_name(bs), error_get_pretty(err));
+            error_free(err);
+        }
+        image_params_init(out);
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(ov->kv, key, v) {
+        json_object_set(out->kv, key, v);
+    }
+}
+
+ImageParams *qmp_node_params(BlockNode *bs)
+{
+    OwnedNode **p = find_owned(bs);
+    return *p ? &(*p)->params : NULL;
+}
+
 bool qmp_blockdev_add(json_t *opts, bool strict_types, Error **errp)
 {
     json_t *copy = json_deep_copy(opts);
@@ -118,7 +177,10 @@ bool qmp_blockdev_add(json_t *opts, bool strict_types, Error **errp)
         error_setg(errp, "Out of memory");
         return false;
     }
-    if (!prepare_options(copy, "", strict_types, errp)) {
+    CLEANUP_IMAGE_PARAMS ImageParams ov;
+    image_params_init(&ov);
+    if (!take_param_overrides(copy, &ov, errp) ||
+        !prepare_options(copy, "", strict_types, errp)) {
         json_decref(copy);
         return false;
     }
@@ -146,6 +208,14 @@ bool qmp_blockdev_add(json_t *opts, bool strict_types, Error **errp)
         free(own);
         return false;
     }
+    effective_params(own->bs, &ov, &own->params);
+    if (!image_params_apply_on_open(own->bs, &own->params, errp)) {
+        block_node_set_copy_on_read(own->bs, false, NULL);
+        image_params_free(&own->params);
+        block_node_unref(own->bs);
+        free(own);
+        return false;
+    }
     own->next = owned_nodes;
     owned_nodes = own;
     return true;
@@ -156,6 +226,7 @@ void qmp_blockdev_release_all(void)
     while (owned_nodes) {
         OwnedNode *own = owned_nodes;
         owned_nodes = own->next;
+        image_params_free(&own->params);
         block_node_unref(own->bs);
         free(own);
     }
@@ -205,6 +276,7 @@ static json_t *cmd_blockdev_del(json_t *args, Error **errp)
     }
     OwnedNode *own = *p;
     *p = own->next;
+    image_params_free(&own->params);
     block_node_unref(own->bs);
     free(own);
     return json_object();

@@ -307,6 +307,7 @@ bool qmp_monitor_init(PollLoop *loop, Error **errp)
     qmp_register_thinp_commands();
     qmp_register_job_commands();
     qmp_register_object_commands();
+    qmp_register_params_commands();
     if (!qmp_jobs_init(loop, errp)) {
         return false;
     }

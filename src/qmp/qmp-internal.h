@@ -64,6 +64,13 @@ void qmp_register_pause_commands(void);
 void qmp_register_job_commands(void);
 /* object-add, object-del, qom-list (cmd-objects.c). */
 void qmp_register_object_commands(void);
+/* image-params, block-set-image-params (cmd-params.c). */
+struct BlockNode;
+struct ImageParams;
+void qmp_register_params_commands(void);
+/* The image parameters in force on a node blockdev-add created, or
+ * NULL for another node (cmd-block.c). */
+struct ImageParams *qmp_node_params(struct BlockNode *bs);
 /* False, with the reason, while export requests are held (quit). */
 bool qmp_quit_allowed(Error **errp);
 

@@ -48,6 +48,7 @@ int cmd_stats(const CtlOptions *o, int argc, char **argv);
 int cmd_stream(const CtlOptions *o, int argc, char **argv);
 int cmd_jobs(const CtlOptions *o, int argc, char **argv);
 int cmd_job(const CtlOptions *o, int argc, char **argv);
+int cmd_params(const CtlOptions *o, int argc, char **argv);
 
 /* Connects or prints why not; NULL means exit 1. */
 QmpClient *ctl_connect_or_report(const CtlOptions *o);

@@ -28,6 +28,7 @@ static const Subcommand subcommands[] = {
     { "stream", cmd_stream, "start a block-stream job into a node" },
     { "jobs", cmd_jobs, "list block jobs, or watch their progress" },
     { "job", cmd_job, "pause, resume, cancel or re-rate a job" },
+    { "params", cmd_params, "show or change a node's image parameters" },
 };
 
 static void usage(FILE *f)

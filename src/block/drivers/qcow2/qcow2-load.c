@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "block/drivers/qcow2/qcow2-io.h"
+#include "block/image-params.h"
 #include "util/cleanup.h"
 #include "util/keyval.h"
 
@@ -392,7 +393,26 @@ bool qcow2_parse_options(BlockNode *bs, json_t *opts, Error **errp)
     /* Default: enough L2 cache for the whole disk, capped. */
     uint64_t l2_default = DIV_ROUND_UP(s->header.size, l2_span) *
                           s->cluster_size;
+    uint64_t whole_disk = l2_default;
     l2_default = MIN(l2_default, QCOW2_DEFAULT_L2_CACHE_MAX);
+    /* The image's own l2-cache-size parameter (docs/image-params.md)
+     * replaces the default; open options still win.  Never more than
+     * the whole disk needs, so no parameter can make the image too big
+     * to open.  A set strata cannot read is ignored here (update and
+     * query-image-params say why). */
+    if (s->header.strata_params) {
+        ImageParams ip;
+        Error *perr = NULL;
+        if (image_params_decode(s->header.strata_params,
+                                s->header.strata_params_len, &ip, &perr)) {
+            uint64_t want = image_params_l2_cache_size(&ip);
+            if (want) {
+                l2_default = MIN(want, whole_disk);
+            }
+            image_params_free(&ip);
+        }
+        error_free(perr);
+    }
     uint64_t cache_size, l2, rb, entry_size, interval;
     bool lazy, no_unref, pass_req, pass_snap, pass_other;
     bool has_l2 = json_object_get(opts, "l2-cache-size") != NULL;
