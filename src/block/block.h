@@ -89,6 +89,10 @@ BlockOrigin block_origin_current(void);
 #define BLOCK_O_NOCACHE     0x8 /* cache.direct=on on the protocol node */
 #define BLOCK_O_NO_REPAIR   0x10 /* do not auto-repair a dirty image on
                                     open (used by check) */
+#define BLOCK_O_METADATA_ONLY 0x20 /* read-write for changes of the image's
+                                      metadata only (amend): data writes
+                                      fail with EROFS, so qcow2 opens images
+                                      with internal snapshots */
 
 typedef enum PreallocMode {
     PREALLOC_OFF = 0,
@@ -380,6 +384,22 @@ const BlockCreateOpt *block_create_opts(const char *fmt);
 /* The create options of the protocol driver formats create their image
  * file with; a format accepts them too (qemu-img's protocol level). */
 const BlockCreateOpt *block_protocol_create_opts(void);
+
+/* ---- amend (qemu-img amend; image.c) ---- */
+
+/* Progress of a long amend step: done of total. */
+typedef void BlockAmendProgress(void *opaque, uint64_t done, uint64_t total);
+
+/* The options amend takes for bs's format (-o help), or NULL. */
+const BlockCreateOpt *block_node_amend_opts(const BlockNode *bs);
+/* The same for a format by name, or NULL (unknown, or no amend). */
+const BlockCreateOpt *block_format_amend_opts(const char *fmt);
+/* Changes the image's format options (qemu-img amend -o): opts holds the
+ * names of block_node_amend_opts with sizes and numbers as JSON integers
+ * and the rest as strings.  Fails with QEMU's texts; a format without
+ * amend gives "Format driver 'x' does not support option amendment". */
+bool block_amend(BlockNode *bs, json_t *opts, bool force,
+                 BlockAmendProgress *progress, void *opaque, Error **errp);
 
 /* Creates an image of format fmt ("qcow2", "raw", "file").  opts holds
  * qemu-img -o style options ("size" is a number, the rest strings or

@@ -245,6 +245,12 @@ struct BlockDriver {
     bool (*change_backing_file)(BlockNode *bs, const char *backing_file,
                                 const char *backing_fmt, Error **errp);
 
+    /* qemu-img amend: the options (-o help) and the change itself (see
+     * block_amend).  Optional, together. */
+    const BlockCreateOpt *amend_opts;
+    bool (*amend)(BlockNode *bs, json_t *opts, bool force,
+                  BlockAmendProgress *progress, void *opaque, Error **errp);
+
     /* The image-parameter payload the image stores (image-params.h):
      * *buf malloc'd, or NULL and *len 0 when it stores none.  Optional:
      * without it the format cannot store parameters. */

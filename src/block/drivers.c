@@ -66,6 +66,12 @@ const BlockCreateOpt *block_create_opts(const char *fmt)
     return drv && drv->create ? drv->create_opts : NULL;
 }
 
+const BlockCreateOpt *block_format_amend_opts(const char *fmt)
+{
+    const BlockDriver *drv = block_find_driver(fmt);
+    return drv && drv->amend ? drv->amend_opts : NULL;
+}
+
 /* raw and qcow2 create their image with block_create("file", ...). */
 const BlockCreateOpt *block_protocol_create_opts(void)
 {

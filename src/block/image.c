@@ -97,3 +97,19 @@ bool block_set_image_params(BlockNode *bs, const ImageParams *ip,
     }
     return bs->drv->set_params_payload(bs, buf, len, errp);
 }
+
+const BlockCreateOpt *block_node_amend_opts(const BlockNode *bs)
+{
+    return bs->drv->amend ? bs->drv->amend_opts : NULL;
+}
+
+bool block_amend(BlockNode *bs, json_t *opts, bool force,
+                 BlockAmendProgress *progress, void *opaque, Error **errp)
+{
+    if (!bs->drv->amend) {
+        error_setg(errp, "Format driver '%s' does not support option "
+                   "amendment", bs->drv->format_name);
+        return false;
+    }
+    return bs->drv->amend(bs, opts, force, progress, opaque, errp);
+}

@@ -26,6 +26,7 @@ int cmd_rebase(int argc, char **argv);
 int cmd_commit(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
 int cmd_update(int argc, char **argv);
+int cmd_amend(int argc, char **argv);
 
 /* Prints the tool's full help to stdout and exits 0 (qemu-img prints the
  * same help for `-h` given to any command). */
@@ -94,6 +95,16 @@ json_t *img_parse_create_opts(const char *optstr, bool *help,
 bool img_check_create_opts(const char *fmt, json_t *opts, const char *filename);
 /* "Supported <fmt> options:" list, as `qemu-img create -o help`. */
 void img_print_create_help(const char *fmt, bool with_protocol);
+/* Prints "  name=<type> - help" lines of list, then of extra's options
+ * not in list, sorted by name, as qemu-img's -o help. */
+void img_print_opts_sorted(const BlockCreateOpt *list,
+                           const BlockCreateOpt *extra);
+/* Converts the value of d's option in opts as qemu-img parses it (sizes
+ * and numbers to integers; booleans checked), printing qemu-img's
+ * message (prefixed with "filename: " when filename is given) and
+ * returning false when it does not parse. */
+bool img_normalize_opt(const BlockCreateOpt *d, json_t *opts,
+                       const char *filename);
 /* The "Formatting 'f', fmt=... " line. */
 void img_print_formatting(const char *filename, const char *fmt,
                           json_t *opts);

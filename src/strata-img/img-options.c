@@ -131,8 +131,8 @@ static int cmp_desc(const void *a, const void *b)
 
 /* Prints the options of list, then those of extra not already in list,
  * sorted by name. */
-static void print_sorted(const BlockCreateOpt *list,
-                         const BlockCreateOpt *extra)
+void img_print_opts_sorted(const BlockCreateOpt *list,
+                           const BlockCreateOpt *extra)
 {
     const BlockCreateOpt *sorted[64];
     size_t n = 0;
@@ -164,17 +164,17 @@ void img_print_create_help(const char *fmt, bool with_protocol)
      * without one it can only hint at them. */
     if (with_protocol) {
         printf("Supported options:\n");
-        print_sorted(list, block_protocol_create_opts());
+        img_print_opts_sorted(list, block_protocol_create_opts());
         return;
     }
     printf("Supported %s options:\n", fmt);
-    print_sorted(list, NULL);
+    img_print_opts_sorted(list, NULL);
     printf("\nThe protocol level may support further options.\n"
            "Specify the target filename to include those options.\n");
 }
 
-static bool normalize_one(const BlockCreateOpt *d, json_t *opts,
-                          const char *filename)
+bool img_normalize_opt(const BlockCreateOpt *d, json_t *opts,
+                       const char *filename)
 {
     json_t *v = json_object_get(opts, d->name);
     const char *s;
@@ -226,7 +226,7 @@ bool img_normalize_create_opts(const char *fmt, json_t *opts,
 
     json_object_foreach(opts, key, value) {
         const BlockCreateOpt *d = lookup_opt(fmt, key);
-        if (d && !normalize_one(d, opts, filename)) {
+        if (d && !img_normalize_opt(d, opts, filename)) {
             return false;
         }
     }

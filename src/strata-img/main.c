@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img - offline image tool, a drop-in for qemu-img's create,
- * info, check, map, compare, convert, rebase, commit and resize. */
+ * info, check, map, compare, convert, rebase, commit, resize and amend,
+ * and update for strata's image parameters. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@ static const struct {
     const char *name;
     ImgCommandFn *fn;
 } commands[] = {
+    { "amend", cmd_amend },
     { "check", cmd_check },
     { "commit", cmd_commit },
     { "compare", cmd_compare },
@@ -34,6 +36,7 @@ static const char help_text[] =
 "qemu-img run unchanged.\n"
 "\n"
 "Commands:\n"
+"  amend [-p] [-q] [-f fmt] [--force] -o options filename\n"
 "  check [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-U] filename\n"
 "  commit [-q] [-f fmt] [-b base] [-d] [-p] filename\n"
 "  compare [-f fmt] [-F fmt] [-p] [-q] [-s] [-U] filename1 filename2\n"

@@ -59,6 +59,16 @@ int qcow2_imrt_inc(Qcow2Check *c, BlockCheckResult *res, uint64_t offset,
  * driver's metadata. */
 int qcow2_check_rebuild_refcounts(Qcow2Check *c, BlockCheckResult *res,
                                   Error **errp);
+/* The first half of a rebuild: writes the refcount blocks and table for
+ * the in-memory counts (in the width s->refcount_order says) and flushes,
+ * but leaves the header pointing at the old ones; *rt_offset and
+ * *rt_clusters locate the new table.  Amend switches the width with it
+ * (one header write). */
+int qcow2_check_write_refcount_structures(Qcow2Check *c,
+                                          BlockCheckResult *res,
+                                          uint64_t *rt_offset,
+                                          uint64_t *rt_clusters,
+                                          Error **errp);
 
 /* ---- qcow2-check-snapshots.c ---- */
 /* Reads the snapshot table into c->snapshots.  Problems are counted in

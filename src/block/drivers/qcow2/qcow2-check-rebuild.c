@@ -225,8 +225,11 @@ static int write_refblocks(Qcow2Check *c, uint64_t first, uint64_t end,
     return grown;
 }
 
-int qcow2_check_rebuild_refcounts(Qcow2Check *c, BlockCheckResult *res,
-                                  Error **errp)
+int qcow2_check_write_refcount_structures(Qcow2Check *c,
+                                          BlockCheckResult *res,
+                                          uint64_t *rt_offset_out,
+                                          uint64_t *rt_clusters_out,
+                                          Error **errp)
 {
     BDRVQcow2State *s = c->s;
     RebuildTable rt = { 0 };
@@ -273,29 +276,42 @@ int qcow2_check_rebuild_refcounts(Qcow2Check *c, BlockCheckResult *res,
         error_setg_errno(errp, -ret, "ERROR writing reftable");
         goto out;
     }
+    ret = block_flush(c->bs->file);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "ERROR writing reftable");
+        goto out;
+    }
+    *rt_offset_out = rt_offset;
+    *rt_clusters_out = rt_clusters;
+out:
+    free(rt.entries);
+    return ret;
+}
 
+int qcow2_check_rebuild_refcounts(Qcow2Check *c, BlockCheckResult *res,
+                                  Error **errp)
+{
+    uint64_t rt_offset = 0, rt_clusters = 0;
+    int ret = qcow2_check_write_refcount_structures(c, res, &rt_offset,
+                                                    &rt_clusters, errp);
+    if (ret < 0) {
+        return ret;
+    }
     uint8_t hdr[12];
     uint64_t be_off = htobe64(rt_offset);
     uint32_t be_clusters = htobe32((uint32_t)rt_clusters);
     memcpy(hdr, &be_off, 8);
     memcpy(hdr + 8, &be_clusters, 4);
-    ret = block_flush(c->bs->file);
-    if (ret == 0) {
-        ret = block_write(c->bs->file, 48, sizeof(hdr), hdr, 0);
-    }
+    ret = block_write(c->bs->file, 48, sizeof(hdr), hdr, 0);
     if (ret == 0) {
         ret = block_flush(c->bs->file);
     }
     if (ret < 0) {
         error_setg_errno(errp, -ret, "ERROR setting reftable");
-        goto out;
+        return ret;
     }
     if (!qcow2_reload_metadata(c->bs, errp)) {
-        ret = -EIO;
-        goto out;
+        return -EIO;
     }
-    ret = 0;
-out:
-    free(rt.entries);
-    return ret;
+    return 0;
 }

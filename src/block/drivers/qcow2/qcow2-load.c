@@ -170,7 +170,9 @@ bool qcow2_check_open_policy(BlockNode *bs, const uint8_t *raw, size_t len,
                    "read/write");
         return false;
     }
-    if (writable && h->nb_snapshots) {
+    /* Amend changes metadata only, and walks the snapshots' tables
+     * itself: it may open such an image. */
+    if (writable && h->nb_snapshots && !s->metadata_only) {
         error_setg(errp, "qcow2: Writing to images with internal snapshots is "
                    "not supported ('%s' has %" PRIu32 " snapshots); open it "
                    "read-only or delete the snapshots with qemu-img",

@@ -425,6 +425,9 @@ int qcow2_co_pwrite(BlockNode *bs, uint64_t offset, uint64_t bytes,
                     const void *buf, int flags)
 {
     BDRVQcow2State *s = bs->opaque;
+    if (s->metadata_only) {
+        return -EROFS;
+    }
     const uint8_t *p = buf;
     bool meta_changed = false;
     while (bytes > 0) {
@@ -453,6 +456,9 @@ int qcow2_co_pwrite_compressed(BlockNode *bs, uint64_t offset, uint64_t bytes,
                                const void *buf)
 {
     BDRVQcow2State *s = bs->opaque;
+    if (s->metadata_only) {
+        return -EROFS;
+    }
     uint64_t cs = s->cluster_size;
     if (atomic_load(&s->broken)) {
         return -EIO;

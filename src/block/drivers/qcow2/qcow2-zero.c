@@ -242,6 +242,9 @@ int qcow2_co_pwrite_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,
                            int flags)
 {
     BDRVQcow2State *s = bs->opaque;
+    if (s->metadata_only) {
+        return -EROFS;
+    }
     uint64_t cs = s->cluster_size;
     uint64_t size = block_node_size(bs);
     if (s->header.version < 3) {
@@ -305,6 +308,9 @@ int qcow2_co_pwrite_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,
 int qcow2_co_pdiscard(BlockNode *bs, uint64_t offset, uint64_t bytes)
 {
     BDRVQcow2State *s = bs->opaque;
+    if (s->metadata_only) {
+        return -EROFS;
+    }
     uint64_t cs = s->cluster_size;
     uint64_t size = block_node_size(bs);
     uint64_t end = offset + bytes;

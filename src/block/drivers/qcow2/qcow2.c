@@ -228,6 +228,7 @@ static bool qcow2_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
         return false;
     }
     bool writable = !bs->read_only;
+    s->metadata_only = (flags & BLOCK_O_METADATA_ONLY) != 0;
     CLEANUP_FREE uint8_t *raw = NULL;
     size_t raw_len = 0;
     if (!qcow2_load_metadata(bs, &raw, &raw_len, errp) ||
@@ -343,8 +344,10 @@ static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
         error_setg(errp, "The new size must be a multiple of 512");
         return false;
     }
-    if (s->header.nb_snapshots) {
-        error_setg(errp, "Can't resize an image which has snapshots");
+    /* Growing touches only the active L1 table; shrinking would change
+     * L2 tables the snapshots share. */
+    if (s->header.nb_snapshots && size < s->header.size) {
+        error_setg(errp, "Can't shrink an image which has snapshots");
         return false;
     }
     if (size < s->header.size) {
@@ -566,6 +569,8 @@ const BlockDriver bdrv_qcow2 = {
     .check = qcow2_check,
     .change_backing_file = qcow2_change_backing_file,
     .make_empty = qcow2_make_empty,
+    .amend_opts = qcow2_amend_opts,
+    .amend = qcow2_amend,
     .get_params_payload = qcow2_get_params_payload,
     .set_params_payload = qcow2_set_params_payload,
     .get_image_end = qcow2_get_image_end,

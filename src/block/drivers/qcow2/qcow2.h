@@ -32,6 +32,13 @@ extern const BlockCreateOpt qcow2_create_opts[];
 /* fix is BLOCK_FIX_*.  Called on an open node with no I/O in flight
  * (from open when the image is dirty, or from strata-img check). */
 int qcow2_check(BlockNode *bs, BlockCheckResult *res, int fix);
+/* qemu-img amend (qcow2-amend.c). */
+extern const BlockCreateOpt qcow2_amend_opts[];
+bool qcow2_amend(BlockNode *bs, json_t *opts, bool force,
+                 BlockAmendProgress *progress, void *opaque, Error **errp);
+/* Rewrites the refcount structures with entries of 1 << order bits. */
+bool qcow2_change_refcount_order(BlockNode *bs, unsigned order,
+                                 Error **errp);
 
 /* ---- L2 entries ---- */
 typedef enum Qcow2ClusterType {
@@ -134,6 +141,7 @@ typedef struct BDRVQcow2State {
     uint64_t meta_set_count;
 
     bool writable;
+    bool metadata_only;       /* BLOCK_O_METADATA_ONLY: no data writes */
     bool lazy_refcounts;      /* open option (or header default) */
     bool dirty_set_by_us;     /* we set the dirty bit; clear on close */
     bool discard_no_unref;
