@@ -80,5 +80,38 @@ show "$IMG" check thin.qcow2
 show qemu-img check thin.qcow2
 ls -ls thin.qcow2 template.qcow2
 
+step "Provision three more VMs from the template in one command"
+# Image parameters live in each image: every stratad that opens one
+# applies them.  update refuses any image another process holds.
+for vm in vm2 vm3 vm4; do
+  "$IMG" create -q -f qcow2 -b template.qcow2 -F qcow2 "$vm.qcow2"
+done
+show "$IMG" update vm2.qcow2 vm3.qcow2 vm4.qcow2 copy-on-read=on \
+  prefetch=on-open prefetch-rate=adaptive prefetch-delay=1
+show "$IMG" info vm3.qcow2
+
+step "Serve them: copy-on-read, and a prefetch job per disk that yields to the guests"
+"$DAEMON" \
+  --blockdev '{"driver": "qcow2", "node-name": "vm2", "file": {"driver": "file", "filename": "vm2.qcow2"}}' \
+  --blockdev '{"driver": "qcow2", "node-name": "vm3", "file": {"driver": "file", "filename": "vm3.qcow2"}}' \
+  --blockdev '{"driver": "qcow2", "node-name": "vm4", "file": {"driver": "file", "filename": "vm4.qcow2"}, "image-params": {"prefetch": "off"}}' \
+  --nbd-server addr.type=unix,addr.path="$work/nbd2.sock" \
+  --export type=nbd,id=e2,node-name=vm2,name=vm2,writable=on \
+  --export type=nbd,id=e3,node-name=vm3,name=vm3,writable=on \
+  --export type=nbd,id=e4,node-name=vm4,name=vm4,writable=on \
+  --chardev socket,path="$work/qmp2.sock",server=on,wait=off,id=mon0 \
+  --monitor chardev=mon0 &
+daemon_pid=$!
+for _ in $(seq 100); do [ -S "$work/qmp2.sock" ] && [ -S "$work/nbd2.sock" ] && break; sleep 0.05; done
+show "$CTL" -s "$work/qmp2.sock" jobs
+show "$CTL" -s "$work/qmp2.sock" params vm4
+# vm4's reads copy what they touch (copy-on-read), no prefetch for it.
+show qemu-io -f raw -r -c "read -P 0x44 4M 1M" "nbd+unix:///vm4?socket=$work/nbd2.sock"
+show "$CTL" -s "$work/qmp2.sock" jobs --watch 0.5
+show "$CTL" -s "$work/qmp2.sock" qmp quit
+wait "$daemon_pid"; daemon_pid=""
+show "$IMG" info --backing-chain vm2.qcow2
+show "$IMG" map vm4.qcow2
+
 # The thin-provisioning loop: thresholds fire, the agent extends, no write fails.
 BUILD="$BUILD" "$SCRIPTS/demo-thinp.sh"

@@ -110,7 +110,9 @@ RateDecision rate_control_update(RateControl *rc, uint64_t now_ns,
     }
 
     bool busy = ops >= BUSY_OPS;
-    bool hurt = busy && rc->baseline_ns > 0 &&
+    /* Even one slow request counts: a client stuck behind the job's
+     * copies completes few requests, and must not pass for idle. */
+    bool hurt = ops > 0 && rc->baseline_ns > 0 &&
                 mean > rc->baseline_ns * (1.0 + MARGIN) + SLACK_NS;
     RateDecision d = { 0 };
     if (hurt) {

@@ -144,6 +144,13 @@ static int stream_run(Job *job, Error **errp)
         }
         job_sleep_ns(job, MIN(end - mono_ns(), 100 * 1000 * 1000ULL));
     }
+    if (s->adaptive && s->delay_ns) {
+        /* What the clients did during the delay is the history the
+         * controller starts from. */
+        rate_control_init(&s->rc, job_get_speed(job), s->rc.seed, mono_ns(),
+                          client_sample(s->top));
+        job_set_effective_speed(job, s->rc.rate);
+    }
     if (s->adaptive) {
         lower_cpu_priority();
         /* The first decision needs a period of the clients to judge. */

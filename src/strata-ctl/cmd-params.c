@@ -26,7 +26,8 @@ static void show_set(const char *label, json_t *set)
         return;
     }
     json_object_foreach(set, key, v) {
-        char *s = json_dumps(v, JSON_ENCODE_ANY);
+        char *s = json_is_string(v) ? strdup(json_string_value(v))
+                                    : json_dumps(v, JSON_ENCODE_ANY);
         printf("%-14s %s=%s\n", label, key, s ? s : "?");
         free(s);
         label = "";

@@ -247,3 +247,77 @@ def test_strata_ctl_params(tmp_path):
         assert "Parameter 'prefetch' expects 'off' or 'on-open'" in bad.stderr
     finally:
         d.stop()
+
+
+def test_adaptive_prefetch_backs_off_for_a_busy_client(tmp_path):
+    """A template behind a slow link (nbdkit's rate filter): while a
+    client reads through the export, the adaptive prefetch's rate drops
+    well below its ceiling; once the client stops, the prefetch ends
+    and the image no longer needs the template."""
+    import os
+    import random
+    import threading
+    from conftest import require
+    require("nbdkit")
+    tmpl = tmp_path / "tmpl.raw"
+    with open(tmpl, "wb") as f:
+        for mib in range(32):
+            f.write(bytes([mib + 1]) * MiB)
+    tsock = tmp_path / "t.sock"
+    # One request at a time through a 10 MB/s link: a guest's read waits
+    # for the job's read before it, as on a link they share.
+    srv = subprocess.Popen(["nbdkit", "-f", "-r", "-U", str(tsock),
+                            "--filter=noparallel", "--filter=rate",
+                            "file", str(tmpl), "serialize=all-requests",
+                            "rate=80M", "burstiness=0.1"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_path(str(tsock), srv)
+        top = tmp_path / "top.qcow2"
+        qimg("create", "-q", "-f", "qcow2", "-b",
+             f"nbd+unix:///?socket={tsock}", "-F", "raw", top, "32M")
+        simg("update", top, "prefetch=on-open", "prefetch-delay=1")
+        d, uri = start(tmp_path, top)
+        try:
+            q = d.connect()
+            stop = threading.Event()
+
+            def client():
+                h = nbd.NBD()
+                h.connect_uri(uri)
+                rng = random.Random(7)
+                while not stop.is_set():
+                    off = rng.randrange(0, 32 * MiB // 4096) * 4096
+                    assert h.pread(4096, off)[0] == off // MiB + 1
+                    time.sleep(0.002)     # a guest, not a benchmark
+                h.shutdown()
+
+            t = threading.Thread(target=client)
+            t.start()
+            speeds = []
+            deadline = time.monotonic() + 4
+            while time.monotonic() < deadline:
+                jobs = q.cmd("query-block-jobs")
+                if jobs and jobs[0]["offset"] > 0:
+                    speeds.append(jobs[0]["current-speed"])
+                time.sleep(0.05)
+            stop.set()
+            t.join()
+            assert speeds, "the prefetch never started"
+            # Backed off at least three halvings below the 1 GiB/s ceiling.
+            # It backed off: down to a quarter of where it started (a
+            # sixteenth of the ceiling, nothing being known yet) and more.
+            assert speeds[0] == 64 * MiB, speeds
+            assert min(speeds) <= 16 * MiB, speeds
+            wait_job_gone(q, "prefetch-top", timeout=60)
+        finally:
+            d.stop()
+    finally:
+        srv.terminate()
+        srv.wait()
+    info = json.loads(qimg("info", "--output=json", "--backing-chain",
+                           top).stdout)
+    assert len(info) == 1
+    out = tmp_path / "out.raw"
+    qimg("convert", "-O", "raw", top, out)
+    assert out.read_bytes() == tmpl.read_bytes()

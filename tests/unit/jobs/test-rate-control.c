@@ -184,6 +184,23 @@ static void test_microsecond_wander_is_not_hurt(void **state)
     assert_int_equal(rc.rate, 256 * MIB);
 }
 
+/* A client stuck behind the job's copies completes only a request or
+ * two per period, each slow: that is harm, not an idle guest. */
+static void test_starved_client_is_not_idle(void **state)
+{
+    RateControl rc;
+    Clients c = { .now = 1000 * MS };
+    rate_control_init(&rc, 1024 * MIB, 17, c.now, c.s);
+    measure_baseline(&rc, &c, 500 * 1000);
+    uint64_t r = rc.rate;
+    RateDecision d = period(&rc, &c, 2, 48 * 1000 * 1000);
+    assert_int_equal(d.rate, r / 2);
+    assert_int_equal(rc.decreases, 1);
+    /* A truly idle period still opens up to the ceiling. */
+    d = period(&rc, &c, 0, 0);
+    assert_int_equal(d.rate, 1024 * MIB);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -195,6 +212,7 @@ int main(void)
         cmocka_unit_test(test_probes_again),
         cmocka_unit_test(test_history_is_the_first_baseline),
         cmocka_unit_test(test_microsecond_wander_is_not_hurt),
+        cmocka_unit_test(test_starved_client_is_not_idle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
