@@ -385,6 +385,13 @@ const BlockCreateOpt *block_create_opts(const char *fmt);
  * file with; a format accepts them too (qemu-img's protocol level). */
 const BlockCreateOpt *block_protocol_create_opts(void);
 
+/* Whether bs may be resized by a user (block_resize), with QEMU's
+ * checks and texts in its order: a backing node is "in use", a
+ * read-only node refused, and a metadata format (qcow2) on the file the
+ * resize reaches refuses it ("Permission conflict on node ..."), since
+ * resizing a file under its format corrupts the format's view. */
+bool block_node_check_resize(BlockNode *bs, Error **errp);
+
 /* ---- amend (qemu-img amend; image.c) ---- */
 
 /* Progress of a long amend step: done of total. */

@@ -9,6 +9,8 @@
  * them: it already takes what its own writes need and forbids others
  * to write or resize, as QEMU's qcow2 does.
  */
+#include <stdio.h>
+
 #include "block/block_core.h"
 
 /* The protocol node that enforces a user's permissions, or NULL. */
@@ -39,4 +41,73 @@ void block_node_del_perm(BlockNode *bs, uint64_t perm, uint64_t shared)
         (void)target->drv->user_perm(target, perm & BLOCK_PERM_ALL,
                                      shared & BLOCK_PERM_ALL, -1, NULL);
     }
+}
+
+typedef struct ResizeCheck {
+    BlockNode *child;         /* the node whose parents are looked at */
+    BlockNode *via;           /* the parent on the resize's own path */
+    BlockNode *unsharing;     /* a metadata format on child, or NULL */
+    bool is_backing;          /* child is somebody's backing */
+} ResizeCheck;
+
+static bool find_resize_conflict(BlockNode *n, void *opaque)
+{
+    ResizeCheck *c = opaque;
+    if (n->backing == c->child) {
+        c->is_backing = true;
+    }
+    if (n != c->via && n->file == c->child && n->drv->has_metadata &&
+        !c->unsharing) {
+        c->unsharing = n;
+    }
+    return true;
+}
+
+bool block_node_check_resize(BlockNode *bs, Error **errp)
+{
+    ResizeCheck c = { .child = bs };
+    block_graph_foreach(find_resize_conflict, &c);
+    if (c.is_backing) {
+        /* QEMU's op blocker on backing nodes; its message names the
+         * (absent) device. */
+        error_setg(errp, "Device '(null)' is in use");
+        return false;
+    }
+    if (block_node_read_only(bs)) {
+        error_setg(errp, "Block node is read-only");
+        return false;
+    }
+    /* The resize goes down through nodes that pass it on (raw, filters)
+     * to the storage; a metadata format sitting on any node of that path
+     * has its view of the file changed under it, and unshares 'resize'
+     * (QEMU's permission rules). */
+    for (BlockNode *n = bs, *via = NULL; n; via = n, n = n->file) {
+        c = (ResizeCheck){ .child = n, .via = via };
+        block_graph_foreach(find_resize_conflict, &c);
+        /* A block device's size is the device's: "resizing" its node
+         * only adopts the size the device has now (after lvextend),
+         * which the format above must see -- strata-thinp relies on it.
+         * QEMU refuses it as a conflict; strata lets it through. */
+        if (c.unsharing && !block_node_is_block_device(n)) {
+            char who[256];
+            if (via) {
+                snprintf(who, sizeof(who), "node '%s' (uses node '%s' as "
+                         "'file' child)", block_node_name(via),
+                         block_node_name(n));
+            } else {
+                snprintf(who, sizeof(who), "an unnamed block device (uses "
+                         "node '%s' as 'root' child)", block_node_name(n));
+            }
+            error_setg(errp, "Permission conflict on node '%s': permissions "
+                       "'resize' are both required by %s and unshared by "
+                       "node '%s' (uses node '%s' as 'file' child).",
+                       block_node_name(n), who,
+                       block_node_name(c.unsharing), block_node_name(n));
+            return false;
+        }
+        if (n->drv->has_metadata || n->drv->is_protocol) {
+            break;    /* the format resizes its file itself */
+        }
+    }
+    return true;
 }

@@ -163,8 +163,7 @@ static json_t *cmd_block_resize(json_t *args, Error **errp)
                    (long long)size, QEMU_MAX_LENGTH);
         return NULL;
     }
-    if (block_node_read_only(bs)) {
-        error_setg(errp, "Block node is read-only");
+    if (!block_node_check_resize(bs, errp)) {
         return NULL;
     }
     /* Not exact, as QEMU: on a block device this accepts the device's

@@ -144,3 +144,41 @@ def test_resize_grows_l1(tmp_path, strata_img):
     strata_io(img, "write 60M 1M 2", "read 0 1M 1")
     qemu_check(img)
     qemu_io(img, "read -P 2 60M 1M", "read -P 1 0 1M")
+
+
+def block_resize_perm_results(daemon_bin, tmp_path, name):
+    d = tmp_path / name
+    d.mkdir()
+    qemu_img_create(d / "b.qcow2", 64 << 20)
+    qemu_img_create(d / "t.qcow2", 64 << 20, b="b.qcow2", F="qcow2")
+    out = []
+    with Daemon(daemon_bin, tmp_path, [
+            "--blockdev", f"driver=file,node-name=bf,filename={d}/b.qcow2",
+            "--blockdev", "driver=qcow2,node-name=base,file=bf",
+            "--blockdev", f"driver=file,node-name=tf,filename={d}/t.qcow2",
+            "--blockdev", "driver=qcow2,node-name=top,file=tf,backing=base",
+            "--blockdev", "driver=raw,node-name=r1,file=bf"],
+            name=name) as dm:
+        q = dm.connect()
+        for node in ("base", "bf", "r1", "tf", "top"):
+            try:
+                out.append(q.cmd("block_resize",
+                                 {"node-name": node, "size": 128 << 20}))
+            except QmpError as e:
+                out.append((e.cls, e.desc))
+    out.append((header(d / "b.qcow2")["size"], header(d / "t.qcow2")["size"]))
+    return out
+
+
+def test_block_resize_permissions_like_qsd(tmp_path):
+    """A backing node is in use; a file under a qcow2 node (directly, or
+    under a raw node being resized) is a permission conflict, with
+    QEMU's texts; the qcow2 node itself resizes."""
+    ours = block_resize_perm_results(binary("stratad"), tmp_path, "strata")
+    theirs = block_resize_perm_results("qemu-storage-daemon", tmp_path,
+                                       "qsd")
+    assert ours == theirs
+    assert ours[0] == ("GenericError", "Device '(null)' is in use")
+    assert ours[1][1].startswith("Permission conflict on node 'bf'")
+    assert ours[-2] == {}
+    assert ours[-1] == (64 << 20, 128 << 20)
