@@ -198,6 +198,10 @@ void qcow2_free_state(BDRVQcow2State *s)
     free(s->pending_free);
     s->pending_free = NULL;
     s->pending_free_count = s->pending_free_cap = 0;
+    qcow2_reuse_clear(s);
+    free(s->reuse);
+    s->reuse = NULL;
+    s->reuse_bits = 0;
     qcow2_meta_clear(s);
     qcow2_header_free(&s->header);
 }
@@ -365,6 +369,8 @@ bool qcow2_reload_metadata(BlockNode *bs, Error **errp)
     qcow2_cache_clear(s->l2_cache);
     qcow2_cache_clear(s->refblock_cache);
     s->pending_free_count = 0;
+    /* The structures are read again: forget what was free. */
+    qcow2_reuse_clear(s);
     free(s->l1_table);
     free(s->reftable);
     s->l1_table = s->reftable = NULL;

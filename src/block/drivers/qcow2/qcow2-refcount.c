@@ -328,12 +328,99 @@ int qcow2_update_refcount_locked(BlockNode *bs, uint64_t offset,
         qcow2_cache_put(s->refblock_cache, block);
         if (new == 0 && s->pass_discard_request &&
             bs->file->discard == BLOCK_DISCARD_UNMAP) {
-            /* Freed clusters are never reused (allocation is at the end),
-             * so giving them back to the storage is always safe. */
+            /* The discard completes before the cluster can be handed out
+             * again (allocation runs under the same lock). */
             block_discard(bs->file, c << s->cluster_bits, s->cluster_size);
         }
     }
     return 0;
+}
+
+/* ---- reuse of freed clusters ---- */
+
+void qcow2_reuse_clear(BDRVQcow2State *s)
+{
+    if (s->reuse) {
+        memset(s->reuse, 0, DIV_ROUND_UP(s->reuse_bits, 64) * 8);
+    }
+    s->reuse_count = 0;
+    s->reuse_low = 0;
+}
+
+static void reuse_set_locked(BDRVQcow2State *s, uint64_t cluster)
+{
+    if (cluster >= s->reuse_bits) {
+        uint64_t bits = MAX(cluster + 1, s->reuse_bits * 2);
+        bits = ALIGN_UP(MAX(bits, 4096), 64);
+        uint64_t *p = realloc(s->reuse, bits / 8);
+        if (!p) {
+            return;           /* not reused: only space is lost */
+        }
+        memset(p + s->reuse_bits / 64, 0, (bits - s->reuse_bits) / 8);
+        s->reuse = p;
+        s->reuse_bits = bits;
+    }
+    uint64_t mask = 1ULL << (cluster & 63);
+    if (!(s->reuse[cluster / 64] & mask)) {
+        s->reuse[cluster / 64] |= mask;
+        s->reuse_count++;
+        if (cluster < s->reuse_low || s->reuse_count == 1) {
+            s->reuse_low = cluster;
+        }
+    }
+}
+
+/* Takes nb contiguous reusable clusters below the end of the image; the
+ * first cluster's index, or UINT64_MAX when there is no such run. */
+static uint64_t reuse_take_locked(BDRVQcow2State *s, uint64_t nb)
+{
+    if (s->reuse_count < nb) {
+        return UINT64_MAX;
+    }
+    uint64_t end = MIN(s->reuse_bits, s->next_alloc >> s->cluster_bits);
+    uint64_t run = 0;
+    bool low_moved = false;
+    for (uint64_t c = s->reuse_low; c < end; c++) {
+        if (!(s->reuse[c / 64] & (1ULL << (c & 63)))) {
+            if (c / 64 * 64 == c && !s->reuse[c / 64]) {
+                c += 63;        /* a whole empty word */
+            }
+            run = 0;
+            continue;
+        }
+        if (!low_moved) {
+            s->reuse_low = c;   /* nothing free below the first set bit */
+            low_moved = true;
+        }
+        if (++run == nb) {
+            uint64_t first = c + 1 - nb;
+            for (uint64_t i = first; i <= c; i++) {
+                s->reuse[i / 64] &= ~(1ULL << (i & 63));
+            }
+            s->reuse_count -= nb;
+            return first;
+        }
+    }
+    return UINT64_MAX;
+}
+
+void qcow2_reuse_freed_locked(BlockNode *bs, uint64_t l2e)
+{
+    BDRVQcow2State *s = bs->opaque;
+    Qcow2ClusterType t = qcow2_l2e_type(l2e);
+    if (t != QCOW2_CLUSTER_NORMAL && t != QCOW2_CLUSTER_ZERO_ALLOC) {
+        return;    /* compressed clusters share host clusters: left out */
+    }
+    uint64_t off = l2e & QCOW2_L2E_OFFSET_MASK;
+    uint64_t rc;
+    if (off >= s->next_alloc ||
+        qcow2_get_refcount_locked(bs, off >> s->cluster_bits, &rc) < 0 ||
+        rc != 0 ||
+        qcow2_meta_overlap(s, off, s->cluster_size, QCOW2_META_NONE) !=
+            QCOW2_META_NONE) {
+        return;
+    }
+    reuse_set_locked(s, off >> s->cluster_bits);
 }
 
 /* Undoes an allocation of reserved clusters at offset of which the
@@ -363,6 +450,12 @@ static int give_back_locked(BlockNode *bs, uint64_t offset, uint64_t counted,
     }
     if (s->next_alloc == offset + reserved * s->cluster_size) {
         s->next_alloc = offset;
+    } else {
+        /* Taken from the reusable ones, and never referenced: they go
+         * back there. */
+        for (uint64_t i = 0; i < reserved; i++) {
+            reuse_set_locked(s, (offset >> s->cluster_bits) + i);
+        }
     }
     return 0;
 }
@@ -370,8 +463,28 @@ static int give_back_locked(BlockNode *bs, uint64_t offset, uint64_t counted,
 int qcow2_alloc_clusters_locked(BlockNode *bs, uint64_t nb, uint64_t *offset)
 {
     BDRVQcow2State *s = bs->opaque;
+    if (nb == 0) {
+        return -EFBIG;
+    }
+    /* Freed clusters first, as QEMU: the image keeps its size while a
+     * guest discards and rewrites.  (The write threshold keeps its
+     * meaning: the end of the image, which reuse does not move.) */
+    uint64_t first = reuse_take_locked(s, nb);
+    if (first != UINT64_MAX) {
+        uint64_t off = first << s->cluster_bits;
+        for (uint64_t i = 0; i < nb; i++) {
+            int ret = qcow2_update_refcount_locked(
+                bs, off + i * s->cluster_size, s->cluster_size, 1);
+            if (ret < 0) {
+                give_back_locked(bs, off, i, nb);
+                return ret;
+            }
+        }
+        *offset = off;
+        return 0;
+    }
     uint64_t off = s->next_alloc;
-    if (nb == 0 || off + nb * s->cluster_size > QCOW2_MAX_HOST_OFFSET) {
+    if (off + nb * s->cluster_size > QCOW2_MAX_HOST_OFFSET) {
         return -EFBIG;
     }
     s->next_alloc += nb * s->cluster_size;

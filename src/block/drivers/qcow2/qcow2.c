@@ -191,6 +191,9 @@ int qcow2_flush_caches_locked(BlockNode *bs)
     s->pending_free_count = 0;
     for (size_t i = 0; ret == 0 && i < n; i++) {
         ret = qcow2_free_l2e_locked(bs, s->pending_free[i]);
+        if (ret == 0) {
+            qcow2_reuse_freed_locked(bs, s->pending_free[i]);
+        }
     }
     if (ret == 0) {
         ret = qcow2_cache_flush_locked(bs, s->refblock_cache);

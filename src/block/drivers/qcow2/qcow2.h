@@ -9,9 +9,13 @@
  * I/O.  Functions named *_locked must be called with it held; every other
  * function declared here takes it itself and must be called without it.
  *
- * Allocation: new clusters are always appended at the end of the image
- * (s->next_alloc), never placed in holes, so on a thin volume the highest
- * host offset is the allocation.
+ * Allocation: data clusters freed this session (discard, zeroing,
+ * rewrites) are taken first, once the L2 tables that dropped them are on
+ * disk; otherwise clusters are appended at the end of the image
+ * (s->next_alloc).  Metadata always goes at the end.  So on a thin
+ * volume the highest host offset is still the allocation, and a guest
+ * that discards and rewrites does not grow the image.  Clusters free
+ * when the image was opened are not reused (they are leaks for check).
  */
 #ifndef STRATA_QCOW2_H
 #define STRATA_QCOW2_H
@@ -151,11 +155,20 @@ typedef struct BDRVQcow2State {
     int compression_type;
 
     /* L2 entries whose references are dropped at the next cache flush,
-     * after the L2 tables no longer pointing at them are on disk (freed
-     * clusters are never reused, so waiting costs nothing). */
+     * after the L2 tables no longer pointing at them are on disk: only
+     * then may the clusters be handed out again (reuse below). */
     uint64_t *pending_free;
     size_t pending_free_count;
     size_t pending_free_cap;
+
+    /* Data clusters freed this session whose last reference is gone
+     * from the image on disk: allocation takes them before appending,
+     * so a guest that discards and rewrites does not grow its image
+     * without bound (qcow2-refcount.c).  One bit per host cluster. */
+    uint64_t *reuse;
+    uint64_t reuse_bits;      /* clusters the bitmap covers */
+    uint64_t reuse_low;       /* no set bit below this cluster */
+    uint64_t reuse_count;     /* set bits */
 } BDRVQcow2State;
 
 /* ---- services for check/repair and image tools ---- */
@@ -238,6 +251,10 @@ int qcow2_free_new_clusters_locked(BlockNode *bs, uint64_t offset,
 int qcow2_alloc_bytes_locked(BlockNode *bs, uint64_t size, uint64_t *offset);
 /* Drops one reference of whatever the L2 entry points to. */
 int qcow2_free_l2e_locked(BlockNode *bs, uint64_t l2e);
+/* After the freeing of l2e is durable (its L2 table on disk no longer
+ * points at it): makes the cluster reusable if nothing references it. */
+void qcow2_reuse_freed_locked(BlockNode *bs, uint64_t l2e);
+void qcow2_reuse_clear(BDRVQcow2State *s);
 /* Queues that for the next qcow2_flush_caches (flushing early when the
  * queue is long). */
 int qcow2_defer_free_locked(BlockNode *bs, uint64_t l2e);
