@@ -14,8 +14,8 @@
  * disk; otherwise clusters are appended at the end of the image
  * (s->next_alloc).  Metadata always goes at the end.  So on a thin
  * volume the highest host offset is still the allocation, and a guest
- * that discards and rewrites does not grow the image.  Clusters free
- * when the image was opened are not reused (they are leaks for check).
+ * that discards and rewrites does not grow the image.  Holes that were
+ * already free when the image was opened are not searched for.
  */
 #ifndef STRATA_QCOW2_H
 #define STRATA_QCOW2_H
