@@ -345,13 +345,23 @@ void qcow2_reuse_clear(BDRVQcow2State *s)
     }
     s->reuse_count = 0;
     s->reuse_low = 0;
+    s->reuse_no_run = 0;
 }
+
+/* The bitmap never grows past this (2^27 clusters, 8 TiB of 64 KiB
+ * clusters): a damaged image may claim an end far beyond its file, and
+ * beyond the bound clusters are simply not reused. */
+#define REUSE_MAX_BITS (1ULL << 27)
 
 static void reuse_set_locked(BDRVQcow2State *s, uint64_t cluster)
 {
+    if (cluster >= (s->next_alloc >> s->cluster_bits) ||
+        cluster >= REUSE_MAX_BITS) {
+        return;
+    }
     if (cluster >= s->reuse_bits) {
         uint64_t bits = MAX(cluster + 1, s->reuse_bits * 2);
-        bits = ALIGN_UP(MAX(bits, 4096), 64);
+        bits = MIN(ALIGN_UP(MAX(bits, 4096), 64), REUSE_MAX_BITS);
         uint64_t *p = realloc(s->reuse, bits / 8);
         if (!p) {
             return;           /* not reused: only space is lost */
@@ -364,6 +374,7 @@ static void reuse_set_locked(BDRVQcow2State *s, uint64_t cluster)
     if (!(s->reuse[cluster / 64] & mask)) {
         s->reuse[cluster / 64] |= mask;
         s->reuse_count++;
+        s->reuse_no_run = 0;
         if (cluster < s->reuse_low || s->reuse_count == 1) {
             s->reuse_low = cluster;
         }
@@ -374,7 +385,7 @@ static void reuse_set_locked(BDRVQcow2State *s, uint64_t cluster)
  * first cluster's index, or UINT64_MAX when there is no such run. */
 static uint64_t reuse_take_locked(BDRVQcow2State *s, uint64_t nb)
 {
-    if (s->reuse_count < nb) {
+    if (s->reuse_count < nb || (s->reuse_no_run && nb >= s->reuse_no_run)) {
         return UINT64_MAX;
     }
     uint64_t end = MIN(s->reuse_bits, s->next_alloc >> s->cluster_bits);
@@ -401,6 +412,8 @@ static uint64_t reuse_take_locked(BDRVQcow2State *s, uint64_t nb)
             return first;
         }
     }
+    /* Scanning again is pointless until something is freed. */
+    s->reuse_no_run = nb;
     return UINT64_MAX;
 }
 
@@ -451,8 +464,8 @@ static int give_back_locked(BlockNode *bs, uint64_t offset, uint64_t counted,
     if (s->next_alloc == offset + reserved * s->cluster_size) {
         s->next_alloc = offset;
     } else {
-        /* Taken from the reusable ones, and never referenced: they go
-         * back there. */
+        /* Taken from the reusable ones, or something was appended after
+         * them: unreferenced, they can be reused (within bounds). */
         for (uint64_t i = 0; i < reserved; i++) {
             reuse_set_locked(s, (offset >> s->cluster_bits) + i);
         }

@@ -169,6 +169,8 @@ typedef struct BDRVQcow2State {
     uint64_t reuse_bits;      /* clusters the bitmap covers */
     uint64_t reuse_low;       /* no set bit below this cluster */
     uint64_t reuse_count;     /* set bits */
+    uint64_t reuse_no_run;    /* no free run this long (0: unknown);
+                                 forgotten when a cluster is freed */
 } BDRVQcow2State;
 
 /* ---- services for check/repair and image tools ---- */
