@@ -9,7 +9,8 @@ from qmp_util import Daemon
 from test_job_stream import backing_chain, blockdevs, make_chain, same_content
 
 
-def test_stream_watch_and_rate(stratad_bin, strata_ctl, tmp_path):
+def chain_daemon(stratad_bin, strata_ctl, tmp_path):
+    """A daemon serving a fresh chain, and strata-ctl pointed at it."""
     d = tmp_path / "c"
     make_chain(d)
     dm = Daemon(stratad_bin, tmp_path, blockdevs(d, False))
@@ -17,6 +18,11 @@ def test_stream_watch_and_rate(stratad_bin, strata_ctl, tmp_path):
     def ctl(*args, check=True):
         return run([strata_ctl, "-s", dm.qmp_path, *args], check=check)
 
+    return d, dm, ctl
+
+
+def test_stream_watch_and_rate(stratad_bin, strata_ctl, tmp_path):
+    d, dm, ctl = chain_daemon(stratad_bin, strata_ctl, tmp_path)
     try:
         out = ctl("stream", "top", "--speed", "1M").stdout
         assert out == "started job 'stream-top' streaming into 'top'\n"
@@ -49,13 +55,7 @@ def test_stream_watch_and_rate(stratad_bin, strata_ctl, tmp_path):
 def test_stream_adaptive(stratad_bin, strata_ctl, tmp_path):
     """--adaptive asks for adaptive-speed with --speed as the ceiling; the
     table shows the rate in force."""
-    d = tmp_path / "c"
-    make_chain(d)
-    dm = Daemon(stratad_bin, tmp_path, blockdevs(d, False))
-
-    def ctl(*args, check=True):
-        return run([strata_ctl, "-s", dm.qmp_path, *args], check=check)
-
+    d, dm, ctl = chain_daemon(stratad_bin, strata_ctl, tmp_path)
     try:
         ctl("stream", "top", "--speed", "2M", "--adaptive")
         job = json.loads(ctl("--json", "jobs").stdout)[0]

@@ -483,17 +483,11 @@ static json_t *params_info(BlockNode *bs)
 {
     ImageParams ip;
     Error *err = NULL;
-    CLEANUP_FREE uint8_t *buf = NULL;
-    size_t len = 0;
-    if (!qcow2_get_params_payload(bs, &buf, &len, &err) || !buf) {
+    if (!block_get_image_params(bs, &ip, &err)) {
         error_free(err);
         return NULL;
     }
-    if (!image_params_decode(buf, len, &ip, &err)) {
-        error_free(err);
-        return NULL;
-    }
-    json_t *j = image_params_to_json(&ip);
+    json_t *j = json_object_size(ip.kv) ? image_params_to_json(&ip) : NULL;
     image_params_free(&ip);
     return j;
 }
