@@ -150,32 +150,41 @@ int cmd_create(int argc, char **argv)
                          "filename as the backing file", filename);
             goto out;
         }
-        if (!bfmt) {
-            error_report("%s: Backing file specified without backing format",
-                         filename);
-            if (!unsafe) {
-                /* Like qemu-img, say what probing would have picked. */
-                CLEANUP_FREE char *path = img_path_combine(filename, bfile);
-                const char *probed = block_probe_format(path ? path : bfile,
-                                                        NULL);
-                if (probed) {
-                    fprintf(stderr, "Detected format of %s.\n", probed);
-                }
-            }
-            goto out;
-        }
-        if (!img_format_known(bfmt) && !block_driver_known(bfmt)) {
-            error_report("%s: Unknown backing file format '%s'", filename,
-                         bfmt);
-            goto out;
-        }
+        /* QEMU opens the backing file first (unless -u), so its open
+         * errors, an unknown -F included, come before the complaint about
+         * a missing -F, which then names the format probing found. */
         uint64_t backing_size = 0;
-        if (!unsafe || !json_object_get(opts, "size")) {
+        if (!unsafe) {
+            if (bfmt && !img_format_known(bfmt) && !block_driver_known(bfmt)) {
+                fprintf(stderr, "%s: %s: Unknown driver '%s'\n"
+                        "Could not open backing image.\n",
+                        error_get_progname(), filename, bfmt);
+                goto out;
+            }
             if (!probe_backing(filename, bfile, bfmt, &backing_size)) {
                 goto out;
             }
         }
-        if (!json_object_get(opts, "size")) {
+        if (!bfmt) {
+            error_report("%s: Backing file specified without backing format",
+                         filename);
+            if (!unsafe) {
+                CLEANUP_FREE char *path = img_path_combine(filename, bfile);
+                const char *probed = block_probe_format(path ? path : bfile,
+                                                        NULL);
+                if (probed) {
+                    /* qemu-img ends this hint without a newline. */
+                    fprintf(stderr, "Detected format of %s.", probed);
+                }
+            }
+            goto out;
+        }
+        if (unsafe && !img_format_known(bfmt) && !block_driver_known(bfmt)) {
+            error_report("%s: Unknown backing file format '%s'", filename,
+                         bfmt);
+            goto out;
+        }
+        if (!unsafe && !json_object_get(opts, "size")) {
             json_object_set_new(opts, "size",
                                 json_integer((json_int_t)backing_size));
         }

@@ -49,6 +49,11 @@ def test_create_line_and_image_match(tmp_path, monkeypatch, args):
     ["-f", "qcow2", "-o", "size=1M", "{img}", "2M"],
     ["-f", "qcow2", "-b", "nothere.qcow2", "-F", "qcow2", "{img}", "1G"],
     ["-f", "qcow2", "-u", "-b", "nothere", "{img}", "1M"],
+    # iotest 111: the backing file's open error comes before the missing -F
+    ["-f", "qcow2", "-b", "nothere.qcow2", "{img}", "1M"],
+    ["-f", "qcow2", "-b", "base.qcow2", "-F", "foo", "{img}", "1M"],
+    ["-f", "qcow2", "-b", "nothere.qcow2", "-F", "foo", "{img}", "1M"],
+    ["-f", "qcow2", "-u", "-b", "base.qcow2", "-F", "qcow2", "{img}"],
     ["-f", "qcow2", "-b", "base.qcow2", "{img}"],
     ["-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "base.qcow2"],
     ["-f", "qcow2", "{img}", "1M", "2M"],
