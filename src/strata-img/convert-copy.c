@@ -56,6 +56,71 @@ static bool buf_is_zero(const uint8_t *buf, size_t len)
     return len == 0 || (buf[0] == 0 && memcmp(buf, buf + 1, len - 1) == 0);
 }
 
+/* What the copy does with the run of src starting at off, and its length
+ * in *pnum.  Returns 0 or -errno (reported). */
+static int chunk_kind_at(const ConvertParams *p, BlockNode *src, uint64_t off,
+                         uint64_t size, ChunkKind *kind, uint64_t *pnum)
+{
+    int st;
+
+    *pnum = 0;
+    if (p->target_has_backing) {
+        st = block_status(src, off, size - off, pnum, NULL, NULL);
+    } else {
+        st = block_status_above(src, NULL, off, size - off, pnum, NULL, NULL,
+                                NULL);
+    }
+    if (st < 0) {
+        error_report("error while reading block status at offset %" PRIu64
+                     ": %s", off, strerror(-st));
+        return st;
+    }
+    if (*pnum == 0) {
+        error_report("error while reading block status at offset %" PRIu64
+                     ": no progress", off);
+        return -EIO;
+    }
+    if (st & BLOCK_STATUS_ZERO) {
+        *kind = CHUNK_ZERO;
+    } else if ((st & BLOCK_STATUS_DATA) || !p->target_has_backing) {
+        *kind = CHUNK_DATA;
+    } else {
+        *kind = CHUNK_SKIP;
+    }
+    return 0;
+}
+
+/* Progress counts the bytes that are really copied (data, and zeroes
+ * too under -S 0), as qemu-img's does, so a mostly empty disk does not
+ * race to 100% over its holes. */
+static bool chunk_counts_for_progress(const ConvertParams *p, ChunkKind kind)
+{
+    return kind == CHUNK_DATA || (kind == CHUNK_ZERO && p->min_sparse == 0);
+}
+
+/* The total for the progress meter: one pass over the sources' block
+ * status before the copy, as qemu-img makes. */
+static int progress_total(const ConvertParams *p, uint64_t *total)
+{
+    *total = 0;
+    for (int i = 0; i < p->nsrc; i++) {
+        uint64_t size = block_node_size(p->src[i]);
+        for (uint64_t off = 0; off < size;) {
+            ChunkKind kind;
+            uint64_t pnum;
+            int r = chunk_kind_at(p, p->src[i], off, size, &kind, &pnum);
+            if (r < 0) {
+                return r;
+            }
+            if (chunk_counts_for_progress(p, kind)) {
+                *total += pnum;
+            }
+            off += pnum;
+        }
+    }
+    return 0;
+}
+
 /* Called with s->lock held.  Returns 0 and fills c, 1 when everything
  * has been handed out, or -errno. */
 static int claim_chunk(CopyState *s, Chunk *c)
@@ -81,37 +146,19 @@ static int claim_chunk(CopyState *s, Chunk *c)
 
     if (s->st_end <= s->cur_off) {
         uint64_t pnum = 0;
-        int st;
-        if (p->target_has_backing) {
-            st = block_status(src, s->cur_off, size - s->cur_off, &pnum, NULL,
-                              NULL);
-        } else {
-            st = block_status_above(src, NULL, s->cur_off, size - s->cur_off,
-                                    &pnum, NULL, NULL, NULL);
-        }
-        if (st < 0) {
-            error_report("error while reading block status at offset %" PRIu64
-                         ": %s", s->cur_off, strerror(-st));
-            return st;
-        }
-        if (pnum == 0) {
-            error_report("error while reading block status at offset %" PRIu64
-                         ": no progress", s->cur_off);
-            return -EIO;
-        }
-        if (st & BLOCK_STATUS_ZERO) {
-            s->st_kind = CHUNK_ZERO;
-        } else if ((st & BLOCK_STATUS_DATA) || !p->target_has_backing) {
-            s->st_kind = CHUNK_DATA;
-        } else {
-            s->st_kind = CHUNK_SKIP;
+        int r = chunk_kind_at(p, src, s->cur_off, size, &s->st_kind, &pnum);
+        if (r < 0) {
+            return r;
         }
         s->st_end = s->cur_off + pnum;
     }
 
     ChunkKind kind = s->st_kind;
     uint64_t len = s->st_end - s->cur_off;
-    len = MIN(len, kind == CHUNK_DATA ? CHUNK_DATA_MAX : CHUNK_ZERO_MAX);
+    /* Under -S 0 zeroes are written out like data, in data-sized
+     * pieces (which also gives qemu-img's progress steps). */
+    len = MIN(len, kind == CHUNK_DATA || p->min_sparse == 0 ? CHUNK_DATA_MAX
+                                                            : CHUNK_ZERO_MAX);
 
     if (p->compressed && p->dst_cluster) {
         /* Compressed writes are whole clusters: keep chunk edges on
@@ -299,12 +346,16 @@ static void *worker(void *opaque)
             set_error(s, r);
             break;
         }
+        /* In order, the meter moves before the next chunk may write, so
+         * the steps it prints are the same on every run. */
+        if (chunk_counts_for_progress(p, c.kind)) {
+            img_progress_add(p->progress, c.len, s->total);
+        }
         if (!p->out_of_order) {
             LOCK_GUARD(&s->lock);
             s->write_seq++;
             pthread_cond_broadcast(&s->turn);
         }
-        img_progress_add(p->progress, c.len, s->total);
     }
     free(buf);
     return NULL;
@@ -317,8 +368,11 @@ int convert_copy(const ConvertParams *p)
     int n = MAX(1, MIN(p->workers, MAX_WORKERS));
     int started = 0;
 
-    for (int i = 0; i < p->nsrc; i++) {
-        s.total += block_node_size(p->src[i]);
+    if (img_progress_enabled(p->progress)) {
+        int r = progress_total(p, &s.total);
+        if (r < 0) {
+            return r;
+        }
     }
     pthread_mutex_init(&s.lock, NULL);
     pthread_cond_init(&s.turn, NULL);

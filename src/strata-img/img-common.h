@@ -81,6 +81,9 @@ void img_progress_update(ImgProgress *p, uint64_t done, uint64_t total);
 void img_progress_add(ImgProgress *p, uint64_t done, uint64_t total);
 /* Prints the final newline and frees p.  NULL is fine. */
 void img_progress_end(ImgProgress *p);
+/* Whether p prints anything (work done only for the meter can be
+ * skipped otherwise). */
+bool img_progress_enabled(const ImgProgress *p);
 
 /* ---- create options (img-options.c) ---- */
 /* Parses -o strings (possibly given several times, joined with ',') into

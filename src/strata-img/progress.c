@@ -78,6 +78,11 @@ void img_progress_add(ImgProgress *p, uint64_t done, uint64_t total)
                                  : 100.0);
 }
 
+bool img_progress_enabled(const ImgProgress *p)
+{
+    return p && p->enabled;
+}
+
 void img_progress_end(ImgProgress *p)
 {
     if (!p) {

@@ -156,6 +156,26 @@ def test_convert_progress(tmp_path, pattern):
     assert b"\n" not in r.stdout[:-1]
 
 
+@pytest.mark.parametrize("fmt", ["raw", "qcow2"])
+@pytest.mark.parametrize("extra", [[], ["-S", "0"]])
+def test_convert_progress_steps_match_qemu(tmp_path, fmt, extra):
+    """iotest 086: the meter moves with the data copied, not with the
+    disk's size, so four 1 MiB extents of a 128 MiB disk are 25 % each."""
+    src = tmp_path / f"src.{fmt}"
+    qimg("create", "-q", "-f", fmt, src, 128 * MiB)
+    for off in ("0", "2M", "4M", "32M"):
+        qio(src, f"write {off} 1M", fmt=fmt)
+    qio(src, "write -z 8M 1M", fmt=fmt)
+    outs = []
+    for tool in (strata_img_path(), "qemu-img"):
+        out = tmp_path / f"out-{os.path.basename(tool)}.{fmt}"
+        r = subprocess.run([tool, "convert", "-p", *extra, "-O", fmt,
+                            "-f", fmt, str(src), str(out)],
+                           capture_output=True, check=True)
+        outs.append(r.stdout)
+    assert outs[0] == outs[1]
+
+
 @pytest.mark.parametrize("args,msg", [
     (["-O", "foo"], "Unknown file format 'foo'"),
     (["-c", "-O", "raw"], "Compression not supported for this file format"),

@@ -64,7 +64,14 @@ mkdir -p "$out" && out=$(cd "$out" && pwd)
 # The suite writes into its own directory and finds QEMU's python modules
 # at ../../python, so each run gets a private copy of both.
 work=$(mktemp -d /tmp/strata-iotests.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+cleanup() {
+    # A test that dies can leave a FUSE export mounted in its scratch
+    # directory; unmount only what lies inside our own work directory.
+    grep -o " $work/[^ ]*" /proc/mounts 2>/dev/null | sort -r |
+        while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
 
 run_side() {  # side fmt
     local side=$1 fmt=$2 tree=$work/$1-$2 img
