@@ -3,6 +3,9 @@
 it repairs, and how it stops a write that would overwrite metadata."""
 import struct
 
+import pytest
+
+from img_util import qimg, same_stderr, simg
 from qcow2_util import (header, l2_entry, qemu_check, qemu_img_create,
                         qemu_io, set_incompatible, strata_io)
 
@@ -175,3 +178,60 @@ def test_corruption_event_over_qmp(tmp_path, stratad_bin):
     finally:
         d.stop()
     assert header(img)["incompatible"] & 2
+
+
+FEATURE_TABLE = 0x6803F857
+
+
+def replace_feature_table(path, payload):
+    """Rewrites the header extensions of a fresh image (no backing file)
+    with payload as its feature-name table (None: no table)."""
+    with open(path, "r+b") as f:
+        raw = f.read(65536)
+        hlen = struct.unpack(">I", raw[100:104])[0]
+        pos, exts = hlen, []
+        while pos + 8 <= len(raw):
+            magic, n = struct.unpack(">II", raw[pos:pos + 8])
+            if magic == 0:
+                break
+            if magic != FEATURE_TABLE:
+                exts.append((magic, raw[pos + 8:pos + 8 + n]))
+            pos += 8 + (n + 7) // 8 * 8
+        if payload is not None:
+            exts.append((FEATURE_TABLE, payload))
+        area = b"".join(struct.pack(">II", m, len(d)) + d +
+                        b"\0" * (-len(d) % 8) for m, d in exts)
+        f.seek(hlen)
+        f.write(area + b"\0" * 8)
+
+
+def feature(kind, bit, name, pad=True):
+    entry = bytes([kind, bit]) + name
+    return entry + b"\0" * (48 - len(entry)) if pad else entry
+
+
+# iotest 036's cases: short entries, several bits, types other than
+# incompatible, bits the table does not name.
+@pytest.mark.parametrize("bits,table", [
+    ([63], None),
+    ([63], feature(0, 63, b"Test feature", pad=False)),
+    ([61, 62, 63], feature(0, 63, b"Test feature", pad=False)),
+    ([61, 62, 63], feature(0, 61, b"Test feature", pad=False)),
+    ([61, 62, 63], feature(0, 61, b"test1") + feature(0, 62, b"test2")),
+    ([61, 62, 63], feature(0, 61, b"test1") + feature(0, 62, b"test2") +
+     feature(0, 63, b"test3")),
+    ([61, 62, 63], feature(1, 61, b"test1") + feature(0, 62, b"test2") +
+     feature(2, 63, b"test3") + feature(0, 60, b"test4")),
+    ([62], feature(0, 62, b"first") + feature(0, 62, b"again")),
+    ([62], feature(0, 62, b"") + feature(0, 62, b"after-empty")),
+])
+def test_unsupported_features_named_as_qemu_names_them(tmp_path, bits, table):
+    img = tmp_path / "t.qcow2"
+    qemu_img_create(img, 64 << 20)
+    replace_feature_table(img, table)
+    set_incompatible(img, sum(1 << b for b in bits))
+    ours = simg("info", img, check=False)
+    theirs = qimg("info", img, check=False)
+    assert ours.returncode == theirs.returncode == 1
+    assert same_stderr(ours.stderr, theirs.stderr), (ours.stderr,
+                                                     theirs.stderr)

@@ -101,14 +101,22 @@ static void describe_features(const uint8_t *raw, size_t len,
             break;
         }
         if (type == QCOW2_EXT_FEATURE_TABLE) {
-            for (size_t i = 0; i + 48 <= elen; i += 48) {
-                const uint8_t *e = raw + pos + 8 + i;
-                if (e[0] != 0 || e[1] >= 64 || !(mask & (1ull << e[1]))) {
+            /* Like QEMU, read the table as if padded with zeroes: a short
+             * last entry still counts, and an entry with an empty name
+             * ends the table.  Each bit is named once. */
+            for (size_t i = 0; i < elen; i += 48) {
+                uint8_t e[48] = { 0 };
+                memcpy(e, raw + pos + 8 + i, MIN((size_t)48, elen - i));
+                if (e[2] == '\0') {
+                    break;
+                }
+                if (e[0] != 0 || e[1] >= 64 || !(mask & ~named &
+                                                 (1ull << e[1]))) {
                     continue;
                 }
                 named |= 1ull << e[1];
                 used += snprintf(out + used, out_len - MIN(used, out_len),
-                                 "%s%.46s", used ? ", " : "", e + 2);
+                                 "%s%.46s", used ? ", " : "", (char *)e + 2);
                 used = MIN(used, out_len);
             }
         }
