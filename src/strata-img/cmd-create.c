@@ -140,14 +140,15 @@ int cmd_create(int argc, char **argv)
                                                           "backing_file"));
     const char *bfmt = json_string_value(json_object_get(opts,
                                                          "backing_fmt"));
-    if (bfile && bfile[0] == '\0') {
-        json_object_del(opts, "backing_file");
-        bfile = NULL;
-    }
     if (bfile) {
         if (strcmp(bfile, filename) == 0) {
             error_report("%s: Error: Trying to create an image with the same "
                          "filename as the backing file", filename);
+            goto out;
+        }
+        if (bfile[0] == '\0') {
+            error_report("%s: Expected backing file name, got empty string",
+                         filename);
             goto out;
         }
         /* QEMU opens the backing file first (unless -u), so its open

@@ -18,6 +18,7 @@ from img_util import MiB, qimg, qio, same_stderr, simg
     ["-f", "qcow2", "-o", "size=1M,cluster_size=2M", "-o", "refcount_bits=64",
      "{img}"],
     ["-f", "qcow2", "{img}", "1.5M"],
+    ["-f", "qcow2", "-o", "encryption=off", "{img}", "64M"],     # iotest 049
     ["-f", "raw", "{img}", "10M"],
     ["{img}", "1G"],
     ["-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "{img}"],
@@ -51,6 +52,9 @@ def test_create_line_and_image_match(tmp_path, monkeypatch, args):
     ["-f", "qcow2", "-u", "-b", "nothere", "{img}", "1M"],
     # iotest 111: the backing file's open error comes before the missing -F
     ["-f", "qcow2", "-b", "nothere.qcow2", "{img}", "1M"],
+    ["-f", "qcow2", "-b", "", "{img}", "1M"],                    # iotest 049
+    ["-f", "qcow2", "-o", "backing_file=", "{img}", "1M"],
+    ["-f", "qcow2", "-o", "encryption=maybe", "{img}", "1M"],
     ["-f", "qcow2", "-b", "base.qcow2", "-F", "foo", "{img}", "1M"],
     ["-f", "qcow2", "-b", "nothere.qcow2", "-F", "foo", "{img}", "1M"],
     ["-f", "qcow2", "-u", "-b", "base.qcow2", "-F", "qcow2", "{img}"],

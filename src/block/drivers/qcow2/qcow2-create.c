@@ -81,8 +81,18 @@ static bool refuse_unsupported(json_t *opts, Error **errp)
                            "not supported by strata");
                 return false;
             }
-        } else if (strcmp(key, "encryption") == 0 ||
-                   strncmp(key, "encrypt", 7) == 0) {
+        } else if (strcmp(key, "encryption") == 0) {
+            /* encryption=off asks for what strata makes anyway. */
+            bool on = false;
+            if (!opt_get_bool(opts, key, false, &on, errp)) {
+                return false;
+            }
+            if (on) {
+                error_setg(errp, "Encrypted qcow2 images (%s) are not "
+                           "supported by strata", key);
+                return false;
+            }
+        } else if (strncmp(key, "encrypt", 7) == 0) {
             error_setg(errp, "Encrypted qcow2 images (%s) are not supported "
                        "by strata", key);
             return false;
@@ -94,6 +104,7 @@ static bool refuse_unsupported(json_t *opts, Error **errp)
         }
     }
     json_object_del(opts, "extended_l2");
+    json_object_del(opts, "encryption");
     return true;
 }
 
