@@ -36,6 +36,22 @@ void block_node_attach_child(BlockNode *child);
 /* Drops a parent link taken with block_node_attach_child. */
 void block_node_detach_child(BlockNode *child);
 
+/* ---- perm-conflict.c ---- */
+/* The next number of the clock that orders parents (nodes and users). */
+uint64_t block_perm_next_seq(void);
+/* Whether linking child under parent (a node being opened: its file or
+ * image child, or its backing when backing) conflicts with the child's
+ * other parents' permissions, anywhere below; QEMU's message if so. */
+bool block_perm_check_link(BlockNode *parent, BlockNode *child, bool backing,
+                           Error **errp);
+/* The same for the graph as it is, from bs down (after a graph change). */
+bool block_perm_check(BlockNode *bs, Error **errp);
+/* Records a user's permissions on bs, or fails with QEMU's message on a
+ * conflict with bs's other parents (or below); del gives one back. */
+bool block_perm_record_add(BlockNode *bs, uint64_t perm, uint64_t shared,
+                           Error **errp);
+void block_perm_record_del(BlockNode *bs, uint64_t perm, uint64_t shared);
+
 /* ---- open.c ---- */
 /* block_node_open with an explicit driver (tests use drivers that are not
  * registered) and BLOCK_O_* flags.  A "driver" key in opts is ignored. */

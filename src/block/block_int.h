@@ -81,6 +81,9 @@ struct BlockNode {
     _Atomic uint64_t image_end;
 
     BlockNode *graph_next;    /* graph list, guarded by the graph lock */
+    /* When the node was made, on the clock of perm-conflict.c: among a
+     * node's parents the newest is looked at first, as in QEMU. */
+    uint64_t perm_seq;
 
     /* io.c: serialises overlapping writes when request_alignment > 1 so
      * read-modify-write never loses a concurrent write. */
@@ -133,6 +136,9 @@ struct BlockDriver {
     bool grows_on_write;
     /* May have a `backing` child. */
     bool supports_backing;
+    /* Permissions a filter asks of its child on top of what its parents
+     * ask (copy-on-read writes back what it reads: write-unchanged). */
+    uint64_t filter_extra_perm;
     /* Filename prefixes ("nbd+unix" for "nbd+unix:///e?socket=p") that
      * open a node of this protocol driver with the whole name as its
      * "filename" option; NULL-terminated, optional.  A protocol driver's

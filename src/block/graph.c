@@ -57,6 +57,7 @@ BlockNode *block_node_alloc(const BlockDriver *drv)
         }
     }
     bs->drv = drv;
+    bs->perm_seq = block_perm_next_seq();
     bs->request_alignment = 1;
     atomic_init(&bs->refcnt, 1);
     pthread_mutex_init(&bs->drain_lock, NULL);

@@ -161,13 +161,13 @@ static BlockNode *child_by_name(BlockNode *parent, const char *name,
         return NULL;
     }
     bool file_link = strcmp(key, "file") == 0;
-    if (file_link && !parent->read_only && child->read_only) {
-        error_setg(errp, "Block node is read-only");
-        return NULL;
-    }
     /* A backing node is only read, and normally is a format node that
      * locks nothing itself: only a file link asks for the parent's
      * locks. */
+    if (!block_perm_check_link(parent, child, strcmp(key, "backing") == 0,
+                               errp)) {
+        return NULL;
+    }
     BlockChildRole role = child_role(parent, key);
     if (file_link && child->drv->attach_parent &&
         !child->drv->attach_parent(child, &role, errp)) {

@@ -28,14 +28,24 @@ static BlockNode *perm_target(BlockNode *bs)
 bool block_node_add_perm(BlockNode *bs, uint64_t perm, uint64_t shared,
                          Error **errp)
 {
+    perm &= BLOCK_PERM_ALL;
+    shared &= BLOCK_PERM_ALL;
+    /* Inside the process first (the other users of the node), then the
+     * other processes (lock bytes). */
+    if (!block_perm_record_add(bs, perm, shared, errp)) {
+        return false;
+    }
     BlockNode *target = perm_target(bs);
-    return !target || target->drv->user_perm(target, perm & BLOCK_PERM_ALL,
-                                             shared & BLOCK_PERM_ALL, 1,
-                                             errp);
+    if (target && !target->drv->user_perm(target, perm, shared, 1, errp)) {
+        block_perm_record_del(bs, perm, shared);
+        return false;
+    }
+    return true;
 }
 
 void block_node_del_perm(BlockNode *bs, uint64_t perm, uint64_t shared)
 {
+    block_perm_record_del(bs, perm & BLOCK_PERM_ALL, shared & BLOCK_PERM_ALL);
     BlockNode *target = perm_target(bs);
     if (target) {
         (void)target->drv->user_perm(target, perm & BLOCK_PERM_ALL,

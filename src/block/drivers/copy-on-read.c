@@ -159,6 +159,7 @@ const BlockDriver bdrv_copy_on_read = {
     .format_name = "copy-on-read",
     .state_size = sizeof(CorState),
     .is_filter = true,
+    .filter_extra_perm = BLOCK_PERM_WRITE_UNCHANGED,
     .strong_options = cor_strong_options,
     .open = cor_open,
     .close = cor_close,
