@@ -51,6 +51,8 @@ bool block_perm_check(BlockNode *bs, Error **errp);
 bool block_perm_record_add(BlockNode *bs, uint64_t perm, uint64_t shared,
                            Error **errp);
 void block_perm_record_del(BlockNode *bs, uint64_t perm, uint64_t shared);
+/* Drops every record on bs (the node is being freed). */
+void block_perm_forget_node(BlockNode *bs);
 
 /* ---- open.c ---- */
 /* block_node_open with an explicit driver (tests use drivers that are not

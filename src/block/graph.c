@@ -74,6 +74,9 @@ BlockNode *block_node_alloc(const BlockDriver *drv)
 
 static void node_release(BlockNode *bs)
 {
+    /* A user that never gave its permissions back (the tools' own use
+     * of the image they opened) must not outlive the node. */
+    block_perm_forget_node(bs);
     if (bs->file) {
         block_node_detach_child(bs->file);
         bs->file = NULL;

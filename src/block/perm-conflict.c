@@ -338,3 +338,17 @@ void block_perm_record_del(BlockNode *bs, uint64_t perm, uint64_t shared)
         }
     }
 }
+
+void block_perm_forget_node(BlockNode *bs)
+{
+    LOCK_GUARD(&records_lock);
+    for (PermRecord **p = &records; *p;) {
+        PermRecord *r = *p;
+        if (r->bs == bs) {
+            *p = r->next;
+            free(r);
+        } else {
+            p = &r->next;
+        }
+    }
+}
