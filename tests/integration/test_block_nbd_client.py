@@ -279,3 +279,43 @@ def test_stream_from_nbd_template(tmp_path, kind, transport):
     data = (tmp_path / "out.raw").read_bytes()
     assert data[:8192] == image.read_bytes()[:8192]
     assert data[8192:12288] == b"\x5a" * 4096
+
+
+@pytest.mark.parametrize("context", [None, "qemu:allocation-depth",
+                                     "qemu:nope"])
+def test_map_through_nbd_with_x_dirty_bitmap(tmp_path, context):
+    """iotest nbd-qemu-allocation: x-dirty-bitmap makes block status read
+    another metadata context as if it were base:allocation; the map of
+    the same export through strata-img and qemu-img must be equal."""
+    require("qemu-nbd")
+    base, top = tmp_path / "b.qcow2", tmp_path / "t.qcow2"
+    sock = tmp_path / "nbd.sock"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", base, "4M"],
+                   check=True)
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "w 0 2M", base],
+                   check=True, capture_output=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base,
+                    "-F", "qcow2", top, "4M"], check=True)
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "w 1M 2M", top],
+                   check=True, capture_output=True)
+    srv = subprocess.Popen(["qemu-nbd", "-k", str(sock), "-r", "-f", "qcow2",
+                            "-A", "-t", str(top)], stderr=subprocess.PIPE)
+    try:
+        wait_unix(str(sock), srv)
+        opts = {"driver": "nbd", "server": {"type": "unix",
+                                            "path": str(sock)}}
+        if context:
+            opts["x-dirty-bitmap"] = context
+        name = "json:" + json.dumps(opts)
+        ours = subprocess.run([binary("strata-img"), "map", "--output=json",
+                               name], capture_output=True, text=True)
+        theirs = subprocess.run(["qemu-img", "map", "--output=json", name],
+                                capture_output=True, text=True)
+    finally:
+        stop_process(srv)
+    assert ours.returncode == theirs.returncode
+    assert ours.stdout == theirs.stdout
+    assert ours.stderr.replace("strata-img", "qemu-img") == theirs.stderr
+    if context == "qemu:allocation-depth":
+        # depth 2 (backing) reads as zero+data, depth 1 as a hole.
+        assert json.loads(theirs.stdout)[1]["present"] is False

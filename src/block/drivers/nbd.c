@@ -52,6 +52,11 @@ typedef struct NbdTarget {
     bool tls_verify;
     char *tls_username;       /* PSK */
     char *tls_hostname;       /* x509: the name the certificate must have */
+    /* x-dirty-bitmap: the metadata context asked for instead of
+     * base:allocation, whose flags block status then reads as if they
+     * were base:allocation's (QEMU's debugging hook, which iotests use
+     * to look at qemu:allocation-depth). */
+    char *status_context;
 } NbdTarget;
 
 typedef struct NbdClientState {
@@ -74,6 +79,7 @@ static void target_free(NbdTarget *t)
     free(t->tls_dir);
     free(t->tls_username);
     free(t->tls_hostname);
+    free(t->status_context);
     memset(t, 0, sizeof(*t));
 }
 
@@ -194,7 +200,7 @@ static struct nbd_handle *connect_one(const NbdTarget *t, Error **errp)
     }
     int ret = nbd_set_export_name(h, t->export);
     if (ret == 0) {
-        ret = nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION);
+        ret = nbd_add_meta_context(h, t->status_context);
     }
     if (ret == 0 && t->tls) {
         ret = nbd_set_tls(h, LIBNBD_TLS_REQUIRE);
@@ -408,9 +414,10 @@ static bool nbd_do_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
         !opt_get_uint64(opts, "open-timeout", 0, &open_timeout, errp)) {
         return false;
     }
-    const char *creds_id = NULL, *hostname = NULL;
+    const char *creds_id = NULL, *hostname = NULL, *context = NULL;
     if (!opt_get_str(opts, "tls-creds", NULL, &creds_id, errp) ||
-        !opt_get_str(opts, "tls-hostname", NULL, &hostname, errp)) {
+        !opt_get_str(opts, "tls-hostname", NULL, &hostname, errp) ||
+        !opt_get_str(opts, "x-dirty-bitmap", NULL, &context, errp)) {
         return false;
     }
     if (filename) {
@@ -429,9 +436,16 @@ static bool nbd_do_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
     if (creds_id && !nbd_tls_setup(&s->t, creds_id, hostname, errp)) {
         return false;
     }
+    s->t.status_context = strdup(context ? context
+                                         : LIBNBD_CONTEXT_BASE_ALLOCATION);
+    if (!s->t.status_context) {
+        error_setg(errp, "Out of memory");
+        return false;
+    }
     s->reconnect_delay = delay > UINT32_MAX ? UINT32_MAX : (uint32_t)delay;
     const char *known[] = { "filename", "server", "export", "reconnect-delay",
-                            "open-timeout", "tls-creds", "tls-hostname" };
+                            "open-timeout", "tls-creds", "tls-hostname",
+                            "x-dirty-bitmap" };
     for (size_t i = 0; i < ARRAY_SIZE(known); i++) {
         json_object_del(opts, known[i]);
     }
@@ -474,7 +488,13 @@ static bool nbd_do_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
     s->can_zero = nbd_can_zero(h) == 1;
     s->can_fast_zero = nbd_can_fast_zero(h) == 1;
     s->can_flush = nbd_can_flush(h) == 1;
-    s->can_status = nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+    s->can_status = nbd_can_meta_context(h, s->t.status_context) == 1;
+    if (!s->can_status &&
+        strcmp(s->t.status_context, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0) {
+        /* QEMU 7.2 reports this case with its generic open failure. */
+        error_setg_errno(errp, EINVAL, "Could not open image");
+        return false;
+    }
     if (nbd_can_multi_conn(h) == 1) {
         /* The server promises every connection sees the same data:
          * requests from several threads can run at once. */
@@ -590,6 +610,7 @@ static int nbd_node_flush(BlockNode *bs)
 }
 
 typedef struct StatusResult {
+    const char *context;
     uint64_t length;
     uint32_t flags;
     bool got;
@@ -599,8 +620,7 @@ static int status_cb(void *opaque, const char *context, uint64_t offset,
                      uint32_t *entries, size_t n, int *error)
 {
     StatusResult *r = opaque;
-    if (strcmp(context, LIBNBD_CONTEXT_BASE_ALLOCATION) == 0 && n >= 2 &&
-        !r->got) {
+    if (strcmp(context, r->context) == 0 && n >= 2 && !r->got) {
         r->length = entries[0];
         r->flags = entries[1];
         r->got = true;
@@ -622,7 +642,7 @@ static int nbd_node_block_status(BlockNode *bs, uint64_t offset,
         return BLOCK_STATUS_DATA | BLOCK_STATUS_OFFSET_VALID;
     }
     uint64_t len = MIN(bytes, (uint64_t)UINT32_MAX & ~(uint64_t)4095);
-    StatusResult r = { 0 };
+    StatusResult r = { .context = s->t.status_context };
     int i = take_conn(s);
     int ret = s->conns[i]
         ? nbd_block_status(s->conns[i], len, offset,
