@@ -388,7 +388,15 @@ static int64_t write_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
             host = l2e & QCOW2_L2E_OFFSET_MASK;
             ret = qcow2_check_data_write_locked(bs, host, n * cs);
         } else {
-            ret = qcow2_alloc_clusters_locked(bs, n, &host);
+            /* The L2 table first, as QEMU does, so that images written
+             * by strata are laid out as qemu-io would lay them out. */
+            void *table;
+            ret = qcow2_get_l2_for_write_locked(
+                bs, cluster >> s->l2_bits, &table);
+            if (ret == 0) {
+                qcow2_cache_put(s->l2_cache, table);
+                ret = qcow2_alloc_clusters_locked(bs, n, &host);
+            }
             if (ret == 0) {
                 ret = qcow2_check_data_write_locked(bs, host, n * cs);
                 /* An overlap with metadata marked the image corrupt:
