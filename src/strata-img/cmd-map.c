@@ -131,16 +131,11 @@ static int dump_entry(ImgOutputFormat ofmt, const MapEntry *e, MapEntry *next)
 
 static bool parse_offset_arg(const char *what, const char *arg, uint64_t *out)
 {
-    Error *err = NULL;
-
-    if (!parse_size(arg, out, &err) || *out > INT64_MAX) {
-        error_free(err);
-        error_report("Invalid %s specified. You may use k, M, G, T, P or E "
-                     "suffixes for", what);
-        error_report("kilobytes, megabytes, gigabytes, terabytes, petabytes "
-                     "and exabytes.");
+    int64_t v;
+    if (!img_cvtnum(what, arg, 0, INT64_MAX, &v)) {
         return false;
     }
+    *out = (uint64_t)v;
     return true;
 }
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img - helpers shared by the subcommands. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,5 +136,29 @@ bool img_parse_image_size(const char *str, uint64_t *out)
                      "and exabytes.");
         return false;
     }
+    return true;
+}
+
+bool img_cvtnum(const char *name, const char *value, int64_t min, int64_t max,
+                int64_t *out)
+{
+    Error *err = NULL;
+    uint64_t v = 0;
+    bool ok = parse_size(value, &v, &err);
+    bool range = !ok && err->errnum == ERANGE;
+    error_free(err);
+    if (!ok && !range) {
+        error_report("Invalid %s specified. You may use k, M, G, T, P or E "
+                     "suffixes for", name);
+        error_report("kilobytes, megabytes, gigabytes, terabytes, petabytes "
+                     "and exabytes.");
+        return false;
+    }
+    if (range || v > (uint64_t)max || (int64_t)v < min) {
+        error_report("Invalid %s specified. Must be between %" PRId64
+                     " and %" PRId64 ".", name, min, max);
+        return false;
+    }
+    *out = (int64_t)v;
     return true;
 }

@@ -27,6 +27,7 @@ int cmd_commit(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
 int cmd_update(int argc, char **argv);
 int cmd_amend(int argc, char **argv);
+int cmd_dd(int argc, char **argv);
 
 /* Prints the tool's full help to stdout and exits 0 (qemu-img prints the
  * same help for `-h` given to any command). */
@@ -69,6 +70,13 @@ void img_qprintf(bool quiet, const char *fmt, ...)
 /* Parses a size argument for create/resize/convert -S; prints qemu-img's
  * "Invalid image size specified..." on failure.  Returns false then. */
 bool img_parse_image_size(const char *str, uint64_t *out);
+
+/* qemu-img's cvtnum_full(): a size with an optional suffix, between min
+ * and max; prints qemu-img's two messages ("Invalid NAME specified. You
+ * may use k, M, G, ..." or "... Must be between MIN and MAX.") and
+ * returns false otherwise. */
+bool img_cvtnum(const char *name, const char *value, int64_t min, int64_t max,
+                int64_t *out);
 
 /* ---- progress (qemu-img -p): "    (42.00/100%)\r" ---- */
 typedef struct ImgProgress ImgProgress;

@@ -20,6 +20,7 @@ static const struct {
     { "compare", cmd_compare },
     { "convert", cmd_convert },
     { "create", cmd_create },
+    { "dd", cmd_dd },
     { "info", cmd_info },
     { "map", cmd_map },
     { "rebase", cmd_rebase },
@@ -45,6 +46,8 @@ static const char help_text[] =
 "[-m num_workers] [-W] [-r rate_limit] filename [filename2 [...]] output_filename\n"
 "  create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] "
 "[-o options] filename [size]\n"
+"  dd [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] "
+"[skip=blocks] if=input of=output\n"
 "  info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename\n"
 "  map [-f fmt] [--start-offset=offset] [--max-length=len] "
 "[--output=ofmt] [-U] filename\n"
@@ -92,6 +95,9 @@ static const char help_text[] =
 "  -s             compare: differing sizes or allocation count as\n"
 "                 differences too\n"
 "  -f, -F         compare: the formats of the first and second image\n"
+"  bs, count, skip  dd: the block size (default 512 bytes), how many\n"
+"                 blocks of the input to read from its start, how many\n"
+"                 to leave out before copying\n"
 "\n"
 "See strata-img(1).\n"
 "\n"

@@ -103,6 +103,9 @@ bool parse_size(const char *str, uint64_t *out, Error **errp)
     int ret = str ? strtosz(str, &v) : -EINVAL;
     if (ret == -ERANGE) {
         error_setg(errp, "Size '%s' is too large", str);
+        if (errp && *errp) {
+            (*errp)->errnum = ERANGE;   /* callers word the two apart */
+        }
         return false;
     }
     if (ret < 0) {

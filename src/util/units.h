@@ -12,7 +12,8 @@
 /* Parses a size with an optional binary suffix, as qemu-img does:
  * B, k/K, M, G, T, P, E (powers of 1024); a bare number is bytes;
  * a decimal fraction is allowed with a suffix ("1.5G").  Rejects
- * negative values, garbage and overflow with a message naming str. */
+ * negative values, garbage and overflow with a message naming str
+ * (overflow: the error's errnum is ERANGE). */
 bool parse_size(const char *str, uint64_t *out, Error **errp);
 
 /* Formats like QEMU's size_to_str(): "64 MiB", "1.5 GiB", "512 B".

@@ -56,7 +56,7 @@ def both(pair, fn):
         q, s = out["qsd"], out["strata"]
         if isinstance(q, list) and isinstance(s, list):
             for i, (a, b) in enumerate(zip(q, s)):
-                assert b == a, f"step {i} differs"
+                assert b == a, f"step {i} differs:\nqsd    {a!r}\nstrata {b!r}"
         assert s == q
     return out["qsd"]
 
