@@ -153,6 +153,21 @@ bool block_node_set_backing(BlockNode *bs, BlockNode *backing, Error **errp);
  * above it, or takes one out (new = the filter's child).  Main thread. */
 bool block_node_replace(BlockNode *old, BlockNode *new, Error **errp);
 
+/* ---- live overlays (append.c) ---- */
+/* Whether a parent reads bs: another node links to it, or a user holds
+ * CONSISTENT_READ on it (QEMU's "The overlay is already in use"). */
+bool block_node_has_readers(BlockNode *bs);
+/* Whether bs's driver can have a backing node (qcow2; not raw). */
+bool block_node_supports_backing(const BlockNode *bs);
+/* Makes base the backing node of overlay and moves every other parent
+ * of base -- exports, jobs' users, nodes linking to it -- to overlay
+ * (QEMU's bdrv_append); all or nothing.  Each parent is drained while
+ * it is moved, so no request sees the change half done. */
+bool block_node_append(BlockNode *overlay, BlockNode *base, Error **errp);
+/* Undoes block_node_append: base's parents go back and overlay loses
+ * its backing node. */
+void block_node_unappend(BlockNode *overlay, BlockNode *base);
+
 /* Waits until no request is in flight on bs and holds new ones back
  * until block_drain_end.  Nests. */
 void block_drain_begin(BlockNode *bs);
@@ -413,6 +428,11 @@ bool block_amend(BlockNode *bs, json_t *opts, bool force,
  * JSON values).  Unknown options fail with "Invalid parameter 'x'". */
 bool block_create(const char *fmt, const char *filename, json_t *opts,
                   Error **errp);
+/* Creates an image of format fmt on file, an open protocol node
+ * (blockdev-create), with the same options as block_create.  Formats
+ * that cannot fail with "Driver does not support blockdev-create". */
+bool block_create_on_node(const char *fmt, BlockNode *file, json_t *opts,
+                          Error **errp);
 
 /* ---- image maintenance (strata-img check, commit, rebase) ---- */
 /* Result of an image consistency check (qemu-img check semantics). */
