@@ -132,6 +132,39 @@ static void create_free(Job *job)
     create_state_free(job_opaque(job));
 }
 
+typedef struct MetadataParent {
+    BlockNode *file;
+    BlockNode *parent;
+} MetadataParent;
+
+static bool find_metadata_parent(BlockNode *bs, void *opaque)
+{
+    MetadataParent *m = opaque;
+    if (block_node_file(bs) == m->file && block_node_has_metadata(bs)) {
+        m->parent = bs;
+        return false;
+    }
+    return true;
+}
+
+/* A format with metadata (qcow2) on the node lets nobody else write or
+ * resize it: formatting it would destroy the image in use. */
+static bool check_file_free(BlockNode *file, Error **errp)
+{
+    MetadataParent m = { .file = file };
+    block_graph_foreach(find_metadata_parent, &m);
+    if (m.parent) {
+        const char *f = block_node_name(file);
+        error_setg(errp, "Permission conflict on node '%s': permissions "
+                   "'write, resize' are both required by an unnamed block "
+                   "device (uses node '%s' as 'root' child) and unshared by "
+                   "node '%s' (uses node '%s' as 'file' child).", f, f,
+                   block_node_name(m.parent), f);
+        return false;
+    }
+    return true;
+}
+
 static int create_run(Job *job, Error **errp)
 {
     CreateJob *c = job_opaque(job);
@@ -143,11 +176,23 @@ static int create_run(Job *job, Error **errp)
     } else if (!strcmp(c->driver, "file")) {
         ok = block_create("file", c->filename, c->opts, errp);
     } else {
-        ok = block_create_on_node(c->driver, c->file, c->opts, errp);
+        /* As QEMU's creation writes through a user of the node that
+         * writes and resizes: a format already on the file refuses. */
+        ok = check_file_free(c->file, errp) &&
+             block_node_add_perm(c->file, BLOCK_PERM_WRITE | BLOCK_PERM_RESIZE,
+                                 BLOCK_PERM_ALL, errp);
+        if (ok) {
+            ok = block_create_on_node(c->driver, c->file, c->opts, errp);
+            block_node_del_perm(c->file, BLOCK_PERM_WRITE | BLOCK_PERM_RESIZE,
+                                BLOCK_PERM_ALL);
+        }
         /* The node shows the size of its file as an open would. */
         block_refresh_size(c->file);
     }
     job_progress_add(job, 1);
+    if (!ok) {
+        qmp_error_drop_hint(errp);
+    }
     return ok ? 0 : -1;
 }
 
@@ -185,11 +230,12 @@ static BlockNode *open_ref(json_t *ref, Error **errp)
     return block_node_open(ref, errp);
 }
 
-static bool check_ref(json_t *ref, const char *path, Error **errp)
+static bool check_ref(json_t *ref, const char *name, Error **errp)
 {
+    /* An alternate's type error names the member alone, as an enum's. */
     if (!json_is_string(ref) && !json_is_object(ref)) {
         error_setg(errp, "Invalid parameter type for '%s', expected: "
-                   "BlockdevRef", path);
+                   "BlockdevRef", name);
         return false;
     }
     return true;
@@ -198,11 +244,11 @@ static bool check_ref(json_t *ref, const char *path, Error **errp)
 static bool prepare_qcow2(json_t *o, CreateJob *c, Error **errp)
 {
     if (!qmp_txn_check(o, "options.", qcow2_members, errp) ||
-        !check_ref(json_object_get(o, "file"), "options.file", errp)) {
+        !check_ref(json_object_get(o, "file"), "file", errp)) {
         return false;
     }
     json_t *df = json_object_get(o, "data-file");
-    if (df && !check_ref(df, "options.data-file", errp)) {
+    if (df && !check_ref(df, "data-file", errp)) {
         return false;
     }
     c->opts = json_object();

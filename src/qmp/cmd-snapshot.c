@@ -110,12 +110,17 @@ static BlockNode *open_new_overlay(TxnAction *a, const char *node_name,
             error_setg(errp, "Unknown file format '%s'", format);
             return NULL;
         }
+        const char *backing = block_node_filename(a->old_bs);
+        if (backing && !strcmp(backing, file)) {
+            error_setg(errp, "Error: Trying to create an image with the same "
+                       "filename as the backing file");
+            return NULL;
+        }
         if (strcmp(format, "qcow2")) {
             error_setg(errp, "Backing file not supported for file format "
                        "'%s'", format);
             return NULL;
         }
-        const char *backing = block_node_filename(a->old_bs);
         json_t *o = json_pack("{s:I, s:s, s:s}",
                               "size", (json_int_t)block_node_size(a->old_bs),
                               "backing_file", backing ? backing : "",

@@ -46,6 +46,22 @@ bool qmp_txn_check(json_t *obj, const char *prefix, const QmpArgSpec *spec,
     return true;
 }
 
+void qmp_error_drop_hint(Error **errp)
+{
+    if (!errp || !*errp) {
+        return;
+    }
+    const char *msg = error_get_pretty(*errp);
+    const char *nl = strchr(msg, '\n');
+    if (!nl) {
+        return;
+    }
+    Error *short_err = NULL;
+    error_set(&short_err, (*errp)->cls, "%.*s", (int)(nl - msg), msg);
+    error_free(*errp);
+    *errp = short_err;
+}
+
 /* ---- abort: QEMU's action for testing failure paths ---- */
 
 static bool abort_prepare(TxnAction *a, Error **errp)
@@ -150,6 +166,7 @@ bool qmp_transaction_run(json_t *actions, bool grouped, Error **errp)
         a->data = json_object_get(e, "data");
         a->grouped = grouped;
         if (!a->ops->prepare(a, errp)) {
+            qmp_error_drop_hint(errp);
             ok = false;
             prepared++;     /* a failed prepare is cleaned too */
             break;

@@ -55,4 +55,8 @@ bool qmp_transaction_run(json_t *actions, bool grouped, Error **errp);
 bool qmp_txn_check(json_t *obj, const char *prefix, const QmpArgSpec *spec,
                    Error **errp);
 
+/* QMP errors carry no hints: the lines a message has after its first
+ * (the CLI's "Is another process using the image [x]?") go. */
+void qmp_error_drop_hint(Error **errp);
+
 #endif

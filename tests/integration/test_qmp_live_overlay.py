@@ -9,6 +9,7 @@ written as DIR).  The main test replays what libvirt sends for an
 external disk-only snapshot while a client writes through the NBD
 export, then checks the data, both images and the chain with qemu-img.
 """
+import hashlib
 import json
 import os
 import subprocess
@@ -166,6 +167,12 @@ CREATE_ERRORS = [
                                 "size": 0, "backing-fmt": "nope"}},
     {"job-id": "1bad", "options": {"driver": "file", "filename": "DIR/x",
                                    "size": 0}},
+    {"job-id": "j", "options": {"driver": "qcow2", "file": 5, "size": 0}},
+    {"job-id": "j", "options": {"driver": "qcow2", "file": "x", "size": 1.5}},
+    {"job-id": "j", "options": {"driver": "qcow2", "file": "x", "size": 0,
+                                "refcount-bits": "x"}},
+    {"job-id": "j", "options": {"driver": "qcow2", "file": "x", "size": 0,
+                                "compression-type": "lz"}},
 ]
 
 
@@ -198,6 +205,12 @@ CREATE_JOB_FAILURES = [
      "backing-fmt": "qcow2"},
     {"driver": "qcow2", "file": "f-node", "size": MiB,
      "backing-file": "base.qcow2", "preallocation": "metadata"},
+    {"driver": "qcow2", "size": MiB,
+     "file": {"driver": "file", "filename": "DIR/nonexist.img"}},
+    # What the running disk uses: its file is locked, its node taken.
+    {"driver": "file", "filename": "DIR/base.qcow2", "size": 0},
+    {"driver": "qcow2", "file": "base-file", "size": MiB},
+    {"driver": "qcow2", "file": "libvirt-2-storage", "size": MiB},
 ]
 
 
@@ -210,16 +223,22 @@ def test_blockdev_create_job_failures(peers):
     both(ps, lambda p: p.cmd("job-dismiss", {"id": "mk"}))
     both(ps, lambda p: p.cmd("blockdev-add", args_in(p, {
         "driver": "file", "node-name": "f-node", "filename": "DIR/f.img"})))
+    both(ps, lambda p: p.cmd("blockdev-add", args_in(p, {
+        "driver": "file", "node-name": "base-file",
+        "filename": "DIR/base.qcow2"})))
     for i, o in enumerate(CREATE_JOB_FAILURES):
         jid = f"fail{i}"
         both(ps, lambda p: p.cmd("blockdev-create",
                                  args_in(p, {"job-id": jid, "options": o})))
-        both(ps, lambda p: p.wait_job(jid))
+        both(ps, lambda p: p.norm(p.wait_job(jid)))
         both(ps, lambda p: p.cmd("query-jobs"))
         both(ps, lambda p: p.cmd("query-block-jobs"))
         both(ps, lambda p: p.cmd("block-job-dismiss", {"id": jid}))
         both(ps, lambda p: p.cmd("job-dismiss", {"id": jid}))
         both(ps, lambda p: p.events())
+    # The running disk's image was left alone.
+    both(ps, lambda p: hashlib.sha256(
+        open(p.dir / "base.qcow2", "rb").read()).hexdigest())
 
 
 # qcow2 variants: the images strata lays out must be byte-identical to
