@@ -388,6 +388,11 @@ def run_libvirt_snapshot(p):
     w.join(30)
     assert w.error is None, w.error
     assert p.transcript[-1] == ("transaction", ["ok", {}])
+    # The old top is a backing node now; the new one is in use.
+    p.cmd("blockdev-del", {"node-name": "libvirt-2-format"})
+    p.cmd("blockdev-del", {"node-name": "libvirt-1-format"})
+    p.cmd("blockdev-snapshot", {"node": "libvirt-2-format",
+                                "overlay": "libvirt-1-format"})
     assert p.export_node() == "libvirt-1-format"
     assert p.backing_of("libvirt-1-format") == str(base)
 
