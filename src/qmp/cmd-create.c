@@ -132,39 +132,6 @@ static void create_free(Job *job)
     create_state_free(job_opaque(job));
 }
 
-typedef struct MetadataParent {
-    BlockNode *file;
-    BlockNode *parent;
-} MetadataParent;
-
-static bool find_metadata_parent(BlockNode *bs, void *opaque)
-{
-    MetadataParent *m = opaque;
-    if (block_node_file(bs) == m->file && block_node_has_metadata(bs)) {
-        m->parent = bs;
-        return false;
-    }
-    return true;
-}
-
-/* A format with metadata (qcow2) on the node lets nobody else write or
- * resize it: formatting it would destroy the image in use. */
-static bool check_file_free(BlockNode *file, Error **errp)
-{
-    MetadataParent m = { .file = file };
-    block_graph_foreach(find_metadata_parent, &m);
-    if (m.parent) {
-        const char *f = block_node_name(file);
-        error_setg(errp, "Permission conflict on node '%s': permissions "
-                   "'write, resize' are both required by an unnamed block "
-                   "device (uses node '%s' as 'root' child) and unshared by "
-                   "node '%s' (uses node '%s' as 'file' child).", f, f,
-                   block_node_name(m.parent), f);
-        return false;
-    }
-    return true;
-}
-
 static int create_run(Job *job, Error **errp)
 {
     CreateJob *c = job_opaque(job);
@@ -177,9 +144,9 @@ static int create_run(Job *job, Error **errp)
         ok = block_create("file", c->filename, c->opts, errp);
     } else {
         /* As QEMU's creation writes through a user of the node that
-         * writes and resizes: a format already on the file refuses. */
-        ok = check_file_free(c->file, errp) &&
-             block_node_add_perm(c->file, BLOCK_PERM_WRITE | BLOCK_PERM_RESIZE,
+         * writes and resizes: a format already on the node refuses
+         * (formatting it would destroy the image in use). */
+        ok = block_node_add_perm(c->file, BLOCK_PERM_WRITE | BLOCK_PERM_RESIZE,
                                  BLOCK_PERM_ALL, errp);
         if (ok) {
             ok = block_create_on_node(c->driver, c->file, c->opts, errp);
