@@ -41,6 +41,33 @@ bool block_node_has_readers(BlockNode *bs)
     return r.found;
 }
 
+void block_node_make_read_only(BlockNode *bs)
+{
+    if (bs->read_only) {
+        return;
+    }
+    block_drain_begin(bs);
+    if (bs->drv->make_read_only) {
+        bs->drv->make_read_only(bs);
+    }
+    bs->read_only = true;
+    block_drain_end(bs);
+    /* The file below: it loses the write permissions bs asked of it.  A
+     * child opened with bs (an implicit node) becomes read-only with it,
+     * one the user opened by name keeps its own setting, as QEMU's
+     * reopen treats the children that inherit their options. */
+    BlockNode *f = bs->file;
+    if (f && !f->read_only && f->drv->make_read_only &&
+        __atomic_load_n(&f->parents, __ATOMIC_SEQ_CST) == 1) {
+        block_drain_begin(f);
+        f->drv->make_read_only(f);
+        if (f->implicit_name) {
+            f->read_only = true;
+        }
+        block_drain_end(f);
+    }
+}
+
 bool block_node_supports_backing(const BlockNode *bs)
 {
     return bs->drv->supports_backing;

@@ -157,6 +157,12 @@ bool block_node_replace(BlockNode *old, BlockNode *new, Error **errp);
 /* Whether a parent reads bs: another node links to it, or a user holds
  * CONSISTENT_READ on it (QEMU's "The overlay is already in use"). */
 bool block_node_has_readers(BlockNode *bs);
+/* bs is written no more (the old top after a snapshot, QEMU's reopen
+ * read-only): a format writes back its caches and marks its image
+ * clean, the node becomes read-only, and the write locks on its file
+ * go, so other processes may read the image.  Main thread; nothing may
+ * write bs any more. */
+void block_node_make_read_only(BlockNode *bs);
 /* Whether bs's driver can have a backing node (qcow2; not raw). */
 bool block_node_supports_backing(const BlockNode *bs);
 /* Makes base the backing node of overlay and moves every other parent

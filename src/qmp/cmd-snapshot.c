@@ -208,11 +208,15 @@ static bool snapshot_prepare(TxnAction *a, Error **errp)
 }
 
 /* What reached the old node before its parents moved is made durable
- * now, so its image is final from the snapshot point on (QEMU reopens
- * it read-only, which flushes). */
+ * now, so its image is final from the snapshot point on; as QEMU, the
+ * node becomes read-only (unless it copies on read, which writes). */
 static void snapshot_commit(TxnAction *a)
 {
-    (void)block_flush(a->old_bs);
+    if (block_node_copy_on_read(a->old_bs)) {
+        (void)block_flush(a->old_bs);
+    } else {
+        block_node_make_read_only(a->old_bs);
+    }
 }
 
 static void snapshot_abort(TxnAction *a)

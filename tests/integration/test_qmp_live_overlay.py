@@ -395,6 +395,11 @@ def run_libvirt_snapshot(p):
                                 "overlay": "libvirt-1-format"})
     assert p.export_node() == "libvirt-1-format"
     assert p.backing_of("libvirt-1-format") == str(base)
+    p.transcript.append(("graph", graph_state(p)))
+    # The old top is read-only now and its file's write lock is gone:
+    # another process may read the image (a backup tool, say).
+    info = qimg("info", "--output=json", base, check=False)
+    assert info.returncode == 0, info.stderr
 
     # Every acknowledged write reads back through the export.
     expected = bytearray(open(orig, "rb").read())
@@ -454,7 +459,7 @@ def graph_state(p):
     return p.norm({
         "export": p.export_node(),
         "nodes": sorted((name, n["drv"], n["backing_file_depth"],
-                         "backing-image" in n["image"])
+                         "backing-image" in n["image"], n["ro"])
                         for name, n in nodes.items()),
     })
 
