@@ -210,7 +210,7 @@ static bool check_ref(json_t *ref, const char *name, Error **errp)
 
 static bool prepare_qcow2(json_t *o, CreateJob *c, Error **errp)
 {
-    if (!qmp_txn_check(o, "options.", qcow2_members, errp) ||
+    if (!qmp_args_check(o, "options.", qcow2_members, errp) ||
         !check_ref(json_object_get(o, "file"), "file", errp)) {
         return false;
     }
@@ -267,7 +267,7 @@ static bool in_list(const char *const *list, const char *s)
 
 static json_t *cmd_blockdev_create(json_t *args, Error **errp)
 {
-    if (!qmp_txn_check(args, "", create_args, errp)) {
+    if (!qmp_args_check(args, "", create_args, errp)) {
         return NULL;
     }
     json_t *o = json_object_get(args, "options");
@@ -289,7 +289,7 @@ static json_t *cmd_blockdev_create(json_t *args, Error **errp)
     }
     bool ok = true;
     if (!strcmp(driver, "file")) {
-        ok = qmp_txn_check(o, "options.", file_members, errp);
+        ok = qmp_args_check(o, "options.", file_members, errp);
         if (ok) {
             static const char *const map[][2] = {
                 { "size", "size" }, { "preallocation", "preallocation" },
@@ -312,7 +312,7 @@ static json_t *cmd_blockdev_create(json_t *args, Error **errp)
                    driver);
         ok = false;
     } else {
-        ok = qmp_txn_check(o, "options.", driver_only, errp);
+        ok = qmp_args_check(o, "options.", driver_only, errp);
         if (ok) {
             error_setg(errp, "Driver does not support blockdev-create");
             ok = false;

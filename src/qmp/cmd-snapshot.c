@@ -262,7 +262,7 @@ const TxnActionOps txn_blockdev_snapshot_sync = {
 static json_t *run_one(const char *type, const QmpArgSpec *spec,
                        json_t *args, Error **errp)
 {
-    if (!qmp_txn_check(args, "", spec, errp)) {
+    if (!qmp_args_check(args, "", spec, errp)) {
         return NULL;
     }
     json_t *actions = json_pack("[{s:s, s:O}]", "type", type, "data", args);

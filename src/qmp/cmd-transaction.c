@@ -11,41 +11,6 @@
 #include "qmp/transaction.h"
 #include "util/cleanup.h"
 
-bool qmp_txn_check(json_t *obj, const char *prefix, const QmpArgSpec *spec,
-                   Error **errp)
-{
-    char path[256];
-    for (const QmpArgSpec *s = spec; s->name; s++) {
-        snprintf(path, sizeof(path), "%s%s", prefix, s->name);
-        json_t *v = json_object_get(obj, s->name);
-        if (!v) {
-            if (!s->optional) {
-                error_setg(errp, "Parameter '%s' is missing", path);
-                return false;
-            }
-            continue;
-        }
-        const char *name = s->type == QMP_ARG_ENUM && json_is_string(v)
-                           ? s->name : path;
-        if (!qmp_args_check_value(v, name, s, errp)) {
-            return false;
-        }
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v) {
-        bool known = false;
-        for (const QmpArgSpec *s = spec; s->name && !known; s++) {
-            known = !strcmp(s->name, key);
-        }
-        if (!known) {
-            error_setg(errp, "Parameter '%s%s' is unexpected", prefix, key);
-            return false;
-        }
-    }
-    return true;
-}
-
 void qmp_error_drop_hint(Error **errp)
 {
     if (!errp || !*errp) {
@@ -122,7 +87,7 @@ static bool check_actions(json_t *actions, Error **errp)
                        "expected: object", i);
             return false;
         }
-        if (!qmp_txn_check(e, prefix, action_base, errp)) {
+        if (!qmp_args_check(e, prefix, action_base, errp)) {
             return false;
         }
         const char *type = json_string_value(json_object_get(e, "type"));
@@ -132,7 +97,7 @@ static bool check_actions(json_t *actions, Error **errp)
         }
         char dprefix[80];
         snprintf(dprefix, sizeof(dprefix), "%sdata.", prefix);
-        if (!qmp_txn_check(json_object_get(e, "data"), dprefix, ops->args,
+        if (!qmp_args_check(json_object_get(e, "data"), dprefix, ops->args,
                            errp)) {
             return false;
         }
@@ -211,12 +176,12 @@ static const QmpArgSpec transaction_args[] = {
 
 static json_t *cmd_transaction(json_t *args, Error **errp)
 {
-    if (!qmp_txn_check(args, "", transaction_args, errp) ||
+    if (!qmp_args_check(args, "", transaction_args, errp) ||
         !check_actions(json_object_get(args, "actions"), errp)) {
         return NULL;
     }
     json_t *props = json_object_get(args, "properties");
-    if (props && !qmp_txn_check(props, "properties.", properties_members,
+    if (props && !qmp_args_check(props, "properties.", properties_members,
                                 errp)) {
         return NULL;
     }

@@ -49,12 +49,6 @@ extern const TxnActionOps txn_blockdev_snapshot_sync;
 /* Runs the actions (a checked "actions" array) all or nothing. */
 bool qmp_transaction_run(json_t *actions, bool grouped, Error **errp);
 
-/* qmp_args_check with QEMU's texts for members of nested objects, where
- * an enum's bad value names the member alone ("Parameter 'mode' does
- * not accept value 'x'") while other errors give the whole path. */
-bool qmp_txn_check(json_t *obj, const char *prefix, const QmpArgSpec *spec,
-                   Error **errp);
-
 /* QMP errors carry no hints: the lines a message has after its first
  * (the CLI's "Is another process using the image [x]?") go. */
 void qmp_error_drop_hint(Error **errp);
