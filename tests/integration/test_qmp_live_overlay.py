@@ -513,6 +513,15 @@ def test_transaction_abort_changes_nothing(peers):
     both(ps, graph_state)
     assert all(nbd_roundtrip(p, 0x44, 6 * MiB) for p in ps)
     both(ps, lambda p: p.events())
+    # A job on the node blocks a snapshot of it, as QEMU's op blocker.
+    both(ps, lambda p: p.cmd("block-stream", {
+        "job-id": "st", "device": "ov", "speed": 1}))
+    assert both(ps, lambda p: p.cmd("blockdev-snapshot", {
+        "node": "ov", "overlay": "ov2"}))[2].startswith("Node 'ov' is busy")
+    both(ps, lambda p: p.cmd("job-cancel", {"id": "st"}))
+    for p in ps:
+        p.q.wait_event("BLOCK_JOB_CANCELLED", timeout=30)
+        p.events()
     for p in ps:
         p.stop()
         base = p.dir / "base.qcow2"
@@ -623,6 +632,26 @@ def test_failing_transactions_leave_graph_unchanged(peers):
         assert all(nbd_roundtrip(p, 0x21, 0) for p in ps)
     # As QEMU, the file snapshot-sync created stays after the abort.
     both(ps, lambda p: os.path.exists(p.dir / "sync.qcow2"))
+    # Two disks at once: both overlays go on, or neither.
+    both(ps, lambda p: p.cmd("transaction", {"actions": args_in(p, [
+        {"type": "blockdev-snapshot-sync",
+         "data": {"node-name": "ov2", "snapshot-file": "DIR/ov2-top.qcow2",
+                  "snapshot-node-name": "ov2-top", "format": "qcow2"}},
+        {"type": "abort", "data": {}}])}))
+    assert both(ps, graph_state) == before
+    assert both(ps, lambda p: p.cmd("transaction", {"actions": args_in(p, [
+        {"type": "blockdev-snapshot-sync",
+         "data": {"node-name": "ov2", "snapshot-file": "DIR/ov2-top.qcow2",
+                  "snapshot-node-name": "ov2-top", "mode": "existing"}},
+        {"type": "blockdev-snapshot-sync",
+         "data": {"node-name": "ov2-top", "snapshot-file": "DIR/x.qcow2",
+                  "snapshot-node-name": "x"}}])})) == ["ok", {}]
+    # As QEMU: the old tops are read-only now, and overlays that no
+    # export or node uses (the monitor does not own what
+    # blockdev-snapshot-sync opens) are closed when the command ends.
+    nodes = {n[0]: n for n in both(ps, graph_state)["nodes"]}
+    assert nodes["ov2"][4] is True
+    assert "ov2-top" not in nodes and "x" not in nodes
     # The one that works, and what is refused once it did.
     both(ps, lambda p: p.cmd("transaction", {
         "actions": FAILING_TRANSACTIONS[-1]}))
