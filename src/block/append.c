@@ -11,6 +11,8 @@
  * one, so a client never sees an error and a write acknowledged before
  * the move is in the node, which the overlay reads through.
  */
+#include <stdlib.h>
+
 #include "block/block_core.h"
 #include "block/user.h"
 
@@ -27,6 +29,53 @@ static void user_reads(BlockUser *u, void *opaque)
     if (block_user_node(u) == r->bs) {
         r->found = true;
     }
+}
+
+struct BlockQuiesce {
+    BlockUser **users;
+    size_t n, cap;
+};
+
+static void quiesce_one(BlockUser *u, void *opaque)
+{
+    BlockQuiesce *q = opaque;
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? 2 * q->cap : 16;
+        BlockUser **p = realloc(q->users, cap * sizeof(*p));
+        if (!p) {
+            return;     /* left running: the change is only less still */
+        }
+        q->users = p;
+        q->cap = cap;
+    }
+    block_user_quiesce(u);
+    q->users[q->n++] = u;
+}
+
+BlockQuiesce *block_quiesce_all_users(void)
+{
+    BlockQuiesce *q = calloc(1, sizeof(*q));
+    if (!q) {
+        return NULL;
+    }
+    /* Users are created and freed on the main thread, where this runs,
+     * so the list holds until block_unquiesce_all_users. */
+    block_user_foreach(BLOCK_USER_EXPORT, quiesce_one, q);
+    block_user_foreach(BLOCK_USER_JOB, quiesce_one, q);
+    block_user_foreach(BLOCK_USER_OTHER, quiesce_one, q);
+    return q;
+}
+
+void block_unquiesce_all_users(BlockQuiesce *q)
+{
+    if (!q) {
+        return;
+    }
+    for (size_t i = q->n; i-- > 0;) {
+        block_user_unquiesce(q->users[i]);
+    }
+    free(q->users);
+    free(q);
 }
 
 bool block_node_has_readers(BlockNode *bs)

@@ -154,6 +154,12 @@ bool block_node_set_backing(BlockNode *bs, BlockNode *backing, Error **errp);
 bool block_node_replace(BlockNode *old, BlockNode *new, Error **errp);
 
 /* ---- live overlays (append.c) ---- */
+/* Holds every user (export, job, tool) still: running requests finish,
+ * new ones wait until block_unquiesce_all_users.  A transaction of graph
+ * changes runs inside, as QEMU's runs drained.  Main thread. */
+typedef struct BlockQuiesce BlockQuiesce;
+BlockQuiesce *block_quiesce_all_users(void);
+void block_unquiesce_all_users(BlockQuiesce *q);
 /* Whether a parent reads bs: another node links to it, or a user holds
  * CONSISTENT_READ on it (QEMU's "The overlay is already in use"). */
 bool block_node_has_readers(BlockNode *bs);

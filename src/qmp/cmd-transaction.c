@@ -122,6 +122,9 @@ bool qmp_transaction_run(json_t *actions, bool grouped, Error **errp)
         error_setg(errp, "Out of memory");
         return false;
     }
+    /* No client request runs from the first change to the last undo:
+     * a write that reached an overlay taken off again would be lost. */
+    BlockQuiesce *quiet = block_quiesce_all_users();
     size_t prepared = 0;
     bool ok = true;
     for (; prepared < n; prepared++) {
@@ -155,6 +158,7 @@ bool qmp_transaction_run(json_t *actions, bool grouped, Error **errp)
             st[i].ops->clean(&st[i]);
         }
     }
+    block_unquiesce_all_users(quiet);
     free(st);
     return ok;
 }
