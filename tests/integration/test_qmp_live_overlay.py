@@ -683,3 +683,48 @@ def test_failing_transactions_leave_graph_unchanged(peers):
         for img in ("ov.qcow2", "base.qcow2"):
             cmp = qimg("compare", ps[1].dir / img, p.dir / img, check=False)
             assert cmp.returncode == 0, cmp.stdout
+
+
+def test_abort_under_writes_loses_nothing(peers):
+    """Transactions that put an overlay on and take it off again while
+    a client keeps writes in flight: every acknowledged write is in the
+    base afterwards, none in the overlay."""
+    ps = peers(extra_images=("ov", "ov2"))
+    for p in ps:
+        w = Writer(p.nbd_sock, SIZE // BLOCK)
+        w.start()
+        while len(w.acked) < 50 and w.is_alive():
+            time.sleep(0.01)
+        for r in range(20):
+            # Creating a file between the change and its undo leaves
+            # writes time to arrive meanwhile.
+            p.cmd("transaction", {"actions": [
+                {"type": "blockdev-snapshot",
+                 "data": {"node": "libvirt-2-format", "overlay": "ov"}},
+                {"type": "blockdev-snapshot-sync",
+                 "data": {"node-name": "ov2",
+                          "snapshot-file": str(p.dir / f"t{r}.qcow2"),
+                          "snapshot-node-name": "t"}},
+                {"type": "abort", "data": {}}]})
+            time.sleep(0.005)
+        n = len(w.acked)
+        while len(w.acked) < n + 50 and w.is_alive():
+            time.sleep(0.01)
+        w.stop_flag.set()
+        w.join(30)
+        assert w.error is None and not w.failed
+        w.h.shutdown()
+        p.stop()
+        base = open_raw(p, "base.qcow2")
+        for i in w.acked:
+            assert base[i * BLOCK:(i + 1) * BLOCK] == Writer.data(i), \
+                f"{p.kind}: block {i} lost"
+        m = json.loads(qimg("map", "--output=json", p.dir / "ov.qcow2").stdout)
+        assert not any(e["data"] for e in m), m
+    assert ps[0].transcript == ps[1].transcript
+
+
+def open_raw(p, name):
+    out = p.dir / (name + ".raw")
+    qimg("convert", "-O", "raw", p.dir / name, out)
+    return open(out, "rb").read()
