@@ -12,6 +12,7 @@
  * (block_create, block_create_on_node) with QEMU's option names mapped
  * to qemu-img's.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,6 +133,17 @@ static void create_free(Job *job)
     create_state_free(job_opaque(job));
 }
 
+/* The node goes when the job ends, not when it is dismissed: one opened
+ * from inline options would keep its file locked meanwhile. */
+static void create_clean(Job *job)
+{
+    CreateJob *c = job_opaque(job);
+    if (c->file) {
+        block_node_unref(c->file);
+        c->file = NULL;
+    }
+}
+
 static int create_run(Job *job, Error **errp)
 {
     CreateJob *c = job_opaque(job);
@@ -160,13 +172,14 @@ static int create_run(Job *job, Error **errp)
     if (!ok) {
         qmp_error_drop_hint(errp);
     }
-    return ok ? 0 : -1;
+    return ok ? 0 : -EIO;
 }
 
 static const JobDriver create_job_driver = {
     .type = "create",
     .not_block_job = true,
     .run = create_run,
+    .clean = create_clean,
     .free = create_free,
 };
 

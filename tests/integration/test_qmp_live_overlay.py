@@ -295,6 +295,9 @@ def test_blockdev_create_qcow2_images(peers):
             "driver": "qcow2", "size": 4 * MiB,
             "file": {"driver": "file", "filename": "DIR/r.img"}}})))
     both(ps, lambda p: p.wait_job("inline"))
+    # The node opened for the job is gone once it concluded.
+    both(ps, lambda p: sorted(n["file"] for n in p.norm(
+        p.q.cmd("query-named-block-nodes")) if n["drv"] == "file"))
     both(ps, lambda p: p.cmd("job-dismiss", {"id": "inline"}))
     assert ps[0].transcript == ps[1].transcript
     both(ps, lambda p: json.loads(qimg("info", "--output=json",
