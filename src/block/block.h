@@ -153,6 +153,33 @@ bool block_node_set_backing(BlockNode *bs, BlockNode *backing, Error **errp);
  * above it, or takes one out (new = the filter's child).  Main thread. */
 bool block_node_replace(BlockNode *old, BlockNode *new, Error **errp);
 
+/* ---- live overlays (append.c) ---- */
+/* Holds every user (export, job, tool) still: running requests finish,
+ * new ones wait until block_unquiesce_all_users.  A transaction of graph
+ * changes runs inside, as QEMU's runs drained.  Main thread. */
+typedef struct BlockQuiesce BlockQuiesce;
+BlockQuiesce *block_quiesce_all_users(void);
+void block_unquiesce_all_users(BlockQuiesce *q);
+/* Whether a parent reads bs: another node links to it, or a user holds
+ * CONSISTENT_READ on it (QEMU's "The overlay is already in use"). */
+bool block_node_has_readers(BlockNode *bs);
+/* bs is written no more (the old top after a snapshot, QEMU's reopen
+ * read-only): a format writes back its caches and marks its image
+ * clean, the node becomes read-only, and the write locks on its file
+ * go, so other processes may read the image.  Main thread; nothing may
+ * write bs any more. */
+void block_node_make_read_only(BlockNode *bs);
+/* Whether bs's driver can have a backing node (qcow2; not raw). */
+bool block_node_supports_backing(const BlockNode *bs);
+/* Makes base the backing node of overlay and moves every other parent
+ * of base -- exports, jobs' users, nodes linking to it -- to overlay
+ * (QEMU's bdrv_append); all or nothing.  Each parent is drained while
+ * it is moved, so no request sees the change half done. */
+bool block_node_append(BlockNode *overlay, BlockNode *base, Error **errp);
+/* Undoes block_node_append: base's parents go back and overlay loses
+ * its backing node. */
+void block_node_unappend(BlockNode *overlay, BlockNode *base);
+
 /* Waits until no request is in flight on bs and holds new ones back
  * until block_drain_end.  Nests. */
 void block_drain_begin(BlockNode *bs);
@@ -413,6 +440,11 @@ bool block_amend(BlockNode *bs, json_t *opts, bool force,
  * JSON values).  Unknown options fail with "Invalid parameter 'x'". */
 bool block_create(const char *fmt, const char *filename, json_t *opts,
                   Error **errp);
+/* Creates an image of format fmt on file, an open protocol node
+ * (blockdev-create), with the same options as block_create.  Formats
+ * that cannot fail with "Driver does not support blockdev-create". */
+bool block_create_on_node(const char *fmt, BlockNode *file, json_t *opts,
+                          Error **errp);
 
 /* ---- image maintenance (strata-img check, commit, rebase) ---- */
 /* Result of an image consistency check (qemu-img check semantics). */

@@ -292,6 +292,12 @@ struct BlockDriver {
      * Optional. */
     bool (*attach_parent)(BlockNode *bs, const BlockChildRole *role,
                           Error **errp);
+    /* The node stops being written (the old top after a snapshot, as
+     * QEMU's reopen read-only): writes back what it holds, and a format
+     * stops asking write permissions of its file; a protocol node whose
+     * parent did so drops the locks of what it no longer needs.  Called
+     * drained, before bs->read_only is set.  Optional. */
+    void (*make_read_only)(BlockNode *bs);
 };
 
 /* Opens the child named key ("file" or "backing") from opts: a string

@@ -36,6 +36,7 @@ struct BlockUser {
      * node from start to end.  Writers first, so a busy client cannot
      * keep a graph change waiting. */
     pthread_rwlock_t node_lock;
+    bool quiesced;            /* node_lock write-held by the main thread */
     BlockNode *bs;
     char *id;
     BlockUserKind kind;
@@ -214,15 +215,28 @@ bool block_user_set_node(BlockUser *u, BlockNode *bs, Error **errp)
         return false;
     }
     block_node_ref(bs);
-    BlockNode *old;
-    {
+    BlockNode *old = u->bs;
+    if (u->quiesced) {
+        u->bs = bs;     /* no request runs: the lock is ours already */
+    } else {
         WRLOCK_GUARD(&u->node_lock);
-        old = u->bs;
         u->bs = bs;
     }
     block_node_del_perm(old, u->perm, u->shared);
     block_node_unref(old);
     return true;
+}
+
+void block_user_quiesce(BlockUser *u)
+{
+    pthread_rwlock_wrlock(&u->node_lock);
+    u->quiesced = true;
+}
+
+void block_user_unquiesce(BlockUser *u)
+{
+    u->quiesced = false;
+    pthread_rwlock_unlock(&u->node_lock);
 }
 
 /* One run of a request, on the node the user has for all of it. */

@@ -117,6 +117,14 @@ void block_user_node_name(BlockUser *u, char *buf, size_t size);
  * the old node's permissions and reference back.  Requests see either
  * node for their whole run.  Main thread. */
 bool block_user_set_node(BlockUser *u, BlockNode *bs, Error **errp);
+/* Waits until no request of u runs and holds new ones back until
+ * block_user_unquiesce (QEMU's drained section, seen from a user): a
+ * transaction of graph changes keeps every user still from its first
+ * change to its last undo, so no client write lands in an overlay that
+ * is taken away again.  block_user_set_node works on a quiesced user;
+ * block_user_node_name waits.  Main thread. */
+void block_user_quiesce(BlockUser *u);
+void block_user_unquiesce(BlockUser *u);
 BlockUserKind block_user_kind(const BlockUser *u);
 const char *block_user_id(const BlockUser *u);
 /* NULL when the user keeps no accounting of its own. */

@@ -148,6 +148,9 @@ static bool apply_verb_locked(Job *job, JobVerb verb, Error **errp)
 /* BLOCK_JOB_COMPLETED and BLOCK_JOB_CANCELLED, members in QEMU's order. */
 static void emit_end_locked(Job *job, bool cancelled)
 {
+    if (job->drv->not_block_job) {
+        return;
+    }
     json_t *data = json_pack("{s:s, s:I, s:I, s:I, s:s}",
                              "device", job->id,
                              "len", (json_int_t)job->total,
@@ -357,8 +360,9 @@ static void completed_locked(Job *job)
         finalize_locked(job);
         return;
     }
-    json_t *data = json_pack("{s:s, s:s}", "type", job->drv->type,
-                             "id", job->id);
+    json_t *data = job->drv->not_block_job
+                   ? NULL : json_pack("{s:s, s:s}", "type", job->drv->type,
+                                      "id", job->id);
     if (data) {
         block_emit_event("BLOCK_JOB_PENDING", data);
     }
@@ -602,6 +606,7 @@ void job_get_info(Job *job, JobInfo *info)
         .current_speed = job->adaptive ? job->effective_speed : job->speed,
         .io_status = job->io_status,
         .error = job->error,
+        .block_job = !job->drv->not_block_job,
     };
 }
 

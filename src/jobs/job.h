@@ -68,6 +68,9 @@ const char *job_status_name(JobStatus status);
 typedef struct JobDriver {
     /* QEMU's JobType name: "stream". */
     const char *type;
+    /* Not a block job (QEMU's "create"): no BLOCK_JOB_* events, not in
+     * query-block-jobs, unknown to the block-job-* verbs. */
+    bool not_block_job;
     /* The job's work, on its own thread.  Calls job_pause_point() between
      * pieces of work and returns early (any value) once it returns true;
      * updates progress with job_progress_*; limits its rate with
@@ -142,6 +145,7 @@ typedef struct JobInfo {
     uint64_t current_speed;       /* the rate in force */
     BlockIoStatus io_status;
     const char *error;            /* the failure's message, or NULL */
+    bool block_job;               /* see JobDriver.not_block_job */
 } JobInfo;
 
 /* A snapshot of job (strings point into the job; valid on the main

@@ -262,7 +262,7 @@ static json_t *cmd_blockdev_del(json_t *args, Error **errp)
         return NULL;
     }
     /* A job's nodes are blocked for deletion (QEMU's op blocker). */
-    if (job_node_busy(bs, errp)) {
+    if (job_node_busy(bs, errp) || qmp_node_backing_blocked(bs, errp)) {
         return NULL;
     }
     OwnedNode **p = find_owned(bs);

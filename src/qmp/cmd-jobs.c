@@ -65,6 +65,9 @@ static void add_block_job(Job *job, void *opaque)
 {
     JobInfo i;
     job_get_info(job, &i);
+    if (!i.block_job) {
+        return;
+    }
     json_t *e = json_pack("{s:b, s:s, s:s, s:b, s:b, s:I, s:I, s:s, s:b, "
                           "s:I, s:b, s:s}",
                           "auto-finalize", i.auto_finalize,
@@ -183,7 +186,12 @@ static Job *find_job(json_t *args, Error **errp)
 static Job *find_block_job(const char *id, Error **errp)
 {
     Job *job = job_find(id);
-    if (!job) {
+    JobInfo i;
+    if (job) {
+        job_get_info(job, &i);
+    }
+    if (!job || !i.block_job) {
+        job = NULL;
         error_set(errp, ERROR_CLASS_DEVICE_NOT_ACTIVE,
                   "Block job '%s' not found", id);
     }

@@ -308,6 +308,9 @@ bool qmp_monitor_init(PollLoop *loop, Error **errp)
     qmp_register_job_commands();
     qmp_register_object_commands();
     qmp_register_params_commands();
+    qmp_register_create_commands();
+    qmp_register_snapshot_commands();
+    qmp_register_transaction_commands();
     if (!qmp_jobs_init(loop, errp)) {
         return false;
     }

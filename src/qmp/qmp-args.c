@@ -150,7 +150,11 @@ bool qmp_args_check(json_t *args, const char *prefix, const QmpArgSpec *spec,
             }
             continue;
         }
-        if (!qmp_args_check_value(v, path, s, errp)) {
+        /* QEMU names a nested enum's bad value by the member alone
+         * ("Parameter 'mode' does not accept value 'x'"). */
+        const char *name = s->type == QMP_ARG_ENUM && json_is_string(v)
+                           ? s->name : path;
+        if (!qmp_args_check_value(v, name, s, errp)) {
             return false;
         }
     }

@@ -68,6 +68,14 @@ void qmp_register_object_commands(void);
 struct BlockNode;
 struct ImageParams;
 void qmp_register_params_commands(void);
+/* blockdev-create (cmd-create.c); blockdev-snapshot, blockdev-snapshot-
+ * sync (cmd-snapshot.c); transaction (cmd-transaction.c). */
+void qmp_register_create_commands(void);
+void qmp_register_snapshot_commands(void);
+void qmp_register_transaction_commands(void);
+/* QEMU's op blocker on a backing node: "Node 'x' is busy: node is used
+ * as backing hd of 'y'" when a node links to bs as its backing. */
+bool qmp_node_backing_blocked(struct BlockNode *bs, Error **errp);
 /* The image parameters in force on a node blockdev-add created, or
  * NULL for another node (cmd-block.c). */
 struct ImageParams *qmp_node_params(struct BlockNode *bs);

@@ -216,6 +216,26 @@ bool file_attach_parent(BlockNode *bs, const BlockChildRole *role,
     return true;
 }
 
+void file_make_read_only(BlockNode *bs)
+{
+    FileState *s = bs->opaque;
+    if (!s->use_lock) {
+        return;
+    }
+    uint64_t perm, shared;
+    file_lock_perms(true, bs->force_share, bs->role.parent_has_metadata,
+                    &perm, &shared);
+    LOCK_GUARD(&s->perm_lock);
+    s->parent_perm &= perm;
+    s->parent_shared |= shared;
+    wanted_locks(s, &perm, &shared);
+    Error *err = NULL;
+    /* Only bytes are dropped: nothing can conflict. */
+    if (!relock(bs, perm, shared, &err)) {
+        error_free(err);
+    }
+}
+
 bool file_user_perm(BlockNode *bs, uint64_t perm, uint64_t shared, int count,
                     Error **errp)
 {

@@ -44,6 +44,10 @@ bool file_user_perm(BlockNode *bs, uint64_t perm, uint64_t shared, int count,
 bool file_attach_parent(BlockNode *bs, const BlockChildRole *role,
                         Error **errp);
 
+/* BlockDriver.make_read_only: the parent (or the node) writes no more:
+ * its locks drop write and resize. */
+void file_make_read_only(BlockNode *bs);
+
 /* QEMU's permissions for a file node from its parent: none unless the
  * parent is a metadata format (qcow2), which reads, writes and resizes
  * when read-write and lets nobody else write or resize; force-share

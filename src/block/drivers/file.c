@@ -551,7 +551,8 @@ static json_t *file_get_specific_stats(BlockNode *bs)
     .get_allocated_file_size = file_allocated_size,    \
     .truncate = file_truncate,                         \
     .user_perm = file_user_perm,                       \
-    .attach_parent = file_attach_parent
+    .attach_parent = file_attach_parent,               \
+    .make_read_only = file_make_read_only
 
 const BlockDriver bdrv_file = {
     .format_name = "file",

@@ -291,6 +291,28 @@ static bool write_layout(BlockNode *file, const char *filename,
     return true;
 }
 
+/* Lays the image out on file, an open protocol node (blockdev-create:
+ * the node exists already and keeps what lies past the new image, as
+ * with QEMU). */
+bool qcow2_create_on_node(BlockNode *file, json_t *opts, Error **errp)
+{
+    json_t *copy = json_deep_copy(opts);
+    Qcow2CreateParams p = { 0 };
+    Qcow2Layout l = { 0 };
+    bool ok = false;
+
+    if (!copy) {
+        error_setg(errp, "Out of memory");
+        return false;
+    }
+    if (parse_opts(copy, &p, errp) && qcow2_layout_build(&p, &l, errp)) {
+        ok = write_layout(file, block_node_name(file), &l, p.prealloc, errp);
+    }
+    qcow2_layout_free(&l);
+    json_decref(copy);
+    return ok;
+}
+
 bool qcow2_create(const char *filename, json_t *opts, Error **errp)
 {
     json_t *copy = json_deep_copy(opts);

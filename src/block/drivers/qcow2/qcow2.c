@@ -307,7 +307,8 @@ fail:
     return false;
 }
 
-static void qcow2_close(BlockNode *bs)
+/* Writes back the caches and marks the image clean, as on close. */
+static void qcow2_write_back(BlockNode *bs)
 {
     BDRVQcow2State *s = bs->opaque;
     if (s->writable && !atomic_load(&s->broken)) {
@@ -321,10 +322,23 @@ static void qcow2_close(BlockNode *bs)
             ret = write_incompat_locked(bs);
         }
         if (ret < 0) {
-            log_error("qcow2: %s: could not write back metadata on close: %s",
+            log_error("qcow2: %s: could not write back metadata: %s",
                       bs->filename, strerror(-ret));
         }
     }
+}
+
+static void qcow2_make_read_only(BlockNode *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    qcow2_write_back(bs);
+    s->writable = false;
+}
+
+static void qcow2_close(BlockNode *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    qcow2_write_back(bs);
     qcow2_free_state(s);
     pthread_cond_destroy(&s->alloc_cond);
     pthread_mutex_destroy(&s->lock);
@@ -550,6 +564,7 @@ const BlockDriver bdrv_qcow2 = {
     .probe = qcow2_probe,
     .open = qcow2_open,
     .close = qcow2_close,
+    .make_read_only = qcow2_make_read_only,
     .pread = qcow2_co_pread,
     .pwrite = qcow2_co_pwrite,
     .pwrite_zeroes = qcow2_co_pwrite_zeroes,

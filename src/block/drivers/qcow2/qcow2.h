@@ -32,6 +32,7 @@ extern const BlockDriver bdrv_qcow2;
 
 /* ---- from qcow2-create.c / qcow2-check.c (the "qcow2meta" engineer) ---- */
 bool qcow2_create(const char *filename, json_t *opts, Error **errp);
+bool qcow2_create_on_node(BlockNode *file, json_t *opts, Error **errp);
 extern const BlockCreateOpt qcow2_create_opts[];
 /* fix is BLOCK_FIX_*.  Called on an open node with no I/O in flight
  * (from open when the image is dirty, or from strata-img check). */
