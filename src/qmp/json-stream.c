@@ -2,7 +2,10 @@
 /* strata - QMP stream framing (see json-stream.h). */
 #include "qmp/json-stream.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,24 +115,23 @@ static void lex_error(JsonStream *js)
     emit_error(js, "JSON parse error, stray '%s'", tok);
 }
 
+static json_t *parse_text(const char *text, size_t len, char *buf,
+                          size_t buflen, const char **why);
+
 static void parse_and_emit(JsonStream *js)
 {
-    json_error_t jerr;
-    json_t *v = json_loadb(js->msg, js->len,
-                           JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    char diag[160];
+    const char *why = NULL;
+    json_stream_forget_numbers();
+    json_t *v = parse_text(js->msg, js->len, diag, sizeof(diag), &why);
     if (v) {
         reset(js);
         js->fn(js->opaque, v, NULL);
-        return;
-    }
-    char diag[128];
-    const char *why = json_stream_diagnose(js->msg, js->len, diag,
-                                           sizeof(diag));
-    if (why) {
-        emit_error(js, "JSON parse error, %s", why);
     } else {
-        emit_error(js, "JSON parse error, %s", jerr.text);
+        json_stream_forget_numbers();
+        emit_error(js, "JSON parse error, %s", why);
     }
+    json_stream_forget_numbers();
 }
 
 static void token_done(JsonStream *js)
@@ -362,7 +364,7 @@ void json_stream_feed(JsonStream *js, const char *buf, size_t len)
     }
 }
 
-/* ---- diagnosis of a text jansson refused ---- */
+/* ---- the parser ---- */
 
 #define MIN_TOKLEN(n) ((n) < 64 ? (n) : 64)
 
@@ -371,7 +373,7 @@ typedef enum TokType {
     T_STRING, T_NUMBER, T_KEYWORD,
 } TokType;
 
-typedef struct Diag {
+typedef struct Parser {
     const char *s;
     size_t len, pos;
     TokType type;
@@ -380,16 +382,17 @@ typedef struct Diag {
     const char *err;
     char *buf;
     size_t buflen;
-} Diag;
+    bool build;          /* false: only look for the first error */
+} Parser;
 
-static void skip_digits(Diag *d)
+static void skip_digits(Parser *d)
 {
     while (d->pos < d->len && d->s[d->pos] >= '0' && d->s[d->pos] <= '9') {
         d->pos++;
     }
 }
 
-static void next_token(Diag *d)
+static void next_token(Parser *d)
 {
     while (d->pos < d->len && strchr(" \t\r\n", d->s[d->pos])
            && d->s[d->pos] != '\0') {
@@ -453,13 +456,16 @@ static void next_token(Diag *d)
     d->toklen = d->pos - start;
 }
 
-static bool fail(Diag *d, const char *msg)
+static json_t *fail(Parser *d, const char *msg)
 {
     if (!d->err) {
         d->err = msg;
     }
-    return false;
+    return NULL;
 }
+
+/* What a value that is only checked returns (any non-NULL pointer). */
+static json_t checked_only;
 
 static int hexval(char c)
 {
@@ -475,7 +481,7 @@ static int hexval(char c)
     return -1;
 }
 
-static bool check_string(Diag *d)
+static bool check_string(Parser *d)
 {
     const char *s = d->tok + 1;
     const char *end = d->tok + d->toklen - 1;
@@ -486,77 +492,257 @@ static bool check_string(Diag *d)
         }
         s++;
         if (s >= end) {
-            return fail(d, "invalid escape sequence in string");
+            fail(d, "invalid escape sequence in string");
+            return false;
         }
         if (*s == 'u') {
             for (int i = 1; i <= 4; i++) {
                 if (s + i >= end || hexval(s[i]) < 0) {
-                    return fail(d, "invalid hex escape sequence in string");
+                    fail(d, "invalid hex escape sequence in string");
+                    return false;
                 }
             }
             s += 5;
         } else if (strchr("\"\\/bfnrt", *s) && *s != '\0') {
             s++;
         } else {
-            return fail(d, "invalid escape sequence in string");
+            fail(d, "invalid escape sequence in string");
+            return false;
         }
     }
     return true;
 }
 
-static bool diag_value(Diag *d, int depth);
-
-static bool diag_object(Diag *d, int depth)
+/* The current token is a string: QEMU's escape checks, then jansson
+ * decodes it (UTF-8 validation, \u escapes and surrogate pairs). */
+static json_t *parse_string(Parser *d)
 {
+    if (!check_string(d)) {
+        return NULL;
+    }
+    if (!d->build) {
+        return &checked_only;
+    }
+    json_error_t jerr;
+    json_t *v = json_loadb(d->tok, d->toklen,
+                           JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    if (!v) {
+        snprintf(d->buf, d->buflen, "%s", jerr.text);
+        return fail(d, d->buf);
+    }
+    return v;
+}
+
+/* ---- integers beyond int64 ----
+ *
+ * QEMU's parser keeps an integer that does not fit int64 as an unsigned
+ * 64-bit number when it fits that, else as a double.  jansson has no
+ * unsigned integers: such a number becomes a real, and the exact value
+ * is remembered here for the QMP argument checker (an uint64 member
+ * takes it, an int64 member does not).  The registry holds a reference
+ * to each value, so the addresses stay unique until it is emptied,
+ * which happens when the next text is parsed.  Per thread: QMP parses
+ * and dispatches on the main thread. */
+typedef struct BigUint {
+    json_t *v;
+    uint64_t u;
+} BigUint;
+
+static __thread BigUint *big_uints;
+static __thread size_t n_big_uints, cap_big_uints;
+
+void json_stream_forget_numbers(void)
+{
+    for (size_t i = 0; i < n_big_uints; i++) {
+        json_decref(big_uints[i].v);
+    }
+    free(big_uints);
+    big_uints = NULL;
+    n_big_uints = cap_big_uints = 0;
+}
+
+bool json_stream_big_uint(const json_t *v, uint64_t *out)
+{
+    for (size_t i = 0; v && i < n_big_uints; i++) {
+        if (big_uints[i].v == v) {
+            *out = big_uints[i].u;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool remember_big_uint(json_t *v, uint64_t u)
+{
+    if (n_big_uints == cap_big_uints) {
+        size_t cap = cap_big_uints ? cap_big_uints * 2 : 8;
+        BigUint *b = realloc(big_uints, cap * sizeof(*b));
+        if (!b) {
+            return false;
+        }
+        big_uints = b;
+        cap_big_uints = cap;
+    }
+    big_uints[n_big_uints++] = (BigUint){ .v = json_incref(v), .u = u };
+    return true;
+}
+
+/* The current token is a number: an int64 if it is an integer that fits,
+ * else an unsigned one (remembered) if it fits that, else a double. */
+static json_t *parse_number(Parser *d)
+{
+    if (!d->build) {
+        return &checked_only;
+    }
+    char small[64];
+    char *text = d->toklen < sizeof(small) ? small : malloc(d->toklen + 1);
+    if (!text) {
+        return fail(d, "out of memory");
+    }
+    memcpy(text, d->tok, d->toklen);
+    text[d->toklen] = '\0';
+    json_t *v = NULL;
+    bool integer = !strpbrk(text, ".eE");
+    if (integer) {
+        errno = 0;
+        long long ll = strtoll(text, NULL, 10);
+        if (errno == 0) {
+            v = json_integer(ll);
+            goto out;
+        }
+        if (text[0] != '-') {
+            errno = 0;
+            unsigned long long u = strtoull(text, NULL, 10);
+            if (errno == 0) {
+                v = json_real((double)u);
+                if (v && !remember_big_uint(v, u)) {
+                    json_decref(v);
+                    v = NULL;
+                }
+                if (!v) {
+                    fail(d, "out of memory");
+                }
+                goto out;
+            }
+        }
+    }
+    double r = strtod(text, NULL);
+    v = isfinite(r) ? json_real(r) : NULL;
+    if (!v) {
+        snprintf(d->buf, d->buflen, "real number overflow near '%.*s'",
+                 (int)MIN_TOKLEN(d->toklen), d->tok);
+        fail(d, d->buf);
+    }
+out:
+    if (text != small) {
+        free(text);
+    }
+    return v;
+}
+
+static json_t *parse_value(Parser *d, int depth);
+
+/* In build mode, adds a new reference; in check mode, drops nothing. */
+static void drop(Parser *d, json_t *v)
+{
+    if (d->build) {
+        json_decref(v);
+    }
+}
+
+static json_t *parse_object(Parser *d, int depth)
+{
+    json_t *obj = d->build ? json_object() : &checked_only;
+    if (!obj) {
+        return fail(d, "out of memory");
+    }
     next_token(d);
     if (d->type == T_RCURLY) {
-        return true;
+        return obj;
     }
     for (;;) {
-        TokType key = d->type;
-        if (key != T_STRING) {
-            if (!diag_value(d, depth + 1)) {
-                return false;
-            }
-            return fail(d, "key is not a string in object");
+        TokType key_type = d->type;
+        json_t *key = parse_value(d, depth + 1);
+        if (!key) {
+            drop(d, obj);
+            return NULL;
         }
-        if (!check_string(d)) {
-            return false;
+        if (key_type != T_STRING) {
+            drop(d, key);
+            drop(d, obj);
+            return fail(d, "key is not a string in object");
         }
         next_token(d);
         if (d->type != T_COLON) {
+            drop(d, key);
+            drop(d, obj);
             return fail(d, "missing : in object pair");
         }
         next_token(d);
-        if (!diag_value(d, depth + 1)) {
-            return false;
+        json_t *value = parse_value(d, depth + 1);
+        if (!value) {
+            drop(d, key);
+            drop(d, obj);
+            return NULL;
+        }
+        if (d->build) {
+            /* As QEMU: a key given twice is an error (checked after the
+             * value, like QEMU's parser). */
+            const char *k = json_string_value(key);
+            if (strlen(k) != json_string_length(key)) {
+                snprintf(d->buf, d->buflen,
+                         "NUL byte in object key not supported");
+                json_decref(key);
+                json_decref(value);
+                json_decref(obj);
+                return fail(d, d->buf);
+            }
+            if (json_object_get(obj, k)) {
+                json_decref(key);
+                json_decref(value);
+                json_decref(obj);
+                return fail(d, "duplicate key");
+            }
+            json_object_set_new(obj, k, value);
+            json_decref(key);
         }
         next_token(d);
         if (d->type == T_RCURLY) {
-            return true;
+            return obj;
         }
         if (d->type != T_COMMA) {
+            drop(d, obj);
             return fail(d, "expected separator in dict");
         }
         next_token(d);
     }
 }
 
-static bool diag_array(Diag *d, int depth)
+static json_t *parse_array(Parser *d, int depth)
 {
+    json_t *arr = d->build ? json_array() : &checked_only;
+    if (!arr) {
+        return fail(d, "out of memory");
+    }
     next_token(d);
     if (d->type == T_RSQUARE) {
-        return true;
+        return arr;
     }
     for (;;) {
-        if (!diag_value(d, depth + 1)) {
-            return false;
+        json_t *e = parse_value(d, depth + 1);
+        if (!e) {
+            drop(d, arr);
+            return NULL;
+        }
+        if (d->build) {
+            json_array_append_new(arr, e);
         }
         next_token(d);
         if (d->type == T_RSQUARE) {
-            return true;
+            return arr;
         }
         if (d->type != T_COMMA) {
+            drop(d, arr);
             return fail(d, "expected separator in list");
         }
         next_token(d);
@@ -564,25 +750,29 @@ static bool diag_array(Diag *d, int depth)
 }
 
 /* The current token starts a value. */
-static bool diag_value(Diag *d, int depth)
+static json_t *parse_value(Parser *d, int depth)
 {
     if (depth > JSON_STREAM_MAX_NESTING) {
         return fail(d, "nesting depth limit exceeded");
     }
     switch (d->type) {
     case T_LCURLY:
-        return diag_object(d, depth);
+        return parse_object(d, depth);
     case T_LSQUARE:
-        return diag_array(d, depth);
+        return parse_array(d, depth);
     case T_STRING:
-        return check_string(d);
+        return parse_string(d);
     case T_NUMBER:
-        return true;
+        return parse_number(d);
     case T_KEYWORD:
-        if ((d->toklen == 4 && !memcmp(d->tok, "true", 4))
-            || (d->toklen == 5 && !memcmp(d->tok, "false", 5))
-            || (d->toklen == 4 && !memcmp(d->tok, "null", 4))) {
-            return true;
+        if (d->toklen == 4 && !memcmp(d->tok, "true", 4)) {
+            return d->build ? json_true() : &checked_only;
+        }
+        if (d->toklen == 5 && !memcmp(d->tok, "false", 5)) {
+            return d->build ? json_false() : &checked_only;
+        }
+        if (d->toklen == 4 && !memcmp(d->tok, "null", 4)) {
+            return d->build ? json_null() : &checked_only;
         }
         snprintf(d->buf, d->buflen, "invalid keyword '%.*s'",
                  (int)MIN_TOKLEN(d->toklen), d->tok);
@@ -592,11 +782,24 @@ static bool diag_value(Diag *d, int depth)
     }
 }
 
+/* Parses one balanced, lexically valid text; NULL with *why set (a
+ * constant or buf) when it is not a JSON value. */
+static json_t *parse_text(const char *text, size_t len, char *buf,
+                          size_t buflen, const char **why)
+{
+    Parser d = { .s = text, .len = len, .buf = buf, .buflen = buflen,
+                 .build = true };
+    next_token(&d);
+    json_t *v = parse_value(&d, 0);
+    *why = d.err;
+    return v;
+}
+
 const char *json_stream_diagnose(const char *text, size_t len,
                                  char *buf, size_t buflen)
 {
-    Diag d = { .s = text, .len = len, .buf = buf, .buflen = buflen };
+    Parser d = { .s = text, .len = len, .buf = buf, .buflen = buflen };
     next_token(&d);
-    diag_value(&d, 0);
+    parse_value(&d, 0);
     return d.err;
 }

@@ -4,16 +4,23 @@
  * Bytes arrive in arbitrary pieces.  A lexer tracks strings and counts
  * braces and brackets; a value is complete when they balance (an
  * object may span several lines, a line may hold several objects).
- * The complete text is parsed by jansson; when that fails the text is
- * walked once more to name the problem with QEMU's wording ("JSON
- * parse error, expecting value").  After a lexical error the stream
- * skips to the next structural character or line end and carries on.
+ * The complete text is parsed as QEMU's parser does, with its wording
+ * for errors ("JSON parse error, expecting value", "... duplicate key");
+ * jansson decodes the strings.  After a lexical error the stream skips
+ * to the next structural character or line end and carries on.
+ *
+ * Numbers: an integer that fits int64 is a jansson integer; one that
+ * only fits uint64 is a jansson real whose exact value
+ * json_stream_big_uint() knows (QEMU keeps it as an unsigned number);
+ * anything else is a real.
  */
 #ifndef STRATA_QMP_JSON_STREAM_H
 #define STRATA_QMP_JSON_STREAM_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Limits, as QEMU's (token size is smaller: bounded memory per client). */
 #define JSON_STREAM_MAX_SIZE      (16u << 20)
@@ -38,5 +45,13 @@ void json_stream_feed(JsonStream *js, const char *buf, size_t len);
  * NULL if the structure is fine. */
 const char *json_stream_diagnose(const char *text, size_t len,
                                  char *buf, size_t buflen);
+
+/* True, with the exact value in *out, when v is a number of the value
+ * being dispatched that was written as an integer above INT64_MAX (and
+ * at most UINT64_MAX).  Valid from the callback's start until the next
+ * value is parsed; main thread (the parsing thread) only. */
+bool json_stream_big_uint(const json_t *v, uint64_t *out);
+/* Drops what json_stream_big_uint() knows (done before each parse). */
+void json_stream_forget_numbers(void);
 
 #endif

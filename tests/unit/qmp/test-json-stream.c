@@ -181,6 +181,60 @@ static void test_single_quoted_strings(void **state)
     collected_free(&c);
 }
 
+/* What json_stream_big_uint() says of each number in the value, seen
+ * from the callback (as the QMP dispatcher sees it). */
+typedef struct Numbers {
+    int n;
+    bool big[8];
+    uint64_t u[8];
+    bool real[8];
+} Numbers;
+
+static void look_at_numbers(void *opaque, json_t *value, const char *err)
+{
+    Numbers *nums = opaque;
+    assert_null(err);
+    size_t i;
+    json_t *e;
+    json_array_foreach(value, i, e) {
+        nums->real[nums->n] = json_is_real(e);
+        nums->big[nums->n] = json_stream_big_uint(e, &nums->u[nums->n]);
+        nums->n++;
+    }
+    json_decref(value);
+}
+
+static void test_big_integers(void **state)
+{
+    Numbers nums = { 0 };
+    JsonStream *js = json_stream_new(look_at_numbers, &nums);
+    const char *in = "[9223372036854775807, 9223372036854775808, "
+                     "18446744073709551615, 18446744073709551616, "
+                     "-9223372036854775808, -9223372036854775809, 1.0]\n";
+    json_stream_feed(js, in, strlen(in));
+    json_stream_free(js);
+    assert_int_equal(nums.n, 7);
+    /* int64 as integers; above INT64_MAX up to UINT64_MAX exactly
+     * known; beyond, doubles, as QEMU's parser. */
+    assert_false(nums.real[0]);
+    assert_false(nums.big[0]);
+    assert_true(nums.real[1] && nums.big[1]);
+    assert_true(nums.u[1] == UINT64_C(9223372036854775808));
+    assert_true(nums.real[2] && nums.big[2]);
+    assert_true(nums.u[2] == UINT64_MAX);
+    assert_true(nums.real[3] && !nums.big[3]);
+    assert_false(nums.real[4]);
+    assert_true(nums.real[5] && !nums.big[5]);
+    assert_true(nums.real[6] && !nums.big[6]);
+}
+
+static void test_duplicate_key(void **state)
+{
+    expect_error("{\"a\": 1, \"a\": 2}\n", "JSON parse error, duplicate key");
+    /* The value is parsed before the key is looked up, as in QEMU. */
+    expect_error("{\"a\": 1, \"a\": }\n", "JSON parse error, expecting value");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -193,6 +247,8 @@ int main(void)
         cmocka_unit_test(test_nesting_limit),
         cmocka_unit_test(test_nul_escape_and_unicode),
         cmocka_unit_test(test_single_quoted_strings),
+        cmocka_unit_test(test_big_integers),
+        cmocka_unit_test(test_duplicate_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
