@@ -153,6 +153,7 @@ static bool create_target(const ConvertArgs *a, const char *out,
     if (!block_create(a->out_fmt, out, opts, &err)) {
         error_report("%s: error while converting %s: %s", out, a->out_fmt,
                      error_get_pretty(err));
+        error_print_hint(err);
         error_free(err);
         goto out;
     }

@@ -38,8 +38,10 @@ static bool probe_backing(const char *filename, const char *backing,
     bs = block_open_image(path ? path : backing, backing_fmt,
                           BLOCK_O_NO_BACKING, &err);
     if (!bs) {
-        fprintf(stderr, "%s: %s: %s\nCould not open backing image.\n",
-                error_get_progname(), filename, error_get_pretty(err));
+        fprintf(stderr, "%s: %s: %s\n", error_get_progname(), filename,
+                error_get_pretty(err));
+        error_print_hint(err);
+        fputs("Could not open backing image.\n", stderr);
         error_free(err);
         return false;
     }

@@ -171,6 +171,7 @@ int cmd_rebase(int argc, char **argv)
             if (!new_backing) {
                 error_report("Could not open new backing file '%s': %s",
                              out_base, error_get_pretty(err));
+                error_print_hint(err);
                 error_free(err);
                 goto out;
             }

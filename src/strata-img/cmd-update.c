@@ -66,13 +66,12 @@ static void update_one(Row *row, const char *fmt, int flags, char **assign,
                                      flags | BLOCK_O_NO_BACKING, &err);
     if (!bs) {
         row->result = err->errnum == EBUSY ? "in-use" : "failed";
+        /* The message without QEMU's hint ("Is another process
+         * using..."): ours says the same. */
         const char *msg = error_get_pretty(err);
-        /* QEMU's hint line ("Is another process using...") says what
-         * ours says: keep the first line. */
-        int first = (int)strcspn(msg, "\n");
         if (err->errnum == EBUSY
             ? asprintf(&row->error, "'%s' is in use by another process "
-                       "(%.*s); not updated", row->filename, first, msg) < 0
+                       "(%s); not updated", row->filename, msg) < 0
             : asprintf(&row->error, "Could not open '%s': %s", row->filename,
                        msg) < 0) {
             row->error = NULL;

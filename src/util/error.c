@@ -76,6 +76,34 @@ void error_set(Error **errp, ErrorClass cls, const char *fmt, ...)
     va_end(ap);
 }
 
+void error_append_hint(Error **errp, const char *fmt, ...)
+{
+    if (!errp || !*errp) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    char *text = vformat(fmt, ap);
+    va_end(ap);
+    if (!text) {
+        return;
+    }
+    char *full = NULL;
+    if (asprintf(&full, "%s%s", (*errp)->hint ? (*errp)->hint : "",
+                 text) >= 0) {
+        free((*errp)->hint);
+        (*errp)->hint = full;
+    }
+    free(text);
+}
+
+void error_print_hint(const Error *err)
+{
+    if (err && err->hint) {
+        fputs(err->hint, stderr);
+    }
+}
+
 void error_prepend(Error **errp, const char *fmt, ...)
 {
     if (!errp || !*errp) {
@@ -132,6 +160,7 @@ void error_free(Error *err)
 {
     if (err) {
         free(err->msg);
+        free(err->hint);
         free(err);
     }
 }
@@ -142,6 +171,7 @@ void error_report_err(Error *err)
         return;
     }
     fprintf(stderr, "%s: %s\n", progname, error_get_pretty(err));
+    error_print_hint(err);
     error_free(err);
 }
 

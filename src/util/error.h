@@ -26,6 +26,7 @@ typedef enum ErrorClass {
 
 typedef struct Error {
     char *msg;
+    char *hint;          /* for humans only (not in QMP replies), or NULL */
     ErrorClass cls;
     int errnum;          /* positive errno that caused it, or 0 */
 } Error;
@@ -37,6 +38,15 @@ void error_setg_errno(Error **errp, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void error_set(Error **errp, ErrorClass cls, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Adds text (lines ending in '\n') to the hint of an error that is
+ * already set: what a person may do about it.  As QEMU's hints, it is
+ * printed after the message on stderr (error_report_err,
+ * error_print_hint) but is not part of the message: QMP replies and
+ * error_get_pretty() leave it out. */
+void error_append_hint(Error **errp, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Writes the hint, if any, to stderr. */
+void error_print_hint(const Error *err);
 /* Prefixes the message of an error that is already set. */
 void error_prepend(Error **errp, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -45,7 +55,8 @@ void error_propagate(Error **dst, Error *src);
 const char *error_get_pretty(const Error *err);
 const char *error_class_name(ErrorClass cls);
 void error_free(Error *err);
-/* Prints "<progname>: <msg>\n" to stderr and frees the error. */
+/* Prints "<progname>: <msg>\n" and the hint to stderr and frees the
+ * error. */
 void error_report_err(Error *err);
 /* Prints "<progname>: <msg>\n" to stderr. */
 void error_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -93,9 +93,10 @@ int file_lock_apply_and_check(int fd, uint64_t perm, uint64_t shared,
                 return ret;
             }
             if (ret) {
-                error_setg(errp, "Failed to get \"%s\" lock\n"
-                           "Is another process using the image [%s]?",
-                           perm_names[i], path);
+                error_setg(errp, "Failed to get \"%s\" lock",
+                           perm_names[i]);
+                error_append_hint(errp, "Is another process using the "
+                                  "image [%s]?\n", path);
                 mark_in_use(errp);
                 return -EAGAIN;
             }
@@ -110,9 +111,10 @@ int file_lock_apply_and_check(int fd, uint64_t perm, uint64_t shared,
                 return ret;
             }
             if (ret) {
-                error_setg(errp, "Failed to get shared \"%s\" lock\n"
-                           "Is another process using the image [%s]?",
-                           perm_names[i], path);
+                error_setg(errp, "Failed to get shared \"%s\" lock",
+                           perm_names[i]);
+                error_append_hint(errp, "Is another process using the "
+                                  "image [%s]?\n", path);
                 mark_in_use(errp);
                 return -EAGAIN;
             }

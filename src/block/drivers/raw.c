@@ -49,9 +49,11 @@ static bool raw_get_int(json_t *opts, const char *key, uint64_t *out,
             return false;
         }
     }
-    error_setg(errp, "Parameter '%s' expects a non-negative number below 2^64\n"
-               "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, "
-               "tera-, peta-\nand exabytes, respectively.", key);
+    error_setg(errp, "Parameter '%s' expects a non-negative number below "
+               "2^64", key);
+    error_append_hint(errp, "Optional suffix k, M, G, T, P or E means kilo-, "
+                      "mega-, giga-, tera-, peta-\nand exabytes, "
+                      "respectively.\n");
     return false;
 }
 

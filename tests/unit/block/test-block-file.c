@@ -178,10 +178,13 @@ static void expect_lock_error_(BlockNode *bs, Error *err, const char *what,
 {
     char want[512];
     assert_null(bs);
-    snprintf(want, sizeof(want), "Failed to get %s lock\n"
-             "Is another process using the image [%s]?", what, file);
+    snprintf(want, sizeof(want), "Failed to get %s lock", what);
     assert_non_null(err);
     assert_string_equal(error_get_pretty(err), want);
+    snprintf(want, sizeof(want), "Is another process using the image "
+             "[%s]?\n", file);
+    assert_non_null(err->hint);
+    assert_string_equal(err->hint, want);
     error_free(err);
 }
 

@@ -355,8 +355,8 @@ bool qcow2_amend(BlockNode *bs, json_t *opts, bool force,
     if (has_backing_opt &&
         (!same_str(backing_file, s->header.backing_file) ||
          !same_str(backing_fmt, s->header.backing_format))) {
-        error_setg(errp, "Cannot amend the backing file\n"
-                   "You can use 'qemu-img rebase' instead.");
+        error_setg(errp, "Cannot amend the backing file");
+        error_append_hint(errp, "You can use 'qemu-img rebase' instead.\n");
         return false;
     }
     if (lazy != s->lazy_refcounts) {
