@@ -14,6 +14,7 @@
 #include "nbd/nbd.h"
 #include "qmp/block-info.h"
 #include "qmp/monitor.h"
+#include "qmp/qapi-schema.h"
 #include "qmp/qmp-args.h"
 #include "qmp/qmp-internal.h"
 #include "util/cleanup.h"
@@ -39,79 +40,38 @@ static OwnedNode **find_owned(BlockNode *bs)
     return p;
 }
 
-static const char *const discard_names[] = { "ignore", "unmap", "off", "on",
-                                             NULL };
-static const char *const detect_zeroes_names[] = { "off", "on", "unmap",
-                                                   NULL };
-
-static const QmpArgSpec cache_members[] = {
-    { "direct", QMP_ARG_BOOL, .optional = true },
-    { "no-flush", QMP_ARG_BOOL, .optional = true },
+/* blockdev-add: QEMU's BlockdevOptions (every driver QEMU has), and
+ * strata's image-params (checked by image_params_set_json). */
+static const QmpArgSpec blockdev_add_args[] = {
+    QMP_ARG_INHERIT(qapi_BlockdevOptions),
+    { "image-params", QMP_ARG_OBJECT, .optional = true },
     { NULL },
 };
 
-/* BlockdevOptions' common members, in QEMU's order.  Driver members are
- * checked by the driver's open. */
-static const QmpArgSpec common_members[] = {
-    { "driver", QMP_ARG_STR },
-    { "node-name", QMP_ARG_STR, .optional = true },
-    { "discard", QMP_ARG_ENUM, .optional = true, .choices = discard_names },
-    { "cache", QMP_ARG_OBJECT, .optional = true, .nested = cache_members },
-    { "read-only", QMP_ARG_BOOL, .optional = true },
-    { "auto-read-only", QMP_ARG_BOOL, .optional = true },
-    { "force-share", QMP_ARG_BOOL, .optional = true },
-    { "detect-zeroes", QMP_ARG_ENUM, .optional = true,
-      .choices = detect_zeroes_names },
-    { NULL },
-};
-
-static bool check_common(json_t *opts, const char *prefix, bool strict,
-                         Error **errp)
+/* Every "driver" in opts (checked BlockdevOptions: the node's and those
+ * of children given inline) is one strata has. */
+static bool drivers_supported(json_t *opts, Error **errp)
 {
-    char path[256];
-    for (const QmpArgSpec *s = common_members; s->name; s++) {
-        json_t *v = json_object_get(opts, s->name);
-        snprintf(path, sizeof(path), "%s%s", prefix, s->name);
-        if (!v) {
-            if (!s->optional) {
-                error_setg(errp, "Parameter '%s' is missing", path);
-                return false;
-            }
-            continue;
-        }
-        /* Command-line keyval values are strings ("on", also inside
-         * "cache"); their types are checked when the node is opened. */
-        bool lenient = !strict && s->type != QMP_ARG_ENUM
-                       && (json_is_string(v) || json_is_object(v));
-        if (!lenient && !qmp_args_check_value(v, path, s, errp)) {
-            return false;
-        }
-        if (!strcmp(s->name, "driver")
-            && !block_driver_known(json_string_value(v))) {
-            error_setg(errp, "Parameter '%s' does not accept value '%s'",
-                       path, json_string_value(v));
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Checks the common members of opts and of children given inline with
- * QMP's texts; the block layer interprets them. */
-static bool prepare_options(json_t *opts, const char *prefix, bool strict,
-                            Error **errp)
-{
-    if (!check_common(opts, prefix, strict, errp)) {
+    json_t *driver = json_object_get(opts, "driver");
+    if (json_is_string(driver) &&
+        !block_driver_known(json_string_value(driver))) {
+        error_setg(errp, "Block driver '%s' is not supported by strata",
+                   json_string_value(driver));
         return false;
     }
-    static const char *const children[] = { "file", "backing" };
-    for (size_t i = 0; i < ARRAY_SIZE(children); i++) {
-        json_t *child = json_object_get(opts, children[i]);
-        if (json_is_object(child)) {
-            char sub[256];
-            snprintf(sub, sizeof(sub), "%s%s.", prefix, children[i]);
-            if (!prepare_options(child, sub, strict, errp)) {
-                return false;
+    const char *key;
+    json_t *v;
+    json_object_foreach(opts, key, v) {
+        if (json_is_object(v) && !drivers_supported(v, errp)) {
+            return false;
+        }
+        if (json_is_array(v)) {
+            size_t i;
+            json_t *e;
+            json_array_foreach(v, i, e) {
+                if (json_is_object(e) && !drivers_supported(e, errp)) {
+                    return false;
+                }
             }
         }
     }
@@ -170,8 +130,17 @@ ImageParams *qmp_node_params(BlockNode *bs)
     return *p ? &(*p)->params : NULL;
 }
 
-bool qmp_blockdev_add(json_t *opts, bool strict_types, Error **errp)
+/* blockdev-add with checked options. */
+static bool blockdev_add(json_t *opts, Error **errp)
 {
+    /* As QEMU, after the arguments. */
+    if (!json_object_get(opts, "node-name")) {
+        error_setg(errp, "'node-name' must be specified for the root node");
+        return false;
+    }
+    if (!drivers_supported(opts, errp)) {
+        return false;
+    }
     json_t *copy = json_deep_copy(opts);
     if (!copy) {
         error_setg(errp, "Out of memory");
@@ -179,17 +148,11 @@ bool qmp_blockdev_add(json_t *opts, bool strict_types, Error **errp)
     }
     CLEANUP_IMAGE_PARAMS ImageParams ov;
     image_params_init(&ov);
-    if (!take_param_overrides(copy, &ov, errp) ||
-        !prepare_options(copy, "", strict_types, errp)) {
+    if (!take_param_overrides(copy, &ov, errp)) {
         json_decref(copy);
         return false;
     }
     json_t *name = json_object_get(copy, "node-name");
-    if (!name) {
-        json_decref(copy);
-        error_setg(errp, "'node-name' must be specified for the root node");
-        return false;
-    }
     if (block_node_find(json_string_value(name))) {
         error_setg(errp, "Duplicate nodes with node-name='%s'",
                    json_string_value(name));
@@ -232,24 +195,24 @@ void qmp_blockdev_release_all(void)
     }
 }
 
+bool qmp_blockdev_add(json_t *opts, bool keyval, Error **errp)
+{
+    bool ok = keyval ? qmp_args_check_keyval(opts, "", blockdev_add_args,
+                                             errp)
+                     : qmp_args_check(opts, "", blockdev_add_args, errp);
+    return ok && blockdev_add(opts, errp);
+}
+
 static json_t *cmd_blockdev_add(json_t *args, Error **errp)
 {
-    if (!qmp_blockdev_add(args, true, errp)) {
+    if (!blockdev_add(args, errp)) {
         return NULL;
     }
     return json_object();
 }
 
-static const QmpArgSpec blockdev_del_args[] = {
-    { "node-name", QMP_ARG_STR },
-    { NULL },
-};
-
 static json_t *cmd_blockdev_del(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", blockdev_del_args, errp)) {
-        return NULL;
-    }
     const char *name = qmp_arg_str(args, "node-name", NULL);
     BlockNode *bs = block_node_find(name);
     if (!bs) {
@@ -282,11 +245,6 @@ static json_t *cmd_blockdev_del(json_t *args, Error **errp)
     return json_object();
 }
 
-static const QmpArgSpec query_nodes_args[] = {
-    { "flat", QMP_ARG_BOOL, .optional = true },
-    { NULL },
-};
-
 typedef struct NodeListCtx {
     json_t *list;
     bool flat;
@@ -301,9 +259,6 @@ static bool add_node_info(BlockNode *bs, void *opaque)
 
 static json_t *cmd_query_named_block_nodes(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", query_nodes_args, errp)) {
-        return NULL;
-    }
     NodeListCtx ctx = { .list = json_array(),
                         .flat = qmp_arg_bool(args, "flat", false) };
     block_graph_foreach(add_node_info, &ctx);
@@ -312,8 +267,11 @@ static json_t *cmd_query_named_block_nodes(json_t *args, Error **errp)
 
 void qmp_register_block_commands(void)
 {
-    qmp_register_command("blockdev-add", cmd_blockdev_add);
-    qmp_register_command("blockdev-del", cmd_blockdev_del);
-    qmp_register_command("query-named-block-nodes",
-                         cmd_query_named_block_nodes);
+    qmp_register_command_args("blockdev-add", cmd_blockdev_add,
+                              blockdev_add_args);
+    qmp_register_command_args("blockdev-del", cmd_blockdev_del,
+                              qapi_blockdev_del_arg);
+    qmp_register_command_args("query-named-block-nodes",
+                              cmd_query_named_block_nodes,
+                              qapi_query_named_block_nodes_arg);
 }

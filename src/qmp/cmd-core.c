@@ -1,24 +1,15 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - QMP commands of the monitor itself: qmp_capabilities,
  * query-version, query-commands, quit. */
+#include "qmp/qapi-schema.h"
 #include "qmp/qmp-args.h"
 #include "qmp/qmp-internal.h"
 
 #include <string.h>
 
-static const char *const capability_names[] = { "oob", NULL };
-
-static const QmpArgSpec capabilities_args[] = {
-    { "enable", QMP_ARG_ARRAY, .optional = true, .elem = QMP_ARG_ENUM,
-      .elem_choices = capability_names },
-    { NULL },
-};
-
-static const QmpArgSpec no_args[] = { { NULL } };
-
 bool qmp_capabilities_parse(json_t *args, bool *oob, Error **errp)
 {
-    if (!qmp_args_check(args, "", capabilities_args, errp)) {
+    if (!qmp_args_check(args, "", qapi_qmp_capabilities_arg, errp)) {
         return false;
     }
     *oob = false;
@@ -35,10 +26,6 @@ bool qmp_capabilities_parse(json_t *args, bool *oob, Error **errp)
 /* Reached only after negotiation: the session handles it before. */
 static json_t *cmd_qmp_capabilities(json_t *args, Error **errp)
 {
-    bool oob;
-    if (!qmp_capabilities_parse(args, &oob, errp)) {
-        return NULL;
-    }
     error_set(errp, ERROR_CLASS_COMMAND_NOT_FOUND,
               "Capabilities negotiation is already complete, command ignored");
     return NULL;
@@ -46,22 +33,17 @@ static json_t *cmd_qmp_capabilities(json_t *args, Error **errp)
 
 static json_t *cmd_query_version(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", no_args, errp)) {
-        return NULL;
-    }
     return qmp_version_info();
 }
 
 static json_t *cmd_query_commands(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", no_args, errp)) {
-        return NULL;
-    }
     return qmp_command_list();
 }
 
-/* strata: "force" stops even while export requests are held (they
- * fail to their clients); without it, quit refuses then. */
+/* QEMU's quit has no arguments.  strata: "force" stops even while
+ * export requests are held (they fail to their clients); without it,
+ * quit refuses then. */
 static const QmpArgSpec quit_args[] = {
     { "force", QMP_ARG_BOOL, .optional = true },
     { NULL },
@@ -69,9 +51,6 @@ static const QmpArgSpec quit_args[] = {
 
 static json_t *cmd_quit(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", quit_args, errp)) {
-        return NULL;
-    }
     if (!qmp_arg_bool(args, "force", false) && !qmp_quit_allowed(errp)) {
         return NULL;
     }
@@ -81,8 +60,11 @@ static json_t *cmd_quit(json_t *args, Error **errp)
 
 void qmp_register_core_commands(void)
 {
-    qmp_register_command("qmp_capabilities", cmd_qmp_capabilities);
-    qmp_register_command("query-version", cmd_query_version);
-    qmp_register_command("query-commands", cmd_query_commands);
-    qmp_register_command("quit", cmd_quit);
+    qmp_register_command_args("qmp_capabilities", cmd_qmp_capabilities,
+                              qapi_qmp_capabilities_arg);
+    qmp_register_command_args("query-version", cmd_query_version,
+                              qmp_no_args);
+    qmp_register_command_args("query-commands", cmd_query_commands,
+                              qmp_no_args);
+    qmp_register_command_args("quit", cmd_quit, quit_args);
 }

@@ -8,26 +8,14 @@
 
 #include "jobs/job.h"
 #include "jobs/stream.h"
+#include "qmp/qapi-schema.h"
 #include "qmp/qmp-args.h"
 #include "qmp/monitor.h"
 #include "qmp/qmp-internal.h"
 #include "util/event-queue.h"
 
-static const char *const on_error_names[] = { "report", "ignore", "enospc",
-                                              "stop", "auto", NULL };
-
 static const QmpArgSpec stream_args[] = {
-    { "job-id", QMP_ARG_STR, .optional = true },
-    { "device", QMP_ARG_STR },
-    { "base", QMP_ARG_STR, .optional = true },
-    { "base-node", QMP_ARG_STR, .optional = true },
-    { "backing-file", QMP_ARG_STR, .optional = true },
-    { "bottom", QMP_ARG_STR, .optional = true },
-    { "speed", QMP_ARG_INT, .optional = true },
-    { "on-error", QMP_ARG_ENUM, .optional = true, .choices = on_error_names },
-    { "filter-node-name", QMP_ARG_STR, .optional = true },
-    { "auto-finalize", QMP_ARG_BOOL, .optional = true },
-    { "auto-dismiss", QMP_ARG_BOOL, .optional = true },
+    QMP_ARG_INHERIT(qapi_block_stream_arg),
     /* strata: the rate follows the clients (docs/stream.md). */
     { "adaptive-speed", QMP_ARG_BOOL, .optional = true },
     { NULL },
@@ -35,9 +23,6 @@ static const QmpArgSpec stream_args[] = {
 
 static json_t *cmd_block_stream(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", stream_args, errp)) {
-        return NULL;
-    }
     StreamOptions o = {
         .job_id = qmp_arg_str(args, "job-id", NULL),
         .device = qmp_arg_str(args, "device", ""),
@@ -55,8 +40,6 @@ static json_t *cmd_block_stream(json_t *args, Error **errp)
     };
     return stream_start(&o, errp) ? json_object() : NULL;
 }
-
-static const QmpArgSpec no_args[] = { { NULL } };
 
 static const char *const io_status_names[] = { "ok", "failed", "nospace" };
 
@@ -143,36 +126,15 @@ static json_t *list_jobs(void (*add)(Job *job, void *opaque))
 
 static json_t *cmd_query_block_jobs(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", no_args, errp)) {
-        return NULL;
-    }
     return list_jobs(add_block_job);
 }
 
 static json_t *cmd_query_jobs(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", no_args, errp)) {
-        return NULL;
-    }
     return list_jobs(add_job);
 }
 
 /* ---- the verbs ---- */
-
-static const QmpArgSpec id_args[] = { { "id", QMP_ARG_STR }, { NULL } };
-static const QmpArgSpec device_args[] = {
-    { "device", QMP_ARG_STR }, { NULL },
-};
-static const QmpArgSpec cancel_args[] = {
-    { "device", QMP_ARG_STR },
-    { "force", QMP_ARG_BOOL, .optional = true },
-    { NULL },
-};
-static const QmpArgSpec speed_args[] = {
-    { "device", QMP_ARG_STR },
-    { "speed", QMP_ARG_INT },
-    { NULL },
-};
 
 static Job *find_job(json_t *args, Error **errp)
 {
@@ -202,9 +164,6 @@ typedef bool VerbFn(Job *job, Error **errp);
 
 static json_t *job_verb(json_t *args, Error **errp, VerbFn *fn)
 {
-    if (!qmp_args_check(args, "", id_args, errp)) {
-        return NULL;
-    }
     Job *job = find_job(args, errp);
     return job && fn(job, errp) ? json_object() : NULL;
 }
@@ -225,10 +184,6 @@ static json_t *cmd_job_dismiss(json_t *a, Error **e) { return job_verb(a, e, job
 static json_t *block_job_verb(json_t *args, Error **errp, const char *key,
                               VerbFn *fn)
 {
-    if (!qmp_args_check(args, "", !strcmp(key, "id") ? id_args : device_args,
-                        errp)) {
-        return NULL;
-    }
     Job *job = find_block_job(qmp_arg_str(args, key, ""), errp);
     return job && fn(job, errp) ? json_object() : NULL;
 }
@@ -260,9 +215,6 @@ static json_t *cmd_block_job_dismiss(json_t *a, Error **e)
 
 static json_t *cmd_block_job_cancel(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", cancel_args, errp)) {
-        return NULL;
-    }
     const char *device = qmp_arg_str(args, "device", "");
     bool force = qmp_arg_bool(args, "force", false);
     Job *job = find_block_job(device, errp);
@@ -283,32 +235,38 @@ static json_t *cmd_block_job_cancel(json_t *args, Error **errp)
 
 static json_t *cmd_block_job_set_speed(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", speed_args, errp)) {
-        return NULL;
-    }
     Job *job = find_block_job(qmp_arg_str(args, "device", ""), errp);
     return job && job_set_speed(job, qmp_arg_int(args, "speed", 0), errp)
            ? json_object() : NULL;
 }
 
+#define REGISTER(name, fn, args) qmp_register_command_args(name, fn, args)
+
 void qmp_register_job_commands(void)
 {
-    qmp_register_command("block-stream", cmd_block_stream);
-    qmp_register_command("query-jobs", cmd_query_jobs);
-    qmp_register_command("query-block-jobs", cmd_query_block_jobs);
-    qmp_register_command("job-pause", cmd_job_pause);
-    qmp_register_command("job-resume", cmd_job_resume);
-    qmp_register_command("job-cancel", cmd_job_cancel);
-    qmp_register_command("job-complete", cmd_job_complete);
-    qmp_register_command("job-finalize", cmd_job_finalize);
-    qmp_register_command("job-dismiss", cmd_job_dismiss);
-    qmp_register_command("block-job-set-speed", cmd_block_job_set_speed);
-    qmp_register_command("block-job-pause", cmd_block_job_pause);
-    qmp_register_command("block-job-resume", cmd_block_job_resume);
-    qmp_register_command("block-job-cancel", cmd_block_job_cancel);
-    qmp_register_command("block-job-complete", cmd_block_job_complete);
-    qmp_register_command("block-job-finalize", cmd_block_job_finalize);
-    qmp_register_command("block-job-dismiss", cmd_block_job_dismiss);
+    REGISTER("block-stream", cmd_block_stream, stream_args);
+    REGISTER("query-jobs", cmd_query_jobs, qmp_no_args);
+    REGISTER("query-block-jobs", cmd_query_block_jobs, qmp_no_args);
+    REGISTER("job-pause", cmd_job_pause, qapi_job_pause_arg);
+    REGISTER("job-resume", cmd_job_resume, qapi_job_resume_arg);
+    REGISTER("job-cancel", cmd_job_cancel, qapi_job_cancel_arg);
+    REGISTER("job-complete", cmd_job_complete, qapi_job_complete_arg);
+    REGISTER("job-finalize", cmd_job_finalize, qapi_job_finalize_arg);
+    REGISTER("job-dismiss", cmd_job_dismiss, qapi_job_dismiss_arg);
+    REGISTER("block-job-set-speed", cmd_block_job_set_speed,
+             qapi_block_job_set_speed_arg);
+    REGISTER("block-job-pause", cmd_block_job_pause,
+             qapi_block_job_pause_arg);
+    REGISTER("block-job-resume", cmd_block_job_resume,
+             qapi_block_job_resume_arg);
+    REGISTER("block-job-cancel", cmd_block_job_cancel,
+             qapi_block_job_cancel_arg);
+    REGISTER("block-job-complete", cmd_block_job_complete,
+             qapi_block_job_complete_arg);
+    REGISTER("block-job-finalize", cmd_block_job_finalize,
+             qapi_block_job_finalize_arg);
+    REGISTER("block-job-dismiss", cmd_block_job_dismiss,
+             qapi_block_job_dismiss_arg);
 }
 
 /* ---- the main thread's side ---- */

@@ -4,39 +4,34 @@
 #include <string.h>
 
 #include "crypto/object.h"
+#include "qmp/monitor.h"
+#include "qmp/qapi-schema.h"
 #include "qmp/qmp-args.h"
 #include "qmp/qmp-internal.h"
 
+/* ObjectOptions: QEMU's object types, each with its properties. */
 static json_t *cmd_object_add(json_t *args, Error **errp)
 {
     return object_add(args, errp) ? json_object() : NULL;
 }
 
-static const QmpArgSpec object_del_args[] = {
-    { "id", QMP_ARG_STR },
-    { NULL },
-};
+bool qmp_object_add(json_t *opts, bool keyval, Error **errp)
+{
+    bool ok = keyval ? qmp_args_check_keyval(opts, "", qapi_ObjectOptions,
+                                             errp)
+                     : qmp_args_check(opts, "", qapi_ObjectOptions, errp);
+    return ok && object_add(opts, errp);
+}
 
 static json_t *cmd_object_del(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", object_del_args, errp)) {
-        return NULL;
-    }
     const char *id = json_string_value(json_object_get(args, "id"));
     return object_del(id, errp) ? json_object() : NULL;
 }
 
-static const QmpArgSpec qom_list_args[] = {
-    { "path", QMP_ARG_STR },
-    { NULL },
-};
-
 /* Only the container that holds user-created objects is browsable. */
 static json_t *cmd_qom_list(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", qom_list_args, errp)) {
-        return NULL;
-    }
     const char *path = json_string_value(json_object_get(args, "path"));
     if (strcmp(path, "/objects") != 0 && strcmp(path, "/objects/") != 0) {
         error_setg(errp, "Device '%s' not found", path);
@@ -53,7 +48,9 @@ static json_t *cmd_qom_list(json_t *args, Error **errp)
 
 void qmp_register_object_commands(void)
 {
-    qmp_register_command("object-add", cmd_object_add);
-    qmp_register_command("object-del", cmd_object_del);
-    qmp_register_command("qom-list", cmd_qom_list);
+    qmp_register_command_args("object-add", cmd_object_add,
+                              qapi_ObjectOptions);
+    qmp_register_command_args("object-del", cmd_object_del,
+                              qapi_object_del_arg);
+    qmp_register_command_args("qom-list", cmd_qom_list, qapi_qom_list_arg);
 }

@@ -30,9 +30,6 @@ static const QmpArgSpec query_args[] = {
 
 static json_t *cmd_query_image_params(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", query_args, errp)) {
-        return NULL;
-    }
     BlockNode *bs = find_node(args, errp);
     if (!bs) {
         return NULL;
@@ -73,9 +70,6 @@ static const QmpArgSpec set_args[] = {
 
 static json_t *cmd_block_set_image_params(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", set_args, errp)) {
-        return NULL;
-    }
     BlockNode *bs = find_node(args, errp);
     if (!bs) {
         return NULL;
@@ -137,7 +131,8 @@ static json_t *cmd_block_set_image_params(json_t *args, Error **errp)
 
 void qmp_register_params_commands(void)
 {
-    qmp_register_command("query-image-params", cmd_query_image_params);
-    qmp_register_command("block-set-image-params",
-                         cmd_block_set_image_params);
+    qmp_register_command_args("query-image-params", cmd_query_image_params,
+                              query_args);
+    qmp_register_command_args("block-set-image-params",
+                              cmd_block_set_image_params, set_args);
 }

@@ -9,14 +9,9 @@
 #include "qmp/qmp-args.h"
 #include "qmp/qmp-internal.h"
 
-static const QmpArgSpec no_args[] = { { NULL } };
-
 /* QEMU's cont takes no arguments and succeeds when nothing is paused. */
 static json_t *cmd_cont(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", no_args, errp)) {
-        return NULL;
-    }
     block_user_resume_all();
     return json_object();
 }
@@ -28,9 +23,6 @@ static const QmpArgSpec resume_args[] = {
 
 static json_t *cmd_block_export_resume(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", resume_args, errp)) {
-        return NULL;
-    }
     if (!nbd_export_resume(qmp_arg_str(args, "id", ""), errp)) {
         return NULL;
     }
@@ -53,6 +45,7 @@ bool qmp_quit_allowed(Error **errp)
 
 void qmp_register_pause_commands(void)
 {
-    qmp_register_command("cont", cmd_cont);
-    qmp_register_command("block-export-resume", cmd_block_export_resume);
+    qmp_register_command_args("cont", cmd_cont, qmp_no_args);
+    qmp_register_command_args("block-export-resume", cmd_block_export_resume,
+                              resume_args);
 }

@@ -21,6 +21,7 @@
 #include "block/block.h"
 #include "nbd/nbd.h"
 #include "qmp/acct-json.h"
+#include "qmp/qapi-schema.h"
 #include "qmp/qmp-args.h"
 #include "qmp/qmp-internal.h"
 #include "util/cleanup.h"
@@ -121,16 +122,8 @@ static bool add_node_entry(BlockNode *bs, void *opaque)
     return true;
 }
 
-static const QmpArgSpec query_blockstats_args[] = {
-    { "query-nodes", QMP_ARG_BOOL, .optional = true },
-    { NULL },
-};
-
 static json_t *cmd_query_blockstats(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", query_blockstats_args, errp)) {
-        return NULL;
-    }
     json_t *list = json_array();
     if (!list) {
         error_setg(errp, "Out of memory");
@@ -146,6 +139,7 @@ static json_t *cmd_query_blockstats(json_t *args, Error **errp)
 
 /* ---- block-latency-histogram-set ---- */
 
+/* QEMU's (qemu-system's: qsd has no such command). */
 static const QmpArgSpec histogram_set_args[] = {
     { "id", QMP_ARG_STR },
     { "boundaries", QMP_ARG_ARRAY, .optional = true, .elem = QMP_ARG_UINT64 },
@@ -235,9 +229,6 @@ static bool prepare_type(FindAcct *f, BlockAcctType type, const char *key,
 
 static json_t *cmd_block_latency_histogram_set(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", histogram_set_args, errp)) {
-        return NULL;
-    }
     FindAcct f = { .id = qmp_arg_str(args, "id", ""), .cmd = args };
     /* As QEMU: the id first (an export id, as QEMU's device, then a node
      * name), then the lists -- all of them before anything changes. */
@@ -273,7 +264,9 @@ static json_t *cmd_block_latency_histogram_set(json_t *args, Error **errp)
 
 void qmp_register_stats_commands(void)
 {
-    qmp_register_command("query-blockstats", cmd_query_blockstats);
-    qmp_register_command("block-latency-histogram-set",
-                         cmd_block_latency_histogram_set);
+    qmp_register_command_args("query-blockstats", cmd_query_blockstats,
+                              qapi_query_blockstats_arg);
+    qmp_register_command_args("block-latency-histogram-set",
+                              cmd_block_latency_histogram_set,
+                              histogram_set_args);
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "block/block.h"
+#include "qmp/qapi-schema.h"
 #include "qmp/qmp-args.h"
 #include "qmp/qmp-internal.h"
 
@@ -61,17 +62,8 @@ static json_t *thinp_alloc_info(BlockNode *bs)
     return info;
 }
 
-static const QmpArgSpec set_threshold_args[] = {
-    { "node-name", QMP_ARG_STR },
-    { "write-threshold", QMP_ARG_UINT64 },
-    { NULL },
-};
-
 static json_t *cmd_block_set_write_threshold(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", set_threshold_args, errp)) {
-        return NULL;
-    }
     const char *name = qmp_arg_str(args, "node-name", NULL);
     BlockNode *bs = block_node_find(name);
     if (!bs) {
@@ -79,7 +71,7 @@ static json_t *cmd_block_set_write_threshold(json_t *args, Error **errp)
         return NULL;
     }
     /* Negative numbers wrap as in QEMU's uint64 visitor: -1 is 2^64-1. */
-    uint64_t threshold = (uint64_t)qmp_arg_int(args, "write-threshold", 0);
+    uint64_t threshold = qmp_arg_uint64(args, "write-threshold", 0);
     block_node_set_write_threshold(bs, threshold);
     return json_object();
 }
@@ -100,9 +92,6 @@ static bool add_alloc_info(BlockNode *bs, void *opaque)
 
 static json_t *cmd_query_block_allocation(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", query_alloc_args, errp)) {
-        return NULL;
-    }
     const char *name = qmp_arg_str(args, "node-name", NULL);
     json_t *list = json_array();
     if (!list) {
@@ -123,26 +112,10 @@ static json_t *cmd_query_block_allocation(json_t *args, Error **errp)
     return list;
 }
 
-/* QEMU checks "size" as an int64 with the QObject visitor's texts, then
- * the lookup, then the sign. */
-static const QmpArgSpec resize_args[] = {
-    { "device", QMP_ARG_STR, .optional = true },
-    { "node-name", QMP_ARG_STR, .optional = true },
-    { "size", QMP_ARG_ANY },
-    { NULL },
-};
-
 static json_t *cmd_block_resize(json_t *args, Error **errp)
 {
-    if (!qmp_args_check(args, "", resize_args, errp)) {
-        return NULL;
-    }
+    /* QEMU: the arguments, then the lookup, then the sign. */
     json_t *size_v = json_object_get(args, "size");
-    if (!json_is_integer(size_v)) {
-        error_setg(errp, "Invalid parameter type for 'size', expected: "
-                   "integer");
-        return NULL;
-    }
     const char *device = qmp_arg_str(args, "device", NULL);
     const char *name = qmp_arg_str(args, "node-name", NULL);
     /* strata has no named block backends (as qemu-storage-daemon), so
@@ -178,9 +151,11 @@ static json_t *cmd_block_resize(json_t *args, Error **errp)
 void qmp_register_thinp_commands(void)
 {
     qmp_register_pause_commands();
-    qmp_register_command("block-set-write-threshold",
-                         cmd_block_set_write_threshold);
-    qmp_register_command("block_resize", cmd_block_resize);
-    qmp_register_command("query-block-allocation",
-                         cmd_query_block_allocation);
+    qmp_register_command_args("block-set-write-threshold",
+                              cmd_block_set_write_threshold,
+                              qapi_block_set_write_threshold_arg);
+    qmp_register_command_args("block_resize", cmd_block_resize,
+                              qapi_block_resize_arg);
+    qmp_register_command_args("query-block-allocation",
+                              cmd_query_block_allocation, query_alloc_args);
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - the QMP command registry. */
 #include "qmp/qmp-internal.h"
+#include "qmp/qmp-args.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 typedef struct QmpCommand {
     char *name;
     QmpCommandFn *fn;
+    const QmpArgSpec *args;     /* NULL: the handler checks them */
     struct QmpCommand *next;
 } QmpCommand;
 
@@ -18,9 +20,16 @@ static QmpCommand *commands;
 
 void qmp_register_command(const char *name, QmpCommandFn *fn)
 {
+    qmp_register_command_args(name, fn, NULL);
+}
+
+void qmp_register_command_args(const char *name, QmpCommandFn *fn,
+                               const QmpArgSpec *args)
+{
     for (QmpCommand *c = commands; c; c = c->next) {
         if (!strcmp(c->name, name)) {
             c->fn = fn;
+            c->args = args;
             return;
         }
     }
@@ -31,6 +40,7 @@ void qmp_register_command(const char *name, QmpCommandFn *fn)
         return;
     }
     c->fn = fn;
+    c->args = args;
     /* Appending keeps query-commands in registration order. */
     QmpCommand **p = &commands;
     while (*p) {
@@ -39,13 +49,15 @@ void qmp_register_command(const char *name, QmpCommandFn *fn)
     *p = c;
 }
 
-QmpCommandFn *qmp_find_command(const char *name)
+QmpCommandFn *qmp_find_command(const char *name, const QmpArgSpec **args)
 {
     for (QmpCommand *c = commands; c; c = c->next) {
         if (!strcmp(c->name, name)) {
+            *args = c->args;
             return c->fn;
         }
     }
+    *args = NULL;
     return NULL;
 }
 

@@ -39,9 +39,19 @@ bool qmp_monitor_attach(int listen_fd, const char *path, bool pretty,
 void qmp_monitor_shutdown(void);
 
 /* Opens a node from blockdev-add options and holds it for the monitor
- * (QMP blockdev-add and --blockdev).  strict_types: QMP's type rules;
- * off for command-line keyval, where every value is a string. */
-bool qmp_blockdev_add(json_t *opts, bool strict_types, Error **errp);
+ * (QMP blockdev-add and --blockdev), after checking them against QEMU's
+ * BlockdevOptions.  keyval: the options come from the command line's
+ * key=value form, where every value is a string (QEMU's keyval rules). */
+bool qmp_blockdev_add(json_t *opts, bool keyval, Error **errp);
+/* --nbd-server: starts the NBD server after checking opts against
+ * QEMU's NbdServerOptions; keyval as for qmp_blockdev_add. */
+bool qmp_nbd_server_start_option(json_t *opts, bool keyval, Error **errp);
+/* block-export-add (--export), after checking opts against QEMU's
+ * BlockExportOptions and strata's members; keyval as above. */
+bool qmp_block_export_add(json_t *opts, bool keyval, Error **errp);
+/* object-add (--object), after checking opts against QEMU's
+ * ObjectOptions; keyval as for qmp_blockdev_add. */
+bool qmp_object_add(json_t *opts, bool keyval, Error **errp);
 /* Drops the monitor's references on the nodes it owns (shutdown). */
 void qmp_blockdev_release_all(void);
 /* Wires the jobs' hand-over to the main thread into loop (called by

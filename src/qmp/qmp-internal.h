@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "qmp/qmp.h"
+#include "qmp/qmp-args.h"
 
 /* ---- json-out.c ---- */
 /* Formats v as QEMU does on the wire: one line, ", " and ": "
@@ -17,7 +18,9 @@
 char *qmp_format_json(json_t *v, bool pretty, size_t *len);
 
 /* ---- commands.c: the registry ---- */
-QmpCommandFn *qmp_find_command(const char *name);
+/* The handler of command name, and in *args the description of its
+ * arguments (NULL when the handler checks them itself). */
+QmpCommandFn *qmp_find_command(const char *name, const QmpArgSpec **args);
 /* Result of query-commands: [{"name": ...}, ...]. */
 json_t *qmp_command_list(void);
 /* Empties the registry (tests, fuzzing). */

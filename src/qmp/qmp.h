@@ -4,7 +4,9 @@
  * Command handlers run on the main thread.  A handler receives the
  * "arguments" object (an empty object when absent) and returns the
  * result (a new reference; json_object() for "{}") or NULL with errp
- * set.  Argument checking uses qmp_args_*() so error texts are QEMU's.
+ * set.  The arguments are described by a table (qmp/qmp-args.h) given
+ * at registration: the monitor checks them against it, with QEMU's
+ * texts and order of checks, before the handler runs.
  */
 #ifndef STRATA_QMP_QMP_H
 #define STRATA_QMP_QMP_H
@@ -16,7 +18,14 @@
 
 typedef json_t *QmpCommandFn(json_t *args, Error **errp);
 
-/* Registers a command; names follow QEMU's.  Called at startup. */
+struct QmpArgSpec;
+
+/* Registers a command whose arguments args describes (a member table;
+ * qmp_no_args for none); names follow QEMU's.  Called at startup. */
+void qmp_register_command_args(const char *name, QmpCommandFn *fn,
+                               const struct QmpArgSpec *args);
+/* Registers a command whose handler checks its arguments itself (with
+ * qmp_args_check()). */
 void qmp_register_command(const char *name, QmpCommandFn *fn);
 
 /* Broadcasts {"timestamp", "event", "data"} to every negotiated monitor

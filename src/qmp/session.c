@@ -158,7 +158,8 @@ static json_t *dispatch(QmpSession *s, json_t *req)
             result = json_object();
         }
     } else {
-        QmpCommandFn *fn = qmp_find_command(cmd);
+        const QmpArgSpec *spec;
+        QmpCommandFn *fn = qmp_find_command(cmd, &spec);
         if (!fn) {
             json_decref(empty);
             return errorf_response(id, ERROR_CLASS_COMMAND_NOT_FOUND,
@@ -172,7 +173,9 @@ static json_t *dispatch(QmpSession *s, json_t *req)
                                    "The command %s does not support OOB", cmd,
                                    NULL);
         }
-        result = fn(args, &err);
+        if (!spec || qmp_args_check(args, "", spec, &err)) {
+            result = fn(args, &err);
+        }
         if (!result && !err) {
             error_setg(&err, "Command %s failed without a reason", cmd);
         }

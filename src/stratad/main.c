@@ -117,6 +117,7 @@ static void version(void)
 static bool option_error(const char *opt, const char *arg, Error *err)
 {
     error_report("--%s %s: %s", opt, arg, error_get_pretty(err));
+    error_print_hint(err);
     error_free(err);
     return false;
 }
@@ -128,7 +129,7 @@ static bool do_blockdev(const char *arg, Error **errp)
         return false;
     }
     /* The JSON form follows QMP's type rules, as in QEMU. */
-    bool ok = qmp_blockdev_add(opts, arg[0] == '{', errp);
+    bool ok = qmp_blockdev_add(opts, arg[0] != '{', errp);
     json_decref(opts);
     return ok;
 }
@@ -139,10 +140,7 @@ static bool do_nbd_server(const char *arg, Error **errp)
     if (!opts) {
         return false;
     }
-    NbdServerOptions so;
-    bool ok = nbd_server_options_decode(opts, &so, errp) &&
-              nbd_server_start(&so, errp);
-    nbd_server_options_free(&so);
+    bool ok = qmp_nbd_server_start_option(opts, arg[0] != '{', errp);
     json_decref(opts);
     return ok;
 }
@@ -153,7 +151,7 @@ static bool do_object(const char *arg, Error **errp)
     if (!opts) {
         return false;
     }
-    return object_add(opts, errp);
+    return qmp_object_add(opts, arg[0] != '{', errp);
 }
 
 static bool do_export(const char *arg, Error **errp)
@@ -162,10 +160,7 @@ static bool do_export(const char *arg, Error **errp)
     if (!opts) {
         return false;
     }
-    NbdExportOptions eo;
-    bool ok = nbd_export_options_decode(opts, &eo, errp) &&
-              block_export_add(&eo, errp);
-    nbd_export_options_free(&eo);
+    bool ok = qmp_block_export_add(opts, arg[0] != '{', errp);
     json_decref(opts);
     return ok;
 }

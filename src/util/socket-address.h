@@ -15,6 +15,7 @@
 #include <stdbool.h>
 
 #include "util/error.h"
+#include "util/sockets.h"
 
 typedef enum SocketAddressType {
     SOCKET_ADDRESS_INET,
@@ -26,9 +27,15 @@ typedef struct SocketAddress {
     char *path;               /* unix */
     char *host;               /* inet */
     char *port;               /* inet: a number or a service name */
+    InetResolve resolve;      /* inet: "ipv4", "ipv6", "numeric" */
+    bool keep_alive;          /* inet: "keep-alive" (clients only) */
+    int to;                   /* inet: "to", the last port to try when
+                               * listening; -1 when not given */
 } SocketAddress;
 
 /* Decodes the flat form.  prefix names obj in messages ("addr." or "").
+ * QEMU's members are known; "mptcp" and "abstract" are refused as not
+ * supported, and so are the vsock and fd types.
  * Free with socket_address_free, also after a failure. */
 bool socket_address_decode(json_t *obj, const char *prefix,
                            SocketAddress *out, Error **errp);
@@ -42,5 +49,9 @@ void socket_address_free(SocketAddress *a);
  * descriptors stored in fds, or -1 with errp. */
 int socket_address_listen(const SocketAddress *a, int backlog, int flags,
                           int *fds, int max, Error **errp);
+/* Connects to a, with QEMU's messages ("Failed to connect to 'PATH':
+ * ..."; for inet, those of inet_socket_connect).  Returns the fd or -1
+ * with errp. */
+int socket_address_connect(const SocketAddress *a, int flags, Error **errp);
 
 #endif

@@ -3,6 +3,7 @@
 #include "util/sockets.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
@@ -89,11 +90,22 @@ int unix_socket_listen(const char *path, int backlog, int flags,
 int inet_socket_listen_all(const char *host, const char *port, int backlog,
                            int flags, int *fds, int max, Error **errp)
 {
+    return inet_socket_listen_opts(host, port, NULL, backlog, flags, fds, max,
+                                   errp);
+}
+
+int inet_socket_listen_opts(const char *host, const char *port,
+                            const InetResolve *r, int backlog, int flags,
+                            int *fds, int max, Error **errp)
+{
     struct addrinfo hints = {
         .ai_flags = AI_PASSIVE | AI_ADDRCONFIG,
-        .ai_family = AF_UNSPEC,
+        .ai_family = r ? r->family : AF_UNSPEC,
         .ai_socktype = SOCK_STREAM,
     };
+    if (r && r->numeric) {
+        hints.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV;
+    }
     struct addrinfo *res = NULL;
     int err = getaddrinfo(host && *host ? host : NULL, port, &hints, &res);
     if (err != 0) {
@@ -139,6 +151,68 @@ int inet_socket_listen(const char *host, const char *port, int backlog,
     int fd = -1;
     return inet_socket_listen_all(host, port, backlog, flags, &fd, 1,
                                   errp) == 1 ? fd : -1;
+}
+
+int inet_socket_connect(const char *host, const char *port,
+                        const InetResolve *r, bool keep_alive, int flags,
+                        Error **errp)
+{
+    struct addrinfo hints = {
+        .ai_flags = AI_CANONNAME | AI_ADDRCONFIG,
+        .ai_family = r ? r->family : AF_UNSPEC,
+        .ai_socktype = SOCK_STREAM,
+    };
+    if (r && r->numeric) {
+        hints.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV;
+    }
+    struct addrinfo *res = NULL;
+    int err = getaddrinfo(host, port, &hints, &res);
+    if (err != 0) {
+        error_setg(errp, "address resolution failed for %s:%s: %s", host,
+                   port, gai_strerror(err));
+        return -1;
+    }
+    int fd = -1, saved_errno = EADDRNOTAVAIL;
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+        if (fd < 0) {
+            saved_errno = errno;
+            continue;
+        }
+        int ret;
+        do {
+            ret = connect(fd, ai->ai_addr, ai->ai_addrlen);
+        } while (ret < 0 && errno == EINTR);
+        if (ret < 0) {
+            saved_errno = errno;
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        error_setg_errno(errp, saved_errno, "Failed to connect to '%s:%s'",
+                         host, port);
+        return -1;
+    }
+    int one = 1;
+    if (keep_alive &&
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) < 0) {
+        error_setg_errno(errp, errno, "Unable to set KEEPALIVE");
+        close(fd);
+        return -1;
+    }
+    if (flags & SOCK_NONBLOCK) {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+            error_setg_errno(errp, errno, "Failed to make the socket "
+                             "non-blocking");
+            close(fd);
+            return -1;
+        }
+    }
+    return fd;
 }
 
 int unix_socket_connect(const char *path, int flags, Error **errp)

@@ -4,7 +4,9 @@
  * Input byte 0 picks whether the session is negotiated first and how
  * the rest is cut into reads (the framer must give the same answers
  * however the bytes arrive).  Only side-effect-free commands are
- * registered: the monitor's own, plus two test commands.
+ * registered: the monitor's own, plus test commands; two of them check
+ * their arguments against QEMU's biggest types (BlockdevOptions,
+ * ObjectOptions) and echo them.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -12,6 +14,7 @@
 #include <string.h>
 
 #include "qmp/json-stream.h"
+#include "qmp/qapi-schema.h"
 #include "qmp/qmp-internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -47,6 +50,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         qmp_register_core_commands();
         qmp_register_command("x-echo", cmd_echo);
         qmp_register_command("x-fail", cmd_fail);
+        qmp_register_command_args("x-blockdev", cmd_echo,
+                                  qapi_BlockdevOptions);
+        qmp_register_command_args("x-object", cmd_echo, qapi_ObjectOptions);
         registered = true;
     }
     if (size == 0) {

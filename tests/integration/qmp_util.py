@@ -54,6 +54,7 @@ class QmpClient:
         self.events = []
         self.greeting = self.recv()
         if negotiate:
+            self.sync_greeting()
             self.execute("qmp_capabilities")
 
     # -- raw wire access --
@@ -87,6 +88,22 @@ class QmpClient:
             raise TimeoutError("no QMP message within %ss" % timeout)
         return json.loads(line)
 
+    def sync_greeting(self, timeout=10):
+        """Makes sure no greeting is still on its way: qemu-storage-daemon
+        sometimes sends its greeting twice (its monitor's I/O thread and
+        main thread both see the connection open), the second one after
+        the client has started talking.  Sends a request that changes
+        nothing, and drops every greeting up to its reply.  Before
+        negotiation only."""
+        self.send_raw('{"execute": "query-version", "id": "__greeting"}\n')
+        while True:
+            msg = self.recv(timeout)
+            if msg.get("id") == "__greeting":
+                return
+            if "QMP" in msg:
+                continue
+            raise AssertionError(f"unexpected message {msg} before sync")
+
     # -- commands --
     def execute(self, name, arguments=None, id=NO_ID, timeout=30):
         """Sends a command and returns the whole reply, keeping events."""
@@ -100,6 +117,9 @@ class QmpClient:
             msg = self.recv(timeout)
             if "event" in msg:
                 self.events.append(msg)
+                continue
+            if "QMP" in msg:
+                # A late second greeting (see sync_greeting).
                 continue
             return msg
 
@@ -148,7 +168,7 @@ class Daemon:
     """stratad (or qemu-storage-daemon) with one QMP monitor socket."""
 
     def __init__(self, binary, tmp_path, args=(), monitor=True, env=None,
-                 name="d"):
+                 name="d", cwd=None):
         self.binary = binary
         self.dir = str(tmp_path)
         self.qmp_path = os.path.join(self.dir, f"{name}-qmp.sock")
@@ -161,7 +181,7 @@ class Daemon:
         self.cmdline = cmd
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True,
-                                     env=env)
+                                     env=env, cwd=cwd)
         self.clients = []
         if monitor:
             wait_for_path(self.qmp_path, self.proc)

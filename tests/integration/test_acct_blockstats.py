@@ -232,7 +232,12 @@ def test_bad_stats_intervals(stratad_bin, tmp_path):
         err = d.qmp.execute("block-export-add", {
             "type": "nbd", "id": "e9", "node-name": "n0", "name": "e9",
             "stats-intervals": [-1]})["error"]
-        assert err["desc"] == "Parameter 'stats-intervals' expects uint32_t"
+        # As QEMU says it of any list element out of its range.
+        assert err["desc"] == "Parameter 'null' expects uint32_t"
+        err = d.qmp.execute("block-export-add", {
+            "type": "nbd", "id": "e9", "node-name": "n0", "name": "e9",
+            "stats-intervals": [1, "x"]})["error"]
+        assert err["desc"] == "Parameter 'stats-intervals[1]' expects uint64"
         d.qmp.cmd("block-export-add", {
             "type": "nbd", "id": "e9", "node-name": "n0", "name": "e9",
             "stats-intervals": [5], "stats-account-failed": False})

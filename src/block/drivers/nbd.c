@@ -43,6 +43,8 @@ typedef struct NbdTarget {
     bool is_unix;
     char *path;               /* unix */
     char *host, *port;        /* inet */
+    InetResolve resolve;      /* inet: ipv4, ipv6, numeric */
+    bool keep_alive;          /* inet */
     char *export;             /* "" when not given */
     /* TLS (tls-creds): libnbd loads the files itself from the
      * credentials' directory. */
@@ -182,6 +184,8 @@ static bool parse_server(json_t *opts, NbdTarget *t, Error **errp)
         t->path = sa.path;
         t->host = sa.host;
         t->port = sa.port;
+        t->resolve = sa.resolve;
+        t->keep_alive = sa.keep_alive;
         sa.path = sa.host = sa.port = NULL;
     }
     socket_address_free(&sa);
@@ -225,7 +229,28 @@ static struct nbd_handle *connect_one(const NbdTarget *t, Error **errp)
 #endif
         }
     }
-    if (ret == 0) {
+    /* strata connects the socket itself, with QEMU's messages ("Failed to
+     * connect to 'host:port': Connection refused", "address resolution
+     * failed for ..."), and libnbd does the handshake on it.  Except
+     * where an older libnbd checks the server's certificate against the
+     * host it connected to itself. */
+    bool own_socket = !t->tls || t->is_unix;
+#ifdef HAVE_NBD_SET_TLS_HOSTNAME
+    own_socket = true;
+#endif
+    if (ret == 0 && own_socket) {
+        SocketAddress sa = {
+            .type = t->is_unix ? SOCKET_ADDRESS_UNIX : SOCKET_ADDRESS_INET,
+            .path = t->path, .host = t->host, .port = t->port,
+            .resolve = t->resolve, .keep_alive = t->keep_alive,
+        };
+        int fd = socket_address_connect(&sa, 0, errp);
+        if (fd < 0) {
+            nbd_close(h);
+            return NULL;
+        }
+        ret = nbd_connect_socket(h, fd);
+    } else if (ret == 0) {
         ret = t->is_unix ? nbd_connect_unix(h, t->path)
                          : nbd_connect_tcp(h, t->host, t->port);
     }

@@ -365,7 +365,8 @@ static void test_start_errors(void **state)
     json_t *a = json_pack("{s:s}", "type", "vsock");
     assert_false(metrics_start(a, &err));
     assert_string_equal(error_get_pretty(err),
-                        "Parameter 'type' does not accept value 'vsock'");
+                        "Socket address type 'vsock' is not supported by "
+                        "strata (use 'unix' or 'inet')");
     error_free(err);
     err = NULL;
     json_decref(a);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -71,14 +72,40 @@ static void test_forms(void **state)
     assert_string_equal(sa.host, "127.0.0.1");
     socket_address_free(&sa);
     json_decref(kv);
+
+    /* QEMU's InetSocketAddress options. */
+    assert_null(decode("{\"type\":\"inet\",\"host\":\"h\",\"port\":\"1\","
+                       "\"ipv6\":true,\"numeric\":true,\"to\":9,"
+                       "\"keep-alive\":true,\"mptcp\":false}", false, "",
+                       &sa));
+    assert_int_equal(sa.resolve.family, AF_INET6);
+    assert_true(sa.resolve.numeric);
+    assert_true(sa.keep_alive);
+    assert_int_equal(sa.to, 9);
+    socket_address_free(&sa);
+    assert_null(decode("{\"type\":\"inet\",\"host\":\"h\",\"port\":\"1\","
+                       "\"ipv6\":false}", false, "", &sa));
+    assert_int_equal(sa.resolve.family, AF_INET);
+    assert_int_equal(sa.to, -1);
+    socket_address_free(&sa);
 }
 
 static void test_errors(void **state)
 {
     expect_error("{\"path\":\"/x\"}", false, "addr.",
                  "Parameter 'addr.type' is missing");
+    expect_error("{\"type\":\"bogus\"}", false, "addr.",
+                 "Parameter 'type' does not accept value 'bogus'");
+    /* QEMU's, but not strata's. */
     expect_error("{\"type\":\"vsock\"}", false, "addr.",
-                 "Parameter 'type' does not accept value 'vsock'");
+                 "Socket address type 'vsock' is not supported by strata "
+                 "(use 'unix' or 'inet')");
+    expect_error("{\"type\":\"unix\",\"path\":\"/x\",\"abstract\":true}",
+                 false, "addr.", "Abstract unix sockets ('addr.abstract') are "
+                 "not supported by strata");
+    expect_error("{\"type\":\"inet\",\"host\":\"h\",\"port\":\"1\","
+                 "\"ipv4\":false,\"ipv6\":false}", false, "",
+                 "Cannot disable IPv4 and IPv6 at same time");
     expect_error("{\"type\":\"unix\"}", false, "addr.",
                  "Parameter 'addr.path' is missing");
     expect_error("{\"type\":\"unix\"}", false, "",
