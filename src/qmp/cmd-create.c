@@ -19,6 +19,7 @@
 #include "block/block.h"
 #include "jobs/job.h"
 #include "qmp/qmp-args.h"
+#include "qmp/qapi-schema.h"
 #include "qmp/qmp-internal.h"
 #include "qmp/transaction.h"
 #include "util/cleanup.h"
@@ -349,5 +350,8 @@ static json_t *cmd_blockdev_create(json_t *args, Error **errp)
 
 void qmp_register_create_commands(void)
 {
-    qmp_register_command("blockdev-create", cmd_blockdev_create);
+    /* QEMU's arguments (every driver's options) are checked before the
+     * handler, which then looks at the drivers strata creates. */
+    qmp_register_command_args("blockdev-create", cmd_blockdev_create,
+                              qapi_blockdev_create_arg);
 }

@@ -18,6 +18,7 @@
 
 #include "block/block.h"
 #include "jobs/job.h"
+#include "qmp/qapi-schema.h"
 #include "qmp/qmp-internal.h"
 #include "qmp/transaction.h"
 
@@ -288,7 +289,9 @@ static json_t *cmd_blockdev_snapshot_sync(json_t *args, Error **errp)
 
 void qmp_register_snapshot_commands(void)
 {
-    qmp_register_command("blockdev-snapshot", cmd_blockdev_snapshot);
-    qmp_register_command("blockdev-snapshot-sync",
-                         cmd_blockdev_snapshot_sync);
+    qmp_register_command_args("blockdev-snapshot", cmd_blockdev_snapshot,
+                              qapi_BlockdevSnapshot);
+    qmp_register_command_args("blockdev-snapshot-sync",
+                              cmd_blockdev_snapshot_sync,
+                              qapi_BlockdevSnapshotSync);
 }

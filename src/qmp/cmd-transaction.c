@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qmp/qapi-schema.h"
 #include "qmp/qmp-internal.h"
 #include "qmp/transaction.h"
 #include "util/cleanup.h"
@@ -197,5 +198,8 @@ static json_t *cmd_transaction(json_t *args, Error **errp)
 
 void qmp_register_transaction_commands(void)
 {
-    qmp_register_command("transaction", cmd_transaction);
+    /* QEMU's TransactionAction, every kind, checked before the handler
+     * (which refuses the kinds strata does not have). */
+    qmp_register_command_args("transaction", cmd_transaction,
+                              qapi_transaction_arg);
 }
