@@ -7,6 +7,7 @@
 #include "qmp/qmp-args.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -399,7 +400,7 @@ static bool visit_value(Visit *vi, json_t *v, const char *path,
             char *end;
             errno = 0;
             double d = strtod(str, &end);
-            if (errno || end == str || *end || d != d) {
+            if (errno || end == str || *end || !isfinite(d)) {
                 return bad_type(vi, path, "number");
             }
             return true;

@@ -246,6 +246,9 @@ static void test_keyval(void **state)
     expect_spec(spec, true, "{\"id\": \"e\", \"flat\": \"maybe\"}",
                 "Parameter 'flat' expects 'on' or 'off'");
     expect_spec(spec, true, "{\"id\": \"e\", \"flat\": \"on\"}", NULL);
+    expect_spec(u, true, "{\"kind\": \"none\", \"ratio\": \"1e3\"}", NULL);
+    expect_spec(u, true, "{\"kind\": \"none\", \"ratio\": \"inf\"}",
+                "Invalid parameter type for 'ratio', expected: number");
 }
 
 static void test_accessors(void **state)
