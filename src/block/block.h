@@ -371,6 +371,15 @@ bool block_node_add_perm(BlockNode *bs, uint64_t perm, uint64_t shared,
                          Error **errp);
 /* Gives back what one block_node_add_perm took. */
 void block_node_del_perm(BlockNode *bs, uint64_t perm, uint64_t shared);
+/* A named parent's hold on bs, as QEMU's block_job_add_bdrv: it takes
+ * perm and shares only shared, inside the process; conflicts name it
+ * "PARENT_DESC (uses node 'bs' as 'ROLE' child)".  Released before bs
+ * loses the holder's reference. */
+typedef struct PermRecord BlockPermHold;
+BlockPermHold *block_perm_hold(BlockNode *bs, uint64_t perm, uint64_t shared,
+                               const char *parent_desc, const char *role,
+                               Error **errp);
+void block_perm_release(BlockPermHold *h);
 
 /* ---- names ---- */
 /* Recomputes bs->filename (and its children's) as QEMU does: a plain

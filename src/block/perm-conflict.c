@@ -25,13 +25,26 @@
 #include "util/cleanup.h"
 
 /* A user's permissions on a node (block_node_add_perm). */
-typedef struct PermRecord {
+/* A user's permissions on a node (block_node_add_perm), or a named
+ * parent's hold on it (block_perm_hold: a job on the nodes it works
+ * on). */
+struct PermRecord {
     BlockNode *bs;
     uint64_t perm;
     uint64_t shared;
     uint64_t seq;
+    char *parent_desc;      /* NULL: "an unnamed block device" */
+    char *role;             /* NULL: "root" */
     struct PermRecord *next;
-} PermRecord;
+};
+typedef struct PermRecord PermRecord;
+
+static void record_free(PermRecord *r)
+{
+    free(r->parent_desc);
+    free(r->role);
+    free(r);
+}
 
 static pthread_mutex_t records_lock = PTHREAD_MUTEX_INITIALIZER;
 static PermRecord *records;
@@ -47,7 +60,8 @@ uint64_t block_perm_next_seq(void)
 #define MAX_EDGES 64
 
 typedef struct Edge {
-    BlockNode *parent;      /* NULL: a user */
+    BlockNode *parent;      /* NULL: a user or a hold */
+    const char *parent_desc;  /* a hold's parent, or NULL */
     const char *role;       /* "root", "file", "backing", "image" */
     uint64_t perm;
     uint64_t shared;
@@ -159,6 +173,13 @@ static Edge child_link(GraphView *g, BlockNode *p, BlockNode *c,
     return e;
 }
 
+static Edge record_edge(const PermRecord *r)
+{
+    return (Edge){ .role = r->role ? r->role : "root",
+                   .parent_desc = r->parent_desc, .perm = r->perm,
+                   .shared = r->shared, .seq = r->seq };
+}
+
 static size_t parent_edges(GraphView *g, BlockNode *bs, Edge *out)
 {
     size_t n = 0;
@@ -176,13 +197,11 @@ static size_t parent_edges(GraphView *g, BlockNode *bs, Edge *out)
     }
     for (const PermRecord *r = records; r && n < MAX_EDGES; r = r->next) {
         if (r->bs == bs) {
-            out[n++] = (Edge){ .role = "root", .perm = r->perm,
-                               .shared = r->shared, .seq = r->seq };
+            out[n++] = record_edge(r);
         }
     }
     if (g->extra && g->extra->bs == bs && n < MAX_EDGES) {
-        out[n++] = (Edge){ .role = "root", .perm = g->extra->perm,
-                           .shared = g->extra->shared, .seq = g->extra->seq };
+        out[n++] = record_edge(g->extra);
     }
     return n;
 }
@@ -213,6 +232,9 @@ static void describe(const Edge *e, BlockNode *child, char *buf, size_t size)
     if (e->parent) {
         snprintf(buf, size, "node '%s' (uses node '%s' as '%s' child)",
                  block_node_name(e->parent), block_node_name(child), e->role);
+    } else if (e->parent_desc) {
+        snprintf(buf, size, "%s (uses node '%s' as '%s' child)",
+                 e->parent_desc, block_node_name(child), e->role);
     } else {
         snprintf(buf, size, "an unnamed block device (uses node '%s' as "
                  "'root' child)", block_node_name(child));
@@ -331,9 +353,10 @@ void block_perm_record_del(BlockNode *bs, uint64_t perm, uint64_t shared)
     LOCK_GUARD(&records_lock);
     for (PermRecord **p = &records; *p; p = &(*p)->next) {
         PermRecord *r = *p;
-        if (r->bs == bs && r->perm == perm && r->shared == shared) {
+        if (r->bs == bs && r->perm == perm && r->shared == shared &&
+            !r->parent_desc) {
             *p = r->next;
-            free(r);
+            record_free(r);
             return;
         }
     }
@@ -346,9 +369,55 @@ void block_perm_forget_node(BlockNode *bs)
         PermRecord *r = *p;
         if (r->bs == bs) {
             *p = r->next;
-            free(r);
+            record_free(r);
         } else {
             p = &r->next;
+        }
+    }
+}
+
+BlockPermHold *block_perm_hold(BlockNode *bs, uint64_t perm, uint64_t shared,
+                               const char *parent_desc, const char *role,
+                               Error **errp)
+{
+    PermRecord *r = calloc(1, sizeof(*r));
+    if (r) {
+        r->parent_desc = strdup(parent_desc);
+        r->role = strdup(role);
+    }
+    if (!r || !r->parent_desc || !r->role) {
+        if (r) {
+            record_free(r);
+        }
+        error_setg(errp, "Out of memory");
+        return NULL;
+    }
+    r->bs = bs;
+    r->perm = perm & BLOCK_PERM_ALL;
+    r->shared = shared & BLOCK_PERM_ALL;
+    r->seq = block_perm_next_seq();
+    GraphView g = { .extra = r };
+    LOCK_GUARD(&records_lock);
+    if (!check_locked(&g, bs, errp)) {
+        record_free(r);
+        return NULL;
+    }
+    r->next = records;
+    records = r;
+    return r;
+}
+
+void block_perm_release(BlockPermHold *h)
+{
+    if (!h) {
+        return;
+    }
+    LOCK_GUARD(&records_lock);
+    for (PermRecord **p = &records; *p; p = &(*p)->next) {
+        if (*p == h) {
+            *p = h->next;
+            record_free(h);
+            return;
         }
     }
 }

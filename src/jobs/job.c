@@ -52,6 +52,8 @@ struct Job {
     BlockUser *user;
     BlockNode *nodes[JOB_MAX_NODES];
     int nnodes;
+    BlockPermHold *holds[JOB_MAX_NODES];
+    int nholds;
 
     Job *next;
 };
@@ -283,12 +285,18 @@ static void release_locked(Job *job)
 {
     BlockUser *user = job->user;
     BlockNode *nodes[JOB_MAX_NODES];
-    int n = job->nnodes;
+    BlockPermHold *holds[JOB_MAX_NODES];
+    int n = job->nnodes, nh = job->nholds;
     memcpy(nodes, job->nodes, sizeof(nodes));
+    memcpy(holds, job->holds, sizeof(holds));
     job->user = NULL;
     job->nnodes = 0;
+    job->nholds = 0;
     pthread_mutex_unlock(&jobs_lock);
     block_user_free(user);
+    for (int i = 0; i < nh; i++) {
+        block_perm_release(holds[i]);
+    }
     for (int i = 0; i < n; i++) {
         block_node_unref(nodes[i]);
     }
@@ -677,6 +685,24 @@ void job_add_node(Job *job, BlockNode *bs)
         block_node_ref(bs);
         job->nodes[job->nnodes++] = bs;
     }
+}
+
+bool job_hold_node(Job *job, BlockNode *bs, const char *role, uint64_t perm,
+                   uint64_t shared, Error **errp)
+{
+    char desc[160];
+    snprintf(desc, sizeof(desc), "%s job '%s'", job->drv->type, job->id);
+    BlockPermHold *h = block_perm_hold(bs, perm, shared, desc, role, errp);
+    if (!h) {
+        return false;
+    }
+    LOCK_GUARD(&jobs_lock);
+    if (job->nholds == JOB_MAX_NODES) {
+        block_perm_release(h);
+        return true;    /* as job_add_node: the first nodes are kept */
+    }
+    job->holds[job->nholds++] = h;
+    return true;
 }
 
 /* BLOCK_JOB_ERROR {device, operation, action}; "stop" pauses the job

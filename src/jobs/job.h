@@ -177,6 +177,12 @@ const char *job_id(Job *job);
 /* Declares that job uses node: another job on it fails as busy until the
  * job is freed. */
 void job_add_node(Job *job, BlockNode *bs);
+/* Holds QEMU's permissions on bs for the job's life (QEMU's
+ * block_job_add_bdrv): the job takes perm and shares only shared; a
+ * conflict names "TYPE job 'ID' (uses node 'bs' as 'ROLE' child)".
+ * Needs a node added with job_add_node first (the reference). */
+bool job_hold_node(Job *job, BlockNode *bs, const char *role, uint64_t perm,
+                   uint64_t shared, Error **errp);
 
 /* Creates the job's block user on bs: origin job, the job id as device
  * in events, werror/rerror from on_error (QEMU's BlockdevOnError:

@@ -444,6 +444,18 @@ bool stream_start(const StreamOptions *o, Error **errp)
     for (BlockNode *n = bs; n && n != base; n = block_node_backing(n)) {
         job_add_node(job, n);
     }
+    /* The nodes below the top leave the chain when the job ends, and the
+     * job reads each block of them once: nobody may write or resize them
+     * meanwhile (QEMU's "intermediate node" links). */
+    for (BlockNode *n = block_node_backing(bs); n && n != base;
+         n = block_node_backing(n)) {
+        if (!job_hold_node(job, n, "intermediate node", 0,
+                           BLOCK_PERM_CONSISTENT_READ |
+                           BLOCK_PERM_WRITE_UNCHANGED, errp)) {
+            job_discard(job);
+            return false;
+        }
+    }
     /* QEMU reports the length as soon as the job exists. */
     job_progress_set_total(job, block_node_size(bs));
     s->user = job_add_user(job, bs, BLOCK_PERM_CONSISTENT_READ |

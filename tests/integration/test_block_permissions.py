@@ -82,6 +82,25 @@ def scenarios(d):
             export("e1", "top", True), export("e2", "base", True),
             export("e3", "bf", True), node("raw", "r", "bf"),
             export("e4", "r", False)],
+        "stream-intermediate": [
+            ("blockdev-add", {
+                "driver": "qcow2", "node-name": "top",
+                "file": {"driver": "file", "filename": str(d / "s3.qcow2")},
+                "backing": {
+                    "driver": "qcow2", "node-name": "mid", "read-only": False,
+                    "file": {"driver": "file", "read-only": False,
+                             "filename": str(d / "s2.qcow2")},
+                    "backing": {"driver": "qcow2", "node-name": "bot",
+                                "read-only": False,
+                                "file": {"driver": "file", "read-only": False,
+                                         "filename": str(d / "s1.qcow2")}}}}),
+            export("e1", "mid", True),
+            ("block-stream", {"job-id": "j1", "device": "top", "speed": 1}),
+            ("block-export-del", {"id": "e1"}),
+            ("block-stream", {"job-id": "j2", "device": "top", "speed": 1}),
+            export("e3", "mid", True), export("e4", "mid", False),
+            export("e5", "bot", True), export("e6", "top", True),
+            ("block-job-cancel", {"device": "j2", "force": True})],
         "blkdebug-and-cor": [
             file_node("f", base), node("qcow2", "a", "f"),
             ("blockdev-add", {"driver": "blkdebug", "node-name": "dbg",
@@ -113,6 +132,14 @@ def test_permission_conflicts_match_qsd(stratad_bin, tmp_path, name):
                    check=True)
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base,
                     "-F", "qcow2", top], check=True)
+    s1, s2, s3 = (tmp_path / f"s{i}.qcow2" for i in (1, 2, 3))
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", s1, "4M"],
+                   check=True)
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write 0 4M", s1],
+                   check=True, capture_output=True)
+    for img, back in ((s2, s1), (s3, s2)):
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", back,
+                        "-F", "qcow2", img], check=True)
     steps = scenarios(tmp_path)[name]
     theirs = run("qemu-storage-daemon", tmp_path, steps, tmp_path / "q.sock")
     ours = run(stratad_bin, tmp_path, steps, tmp_path / "s.sock")
