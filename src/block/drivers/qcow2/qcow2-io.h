@@ -8,18 +8,36 @@
 
 #include "block/drivers/qcow2/qcow2.h"
 
-/* L2 tables stay big-endian in the cache. */
-static inline uint64_t qcow2_l2_get(const void *table, uint64_t index)
+/* L2 tables stay big-endian in the cache.  An entry is 8 bytes, or 16
+ * with extended L2 entries (the subcluster bitmap follows it). */
+static inline uint64_t qcow2_l2_get(const BDRVQcow2State *s,
+                                    const void *table, uint64_t index)
 {
     uint64_t v;
-    memcpy(&v, (const uint8_t *)table + index * 8, 8);
+    memcpy(&v, (const uint8_t *)table + (index << s->l2e_shift), 8);
     return be64toh(v);
 }
 
-static inline void qcow2_l2_set(void *table, uint64_t index, uint64_t value)
+static inline void qcow2_l2_set(const BDRVQcow2State *s, void *table,
+                                uint64_t index, uint64_t value)
 {
     uint64_t v = htobe64(value);
-    memcpy((uint8_t *)table + index * 8, &v, 8);
+    memcpy((uint8_t *)table + (index << s->l2e_shift), &v, 8);
+}
+
+/* The subcluster bitmap of an entry (extended L2 entries only). */
+static inline uint64_t qcow2_l2_bitmap_get(const void *table, uint64_t index)
+{
+    uint64_t v;
+    memcpy(&v, (const uint8_t *)table + index * 16 + 8, 8);
+    return be64toh(v);
+}
+
+static inline void qcow2_l2_bitmap_set(void *table, uint64_t index,
+                                       uint64_t value)
+{
+    uint64_t v = htobe64(value);
+    memcpy((uint8_t *)table + index * 16 + 8, &v, 8);
 }
 
 /* Pins the L2 table of l1_index (NULL when there is none). */

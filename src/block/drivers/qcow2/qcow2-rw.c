@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "block/drivers/qcow2/qcow2-io.h"
+#include "block/drivers/qcow2/qcow2-subcluster.h"
 #include "util/cleanup.h"
 #include "util/log.h"
 
@@ -147,6 +148,9 @@ int qcow2_co_pread(BlockNode *bs, uint64_t offset, uint64_t bytes, void *buf,
                    int flags)
 {
     BDRVQcow2State *s = bs->opaque;
+    if (s->extended_l2) {
+        return qcow2_sc_pread(bs, offset, bytes, buf);
+    }
     uint8_t *p = buf;
     while (bytes > 0) {
         if (atomic_load(&s->broken)) {
@@ -319,8 +323,8 @@ static int publish_l2_locked(BlockNode *bs, uint64_t first_guest,
     }
     bool need_free = false;
     for (uint64_t i = 0; i < n; i++) {
-        old[i] = qcow2_l2_get(table, l2_index + i);
-        qcow2_l2_set(table, l2_index + i,
+        old[i] = qcow2_l2_get(s, table, l2_index + i);
+        qcow2_l2_set(s, table, l2_index + i,
                      (host + i * s->cluster_size) | QCOW2_OFLAG_COPIED);
         Qcow2ClusterType t = qcow2_l2e_type(old[i]);
         if (!reuse && (t == QCOW2_CLUSTER_NORMAL || t == QCOW2_CLUSTER_ZERO_ALLOC
@@ -436,6 +440,9 @@ int qcow2_co_pwrite(BlockNode *bs, uint64_t offset, uint64_t bytes,
     if (s->metadata_only) {
         return -EROFS;
     }
+    if (s->extended_l2) {
+        return qcow2_sc_pwrite(bs, offset, bytes, buf, flags);
+    }
     const uint8_t *p = buf;
     bool meta_changed = false;
     while (bytes > 0) {
@@ -528,7 +535,7 @@ static int write_compressed(BlockNode *bs, uint64_t offset, const void *out,
         pthread_mutex_unlock(&s->lock);
         return ret;
     }
-    uint64_t old = qcow2_l2_get(table, l2_index);
+    uint64_t old = qcow2_l2_get(s, table, l2_index);
     qcow2_cache_put(s->l2_cache, table);
     if (old & QCOW2_L2E_OFFSET_MASK) {
         /* As QEMU: compressed clusters are only written to unallocated
@@ -559,7 +566,11 @@ static int write_compressed(BlockNode *bs, uint64_t offset, const void *out,
         ret = l2e ? qcow2_get_l2_for_write_locked(bs, l1_index, &table)
                   : -EFBIG;
         if (ret == 0) {
-            qcow2_l2_set(table, l2_index, l2e);
+            qcow2_l2_set(s, table, l2_index, l2e);
+            if (s->extended_l2) {
+                /* Compressed clusters have no subclusters. */
+                qcow2_l2_bitmap_set(table, l2_index, 0);
+            }
             qcow2_cache_mark_dirty(s->l2_cache, table);
             qcow2_cache_put(s->l2_cache, table);
             fresh = false;
