@@ -96,9 +96,9 @@ static uint64_t cow_end_new(BDRVQcow2State *s, uint64_t l2e, uint64_t bitmap,
     }
 }
 
-/* True if guest [offset, offset+len) is allocated nowhere in the chain
- * (QEMU's is_unallocated, one block status answer). */
-static bool unallocated_in_chain(BlockNode *bs, uint64_t offset, uint64_t len)
+/* True if guest [offset, offset+len) reads as zeroes through the
+ * chain, in one block status answer (QEMU's bdrv_co_is_zero_fast). */
+static bool zero_fast(BlockNode *bs, uint64_t offset, uint64_t len)
 {
     if (!len) {
         return true;
@@ -106,7 +106,7 @@ static bool unallocated_in_chain(BlockNode *bs, uint64_t offset, uint64_t len)
     uint64_t pnum = 0;
     int ret = block_status_above(bs, NULL, offset, len, &pnum, NULL, NULL,
                                  NULL);
-    return ret >= 0 && !(ret & BLOCK_STATUS_ALLOCATED) && pnum >= len;
+    return ret >= 0 && (ret & BLOCK_STATUS_ZERO) && pnum >= len;
 }
 
 /* Writes w: the copy-on-write parts read as the guest sees them now
@@ -124,10 +124,10 @@ static int write_with_cow(BlockNode *bs, const ScWrite *w, const uint8_t *data,
     if (!head && !tail) {
         return block_write(bs->file, w->host + w->from, total, data, flags);
     }
-    /* As QEMU: when nothing below has data there, the storage zeroes
-     * the whole range cheaply and only the data is written. */
-    if (unallocated_in_chain(bs, base + w->from, head) &&
-        unallocated_in_chain(bs, base + w->data_from + w->data_len, tail) &&
+    /* As QEMU: when the parts to copy read as zeroes, the storage
+     * zeroes the whole range cheaply and only the data is written. */
+    if (zero_fast(bs, base + w->from, head) &&
+        zero_fast(bs, base + w->data_from + w->data_len, tail) &&
         block_write_zeroes(bs->file, w->host + w->from, total,
                            BLOCK_REQ_NO_FALLBACK) == 0) {
         return block_write(bs->file, w->host + w->data_from, w->data_len,
