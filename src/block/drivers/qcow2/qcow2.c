@@ -381,13 +381,16 @@ static int qcow2_block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
                               uint64_t *pnum, uint64_t *map, BlockNode **file)
 {
     BDRVQcow2State *s = bs->opaque;
-    int prealloc;
-    {
+    /* Judged once per open (as QEMU); after that no lock is taken. */
+    int prealloc = __atomic_load_n(&s->metadata_prealloc, __ATOMIC_ACQUIRE);
+    if (prealloc < 0) {
         LOCK_GUARD(&s->lock);
-        if (s->metadata_prealloc < 0) {
-            s->metadata_prealloc = detect_metadata_prealloc_locked(bs);
-        }
         prealloc = s->metadata_prealloc;
+        if (prealloc < 0) {
+            prealloc = detect_metadata_prealloc_locked(bs);
+            __atomic_store_n(&s->metadata_prealloc, prealloc,
+                             __ATOMIC_RELEASE);
+        }
     }
     uint64_t host = 0;
     int ret = qcow2_co_block_status(bs, offset, bytes, pnum, &host, file);
