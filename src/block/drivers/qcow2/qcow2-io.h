@@ -58,6 +58,15 @@ void qcow2_inflight_remove_locked(BDRVQcow2State *s, Qcow2InflightAlloc *slot);
 /* Reads and decompresses the cluster described by l2e into out (one
  * cluster). */
 int qcow2_read_compressed(BlockNode *bs, uint64_t l2e, void *out);
+/* Reads [offset, offset+len) of that cluster (offset from its start). */
+int qcow2_read_compressed_part(BlockNode *bs, uint64_t l2e, uint64_t offset,
+                               uint64_t len, uint8_t *buf);
+
+/* qcow2-zero.c: true if [offset, offset+bytes) of node reads as zeroes
+ * through its chain, judged by block status as QEMU does (data that
+ * happens to be zero does not count); past node's end reads zeroes; an
+ * error counts as "not known to be zero". */
+bool qcow2_reads_zero(BlockNode *node, uint64_t offset, uint64_t bytes);
 
 /* qcow2-load.c */
 /* Reads and decodes the header (into s->header) and the L1 and refcount

@@ -102,13 +102,32 @@ int qcow2_read_compressed(BlockNode *bs, uint64_t l2e, void *out)
     return ret;
 }
 
+int qcow2_read_compressed_part(BlockNode *bs, uint64_t l2e, uint64_t offset,
+                               uint64_t len, uint8_t *buf)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (offset == 0 && len == s->cluster_size) {
+        return qcow2_read_compressed(bs, l2e, buf);
+    }
+    uint8_t *cluster = qcow2_scratch_get(QCOW2_SCRATCH_CLUSTER,
+                                         s->cluster_size);
+    if (!cluster) {
+        return -ENOMEM;
+    }
+    int ret = qcow2_read_compressed(bs, l2e, cluster);
+    if (ret == 0) {
+        memcpy(buf, cluster + offset, len);
+    }
+    qcow2_scratch_put(QCOW2_SCRATCH_CLUSTER, cluster);
+    return ret;
+}
+
 /* Fills buf with what guest range [offset, offset+len) -- inside one run
  * of the mapping l2e describes, starting at guest offset run_start --
  * reads as now. */
 static int read_old(BlockNode *bs, uint64_t l2e, uint64_t run_start,
                     uint64_t offset, uint64_t len, uint8_t *buf)
 {
-    BDRVQcow2State *s = bs->opaque;
     uint64_t size = block_node_size(bs);
     switch (qcow2_l2e_type(l2e)) {
     case QCOW2_CLUSTER_UNALLOCATED: {
@@ -124,22 +143,9 @@ static int read_old(BlockNode *bs, uint64_t l2e, uint64_t run_start,
         return block_read(bs->file,
                           (l2e & QCOW2_L2E_OFFSET_MASK) + (offset - run_start),
                           len, buf, 0);
-    case QCOW2_CLUSTER_COMPRESSED: {
-        if (offset == run_start && len == s->cluster_size) {
-            return qcow2_read_compressed(bs, l2e, buf);
-        }
-        uint8_t *cluster = qcow2_scratch_get(QCOW2_SCRATCH_CLUSTER,
-                                             s->cluster_size);
-        if (!cluster) {
-            return -ENOMEM;
-        }
-        int ret = qcow2_read_compressed(bs, l2e, cluster);
-        if (ret == 0) {
-            memcpy(buf, cluster + (offset - run_start), len);
-        }
-        qcow2_scratch_put(QCOW2_SCRATCH_CLUSTER, cluster);
-        return ret;
-    }
+    case QCOW2_CLUSTER_COMPRESSED:
+        return qcow2_read_compressed_part(bs, l2e, offset - run_start, len,
+                                          buf);
     }
     return -EIO;
 }
@@ -440,16 +446,15 @@ int qcow2_co_pwrite(BlockNode *bs, uint64_t offset, uint64_t bytes,
     if (s->metadata_only) {
         return -EROFS;
     }
-    if (s->extended_l2) {
-        return qcow2_sc_pwrite(bs, offset, bytes, buf, flags);
-    }
     const uint8_t *p = buf;
     bool meta_changed = false;
     while (bytes > 0) {
         if (atomic_load(&s->broken)) {
             return -EIO;
         }
-        int64_t n = write_piece(bs, offset, bytes, p, flags, &meta_changed);
+        int64_t n = s->extended_l2
+            ? qcow2_sc_write_piece(bs, offset, bytes, p, flags, &meta_changed)
+            : write_piece(bs, offset, bytes, p, flags, &meta_changed);
         if (n < 0) {
             return (int)n;
         }

@@ -315,10 +315,7 @@ static int64_t write_in_place(BlockNode *bs, void *table, uint64_t l2_index,
     return ret < 0 ? ret : (int64_t)cur;
 }
 
-/* Writes one piece inside one L2 table: a run of clusters written in
- * place, or a run needing new host clusters.  Returns the bytes written
- * or -errno. */
-static int64_t write_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
+int64_t qcow2_sc_write_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
                            const uint8_t *buf, int flags, bool *meta_changed)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -444,28 +441,4 @@ static int64_t write_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
     qcow2_inflight_remove_locked(s, &slot);
     pthread_mutex_unlock(&s->lock);
     return ret < 0 ? ret : (int64_t)cur;
-}
-
-int qcow2_sc_pwrite(BlockNode *bs, uint64_t offset, uint64_t bytes,
-                    const uint8_t *buf, int flags)
-{
-    BDRVQcow2State *s = bs->opaque;
-    bool meta_changed = false;
-    while (bytes > 0) {
-        if (atomic_load(&s->broken)) {
-            return -EIO;
-        }
-        int64_t n = write_piece(bs, offset, bytes, buf, flags, &meta_changed);
-        if (n < 0) {
-            return (int)n;
-        }
-        offset += (uint64_t)n;
-        bytes -= (uint64_t)n;
-        buf += n;
-    }
-    if ((flags & BLOCK_REQ_FUA) && meta_changed) {
-        int ret = qcow2_flush_caches(bs);
-        return ret < 0 ? ret : block_flush(bs->file);
-    }
-    return 0;
 }

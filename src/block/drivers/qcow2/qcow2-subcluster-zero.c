@@ -87,29 +87,6 @@ static int zeroize(BlockNode *bs, uint64_t offset, uint64_t bytes, int flags)
     return ret;
 }
 
-/* Whether [offset, offset+bytes) of bs reads as zeroes, by block status
- * (QEMU's is_zero: data that happens to be zero does not count). */
-static bool reads_zero(BlockNode *bs, uint64_t offset, uint64_t bytes)
-{
-    uint64_t size = block_node_size(bs);
-    if (offset >= size) {
-        return true;
-    }
-    bytes = MIN(bytes, size - offset);
-    while (bytes > 0) {
-        uint64_t pnum;
-        int ret = block_status_above(bs, NULL, offset, bytes, &pnum, NULL,
-                                     NULL, NULL);
-        if (ret < 0 || !(ret & BLOCK_STATUS_ZERO) || pnum == 0) {
-            return false;
-        }
-        pnum = MIN(pnum, bytes);
-        offset += pnum;
-        bytes -= pnum;
-    }
-    return true;
-}
-
 /* One piece as the block layer hands it to the driver: either aligned,
  * or inside one subcluster. */
 static int zero_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
@@ -124,8 +101,8 @@ static int zero_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
         tail = 0;
     }
     if (head || tail) {
-        if (!reads_zero(bs, offset - head, head) ||
-            !reads_zero(bs, offset + bytes, tail)) {
+        if (!qcow2_reads_zero(bs, offset - head, head) ||
+            !qcow2_reads_zero(bs, offset + bytes, tail)) {
             return -ENOTSUP;
         }
         offset -= head;
@@ -174,7 +151,7 @@ int qcow2_sc_pwrite_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,
             if (!zeroes) {
                 return -ENOMEM;
             }
-            ret = qcow2_sc_pwrite(bs, offset, num, zeroes,
+            ret = qcow2_co_pwrite(bs, offset, num, zeroes,
                                   flags & BLOCK_REQ_FUA);
         }
         offset += num;

@@ -138,28 +138,6 @@ int qcow2_sc_lookup_locked(BlockNode *bs, uint64_t offset, uint64_t max_bytes,
     return 0;
 }
 
-/* Reads [offset, offset+len) of the compressed cluster l2e describes,
- * offset counted from the start of the cluster. */
-static int read_compressed_part(BlockNode *bs, uint64_t l2e, uint64_t offset,
-                                uint64_t len, uint8_t *buf)
-{
-    BDRVQcow2State *s = bs->opaque;
-    if (offset == 0 && len == s->cluster_size) {
-        return qcow2_read_compressed(bs, l2e, buf);
-    }
-    uint8_t *cluster = qcow2_scratch_get(QCOW2_SCRATCH_CLUSTER,
-                                         s->cluster_size);
-    if (!cluster) {
-        return -ENOMEM;
-    }
-    int ret = qcow2_read_compressed(bs, l2e, cluster);
-    if (ret == 0) {
-        memcpy(buf, cluster + offset, len);
-    }
-    qcow2_scratch_put(QCOW2_SCRATCH_CLUSTER, cluster);
-    return ret;
-}
-
 int qcow2_sc_read_mapped(BlockNode *bs, const Qcow2ScMapping *m,
                          uint64_t offset, uint64_t len, uint8_t *buf)
 {
@@ -182,27 +160,30 @@ int qcow2_sc_read_mapped(BlockNode *bs, const Qcow2ScMapping *m,
                           (m->l2e & QCOW2_L2E_OFFSET_MASK) + in_cluster, len,
                           buf, 0);
     case QCOW2_SC_COMPRESSED:
-        return read_compressed_part(bs, m->l2e, in_cluster, len, buf);
+        return qcow2_read_compressed_part(bs, m->l2e, in_cluster, len, buf);
     case QCOW2_SC_INVALID:
         break;
     }
     return -EIO;
 }
 
+static int lookup(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                  Qcow2ScMapping *m)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (atomic_load(&s->broken)) {
+        return -EIO;
+    }
+    LOCK_GUARD(&s->lock);
+    return qcow2_sc_lookup_locked(bs, offset, bytes, m);
+}
+
 int qcow2_sc_pread(BlockNode *bs, uint64_t offset, uint64_t bytes,
                    uint8_t *buf)
 {
-    BDRVQcow2State *s = bs->opaque;
     while (bytes > 0) {
-        if (atomic_load(&s->broken)) {
-            return -EIO;
-        }
         Qcow2ScMapping m;
-        int ret;
-        {
-            LOCK_GUARD(&s->lock);
-            ret = qcow2_sc_lookup_locked(bs, offset, bytes, &m);
-        }
+        int ret = lookup(bs, offset, bytes, &m);
         if (ret < 0) {
             return ret;
         }
@@ -221,15 +202,8 @@ int qcow2_sc_block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
                           uint64_t *pnum, uint64_t *map, BlockNode **file)
 {
     BDRVQcow2State *s = bs->opaque;
-    if (atomic_load(&s->broken)) {
-        return -EIO;
-    }
     Qcow2ScMapping m;
-    int ret;
-    {
-        LOCK_GUARD(&s->lock);
-        ret = qcow2_sc_lookup_locked(bs, offset, bytes, &m);
-    }
+    int ret = lookup(bs, offset, bytes, &m);
     if (ret < 0) {
         return ret;
     }

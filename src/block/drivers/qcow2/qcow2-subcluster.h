@@ -31,8 +31,13 @@ int qcow2_sc_pread(BlockNode *bs, uint64_t offset, uint64_t bytes,
                    uint8_t *buf);
 int qcow2_sc_block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
                           uint64_t *pnum, uint64_t *map, BlockNode **file);
-int qcow2_sc_pwrite(BlockNode *bs, uint64_t offset, uint64_t bytes,
-                    const uint8_t *buf, int flags);
+/* Writes the first piece of [offset, offset+bytes) that stays in one L2
+ * table: a run of clusters written in place, or a run needing new host
+ * clusters (qcow2_co_pwrite loops over the pieces).  Returns the bytes
+ * written or -errno; sets *meta_changed when the L2 table changed. */
+int64_t qcow2_sc_write_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                             const uint8_t *buf, int flags,
+                             bool *meta_changed);
 int qcow2_sc_pwrite_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,
                            int flags);
 

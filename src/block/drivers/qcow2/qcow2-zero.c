@@ -107,21 +107,13 @@ static bool reads_zero(BlockNode *bs, uint64_t l2e, bool below_zero)
            (t == QCOW2_CLUSTER_UNALLOCATED && (!bs->backing || below_zero));
 }
 
-/* True if [offset, offset+bytes) reads as zeroes through bs's backing
- * chain, judged by block status as QEMU does (data clusters that happen
- * to hold zeroes do not count).  Past the end of the backing node reads
- * zeroes.  An error counts as "not known to be zero". */
-static bool backing_reads_zero(BlockNode *bs, uint64_t offset, uint64_t bytes)
+bool qcow2_reads_zero(BlockNode *node, uint64_t offset, uint64_t bytes)
 {
-    BlockNode *b = bs->backing;
-    if (!b) {
-        return true;
-    }
-    uint64_t bsize = block_node_size(b);
-    while (bytes > 0 && offset < bsize) {
+    uint64_t size = block_node_size(node);
+    while (bytes > 0 && offset < size) {
         uint64_t pnum;
-        int ret = block_status_above(b, NULL, offset, bytes, &pnum, NULL, NULL,
-                                     NULL);
+        int ret = block_status_above(node, NULL, offset, bytes, &pnum, NULL,
+                                     NULL, NULL);
         if (ret < 0 || !(ret & BLOCK_STATUS_ZERO) || pnum == 0) {
             return false;
         }
@@ -130,6 +122,12 @@ static bool backing_reads_zero(BlockNode *bs, uint64_t offset, uint64_t bytes)
         bytes -= pnum;
     }
     return true;
+}
+
+/* The same through bs's backing chain only. */
+static bool backing_reads_zero(BlockNode *bs, uint64_t offset, uint64_t bytes)
+{
+    return !bs->backing || qcow2_reads_zero(bs->backing, offset, bytes);
 }
 
 /* Whether the parts of guest cluster index cluster outside the request

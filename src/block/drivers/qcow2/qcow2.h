@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - the qcow2 driver: state shared by the I/O engine (qcow2.c,
- * qcow2-cluster.c, qcow2-refcount.c, qcow2-cache.c, qcow2-compress.c)
- * and by creation and check/repair (qcow2-create.c, qcow2-check.c).
+ * qcow2-cluster.c, qcow2-refcount.c, qcow2-cache.c, qcow2-compress.c,
+ * and qcow2-subcluster*.c for images with extended L2 entries) and by
+ * creation and check/repair (qcow2-create.c, qcow2-check.c).
  *
  * Locking: BDRVQcow2State.lock guards every field below that changes
  * after open (tables, caches, allocation cursor, in-flight allocations).
