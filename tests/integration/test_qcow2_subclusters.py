@@ -562,3 +562,23 @@ def test_threads_race_in_shared_clusters(tmp_path, cs):
     img2 = make_image(tmp_path, "u.qcow2", 4 * MiB, cs)
     strata_io(img2, "stressops 4 3 11", timeout=300)
     assert qimg("check", img2).returncode == 0
+
+
+@pytest.mark.parametrize("ext", ["on", "off"])
+@pytest.mark.parametrize("sizes", [("250k", "1013k"), ("503k", "1M"),
+                                   ("64k", "1000k"), ("100k", "130k")])
+def test_grow_over_longer_backing(tmp_path, ext, sizes):
+    """Growing an image whose backing file reaches into the new area:
+    the area reads as zeroes, laid out as QEMU lays it out (zero
+    subclusters or clusters, explicit zeroes up to the first whole
+    one); with and without extended L2 entries."""
+    base = make_base(tmp_path, 2 * MiB)
+    imgs = []
+    for name, tool in (("q.qcow2", qimg), ("s.qcow2", simg)):
+        img = tmp_path / name
+        qimg("create", "-q", "-f", "qcow2", "-o", f"extended_l2={ext}",
+             "-F", "raw", "-b", base, img, sizes[0])
+        qio(img, "write -P 1 0 20k")
+        tool("resize", img, sizes[1])
+        imgs.append(img)
+    assert_same_result(tmp_path, imgs[0], imgs[1])

@@ -57,9 +57,8 @@ static int zero_subclusters(BlockNode *bs, uint64_t offset, unsigned nb)
     return ret;
 }
 
-/* [offset, offset+bytes): offset subcluster aligned, the end too or at
- * the end of the image (QEMU's qcow2_subcluster_zeroize). */
-static int zeroize(BlockNode *bs, uint64_t offset, uint64_t bytes, int flags)
+int qcow2_sc_zeroize(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                     int flags)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t size = block_node_size(bs);
@@ -121,7 +120,7 @@ static int zero_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
             return -ENOTSUP;
         }
     }
-    return zeroize(bs, offset, bytes, flags);
+    return qcow2_sc_zeroize(bs, offset, bytes, flags);
 }
 
 int qcow2_sc_pwrite_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,

@@ -41,6 +41,12 @@ int64_t qcow2_sc_write_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
 int qcow2_sc_pwrite_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,
                            int flags);
 
+/* Zero (sub)clusters for [offset, offset+bytes): offset subcluster
+ * aligned, the end too or at the end of the image (QEMU's
+ * qcow2_subcluster_zeroize). */
+int qcow2_sc_zeroize(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                     int flags);
+
 /* qcow2-zero.c: write-zeroes of the whole clusters of [offset, end)
  * (offset cluster aligned; end too, or the end of the image). */
 int qcow2_zeroize_clusters(BlockNode *bs, uint64_t offset, uint64_t end,

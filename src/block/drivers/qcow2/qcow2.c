@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "block/drivers/qcow2/qcow2-io.h"
+#include "block/drivers/qcow2/qcow2-subcluster.h"
 #include "block/image-params.h"
 #include "util/cleanup.h"
 #include "util/keyval.h"
@@ -426,6 +427,8 @@ static int qcow2_block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
 
 static bool qcow2_truncate_locked(BlockNode *bs, uint64_t size,
                                   Error **errp);
+static bool zero_grown_area(BlockNode *bs, uint64_t old_size, uint64_t size,
+                            Error **errp);
 
 static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
                            PreallocMode prealloc, Error **errp)
@@ -468,7 +471,24 @@ static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
      * not show through; the area becomes zero (sub)clusters. */
     if (ok && size > old_size && bs->backing && s->header.version >= 3 &&
         block_node_size(bs->backing) > old_size) {
-        int ret = qcow2_co_pwrite_zeroes(bs, old_size, size - old_size, 0);
+        return zero_grown_area(bs, old_size, size, errp);
+    }
+    return ok;
+}
+
+/* The new area [old_size, size) as QEMU zeroes it: zero (sub)clusters
+ * from the first whole subcluster on, zeroes written as data before. */
+static bool zero_grown_area(BlockNode *bs, uint64_t old_size, uint64_t size,
+                            Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t zero_start = ALIGN_UP(old_size, s->subcluster_size);
+    int ret = 0;
+    if (size > zero_start) {
+        ret = s->extended_l2
+              ? qcow2_sc_zeroize(bs, zero_start, size - zero_start, 0)
+              : qcow2_zeroize_clusters(bs, zero_start,
+                                       ALIGN_UP(size, s->cluster_size), 0);
         if (ret == 0) {
             ret = qcow2_flush_caches(bs);
         }
@@ -477,7 +497,20 @@ static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
             return false;
         }
     }
-    return ok;
+    if (zero_start > old_size) {
+        uint64_t len = MIN(zero_start, size) - old_size;
+        CLEANUP_FREE void *zeroes = calloc(1, len);
+        ret = zeroes ? qcow2_co_pwrite(bs, old_size, len, zeroes, 0)
+                     : -ENOMEM;
+        if (ret == 0) {
+            ret = qcow2_flush_caches(bs);
+        }
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Failed to zero out the new area");
+            return false;
+        }
+    }
+    return true;
 }
 
 static bool qcow2_truncate_locked(BlockNode *bs, uint64_t size, Error **errp)
