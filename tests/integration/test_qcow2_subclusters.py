@@ -582,3 +582,27 @@ def test_grow_over_longer_backing(tmp_path, ext, sizes):
         tool("resize", img, sizes[1])
         imgs.append(img)
     assert_same_result(tmp_path, imgs[0], imgs[1])
+
+
+@pytest.mark.parametrize("ext", ["on", "off"])
+@pytest.mark.parametrize("backing", [False, True])
+@pytest.mark.parametrize("sizes", [("503k", "1013k"), ("512k", "1M"),
+                                   ("64k", "3000k"), ("100k", "130k")])
+def test_resize_preallocation_metadata(tmp_path, ext, backing, sizes):
+    """resize --preallocation=metadata (QEMU's iotest 271 'Image resizing
+    with preallocation'): same map, check, file size and content."""
+    base = tmp_path / "b.raw"
+    write_raw(base, b"\xff" * MiB)
+    imgs = []
+    for name, tool in (("q.qcow2", qimg), ("s.qcow2", simg)):
+        img = tmp_path / name
+        args = ["create", "-q", "-f", "qcow2", "-o", f"extended_l2={ext}"]
+        if backing:
+            args += ["-F", "raw", "-b", base]
+        qimg(*args, img, sizes[0])
+        if not backing:
+            qio(img, f"write -P 0xff 0 {sizes[0]}")
+        tool("resize", "--preallocation=metadata", img, sizes[1])
+        imgs.append(img)
+    assert_same_result(tmp_path, imgs[0], imgs[1])
+    assert os.path.getsize(imgs[0]) == os.path.getsize(imgs[1])

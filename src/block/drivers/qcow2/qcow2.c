@@ -435,7 +435,7 @@ static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t old_size = s->header.size;
-    if (prealloc != PREALLOC_OFF) {
+    if (prealloc != PREALLOC_OFF && prealloc != PREALLOC_METADATA) {
         error_setg(errp, "Unsupported preallocation mode '%s'",
                    prealloc_mode_names[prealloc]);
         return false;
@@ -469,6 +469,13 @@ static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
     }
     /* As QEMU: when a backing file reaches into the new area, it must
      * not show through; the area becomes zero (sub)clusters. */
+    if (ok && prealloc == PREALLOC_METADATA && size > old_size) {
+        int ret = qcow2_prealloc_metadata(bs, old_size, size);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Could not preallocate metadata");
+            return false;
+        }
+    }
     if (ok && size > old_size && bs->backing && s->header.version >= 3 &&
         block_node_size(bs->backing) > old_size) {
         return zero_grown_area(bs, old_size, size, errp);
