@@ -96,19 +96,6 @@ static uint64_t cow_end_new(BDRVQcow2State *s, uint64_t l2e, uint64_t bitmap,
     }
 }
 
-/* True if guest [offset, offset+len) reads as zeroes through the
- * chain, in one block status answer (QEMU's bdrv_co_is_zero_fast). */
-static bool zero_fast(BlockNode *bs, uint64_t offset, uint64_t len)
-{
-    if (!len) {
-        return true;
-    }
-    uint64_t pnum = 0;
-    int ret = block_status_above(bs, NULL, offset, len, &pnum, NULL, NULL,
-                                 NULL);
-    return ret >= 0 && (ret & BLOCK_STATUS_ZERO) && pnum >= len;
-}
-
 /* Writes w: the copy-on-write parts read as the guest sees them now
  * (the clusters are in flight: nobody changes them meanwhile). */
 static int write_with_cow(BlockNode *bs, const ScWrite *w, const uint8_t *data,
@@ -126,8 +113,9 @@ static int write_with_cow(BlockNode *bs, const ScWrite *w, const uint8_t *data,
     }
     /* As QEMU: when the parts to copy read as zeroes, the storage
      * zeroes the whole range cheaply and only the data is written. */
-    if (zero_fast(bs, base + w->from, head) &&
-        zero_fast(bs, base + w->data_from + w->data_len, tail) &&
+    if (qcow2_sc_reads_zero(bs, base + w->from, head, true) &&
+        qcow2_sc_reads_zero(bs, base + w->data_from + w->data_len, tail,
+                            true) &&
         block_write_zeroes(bs->file, w->host + w->from, total,
                            BLOCK_REQ_NO_FALLBACK) == 0) {
         return block_write(bs->file, w->host + w->data_from, w->data_len,

@@ -100,8 +100,8 @@ static int zero_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
         tail = 0;
     }
     if (head || tail) {
-        if (!qcow2_reads_zero(bs, offset - head, head) ||
-            !qcow2_reads_zero(bs, offset + bytes, tail)) {
+        if (!qcow2_sc_reads_zero(bs, offset - head, head, false) ||
+            !qcow2_sc_reads_zero(bs, offset + bytes, tail, false)) {
             return -ENOTSUP;
         }
         offset -= head;

@@ -235,3 +235,47 @@ int qcow2_sc_block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
     }
     return status;
 }
+
+int qcow2_sc_status_above(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                          uint64_t *pnum)
+{
+    int ret = qcow2_sc_block_status(bs, offset, bytes, pnum, NULL, NULL);
+    if (ret < 0 || (ret & (BLOCK_STATUS_DATA | BLOCK_STATUS_ZERO))) {
+        return ret < 0 ? ret : ret | BLOCK_STATUS_ALLOCATED;
+    }
+    /* Unallocated here: what lies below (zeroes without a backing file
+     * or past its end), gated on the backing node only. */
+    if (!bs->backing || offset >= block_node_size(bs->backing)) {
+        return ret | BLOCK_STATUS_ZERO;
+    }
+    uint64_t n = 0;
+    int below = block_status_above(bs->backing, NULL, offset, *pnum, &n,
+                                   NULL, NULL, NULL);
+    if (below < 0) {
+        return below;
+    }
+    *pnum = MIN(*pnum, n);
+    return below;
+}
+
+bool qcow2_sc_reads_zero(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                         bool one_answer)
+{
+    uint64_t size = block_node_size(bs);
+    if (one_answer && (offset > size || bytes > size - offset)) {
+        return bytes == 0;
+    }
+    bytes = offset < size ? MIN(bytes, size - offset) : 0;
+    while (bytes > 0) {
+        uint64_t pnum = 0;
+        int ret = qcow2_sc_status_above(bs, offset, bytes, &pnum);
+        if (ret < 0 || !(ret & BLOCK_STATUS_ZERO) || pnum == 0 ||
+            (one_answer && pnum < bytes)) {
+            return false;
+        }
+        pnum = MIN(pnum, bytes);
+        offset += pnum;
+        bytes -= pnum;
+    }
+    return true;
+}

@@ -29,6 +29,16 @@ int qcow2_sc_read_mapped(BlockNode *bs, const Qcow2ScMapping *m,
 
 int qcow2_sc_pread(BlockNode *bs, uint64_t offset, uint64_t bytes,
                    uint8_t *buf);
+/* Block status of bs and what is below it, for use from inside a
+ * request on bs (it does not enter bs's drain gate again, which a
+ * pending drain would block).  As block_status_above. */
+int qcow2_sc_status_above(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                          uint64_t *pnum);
+/* Whether [offset, offset+bytes) reads as zeroes by block status:
+ * QEMU's is_zero (clamped to the image), or with one_answer its
+ * bdrv_co_is_zero_fast (one answer must cover all, inside the image). */
+bool qcow2_sc_reads_zero(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                         bool one_answer);
 int qcow2_sc_block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
                           uint64_t *pnum, uint64_t *map, BlockNode **file);
 /* Writes the first piece of [offset, offset+bytes) that stays in one L2
