@@ -68,6 +68,11 @@ int qcow2_read_compressed_part(BlockNode *bs, uint64_t l2e, uint64_t offset,
  * error counts as "not known to be zero". */
 bool qcow2_reads_zero(BlockNode *node, uint64_t offset, uint64_t bytes);
 
+/* qcow2-prealloc.c: maps the unmapped clusters of guest [offset, end)
+ * to new host clusters without writing data (resize with
+ * preallocation=metadata).  0 or -errno. */
+int qcow2_prealloc_metadata(BlockNode *bs, uint64_t offset, uint64_t end);
+
 /* qcow2-load.c */
 /* Reads and decodes the header (into s->header) and the L1 and refcount
  * tables, and derives the geometry; *raw is the first cluster as read. */

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 
 #include "block/drivers/qcow2/qcow2-io.h"
-#include "block/drivers/qcow2/qcow2-subcluster.h"
 #include "util/cleanup.h"
 
 /* Maps the clusters of [offset, end) with no host cluster, inside one

@@ -57,11 +57,6 @@ int qcow2_sc_pwrite_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,
 int qcow2_sc_zeroize(BlockNode *bs, uint64_t offset, uint64_t bytes,
                      int flags);
 
-/* qcow2-prealloc.c: maps the unmapped clusters of guest [offset, end)
- * to new host clusters without writing data (resize with
- * preallocation=metadata).  0 or -errno. */
-int qcow2_prealloc_metadata(BlockNode *bs, uint64_t offset, uint64_t end);
-
 /* qcow2-zero.c: write-zeroes of the whole clusters of [offset, end)
  * (offset cluster aligned; end too, or the end of the image). */
 int qcow2_zeroize_clusters(BlockNode *bs, uint64_t offset, uint64_t end,
