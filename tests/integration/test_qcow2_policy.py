@@ -40,11 +40,6 @@ def test_refuses_unsupported_features(tmp_path):
     proc = strata_io(img, "read 0 512 0", read_only=True, check=False)
     assert proc.returncode != 0 and "Encryption is not supported" in proc.stderr
 
-    x = tmp_path / "x.qcow2"
-    qemu_img_create(x, 1 << 20, extended_l2="on", cluster_size="64k")
-    proc = strata_io(x, "read 0 512 0", read_only=True, check=False)
-    assert proc.returncode != 0 and "Extended L2" in proc.stderr
-
 
 def test_snapshots_read_only(tmp_path):
     img = tmp_path / "s.qcow2"

@@ -42,14 +42,28 @@ int qcow2_check_read_table(Qcow2Check *c, uint64_t offset, uint64_t entries,
 }
 
 /* Replaces a misaligned preallocated-zero L2 entry by a plain zero
- * entry (no host cluster). */static int fix_l2_entry_by_zero(Qcow2Check *c, BlockCheckResult *res,
+ * entry (no host cluster); with extended L2 entries the allocated
+ * subclusters become zero ones and the entry unallocated. */
+static int fix_l2_entry_by_zero(Qcow2Check *c, BlockCheckResult *res,
                                 uint64_t l2_offset, uint64_t *l2,
                                 uint64_t index, bool active, bool *overlap)
 {
-    uint64_t entry_offset = l2_offset + index * 8;
-    uint64_t be = htobe64(QCOW2_OFLAG_ZERO);
-    l2[index] = QCOW2_OFLAG_ZERO;
-    *overlap = qcow2_meta_overlap(c->s, entry_offset, 8,
+    BDRVQcow2State *s = c->s;
+    uint64_t width = 1ull << s->l2e_shift;
+    uint64_t entry_offset = l2_offset + index * width;
+    uint64_t *e = &l2[index << (s->l2e_shift - 3)];
+    uint64_t be[2];
+    if (s->extended_l2) {
+        uint64_t bitmap = e[1];
+        bitmap |= bitmap << 32;
+        e[0] = 0;
+        e[1] = bitmap & QCOW2_L2_BITMAP_ALL_ZEROES;
+    } else {
+        e[0] = QCOW2_OFLAG_ZERO;
+    }
+    be[0] = htobe64(e[0]);
+    be[1] = s->extended_l2 ? htobe64(e[1]) : 0;
+    *overlap = qcow2_meta_overlap(c->s, entry_offset, width,
                                   active ? QCOW2_META_L2 : QCOW2_META_NONE) !=
                QCOW2_META_NONE;
     if (*overlap) {
@@ -57,7 +71,7 @@ int qcow2_check_read_table(Qcow2Check *c, uint64_t offset, uint64_t entries,
         res->check_errors++;
         return -EIO;
     }
-    int ret = block_write(c->bs->file, entry_offset, 8, &be, 0);
+    int ret = block_write(c->bs->file, entry_offset, width, be, 0);
     if (ret == 0) {
         ret = block_flush(c->bs->file);
     }
@@ -78,7 +92,8 @@ static int count_l2(Qcow2Check *c, BlockCheckResult *res, uint64_t l2_offset,
     BDRVQcow2State *s = c->s;
     uint64_t next_contiguous = 0;
     CLEANUP_FREE uint64_t *l2 = NULL;
-    int ret = qcow2_check_read_table(c, l2_offset, s->l2_entries, &l2);
+    /* Entries and, with extended L2 entries, their bitmaps. */
+    int ret = qcow2_check_read_table(c, l2_offset, s->cluster_size / 8, &l2);
     if (ret < 0) {
         fprintf(stderr, "ERROR: I/O error in check_refcounts_l2\n");
         res->check_errors++;
@@ -86,8 +101,10 @@ static int count_l2(Qcow2Check *c, BlockCheckResult *res, uint64_t l2_offset,
     }
 
     for (uint64_t i = 0; i < s->l2_entries; i++) {
-        uint64_t e = l2[i];
-        Qcow2ClusterType type = qcow2_l2e_type(e);
+        uint64_t e = l2[i << (s->l2e_shift - 3)];
+        uint64_t bitmap = s->extended_l2 ? l2[2 * i + 1] : 0;
+        Qcow2ClusterType type = s->extended_l2 ? qcow2_l2e_type_ext(e)
+                                               : qcow2_l2e_type(e);
 
         if (type != QCOW2_CLUSTER_COMPRESSED && (e & L2E_STD_RESERVED)) {
             fprintf(stderr, "ERROR found l2 entry with reserved bits set: "
@@ -105,6 +122,13 @@ static int count_l2(Qcow2Check *c, BlockCheckResult *res, uint64_t l2_offset,
                         d0.host_offset);
                 e &= ~QCOW2_OFLAG_COPIED;
                 res->corruptions++;
+            }
+            if (bitmap) {
+                fprintf(stderr, "ERROR compressed cluster %" PRIu64 " with "
+                        "non-zero subcluster allocation bitmap, entry=0x%"
+                        PRIx64 "\n", i, e);
+                res->corruptions++;
+                break;
             }
             Qcow2CompressedDesc d;
             qcow2_compressed_decode(e, s->cluster_bits, &d);
@@ -124,9 +148,18 @@ static int count_l2(Qcow2Check *c, BlockCheckResult *res, uint64_t l2_offset,
         case QCOW2_CLUSTER_ZERO_ALLOC:
         case QCOW2_CLUSTER_NORMAL: {
             uint64_t offset = e & QCOW2_L2E_OFFSET_MASK;
+            if ((bitmap >> 32) & bitmap) {
+                res->corruptions++;
+                fprintf(stderr, "ERROR offset=%" PRIx64 ": Allocated "
+                        "cluster has corrupted subcluster allocation "
+                        "bitmap\n", offset);
+            }
             if (offset & (s->cluster_size - 1)) {
                 res->corruptions++;
-                if (e & QCOW2_OFLAG_ZERO) {
+                bool no_data = s->extended_l2
+                               ? !(bitmap & QCOW2_L2_BITMAP_ALL_ALLOC)
+                               : (e & QCOW2_OFLAG_ZERO) != 0;
+                if (no_data) {
                     bool repair = fix & BLOCK_FIX_ERRORS;
                     fprintf(stderr, "%s offset=%" PRIx64 ": Preallocated "
                             "cluster is not properly aligned; L2 entry "
@@ -162,6 +195,13 @@ static int count_l2(Qcow2Check *c, BlockCheckResult *res, uint64_t l2_offset,
             }
             break;
         }
+        case QCOW2_CLUSTER_UNALLOCATED:
+            if (bitmap & QCOW2_L2_BITMAP_ALL_ALLOC) {
+                res->corruptions++;
+                fprintf(stderr, "ERROR: Unallocated cluster has non-zero "
+                        "subcluster allocation map\n");
+            }
+            break;
         default:
             break;
         }

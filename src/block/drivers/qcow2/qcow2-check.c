@@ -99,8 +99,15 @@ static void compare_refcounts(Qcow2Check *c, BlockCheckResult *res, int fix,
                 /* Nothing references the cluster: QEMU discards it, so
                  * the repaired files stay byte-identical.  A failure
                  * loses nothing. */
-                block_write_zeroes(c->bs->file, i << c->s->cluster_bits,
-                                   c->s->cluster_size, BLOCK_REQ_MAY_UNMAP);
+                uint64_t at = i << c->s->cluster_bits;
+                uint64_t fsize = block_node_size(c->bs->file);
+                /* A discard never grows the file (the last cluster of
+                 * an image with subclusters may end early). */
+                if (at < fsize) {
+                    block_write_zeroes(c->bs->file, at,
+                                       MIN(c->s->cluster_size, fsize - at),
+                                       BLOCK_REQ_MAY_UNMAP);
+                }
             }
             continue;
         }
@@ -185,8 +192,10 @@ static int check_oflag_copied(Qcow2Check *c, BlockCheckResult *res, int fix)
         }
         int dirty = 0;
         for (uint64_t j = 0; j < s->l2_entries; j++) {
-            uint64_t l2e = be64toh(l2[j]);
-            Qcow2ClusterType type = qcow2_l2e_type(l2e);
+            uint64_t *slot = &l2[j << (s->l2e_shift - 3)];
+            uint64_t l2e = be64toh(*slot);
+            Qcow2ClusterType type = s->extended_l2 ? qcow2_l2e_type_ext(l2e)
+                                                   : qcow2_l2e_type(l2e);
             if (type != QCOW2_CLUSTER_NORMAL &&
                 type != QCOW2_CLUSTER_ZERO_ALLOC) {
                 continue;
@@ -204,7 +213,7 @@ static int check_oflag_copied(Qcow2Check *c, BlockCheckResult *res, int fix)
                 if (repair) {
                     l2e = refcount == 1 ? l2e | QCOW2_OFLAG_COPIED
                                         : l2e & ~QCOW2_OFLAG_COPIED;
-                    l2[j] = htobe64(l2e);
+                    *slot = htobe64(l2e);
                     dirty++;
                 }
             }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "block/drivers/qcow2/qcow2-io.h"
+#include "block/drivers/qcow2/qcow2-subcluster.h"
 #include "util/cleanup.h"
 #include "util/log.h"
 
@@ -119,7 +120,7 @@ int qcow2_get_cluster_locked(BlockNode *bs, uint64_t offset,
         *nb_clusters = max_clusters;
         return 0;
     }
-    uint64_t first = qcow2_l2_get(table, l2_index);
+    uint64_t first = qcow2_l2_get(s, table, l2_index);
     ret = check_l2e_locked(bs, first, l1_index, l2_index);
     if (ret < 0) {
         qcow2_cache_put(s->l2_cache, table);
@@ -132,7 +133,7 @@ int qcow2_get_cluster_locked(BlockNode *bs, uint64_t offset,
                         type == QCOW2_CLUSTER_ZERO_ALLOC;
         uint64_t flags_mask = QCOW2_OFLAG_COPIED | QCOW2_OFLAG_ZERO;
         for (; n < max_clusters; n++) {
-            uint64_t e = qcow2_l2_get(table, l2_index + n);
+            uint64_t e = qcow2_l2_get(s, table, l2_index + n);
             if (qcow2_l2e_type(e) != type) {
                 break;
             }
@@ -317,6 +318,9 @@ int qcow2_co_block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
                           uint64_t *pnum, uint64_t *map, BlockNode **file)
 {
     BDRVQcow2State *s = bs->opaque;
+    if (s->extended_l2) {
+        return qcow2_sc_block_status(bs, offset, bytes, pnum, map, file);
+    }
     if (atomic_load(&s->broken)) {
         return -EIO;
     }

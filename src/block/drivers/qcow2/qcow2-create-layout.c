@@ -356,7 +356,7 @@ static int add_run(Builder *b, uint64_t guest_cluster, uint64_t host,
     r[l->nb_runs] = (Qcow2LayoutRun){ guest_cluster, host, nb };
 
     /* Runs come in guest order, so a table's runs are contiguous. */
-    uint64_t t = guest_cluster >> (b->sim.cluster_bits - 3);
+    uint64_t t = guest_cluster >> (b->sim.cluster_bits - l->l2e_shift);
     for (size_t i = l->nb_l2; i-- > 0;) {
         if (l->l2[i].l1_index == t) {
             if (!l->l2[i].nb_runs) {
@@ -374,7 +374,7 @@ static int add_run(Builder *b, uint64_t guest_cluster, uint64_t host,
  * QEMU's get_cluster_table does. */
 static int get_l2(Builder *b, uint64_t guest_cluster)
 {
-    unsigned l2_bits = b->sim.cluster_bits - 3;
+    unsigned l2_bits = b->sim.cluster_bits - b->l->l2e_shift;
     uint64_t t = guest_cluster >> l2_bits;
     if (b->l1[t]) {
         return 0;
@@ -398,7 +398,7 @@ static int get_l2(Builder *b, uint64_t guest_cluster)
 static int prealloc_metadata(Builder *b)
 {
     uint64_t cs = b->sim.cs;
-    uint64_t l2_entries = cs / 8;
+    uint64_t l2_entries = cs >> b->l->l2e_shift;
     uint64_t chunk_max = ALIGN_DOWN((uint64_t)INT_MAX, cs);
     uint64_t offset = 0, bytes = b->p->size, cur = 0, host = 0;
 
@@ -434,7 +434,7 @@ static int prealloc_falloc(Builder *b)
 {
     Sim *s = &b->sim;
     uint64_t cs = s->cs;
-    uint64_t l2_entries = cs / 8;
+    uint64_t l2_entries = cs >> b->l->l2e_shift;
 
     /* The old end of the image: after the last cluster in use. */
     uint64_t last = 0;
@@ -486,7 +486,7 @@ static int prealloc_falloc(Builder *b)
 
 static int grow_l1(Builder *b)
 {
-    unsigned shift = 2 * b->sim.cluster_bits - 3;
+    unsigned shift = 2 * b->sim.cluster_bits - b->l->l2e_shift;
     b->l1_size = (b->p->size + (1ull << shift) - 1) >> shift;
     if (b->l1_size > QCOW2_MAX_L1_BYTES / 8) {
         return -EFBIG;
@@ -525,6 +525,9 @@ static bool emit_header(Builder *b, Error **errp)
     };
     if (p->compression_type != QCOW2_COMPRESSION_ZLIB) {
         h.incompatible_features |= QCOW2_INCOMPAT_COMPRESSION;
+    }
+    if (p->extended_l2) {
+        h.incompatible_features |= QCOW2_INCOMPAT_EXTL2;
     }
     if (p->lazy_refcounts) {
         h.compatible_features |= QCOW2_COMPAT_LAZY_REFCOUNTS;
@@ -629,6 +632,7 @@ bool qcow2_layout_build(const Qcow2CreateParams *p, Qcow2Layout *l,
     s->rb_size = 1ull << s->rb_bits;
     s->refcount_max = qcow2_refcount_max(p->refcount_order);
     l->cluster_size = s->cs;
+    l->l2e_shift = p->extended_l2 ? 4 : 3;
 
     /* What qemu-img writes before it opens the image: a header, a one
      * cluster refcount table and an empty refcount block. */
@@ -690,11 +694,14 @@ void qcow2_layout_fill_l2(const Qcow2Layout *l, const Qcow2LayoutL2 *t,
     memset(buf, 0, l->cluster_size);
     for (size_t i = 0; i < t->nb_runs; i++) {
         const Qcow2LayoutRun *r = &l->runs[t->first_run + i];
-        uint64_t idx = r->guest_cluster & (l->cluster_size / 8 - 1);
+        uint64_t idx = r->guest_cluster &
+                       ((l->cluster_size >> l->l2e_shift) - 1);
         for (uint64_t j = 0; j < r->nb; j++) {
             uint64_t v = (r->host_offset + j * l->cluster_size) |
                          QCOW2_OFLAG_COPIED;
-            uint8_t *e = buf + (idx + j) * 8;
+            /* Preallocated subclusters stay unallocated (bitmap 0):
+             * they read from the backing file, as with QEMU. */
+            uint8_t *e = buf + ((idx + j) << l->l2e_shift);
             for (int k = 0; k < 8; k++) {
                 e[k] = v >> (56 - 8 * k);
             }

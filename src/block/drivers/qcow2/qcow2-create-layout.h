@@ -25,6 +25,7 @@ typedef struct Qcow2CreateParams {
     uint64_t size;             /* virtual size, a multiple of 512 */
     PreallocMode prealloc;
     bool lazy_refcounts;
+    bool extended_l2;          /* 16-byte L2 entries with subclusters */
     uint8_t compression_type;
     const char *backing_file;  /* NULL for none */
     const char *backing_fmt;   /* NULL for none */
@@ -60,6 +61,7 @@ typedef struct Qcow2Layout {
     Qcow2LayoutRun *runs;      /* in guest order */
     size_t nb_runs;
     uint64_t cluster_size;
+    unsigned l2e_shift;        /* log2 of an L2 entry's bytes */
     uint64_t file_size;        /* final size of the file */
     /* falloc/full: the data area to allocate on disk ([0,0) if none). */
     uint64_t data_start, data_end;

@@ -18,8 +18,8 @@
 #include "util/keyval.h"
 
 /* qemu-img's list, in the order it prints set options.  Encryption,
- * extended L2 and external data files are listed (qemu-img knows them)
- * and refused below with a clear message. */
+ * and external data files are listed (qemu-img knows them) and refused
+ * below with a clear message. */
 const BlockCreateOpt qcow2_create_opts[] = {
     { "encryption", BLOCK_OPT_BOOL, "Encrypt the image with format 'aes'. "
       "(Deprecated in favor of encrypt.format=aes)", NULL },
@@ -71,17 +71,7 @@ static bool refuse_unsupported(json_t *opts, Error **errp)
     json_t *val;
 
     json_object_foreach(opts, key, val) {
-        if (strcmp(key, "extended_l2") == 0) {
-            bool on = false;
-            if (!opt_get_bool(opts, key, false, &on, errp)) {
-                return false;
-            }
-            if (on) {
-                error_setg(errp, "Extended L2 entries (extended_l2=on) are "
-                           "not supported by strata");
-                return false;
-            }
-        } else if (strcmp(key, "encryption") == 0) {
+        if (strcmp(key, "encryption") == 0) {
             /* encryption=off asks for what strata makes anyway. */
             bool on = false;
             if (!opt_get_bool(opts, key, false, &on, errp)) {
@@ -103,7 +93,6 @@ static bool refuse_unsupported(json_t *opts, Error **errp)
             return false;
         }
     }
-    json_object_del(opts, "extended_l2");
     json_object_del(opts, "encryption");
     return true;
 }
@@ -138,7 +127,7 @@ static bool parse_opts(json_t *opts, Qcow2CreateParams *p, Error **errp)
 
     uint64_t size, cluster_size, refcount_bits;
     int compat, prealloc, ctype;
-    bool lazy;
+    bool lazy, extl2;
     if (!json_object_get(opts, "size")) {
         error_setg(errp, "Image creation needs a size parameter");
         return false;
@@ -171,16 +160,30 @@ static bool parse_opts(json_t *opts, Qcow2CreateParams *p, Error **errp)
         !opt_get_enum(opts, "preallocation", prealloc_mode_names,
                       PREALLOC_OFF, &prealloc, errp) ||
         !opt_get_bool(opts, "lazy_refcounts", false, &lazy, errp) ||
+        !opt_get_bool(opts, "extended_l2", false, &extl2, errp) ||
         !opt_get_uint64(opts, "refcount_bits", 16, &refcount_bits, errp) ||
         !opt_get_str(opts, "backing_file", NULL, &p->backing_file, errp) ||
         !opt_get_str(opts, "backing_fmt", NULL, &p->backing_fmt, errp)) {
         return false;
     }
 
+    if (extl2 && compat < 2) {
+        error_setg(errp, "Extended L2 entries are only supported with "
+                   "compatibility level 1.1 and above (use version=v3 or "
+                   "greater)");
+        return false;
+    }
     if (cluster_size < 512 || cluster_size > (2u << 20) ||
         (cluster_size & (cluster_size - 1))) {
         error_setg(errp, "Cluster size must be a power of two between 512 "
                    "and 2048k");
+        return false;
+    }
+    /* A subcluster (a 32nd of a cluster) is at least a sector. */
+    if (extl2 && cluster_size < 512 * QCOW2_EXTL2_SUBCLUSTERS) {
+        error_setg(errp, "Extended L2 entries are only supported with "
+                   "cluster sizes of at least %u bytes",
+                   512 * QCOW2_EXTL2_SUBCLUSTERS);
         return false;
     }
     if (refcount_bits == 0 || refcount_bits > 64 ||
@@ -215,7 +218,7 @@ static bool parse_opts(json_t *opts, Qcow2CreateParams *p, Error **errp)
                    "file");
         return false;
     }
-    if (p->backing_file && prealloc != PREALLOC_OFF) {
+    if (p->backing_file && prealloc != PREALLOC_OFF && !extl2) {
         error_setg(errp, "Backing file and preallocation can only be used at "
                    "the same time if extended_l2 is on");
         return false;
@@ -236,6 +239,7 @@ static bool parse_opts(json_t *opts, Qcow2CreateParams *p, Error **errp)
     p->refcount_order = (uint32_t)__builtin_ctzll(refcount_bits);
     p->prealloc = (PreallocMode)prealloc;
     p->lazy_refcounts = lazy;
+    p->extended_l2 = extl2;
     p->compression_type = (uint8_t)ctype;
     return true;
 }

@@ -64,6 +64,17 @@
 #define QCOW2_L1E_RESERVED     0x7f000000000001ffull
 #define QCOW2_L2E_STD_RESERVED 0x3f000000000001feull
 
+/* Extended L2 entries: each L2 entry is followed by a 64-bit bitmap
+ * for the 32 subclusters of its cluster; bit n says subcluster n is
+ * allocated, bit 32 + n that it reads as zeroes. */
+#define QCOW2_EXTL2_SUBCLUSTERS     32
+#define QCOW2_L2_BITMAP_ALL_ALLOC   0x00000000ffffffffull
+#define QCOW2_L2_BITMAP_ALL_ZEROES  0xffffffff00000000ull
+/* Bits [from, to) of the allocation half, and of the zero half. */
+#define QCOW2_SC_ALLOC_RANGE(from, to) \
+    ((to) > (from) ? ((~0ull >> (64 - (to) + (from))) << (from)) : 0)
+#define QCOW2_SC_ZERO_RANGE(from, to) (QCOW2_SC_ALLOC_RANGE(from, to) << 32)
+
 /* A header extension we keep verbatim. */
 typedef struct Qcow2Extension {
     uint32_t type;

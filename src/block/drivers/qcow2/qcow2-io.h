@@ -8,18 +8,36 @@
 
 #include "block/drivers/qcow2/qcow2.h"
 
-/* L2 tables stay big-endian in the cache. */
-static inline uint64_t qcow2_l2_get(const void *table, uint64_t index)
+/* L2 tables stay big-endian in the cache.  An entry is 8 bytes, or 16
+ * with extended L2 entries (the subcluster bitmap follows it). */
+static inline uint64_t qcow2_l2_get(const BDRVQcow2State *s,
+                                    const void *table, uint64_t index)
 {
     uint64_t v;
-    memcpy(&v, (const uint8_t *)table + index * 8, 8);
+    memcpy(&v, (const uint8_t *)table + (index << s->l2e_shift), 8);
     return be64toh(v);
 }
 
-static inline void qcow2_l2_set(void *table, uint64_t index, uint64_t value)
+static inline void qcow2_l2_set(const BDRVQcow2State *s, void *table,
+                                uint64_t index, uint64_t value)
 {
     uint64_t v = htobe64(value);
-    memcpy((uint8_t *)table + index * 8, &v, 8);
+    memcpy((uint8_t *)table + (index << s->l2e_shift), &v, 8);
+}
+
+/* The subcluster bitmap of an entry (extended L2 entries only). */
+static inline uint64_t qcow2_l2_bitmap_get(const void *table, uint64_t index)
+{
+    uint64_t v;
+    memcpy(&v, (const uint8_t *)table + index * 16 + 8, 8);
+    return be64toh(v);
+}
+
+static inline void qcow2_l2_bitmap_set(void *table, uint64_t index,
+                                       uint64_t value)
+{
+    uint64_t v = htobe64(value);
+    memcpy((uint8_t *)table + index * 16 + 8, &v, 8);
 }
 
 /* Pins the L2 table of l1_index (NULL when there is none). */
@@ -40,6 +58,20 @@ void qcow2_inflight_remove_locked(BDRVQcow2State *s, Qcow2InflightAlloc *slot);
 /* Reads and decompresses the cluster described by l2e into out (one
  * cluster). */
 int qcow2_read_compressed(BlockNode *bs, uint64_t l2e, void *out);
+/* Reads [offset, offset+len) of that cluster (offset from its start). */
+int qcow2_read_compressed_part(BlockNode *bs, uint64_t l2e, uint64_t offset,
+                               uint64_t len, uint8_t *buf);
+
+/* qcow2-zero.c: true if [offset, offset+bytes) of node reads as zeroes
+ * through its chain, judged by block status as QEMU does (data that
+ * happens to be zero does not count); past node's end reads zeroes; an
+ * error counts as "not known to be zero". */
+bool qcow2_reads_zero(BlockNode *node, uint64_t offset, uint64_t bytes);
+
+/* qcow2-prealloc.c: maps the unmapped clusters of guest [offset, end)
+ * to new host clusters without writing data (resize with
+ * preallocation=metadata).  0 or -errno. */
+int qcow2_prealloc_metadata(BlockNode *bs, uint64_t offset, uint64_t end);
 
 /* qcow2-load.c */
 /* Reads and decodes the header (into s->header) and the L1 and refcount

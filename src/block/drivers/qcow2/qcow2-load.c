@@ -153,11 +153,6 @@ bool qcow2_check_open_policy(BlockNode *bs, const uint8_t *raw, size_t len,
                    "(image '%s')", bs->filename);
         return false;
     }
-    if (h->incompatible_features & QCOW2_INCOMPAT_EXTL2) {
-        error_setg(errp, "qcow2: Extended L2 entries are not supported "
-                   "(image '%s')", bs->filename);
-        return false;
-    }
     if (h->compression_type != QCOW2_COMPRESSION_ZLIB &&
         h->compression_type != QCOW2_COMPRESSION_ZSTD) {
         error_setg(errp, "qcow2: Unknown compression type %u in image '%s'",
@@ -329,8 +324,18 @@ bool qcow2_load_metadata(BlockNode *bs, uint8_t **raw, size_t *raw_len,
     Qcow2Header *h = &s->header;
     s->cluster_bits = h->cluster_bits;
     s->cluster_size = 1ull << h->cluster_bits;
-    s->l2_bits = h->cluster_bits - 3;
+    s->extended_l2 = (h->incompatible_features & QCOW2_INCOMPAT_EXTL2) != 0;
+    s->l2e_shift = s->extended_l2 ? 4 : 3;
+    s->l2_bits = h->cluster_bits - s->l2e_shift;
     s->l2_entries = 1ull << s->l2_bits;
+    s->subcluster_bits = s->extended_l2 ? h->cluster_bits - 5
+                                        : h->cluster_bits;
+    s->subcluster_size = 1ull << s->subcluster_bits;
+    if (s->subcluster_bits < QCOW2_MIN_CLUSTER_BITS) {
+        error_setg(errp, "Unsupported subcluster size: %" PRIu64,
+                   s->subcluster_size);
+        return false;
+    }
     s->refcount_order = h->refcount_order;
     s->refblock_bits = h->cluster_bits + 3 - h->refcount_order;
     s->refblock_entries = 1ull << s->refblock_bits;

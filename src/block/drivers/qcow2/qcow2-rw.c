@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "block/drivers/qcow2/qcow2-io.h"
+#include "block/drivers/qcow2/qcow2-subcluster.h"
 #include "util/cleanup.h"
 #include "util/log.h"
 
@@ -101,13 +102,32 @@ int qcow2_read_compressed(BlockNode *bs, uint64_t l2e, void *out)
     return ret;
 }
 
+int qcow2_read_compressed_part(BlockNode *bs, uint64_t l2e, uint64_t offset,
+                               uint64_t len, uint8_t *buf)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (offset == 0 && len == s->cluster_size) {
+        return qcow2_read_compressed(bs, l2e, buf);
+    }
+    uint8_t *cluster = qcow2_scratch_get(QCOW2_SCRATCH_CLUSTER,
+                                         s->cluster_size);
+    if (!cluster) {
+        return -ENOMEM;
+    }
+    int ret = qcow2_read_compressed(bs, l2e, cluster);
+    if (ret == 0) {
+        memcpy(buf, cluster + offset, len);
+    }
+    qcow2_scratch_put(QCOW2_SCRATCH_CLUSTER, cluster);
+    return ret;
+}
+
 /* Fills buf with what guest range [offset, offset+len) -- inside one run
  * of the mapping l2e describes, starting at guest offset run_start --
  * reads as now. */
 static int read_old(BlockNode *bs, uint64_t l2e, uint64_t run_start,
                     uint64_t offset, uint64_t len, uint8_t *buf)
 {
-    BDRVQcow2State *s = bs->opaque;
     uint64_t size = block_node_size(bs);
     switch (qcow2_l2e_type(l2e)) {
     case QCOW2_CLUSTER_UNALLOCATED: {
@@ -123,22 +143,9 @@ static int read_old(BlockNode *bs, uint64_t l2e, uint64_t run_start,
         return block_read(bs->file,
                           (l2e & QCOW2_L2E_OFFSET_MASK) + (offset - run_start),
                           len, buf, 0);
-    case QCOW2_CLUSTER_COMPRESSED: {
-        if (offset == run_start && len == s->cluster_size) {
-            return qcow2_read_compressed(bs, l2e, buf);
-        }
-        uint8_t *cluster = qcow2_scratch_get(QCOW2_SCRATCH_CLUSTER,
-                                             s->cluster_size);
-        if (!cluster) {
-            return -ENOMEM;
-        }
-        int ret = qcow2_read_compressed(bs, l2e, cluster);
-        if (ret == 0) {
-            memcpy(buf, cluster + (offset - run_start), len);
-        }
-        qcow2_scratch_put(QCOW2_SCRATCH_CLUSTER, cluster);
-        return ret;
-    }
+    case QCOW2_CLUSTER_COMPRESSED:
+        return qcow2_read_compressed_part(bs, l2e, offset - run_start, len,
+                                          buf);
     }
     return -EIO;
 }
@@ -147,6 +154,9 @@ int qcow2_co_pread(BlockNode *bs, uint64_t offset, uint64_t bytes, void *buf,
                    int flags)
 {
     BDRVQcow2State *s = bs->opaque;
+    if (s->extended_l2) {
+        return qcow2_sc_pread(bs, offset, bytes, buf);
+    }
     uint8_t *p = buf;
     while (bytes > 0) {
         if (atomic_load(&s->broken)) {
@@ -319,8 +329,8 @@ static int publish_l2_locked(BlockNode *bs, uint64_t first_guest,
     }
     bool need_free = false;
     for (uint64_t i = 0; i < n; i++) {
-        old[i] = qcow2_l2_get(table, l2_index + i);
-        qcow2_l2_set(table, l2_index + i,
+        old[i] = qcow2_l2_get(s, table, l2_index + i);
+        qcow2_l2_set(s, table, l2_index + i,
                      (host + i * s->cluster_size) | QCOW2_OFLAG_COPIED);
         Qcow2ClusterType t = qcow2_l2e_type(old[i]);
         if (!reuse && (t == QCOW2_CLUSTER_NORMAL || t == QCOW2_CLUSTER_ZERO_ALLOC
@@ -442,7 +452,9 @@ int qcow2_co_pwrite(BlockNode *bs, uint64_t offset, uint64_t bytes,
         if (atomic_load(&s->broken)) {
             return -EIO;
         }
-        int64_t n = write_piece(bs, offset, bytes, p, flags, &meta_changed);
+        int64_t n = s->extended_l2
+            ? qcow2_sc_write_piece(bs, offset, bytes, p, flags, &meta_changed)
+            : write_piece(bs, offset, bytes, p, flags, &meta_changed);
         if (n < 0) {
             return (int)n;
         }
@@ -528,7 +540,7 @@ static int write_compressed(BlockNode *bs, uint64_t offset, const void *out,
         pthread_mutex_unlock(&s->lock);
         return ret;
     }
-    uint64_t old = qcow2_l2_get(table, l2_index);
+    uint64_t old = qcow2_l2_get(s, table, l2_index);
     qcow2_cache_put(s->l2_cache, table);
     if (old & QCOW2_L2E_OFFSET_MASK) {
         /* As QEMU: compressed clusters are only written to unallocated
@@ -559,7 +571,11 @@ static int write_compressed(BlockNode *bs, uint64_t offset, const void *out,
         ret = l2e ? qcow2_get_l2_for_write_locked(bs, l1_index, &table)
                   : -EFBIG;
         if (ret == 0) {
-            qcow2_l2_set(table, l2_index, l2e);
+            qcow2_l2_set(s, table, l2_index, l2e);
+            if (s->extended_l2) {
+                /* Compressed clusters have no subclusters. */
+                qcow2_l2_bitmap_set(table, l2_index, 0);
+            }
             qcow2_cache_mark_dirty(s->l2_cache, table);
             qcow2_cache_put(s->l2_cache, table);
             fresh = false;

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "block/drivers/qcow2/qcow2-io.h"
+#include "block/drivers/qcow2/qcow2-subcluster.h"
 #include "util/cleanup.h"
 
 typedef enum { OP_ZEROES, OP_DISCARD, OP_MAKE_EMPTY } ZeroOp;
@@ -50,6 +51,35 @@ static uint64_t new_entry(BDRVQcow2State *s, BlockNode *bs, ZeroOp op,
     return old;
 }
 
+/* new_entry for an extended L2 entry and its bitmap (*bitmap in/out):
+ * zero means "all subclusters zero", as QEMU 7.2 writes it. */
+static uint64_t new_entry_ext(BDRVQcow2State *s, BlockNode *bs, ZeroOp op,
+                              int flags, uint64_t old, uint64_t *bitmap)
+{
+    Qcow2ClusterType t = qcow2_l2e_type_ext(old);
+    switch (op) {
+    case OP_ZEROES: {
+        bool unmap = t == QCOW2_CLUSTER_COMPRESSED ||
+                     ((flags & BLOCK_REQ_MAY_UNMAP) && is_allocated(t));
+        *bitmap = QCOW2_L2_BITMAP_ALL_ZEROES;
+        return unmap ? 0 : old;
+    }
+    case OP_DISCARD:
+        if (!bs->backing && !is_allocated(t)) {
+            return old;
+        }
+        *bitmap = QCOW2_L2_BITMAP_ALL_ZEROES;
+        if (s->discard_no_unref && t == QCOW2_CLUSTER_NORMAL) {
+            return old;
+        }
+        return 0;
+    case OP_MAKE_EMPTY:
+        *bitmap = 0;
+        return 0;
+    }
+    return old;
+}
+
 static bool keeps_host(uint64_t old, uint64_t new)
 {
     return !(old & QCOW2_OFLAG_COMPRESSED) &&
@@ -77,21 +107,13 @@ static bool reads_zero(BlockNode *bs, uint64_t l2e, bool below_zero)
            (t == QCOW2_CLUSTER_UNALLOCATED && (!bs->backing || below_zero));
 }
 
-/* True if [offset, offset+bytes) reads as zeroes through bs's backing
- * chain, judged by block status as QEMU does (data clusters that happen
- * to hold zeroes do not count).  Past the end of the backing node reads
- * zeroes.  An error counts as "not known to be zero". */
-static bool backing_reads_zero(BlockNode *bs, uint64_t offset, uint64_t bytes)
+bool qcow2_reads_zero(BlockNode *node, uint64_t offset, uint64_t bytes)
 {
-    BlockNode *b = bs->backing;
-    if (!b) {
-        return true;
-    }
-    uint64_t bsize = block_node_size(b);
-    while (bytes > 0 && offset < bsize) {
+    uint64_t size = block_node_size(node);
+    while (bytes > 0 && offset < size) {
         uint64_t pnum;
-        int ret = block_status_above(b, NULL, offset, bytes, &pnum, NULL, NULL,
-                                     NULL);
+        int ret = block_status_above(node, NULL, offset, bytes, &pnum, NULL,
+                                     NULL, NULL);
         if (ret < 0 || !(ret & BLOCK_STATUS_ZERO) || pnum == 0) {
             return false;
         }
@@ -100,6 +122,12 @@ static bool backing_reads_zero(BlockNode *bs, uint64_t offset, uint64_t bytes)
         bytes -= pnum;
     }
     return true;
+}
+
+/* The same through bs's backing chain only. */
+static bool backing_reads_zero(BlockNode *bs, uint64_t offset, uint64_t bytes)
+{
+    return !bs->backing || qcow2_reads_zero(bs->backing, offset, bytes);
 }
 
 /* Whether the parts of guest cluster index cluster outside the request
@@ -154,8 +182,25 @@ static int zero_in_l2_locked(BlockNode *bs, uint64_t offset, uint64_t n,
     }
     uint64_t nb_free = 0;
     bool changed = false;
-    for (uint64_t i = 0; i < n; i++) {
-        uint64_t old = qcow2_l2_get(table, l2_index + i);
+    for (uint64_t i = 0; s->extended_l2 && i < n; i++) {
+        /* Partial clusters of extended L2 images are zeroed by
+         * subclusters before they come here (no pc). */
+        uint64_t old = qcow2_l2_get(s, table, l2_index + i);
+        uint64_t old_bitmap = qcow2_l2_bitmap_get(table, l2_index + i);
+        uint64_t bitmap = old_bitmap;
+        uint64_t new = new_entry_ext(s, bs, op, flags, old, &bitmap);
+        if (new == old && bitmap == old_bitmap) {
+            continue;
+        }
+        qcow2_l2_set(s, table, l2_index + i, new);
+        qcow2_l2_bitmap_set(table, l2_index + i, bitmap);
+        changed = true;
+        if (is_allocated(qcow2_l2e_type_ext(old)) && !keeps_host(old, new)) {
+            to_free[nb_free++] = old;
+        }
+    }
+    for (uint64_t i = 0; !s->extended_l2 && i < n; i++) {
+        uint64_t old = qcow2_l2_get(s, table, l2_index + i);
         if (pc && (cluster + i == pc->first || cluster + i == pc->last)) {
             bool below = cluster + i == pc->first ? pc->first_below_zero
                                                   : pc->last_below_zero;
@@ -176,7 +221,7 @@ static int zero_in_l2_locked(BlockNode *bs, uint64_t offset, uint64_t n,
         if (new == old) {
             continue;
         }
-        qcow2_l2_set(table, l2_index + i, new);
+        qcow2_l2_set(s, table, l2_index + i, new);
         changed = true;
         if (is_allocated(qcow2_l2e_type(old)) && !keeps_host(old, new)) {
             to_free[nb_free++] = old;
@@ -228,6 +273,12 @@ static int zero_clusters(BlockNode *bs, uint64_t offset, uint64_t end,
     return 0;
 }
 
+int qcow2_zeroize_clusters(BlockNode *bs, uint64_t offset, uint64_t end,
+                           int flags)
+{
+    return zero_clusters(bs, offset, end, OP_ZEROES, flags, NULL);
+}
+
 static int write_zero_buffer(BlockNode *bs, uint64_t offset, uint64_t bytes,
                              int flags)
 {
@@ -252,6 +303,9 @@ int qcow2_co_pwrite_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,
     }
     if (atomic_load(&s->broken)) {
         return -EIO;
+    }
+    if (s->extended_l2) {
+        return qcow2_sc_pwrite_zeroes(bs, offset, bytes, flags);
     }
     uint64_t end = offset + bytes;
     PartialClusters pc = { UINT64_MAX, UINT64_MAX, false, false, false,

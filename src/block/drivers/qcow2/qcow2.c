@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "block/drivers/qcow2/qcow2-io.h"
+#include "block/drivers/qcow2/qcow2-subcluster.h"
 #include "block/image-params.h"
 #include "util/cleanup.h"
 #include "util/keyval.h"
@@ -41,9 +42,16 @@ int qcow2_signal_corruption_locked(BlockNode *bs, bool fatal, int64_t offset,
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
 
-    /* Like QEMU: report once, then only fail. */
-    if (fatal && atomic_exchange(&s->broken, true)) {
+    /* Like QEMU: an image that cannot be marked (read-only) is only
+     * reported, once, and the failing request fails; otherwise report
+     * once, mark it, and fail all I/O from then on. */
+    fatal = fatal && s->writable;
+    if (atomic_exchange(&s->signaled, true) &&
+        (!fatal || atomic_load(&s->broken))) {
         return -EIO;
+    }
+    if (fatal) {
+        atomic_store(&s->broken, true);
     }
     fprintf(stderr, fatal ? "qcow2: Marking image as corrupt: %s; further "
                             "corruption events will be suppressed\n"
@@ -242,6 +250,7 @@ static bool qcow2_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
         goto fail;
     }
     s->writable = writable;
+    s->metadata_prealloc = -1;
     {
         LOCK_GUARD(&s->lock);
         int ret = qcow2_meta_rebuild_locked(bs);
@@ -344,13 +353,89 @@ static void qcow2_close(BlockNode *bs)
     pthread_mutex_destroy(&s->lock);
 }
 
+/* ---- block status ---- */
+
+/* QEMU's test for metadata preallocation: the clusters in use reach
+ * past what the file really allocates (by a ninth, or two clusters). */
+static int detect_metadata_prealloc_locked(BlockNode *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t real = block_allocated_file_size(bs->file);
+    if (real < 0) {
+        return 0;
+    }
+    uint64_t real_clusters = (uint64_t)real / s->cluster_size;
+    uint64_t threshold = MAX(real_clusters * 10 / 9, real_clusters + 2);
+    uint64_t end = DIV_ROUND_UP(block_node_size(bs->file), s->cluster_size);
+    uint64_t count = 0;
+    for (uint64_t i = 0; i < end && count < threshold; i++) {
+        uint64_t rc;
+        if (qcow2_get_refcount_locked(bs, i, &rc) < 0) {
+            return 0;
+        }
+        count += rc != 0;
+    }
+    return count >= threshold;
+}
+
+static int qcow2_block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                              uint64_t *pnum, uint64_t *map, BlockNode **file)
+{
+    BDRVQcow2State *s = bs->opaque;
+    /* Judged once per open (as QEMU); after that no lock is taken. */
+    int prealloc = __atomic_load_n(&s->metadata_prealloc, __ATOMIC_ACQUIRE);
+    if (prealloc < 0) {
+        LOCK_GUARD(&s->lock);
+        prealloc = s->metadata_prealloc;
+        if (prealloc < 0) {
+            prealloc = detect_metadata_prealloc_locked(bs);
+            __atomic_store_n(&s->metadata_prealloc, prealloc,
+                             __ATOMIC_RELEASE);
+        }
+    }
+    uint64_t host = 0;
+    int ret = qcow2_co_block_status(bs, offset, bytes, pnum, &host, file);
+    if (map) {
+        *map = host;
+    }
+    if (ret < 0 || !prealloc ||
+        (ret & (BLOCK_STATUS_DATA | BLOCK_STATUS_ZERO |
+                BLOCK_STATUS_OFFSET_VALID)) !=
+            (BLOCK_STATUS_DATA | BLOCK_STATUS_OFFSET_VALID)) {
+        return ret;
+    }
+    /* Ask the file: a hole there reads as zeroes (errors ignored, the
+     * answer is only a refinement). */
+    uint64_t fnum = 0;
+    int fret = block_status(bs->file, host, *pnum, &fnum, NULL, NULL);
+    if (fret == -EIO && host >= block_node_size(bs->file)) {
+        return ret | BLOCK_STATUS_ZERO;
+    }
+    if (fret >= 0) {
+        if ((fret & BLOCK_STATUS_EOF) &&
+            (!fnum || (fret & BLOCK_STATUS_ZERO))) {
+            ret |= BLOCK_STATUS_ZERO;
+        } else {
+            *pnum = fnum;
+            ret |= fret & BLOCK_STATUS_ZERO;
+        }
+    }
+    return ret;
+}
+
 /* ---- size, backing, info ---- */
+
+static bool qcow2_truncate_locked(BlockNode *bs, uint64_t size,
+                                  Error **errp);
+static bool zero_grown_area(BlockNode *bs, uint64_t old_size, uint64_t size,
+                            Error **errp);
 
 static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
                            PreallocMode prealloc, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
-    if (prealloc != PREALLOC_OFF) {
+    uint64_t old_size = s->header.size;
+    if (prealloc != PREALLOC_OFF && prealloc != PREALLOC_METADATA) {
         error_setg(errp, "Unsupported preallocation mode '%s'",
                    prealloc_mode_names[prealloc]);
         return false;
@@ -377,7 +462,67 @@ static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
             return false;
         }
     }
-    LOCK_GUARD(&s->lock);
+    bool ok;
+    {
+        LOCK_GUARD(&s->lock);
+        ok = qcow2_truncate_locked(bs, size, errp);
+    }
+    /* As QEMU: when a backing file reaches into the new area, it must
+     * not show through; the area becomes zero (sub)clusters. */
+    if (ok && prealloc == PREALLOC_METADATA && size > old_size) {
+        int ret = qcow2_prealloc_metadata(bs, old_size, size);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Could not preallocate metadata");
+            return false;
+        }
+    }
+    if (ok && size > old_size && bs->backing && s->header.version >= 3 &&
+        block_node_size(bs->backing) > old_size) {
+        return zero_grown_area(bs, old_size, size, errp);
+    }
+    return ok;
+}
+
+/* The new area [old_size, size) as QEMU zeroes it: zero (sub)clusters
+ * from the first whole subcluster on, zeroes written as data before. */
+static bool zero_grown_area(BlockNode *bs, uint64_t old_size, uint64_t size,
+                            Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t zero_start = ALIGN_UP(old_size, s->subcluster_size);
+    int ret = 0;
+    if (size > zero_start) {
+        ret = s->extended_l2
+              ? qcow2_sc_zeroize(bs, zero_start, size - zero_start, 0)
+              : qcow2_zeroize_clusters(bs, zero_start,
+                                       ALIGN_UP(size, s->cluster_size), 0);
+        if (ret == 0) {
+            ret = qcow2_flush_caches(bs);
+        }
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Failed to zero out new clusters");
+            return false;
+        }
+    }
+    if (zero_start > old_size) {
+        uint64_t len = MIN(zero_start, size) - old_size;
+        CLEANUP_FREE void *zeroes = calloc(1, len);
+        ret = zeroes ? qcow2_co_pwrite(bs, old_size, len, zeroes, 0)
+                     : -ENOMEM;
+        if (ret == 0) {
+            ret = qcow2_flush_caches(bs);
+        }
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Failed to zero out the new area");
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool qcow2_truncate_locked(BlockNode *bs, uint64_t size, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
     uint64_t l2_span = s->cluster_size << s->l2_bits;
     int ret = qcow2_grow_l1_locked(bs, DIV_ROUND_UP(size, l2_span));
     if (ret < 0) {
@@ -571,7 +716,7 @@ const BlockDriver bdrv_qcow2 = {
     .pdiscard = qcow2_co_pdiscard,
     .pwrite_compressed = qcow2_co_pwrite_compressed,
     .flush = qcow2_flush,
-    .block_status = qcow2_co_block_status,
+    .block_status = qcow2_block_status,
     .truncate = qcow2_truncate,
     .create = qcow2_create,
     .create_opts = qcow2_create_opts,

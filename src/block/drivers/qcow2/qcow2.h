@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - the qcow2 driver: state shared by the I/O engine (qcow2.c,
- * qcow2-cluster.c, qcow2-refcount.c, qcow2-cache.c, qcow2-compress.c)
- * and by creation and check/repair (qcow2-create.c, qcow2-check.c).
+ * qcow2-cluster.c, qcow2-refcount.c, qcow2-cache.c, qcow2-compress.c,
+ * and qcow2-subcluster*.c for images with extended L2 entries) and by
+ * creation and check/repair (qcow2-create.c, qcow2-check.c).
  *
  * Locking: BDRVQcow2State.lock guards every field below that changes
  * after open (tables, caches, allocation cursor, in-flight allocations).
@@ -70,6 +71,55 @@ static inline Qcow2ClusterType qcow2_l2e_type(uint64_t l2e)
     return QCOW2_CLUSTER_UNALLOCATED;
 }
 
+/* What one subcluster of an image with extended L2 entries holds (the
+ * 64-bit entry and its bitmap together decide).  A cluster of an image
+ * without them is one subcluster: see qcow2_sc_type. */
+typedef enum Qcow2SubclusterType {
+    QCOW2_SC_UNALLOCATED_PLAIN, /* no host cluster: backing or zeroes */
+    QCOW2_SC_UNALLOCATED_ALLOC, /* host cluster, but this part unused */
+    QCOW2_SC_ZERO_PLAIN,
+    QCOW2_SC_ZERO_ALLOC,
+    QCOW2_SC_NORMAL,
+    QCOW2_SC_COMPRESSED,
+    QCOW2_SC_INVALID,           /* bitmap contradicts itself or the entry */
+} Qcow2SubclusterType;
+
+/* The cluster type of an entry of an extended L2 table: bit 0 (the zero
+ * flag of standard entries) means nothing there and is ignored. */
+static inline Qcow2ClusterType qcow2_l2e_type_ext(uint64_t l2e)
+{
+    if (l2e & QCOW2_OFLAG_COMPRESSED) {
+        return QCOW2_CLUSTER_COMPRESSED;
+    }
+    return (l2e & QCOW2_L2E_OFFSET_MASK) ? QCOW2_CLUSTER_NORMAL
+                                         : QCOW2_CLUSTER_UNALLOCATED;
+}
+
+/* Type of subcluster sc (0..31) of an extended L2 entry and bitmap. */
+static inline Qcow2SubclusterType qcow2_sc_type(uint64_t l2e, uint64_t bitmap,
+                                                unsigned sc)
+{
+    switch (qcow2_l2e_type_ext(l2e)) {
+    case QCOW2_CLUSTER_COMPRESSED:
+        return QCOW2_SC_COMPRESSED;
+    case QCOW2_CLUSTER_NORMAL:
+        if ((bitmap >> 32) & bitmap) {
+            return QCOW2_SC_INVALID;
+        }
+        if (bitmap & (1ull << (32 + sc))) {
+            return QCOW2_SC_ZERO_ALLOC;
+        }
+        return (bitmap & (1ull << sc)) ? QCOW2_SC_NORMAL
+                                       : QCOW2_SC_UNALLOCATED_ALLOC;
+    default:
+        if (bitmap & QCOW2_L2_BITMAP_ALL_ALLOC) {
+            return QCOW2_SC_INVALID;
+        }
+        return (bitmap & (1ull << (32 + sc))) ? QCOW2_SC_ZERO_PLAIN
+                                              : QCOW2_SC_UNALLOCATED_PLAIN;
+    }
+}
+
 /* Compressed cluster descriptor (L2 entry bits 0..61) for cluster_bits. */
 typedef struct Qcow2CompressedDesc {
     uint64_t host_offset; /* byte offset of the compressed data */
@@ -111,6 +161,12 @@ typedef struct BDRVQcow2State {
     uint64_t cluster_size;
     unsigned l2_bits;         /* log2 of entries per L2 table */
     uint64_t l2_entries;
+    /* Extended L2 entries: 16-byte L2 entries (entry + subcluster
+     * bitmap), 32 subclusters per cluster (qcow2-subcluster.c). */
+    bool extended_l2;
+    unsigned l2e_shift;       /* log2 of an L2 entry's bytes: 3 or 4 */
+    unsigned subcluster_bits;
+    uint64_t subcluster_size; /* cluster_size without extended L2 */
     unsigned refcount_order;  /* refcount width is 1 << order bits */
     unsigned refblock_bits;   /* log2 of entries per refcount block */
     uint64_t refblock_entries;
@@ -153,6 +209,11 @@ typedef struct BDRVQcow2State {
     bool pass_discard_request;
     uint64_t cache_clean_interval;
     atomic_bool broken;       /* marked corrupt: all I/O fails -EIO */
+    atomic_bool signaled;     /* corruption reported (reported once) */
+    /* Whether the image looks preallocated (more clusters in use than
+     * the file has blocks): block status then asks the file whether
+     * data clusters are holes, as QEMU does.  -1: not yet judged. */
+    int metadata_prealloc;
     int compression_type;
 
     /* L2 entries whose references are dropped at the next cache flush,
