@@ -28,6 +28,7 @@ int cmd_resize(int argc, char **argv);
 int cmd_update(int argc, char **argv);
 int cmd_amend(int argc, char **argv);
 int cmd_dd(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
 
 /* Prints the tool's full help to stdout and exits 0 (qemu-img prints the
  * same help for `-h` given to any command). */
@@ -77,6 +78,9 @@ bool img_parse_image_size(const char *str, uint64_t *out);
  * returns false otherwise. */
 bool img_cvtnum(const char *name, const char *value, int64_t min, int64_t max,
                 int64_t *out);
+/* One line of qemu-img's snapshot table (no newline); NULL prints the
+ * column titles (cmd-snapshot.c). */
+void img_dump_snapshot(const BlockSnapshotInfo *sn);
 
 /* ---- progress (qemu-img -p): "    (42.00/100%)\r" ---- */
 typedef struct ImgProgress ImgProgress;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img - offline image tool, a drop-in for qemu-img's create,
- * info, check, map, compare, convert, rebase, commit, resize and amend,
- * and update for strata's image parameters. */
+ * info, check, map, compare, convert, rebase, commit, resize, amend and
+ * snapshot, and update for strata's image parameters. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +25,7 @@ static const struct {
     { "map", cmd_map },
     { "rebase", cmd_rebase },
     { "resize", cmd_resize },
+    { "snapshot", cmd_snapshot },
     { "update", cmd_update },
 };
 
@@ -55,6 +56,8 @@ static const char help_text[] =
 "filename\n"
 "  resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] "
 "filename [+ | -]size\n"
+"  snapshot [--object objectdef] [--image-opts] [-U] [-q] "
+"[-l | -a snapshot | -c snapshot | -d snapshot] filename\n"
 "  update [-q] [-f fmt] [--output=ofmt] [-U] filename [filename...] "
 "[key=value...]\n"
 "\n"
@@ -98,6 +101,15 @@ static const char help_text[] =
 "  bs, count, skip  dd: the block size (default 512 bytes), how many\n"
 "                 blocks of the input to read from its start, how many\n"
 "                 to leave out before copying\n"
+"  -l             snapshot: list the image's internal snapshots\n"
+"  -c name        snapshot: save the image's present state as snapshot\n"
+"                 name (the id is the next free number)\n"
+"  -a snapshot    snapshot: bring the image back to a snapshot, named\n"
+"                 by id or by name; what was written since is dropped\n"
+"  -d name        snapshot: delete the snapshot of that name\n"
+"  --image-opts   snapshot: filename is a key=value list of block\n"
+"                 options (driver=qcow2,file.filename=...)\n"
+"  --object def   snapshot: create an object (a secret, ...) first\n"
 "\n"
 "See strata-img(1).\n"
 "\n"
