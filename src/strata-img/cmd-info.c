@@ -15,6 +15,39 @@
 #include "util/error.h"
 #include "util/units.h"
 
+/* qemu-img's SnapshotInfo list, or NULL when there are no snapshots (or
+ * the format keeps none). */
+static json_t *snapshot_info(BlockNode *bs)
+{
+    BlockSnapshotInfo *list;
+    int n = block_snapshot_list(bs, &list);
+    if (n <= 0) {
+        return NULL;
+    }
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++) {
+        const BlockSnapshotInfo *sn = &list[i];
+        json_t *o = json_object();
+        if (sn->icount != UINT64_MAX) {
+            json_object_set_new(o, "icount",
+                                json_integer((json_int_t)sn->icount));
+        }
+        json_object_set_new(o, "vm-clock-nsec", json_integer(
+                                (json_int_t)(sn->vm_clock_nsec % 1000000000)));
+        json_object_set_new(o, "name", json_string(sn->name));
+        json_object_set_new(o, "date-sec", json_integer(sn->date_sec));
+        json_object_set_new(o, "date-nsec", json_integer(sn->date_nsec));
+        json_object_set_new(o, "vm-clock-sec", json_integer(
+                                (json_int_t)(sn->vm_clock_nsec / 1000000000)));
+        json_object_set_new(o, "id", json_string(sn->id));
+        json_object_set_new(o, "vm-state-size",
+                            json_integer((json_int_t)sn->vm_state_size));
+        json_array_append_new(arr, o);
+    }
+    block_snapshot_list_free(list, n);
+    return arr;
+}
+
 /* qemu-img's ImageInfo for one node, keys in the order it prints them. */
 static json_t *collect_info(BlockNode *bs, const char *filename)
 {
@@ -29,6 +62,10 @@ static json_t *collect_info(BlockNode *bs, const char *filename)
     if (backing_file && backing_format) {
         json_object_set_new(info, "backing-filename-format",
                             json_string(backing_format));
+    }
+    json_t *snapshots = snapshot_info(bs);
+    if (snapshots) {
+        json_object_set_new(info, "snapshots", snapshots);
     }
     json_object_set_new(info, "virtual-size",
                         json_integer((json_int_t)block_node_size(bs)));
@@ -165,6 +202,32 @@ static void dump_human(json_t *info)
         printf("\n");
         if ((v = json_object_get(info, "backing-filename-format"))) {
             printf("backing file format: %s\n", json_string_value(v));
+        }
+    }
+    if ((v = json_object_get(info, "snapshots"))) {
+        size_t i;
+        json_t *o;
+        printf("Snapshot list:\n");
+        img_dump_snapshot(NULL);
+        printf("\n");
+        json_array_foreach(v, i, o) {
+            json_t *ic = json_object_get(o, "icount");
+            BlockSnapshotInfo sn = {
+                .id = (char *)json_string_value(json_object_get(o, "id")),
+                .name = (char *)json_string_value(json_object_get(o, "name")),
+                .vm_state_size = (uint64_t)json_integer_value(
+                    json_object_get(o, "vm-state-size")),
+                .date_sec = (uint32_t)json_integer_value(
+                    json_object_get(o, "date-sec")),
+                .vm_clock_nsec =
+                    (uint64_t)json_integer_value(
+                        json_object_get(o, "vm-clock-sec")) * 1000000000ull +
+                    (uint64_t)json_integer_value(
+                        json_object_get(o, "vm-clock-nsec")),
+                .icount = ic ? (uint64_t)json_integer_value(ic) : UINT64_MAX,
+            };
+            img_dump_snapshot(&sn);
+            printf("\n");
         }
     }
     if ((v = json_object_get(info, "format-specific"))) {
