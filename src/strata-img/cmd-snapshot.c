@@ -169,7 +169,7 @@ int cmd_snapshot(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     const char *name = NULL;
-    bool quiet = false, image_opts = false;
+    bool image_opts = false;
     int action = SNAPSHOT_NONE;
     int flags = BLOCK_O_RDWR | BLOCK_O_METADATA_ONLY;
     int c;
@@ -195,7 +195,7 @@ int cmd_snapshot(int argc, char **argv)
             set_action(&action, SNAPSHOT_DELETE);
             name = optarg;
             break;
-        case 'q': quiet = true; break;
+        case 'q': break;   /* the actions print nothing else */
         case 'U': flags |= BLOCK_O_FORCE_SHARE; break;
         case OPT_OBJECT:
             if (!add_object(optarg)) {
@@ -228,7 +228,8 @@ int cmd_snapshot(int argc, char **argv)
             error_report_err(err);
         }
     } else {
-        bs = img_open(filename, NULL, flags, quiet);
+        /* qemu-img warns about a probed raw image even with -q. */
+        bs = img_open(filename, NULL, flags, false);
     }
     if (!bs) {
         return 1;
@@ -245,6 +246,11 @@ int cmd_snapshot(int argc, char **argv)
     case SNAPSHOT_APPLY: {
         Error *err = NULL;
         if (block_snapshot_goto(bs, name, &err) < 0) {
+            /* QEMU reopens a raw node around the attempt on its file,
+             * and so warns a second time. */
+            if (!opts_name && block_node_is_probe_fallback(bs)) {
+                img_warn_probed_raw(filename);
+            }
             error_prepend(&err, "Could not apply snapshot '%s': ", name);
             error_report_err(err);
             ret = 1;

@@ -55,6 +55,8 @@ bool img_parse_output(const char *arg, ImgOutputFormat *out);
  * prints qemu-img's warning about probing raw images unless quiet. */
 BlockNode *img_open(const char *filename, const char *fmt, int flags,
                     bool quiet);
+/* That warning about a read-write image probed as raw. */
+void img_warn_probed_raw(const char *filename);
 
 /* qemu-img's path_combine(): a relative backing file name is relative to
  * the directory of the image that names it.  Returns a malloc'd string,

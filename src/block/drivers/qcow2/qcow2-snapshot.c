@@ -33,6 +33,14 @@
 static int change_refcount(BlockNode *bs, uint64_t offset, uint64_t length,
                            int addend)
 {
+    BDRVQcow2State *s = bs->opaque;
+    /* A cluster no refcount table QEMU allows could cover: QEMU gives
+     * up with EFBIG when it tries to grow the table that far. */
+    uint64_t last = (offset + length - 1) >> s->cluster_bits;
+    if (addend > 0 &&
+        (last >> s->refblock_bits) >= QCOW2_MAX_REFTABLE_BYTES / 8) {
+        return -EFBIG;
+    }
     int ret = qcow2_update_refcount_locked(bs, offset, length, addend);
     return ret == -ERANGE ? -EINVAL : ret;
 }
