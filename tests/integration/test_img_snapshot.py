@@ -11,14 +11,16 @@ The image shapes cover compat 0.10 and 1.1, clusters of 512 bytes, 64k
 and 2M, refcount widths 1, 16 and 64, compressed, zero (plain and
 allocated) and discarded clusters, many snapshots and a snapshot table
 that spans several clusters, and what QEMU's iotests 029, 062, 066, 080
-and 103 check of qemu-img snapshot (080's corrupt tables included)."""
+and 103 check of qemu-img snapshot (080's and 261's corrupt tables
+included)."""
 import json
 import shutil
-import struct
 
 import pytest
 
-from img_util import peek, poke, qcow2_header, qimg, qio, same_stderr, simg
+from conftest import require
+from img_util import (peek, poke, qcow2_header, qimg, qio, run_tool,
+                      same_stderr, simg)
 
 MiB = 1 << 20
 
@@ -409,7 +411,24 @@ def test_iotest_062_066_zero_clusters(tmp_path):
     check_clean(img)
 
 
-def test_iotest_103_snapshot_then_amend(tmp_path):
+def test_iotest_103_cow_after_snapshot(tmp_path):
+    """QEMU copies shared clusters on write, even with no cache room."""
+    img = tmp_path / "img.qcow2"
+    qimg("create", "-q", "-f", "qcow2", img, "64M")
+    qio(img, "write -P 0x2b 0 128k")
+    simg("snapshot", "-c", "foo", img)
+    require("qemu-io")
+    proc = run_tool(["qemu-io", "-c", f"open -o cache-size=0 {img}",
+                     "-c", "write -P 0x2c 0 64k"])
+    assert proc.returncode == 0 and "wrote" in proc.stdout, proc.stderr
+    check_clean(img)
+    qio(img, "read -P 0x2c 0 64k", "read -P 0x2b 64k 64k")
+    simg("snapshot", "-a", "foo", img)
+    qio(img, "read -P 0x2b 0 128k")
+    check_clean(img)
+
+
+def test_snapshot_then_amend_downgrade(tmp_path):
     img = tmp_path / "img.qcow2"
     qimg("create", "-q", "-f", "qcow2", "-o", "compat=1.1", img, "64M")
     qio(img, "write -P 0x2a 0 64k")
