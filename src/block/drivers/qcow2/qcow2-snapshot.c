@@ -306,23 +306,26 @@ int qcow2_snapshot_create(BlockNode *bs, const BlockSnapshotInfo *info)
     Qcow2Snapshot *list = calloc(nb + 1, sizeof(*list));
     int ret = sn.name && be && list ? 0 : -ENOMEM;
 
-    /* The copy of the active L1 table. */
+    /* Room for the copy of the active L1 table. */
     if (ret == 0 && l1_bytes) {
         ret = qcow2_alloc_clusters_locked(
             bs, DIV_ROUND_UP(l1_bytes, s->cluster_size), &sn.l1_table_offset);
-        if (ret == 0) {
-            for (uint32_t i = 0; i < s->l1_size; i++) {
-                be[i] = htobe64(s->l1_table[i]);
-            }
-            ret = qcow2_write_meta_locked(bs, sn.l1_table_offset, l1_bytes,
-                                          be, QCOW2_META_NONE);
-        }
     }
-    /* Every cluster it references gains a reference, on disk before the
-     * snapshot table names the copy. */
+    /* Every cluster the table references gains a reference, on disk
+     * before the snapshot table names the copy. */
     if (ret == 0) {
         ret = update_refcounts_locked(bs, s->l1_table, s->l1_size,
                                       s->l1_table_offset, 1);
+    }
+    /* The copy is taken after that pass, so it does not claim its L2
+     * tables are unshared (QEMU copies first; nothing reads the flags of
+     * a snapshot's table, but applying it copies them). */
+    if (ret == 0 && l1_bytes) {
+        for (uint32_t i = 0; i < s->l1_size; i++) {
+            be[i] = htobe64(s->l1_table[i]);
+        }
+        ret = qcow2_write_meta_locked(bs, sn.l1_table_offset, l1_bytes, be,
+                                      QCOW2_META_NONE);
     }
     if (ret == 0) {
         if (nb) {
@@ -394,15 +397,10 @@ int qcow2_snapshot_goto(BlockNode *bs, const char *id_or_name)
     if (ret < 0) {
         return ret;
     }
-    CLEANUP_FREE uint64_t *new_l1 = NULL;
-    ret = read_l1_locked(bs, sn->l1_table_offset, sn->l1_size, s->l1_size,
-                         &new_l1);
-    if (ret < 0) {
-        return ret;
-    }
     /* References for the clusters the snapshot's table holds first... */
     CLEANUP_FREE uint64_t *sn_l1 = NULL;
-    ret = read_l1_locked(bs, sn->l1_table_offset, sn->l1_size, 0, &sn_l1);
+    ret = read_l1_locked(bs, sn->l1_table_offset, sn->l1_size, s->l1_size,
+                         &sn_l1);
     if (ret == 0) {
         ret = update_refcounts_locked(bs, sn_l1, sn->l1_size,
                                       sn->l1_table_offset, 1);
@@ -410,7 +408,11 @@ int qcow2_snapshot_goto(BlockNode *bs, const char *id_or_name)
     if (ret < 0) {
         return ret;
     }
-    /* ...then the switch... */
+    /* ...then the switch, to the table as that pass left it: its L2
+     * tables are shared now, and OFLAG_COPIED must not say otherwise
+     * even if the process dies before the flags are recomputed (QEMU
+     * copies the table as it was before the pass). */
+    const uint64_t *new_l1 = sn_l1;
     uint64_t l1_bytes = (uint64_t)s->l1_size * 8;
     CLEANUP_FREE uint64_t *be = malloc(MAX(l1_bytes, 8));
     if (!be) {
