@@ -14,7 +14,8 @@ DEB_PACKAGES = meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
   libjansson-dev zlib1g-dev libzstd-dev libnbd-dev libmicrohttpd-dev \
   libgnutls28-dev gnutls-bin \
   libcmocka-dev python3 python3-pytest python3-libnbd qemu-utils \
-  qemu-system-common nbdkit libnbd-bin fio prometheus util-linux mount procps
+  qemu-system-common nbdkit libnbd-bin fio prometheus util-linux mount procps \
+  strace
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
