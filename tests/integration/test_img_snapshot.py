@@ -16,6 +16,7 @@ included)."""
 import json
 import shutil
 import signal
+import struct
 import subprocess
 
 import pytest
@@ -624,3 +625,83 @@ def test_crash_at_every_write(tmp_path, op, how):
             shutil.copy(img, probe)
             qimg("snapshot", "-a", name, probe)
             same_content(refs[name], probe)
+
+
+# ---- entries with other amounts of extra data ----
+
+def rewrite_only_entry(img, extra):
+    """Rewrites the table's only entry in place with extra as its extra
+    data (the table stays inside its cluster, so refcounts still hold)."""
+    off = snap_entry_offset(img)
+    with open(img, "rb") as f:
+        f.seek(off)
+        h = f.read(40)
+        old_extra = struct.unpack(">I", h[36:40])[0]
+        id_len, name_len = struct.unpack(">HH", h[12:16])
+        f.seek(off + 40 + old_extra)
+        names = f.read(id_len + name_len)
+    with open(img, "r+b") as f:
+        f.seek(off)
+        f.write(h[:36] + struct.pack(">I", len(extra)) + extra + names +
+                b"\0" * 64)
+
+
+def entry_extra(img, index):
+    off = snap_entry_offset(img)
+    with open(img, "rb") as f:
+        for _ in range(index + 1):
+            off = (off + 7) & ~7
+            f.seek(off)
+            h = f.read(40)
+            extra_len = struct.unpack(">I", h[36:40])[0]
+            id_len, name_len = struct.unpack(">HH", h[12:16])
+            f.seek(off + 40)
+            extra = f.read(extra_len)
+            off += 40 + extra_len + id_len + name_len
+    return extra
+
+
+def test_unknown_extra_data_kept(tmp_path):
+    """Extra data past what QEMU knows is carried over when the table is
+    rewritten, as QEMU does."""
+    img = tmp_path / "img.qcow2"
+    qimg("create", "-q", "-f", "qcow2", img, "16M")
+    qio(img, "write -P 3 0 64k")
+    qimg("snapshot", "-c", "first", img)
+    known = entry_extra(img, 0)[:24]
+    rewrite_only_entry(img, known + b"FUTURE!!")
+    check_clean(img)
+    same_listing(img)
+    simg("snapshot", "-c", "second", img)
+    check_clean(img)
+    assert entry_extra(img, 0) == known + b"FUTURE!!"
+    assert len(entry_extra(img, 1)) == 24
+    simg("snapshot", "-a", "first", img)
+    qio(img, "read -P 3 0 64k")
+    check_clean(img)
+
+
+def test_entry_without_extra_data(tmp_path):
+    """Old v2 entries have no extra data: no instruction count (an empty
+    ICOUNT column, no icount member), the disk size taken as the
+    image's."""
+    img = tmp_path / "img.qcow2"
+    qimg("create", "-q", "-f", "qcow2", "-o", "compat=0.10", img, "16M")
+    qio(img, "write -P 4 0 64k")
+    qimg("snapshot", "-c", "old", img)
+    rewrite_only_entry(img, b"")
+    check_clean(img)
+    listing = same_listing(img)
+    assert listing.splitlines()[2].endswith("00:00:00.000           ")
+    same_info(img)
+    assert "icount" not in simg("info", "--output=json", img).stdout
+    qio(img, "write -P 5 0 64k")
+    simg("snapshot", "-c", "new", img)
+    check_clean(img)
+    simg("snapshot", "-a", "old", img)
+    qio(img, "read -P 4 0 64k")
+    check_clean(img)
+    same_listing(img)
+    # Rewritten by strata, the old entry gains the extra data QEMU
+    # writes for every entry.
+    assert len(entry_extra(img, 0)) == 24
