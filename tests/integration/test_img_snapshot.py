@@ -705,3 +705,25 @@ def test_entry_without_extra_data(tmp_path):
     # Rewritten by strata, the old entry gains the extra data QEMU
     # writes for every entry.
     assert len(entry_extra(img, 0)) == 24
+
+
+def test_dirty_lazy_image_repaired_first(tmp_path):
+    """An image left dirty (lazy refcounts) is repaired when opened, with
+    qemu-img's messages, before the snapshot is taken."""
+    img_s = tmp_path / "s.qcow2"
+    qimg("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", img_s,
+         "16M")
+    require("qemu-io")
+    proc = subprocess.run(["qemu-io", "-c", "write -P 1 0 64k", "-c",
+                           "abort", str(img_s)], capture_output=True)
+    assert proc.returncode != 0
+    assert "cleanly shut down: no" in qimg("info", img_s).stdout
+    img_q = tmp_path / "q.qcow2"
+    shutil.copy(img_s, img_q)
+    same_result(["-c", "x"], img_s, img_q)
+    check_clean(img_s)
+    assert "cleanly shut down" not in qimg("info", img_s).stdout
+    qio(img_s, "write -P 2 0 64k")
+    simg("snapshot", "-a", "x", img_s)
+    qio(img_s, "read -P 1 0 64k")
+    check_clean(img_s)
