@@ -22,8 +22,9 @@ import subprocess
 import pytest
 
 from conftest import require
-from img_util import (peek, poke, qcow2_header, qimg, qio, run_tool,
-                      same_stderr, simg, strata_img_path)
+from img_util import (peek, poke, qcow2_header, qimg, qio,
+                      qsd_factory,  # noqa: F401 (a fixture)
+                      run_tool, same_stderr, simg, strata_img_path)
 
 MiB = 1 << 20
 
@@ -727,3 +728,19 @@ def test_dirty_lazy_image_repaired_first(tmp_path):
     simg("snapshot", "-a", "x", img_s)
     qio(img_s, "read -P 1 0 64k")
     check_clean(img_s)
+
+
+@pytest.mark.parametrize("args", [["-l"], ["-c", "x"], ["-a", "s"],
+                                  ["-d", "s"], ["-U", "-l"]])
+def test_image_in_use(tmp_path, qsd_factory, args):
+    """An image qemu-storage-daemon has open for writing: the same lock
+    errors as qemu-img, and -U -l reads it."""
+    img = tmp_path / "img.qcow2"
+    qimg("create", "-q", "-f", "qcow2", img, "16M")
+    qimg("snapshot", "-c", "s", img)
+    qsd = qsd_factory(img)
+    try:
+        same_result(args, img, img)
+    finally:
+        qsd.stop()
+    check_clean(img)

@@ -276,6 +276,9 @@ int qcow2_snapshot_create(BlockNode *bs, const BlockSnapshotInfo *info)
     BDRVQcow2State *s = bs->opaque;
     LOCK_GUARD(&s->lock);
     uint32_t nb = s->header.nb_snapshots;
+    if (!s->writable) {
+        return -EROFS;
+    }
     if (nb >= QCOW2_MAX_SNAPSHOTS) {
         return -EFBIG;
     }
@@ -353,6 +356,9 @@ int qcow2_snapshot_goto(BlockNode *bs, const char *id_or_name)
     LOCK_GUARD(&s->lock);
     if (s->header.nb_snapshots && !s->snapshots) {
         return -EIO;
+    }
+    if (!s->writable) {
+        return -EROFS;
     }
     int idx = find_by_id_and_name(s, id_or_name, NULL);
     if (idx < 0) {
@@ -459,6 +465,11 @@ int qcow2_snapshot_delete(BlockNode *bs, const char *id, const char *name,
     if (idx < 0) {
         error_setg(errp, "Can't find the snapshot");
         return -ENOENT;
+    }
+    if (!s->writable) {
+        error_setg_errno(errp, EROFS, "Failed to remove snapshot from "
+                         "snapshot list");
+        return -EROFS;
     }
     Qcow2Snapshot sn = s->snapshots[idx];
     int ret = validate_l1(s, &sn, errp);
