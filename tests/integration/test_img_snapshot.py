@@ -756,3 +756,31 @@ def test_image_in_use(tmp_path, qsd_factory, args):
     finally:
         qsd.stop()
     check_clean(img)
+
+
+@pytest.mark.parametrize("when", [2, 3, 5])
+def test_check_repairs_interrupted_snapshot(tmp_path, when):
+    """What an interrupted snapshot leaves, strata-img check -r all
+    repairs as qemu-img does (same report, same result), on an image
+    that keeps its snapshots."""
+    require("strace")
+    img_s = tmp_path / "s.qcow2"
+    qimg("create", "-q", "-f", "qcow2", img_s, "16M")
+    qio(img_s, "write -P 1 0 1M", "write -c -P 2 2M 64k")
+    qimg("snapshot", "-c", "a", img_s)
+    qio(img_s, "write -P 3 0 512k")
+    proc = subprocess.run(
+        ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=pwrite64",
+         "-e", f"inject=pwrite64:signal=SIGKILL:when={when}",
+         strata_img_path(), "snapshot", "-c", "b", str(img_s)],
+        capture_output=True, text=True, timeout=120, env=traced_env())
+    assert proc.returncode == -signal.SIGKILL
+    img_q = tmp_path / "q.qcow2"
+    shutil.copy(img_s, img_q)
+    s = simg("check", "-r", "all", img_s, check=False)
+    q = qimg("check", "-r", "all", img_q, check=False)
+    assert (s.returncode, s.stdout) == (q.returncode, q.stdout)
+    assert same_stderr(s.stderr, q.stderr)
+    check_clean(img_s)
+    qimg("compare", img_s, img_q)
+    same_listing(img_s)
