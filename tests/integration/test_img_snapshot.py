@@ -469,6 +469,11 @@ def test_iotest_080_bad_snapshot_l1(tmp_path, what, setup):
     img_s, img_q = two_copies(tmp_path, setup)
     for args in (["-a", "test"], ["-d", "test"], ["-l"]):
         same_result(args, img_s, img_q)
+    # amend walks every snapshot's table too, and refuses the same way.
+    s = simg("amend", "-o", "compat=0.10", img_s, check=False)
+    q = qimg("amend", "-o", "compat=0.10", img_q, check=False)
+    assert (s.returncode, s.stdout) == (q.returncode, q.stdout)
+    assert same_stderr(s.stderr, q.stderr), (s.stderr, q.stderr)
     s = qimg("check", img_s, check=False)
     q = qimg("check", img_q, check=False)
     assert (s.returncode, s.stdout, s.stderr) == \
