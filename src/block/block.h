@@ -448,6 +448,16 @@ int block_snapshot_goto(BlockNode *bs, const char *id_or_name, Error **errp);
  * not both).  -errno with errp set. */
 int block_snapshot_delete(BlockNode *bs, const char *id, const char *name,
                           Error **errp);
+/* Makes a read-only node read the snapshot matching id and name
+ * (either may be NULL, not both) instead of the current state, until it
+ * is closed (qemu-img convert -l).  The size stays the node's.  -errno
+ * with errp set. */
+int block_snapshot_load_tmp(BlockNode *bs, const char *id, const char *name,
+                            Error **errp);
+/* The same with one string: an id first, then a name. */
+int block_snapshot_load_tmp_by_id_or_name(BlockNode *bs,
+                                          const char *id_or_name,
+                                          Error **errp);
 
 /* ---- amend (qemu-img amend; image.c) ---- */
 

@@ -265,6 +265,10 @@ struct BlockDriver {
     int (*snapshot_goto)(BlockNode *bs, const char *id_or_name);
     int (*snapshot_delete)(BlockNode *bs, const char *id, const char *name,
                            Error **errp);
+    /* See block_snapshot_load_tmp; only ever on a read-only node.
+     * Optional (no fallback to the file child, as in QEMU). */
+    int (*snapshot_load_tmp)(BlockNode *bs, const char *id,
+                             const char *name, Error **errp);
 
     /* The image-parameter payload the image stores (image-params.h):
      * *buf malloc'd, or NULL and *len 0 when it stores none.  Optional:

@@ -85,3 +85,40 @@ int block_snapshot_delete(BlockNode *bs, const char *id, const char *name,
     block_drain_end(n);
     return ret;
 }
+
+int block_snapshot_load_tmp(BlockNode *bs, const char *id, const char *name,
+                            Error **errp)
+{
+    if (!id && !name) {
+        error_setg(errp, "snapshot_id and name are both NULL");
+        return -EINVAL;
+    }
+    if (!bs->read_only) {
+        error_setg(errp, "Device is not readonly");
+        return -EINVAL;
+    }
+    if (!bs->drv->snapshot_load_tmp) {
+        error_setg(errp, "Block format '%s' used by device '' does not "
+                   "support temporarily loading internal snapshots",
+                   bs->drv->format_name);
+        return -ENOTSUP;
+    }
+    return bs->drv->snapshot_load_tmp(bs, id, name, errp);
+}
+
+int block_snapshot_load_tmp_by_id_or_name(BlockNode *bs,
+                                          const char *id_or_name,
+                                          Error **errp)
+{
+    Error *err = NULL;
+    int ret = block_snapshot_load_tmp(bs, id_or_name, NULL, &err);
+    if (ret == -ENOENT || ret == -EINVAL) {
+        error_free(err);
+        err = NULL;
+        ret = block_snapshot_load_tmp(bs, NULL, id_or_name, &err);
+    }
+    if (err) {
+        error_propagate(errp, err);
+    }
+    return ret;
+}

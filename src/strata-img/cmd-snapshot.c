@@ -90,6 +90,70 @@ void img_dump_snapshot(const BlockSnapshotInfo *sn)
            clock, icount);
 }
 
+/* "snapshot.id=X,snapshot.name=Y" (either may be missing). */
+static bool parse_snapshot_param(const char *param, char **id, char **name)
+{
+    CLEANUP_FREE char *copy = strdup(param);
+    char *save = NULL;
+    *id = *name = NULL;
+    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        const char *value = eq ? eq + 1 : "on";
+        if (!eq) {
+            /* QEMU's option syntax takes a bare key as key=on. */
+            error_report("warning: short-form boolean option '%s' "
+                         "deprecated\nPlease use %s=on instead", tok, tok);
+        } else {
+            *eq = '\0';
+        }
+        char **slot = !strcmp(tok, "snapshot.id") ? id
+                    : !strcmp(tok, "snapshot.name") ? name : NULL;
+        if (!slot) {
+            error_report("Invalid parameter '%s'", tok);
+            goto fail;
+        }
+        free(*slot);
+        *slot = strdup(value);
+    }
+    if (copy) {
+        return true;
+    }
+fail:
+    free(*id);
+    free(*name);
+    *id = *name = NULL;
+    error_report("Failed in parsing snapshot param '%s'", param);
+    return false;
+}
+
+bool img_load_snapshot(BlockNode **src, int nsrc, const char *param)
+{
+    Error *err = NULL;
+    int ret;
+    if (!strncmp(param, "snapshot.", 9)) {
+        char *id, *name;
+        if (!parse_snapshot_param(param, &id, &name)) {
+            return false;
+        }
+        ret = block_snapshot_load_tmp(src[0], id, name, &err);
+        free(id);
+        free(name);
+    } else {
+        if (nsrc > 1) {
+            error_report("No support for concatenating multiple snapshot");
+            return false;
+        }
+        ret = block_snapshot_load_tmp_by_id_or_name(src[0], param, &err);
+    }
+    if (ret < 0) {
+        error_prepend(&err, "Failed to load snapshot: ");
+        error_report_err(err);
+        return false;
+    }
+    return true;
+}
+
 static void list_snapshots(BlockNode *bs)
 {
     BlockSnapshotInfo *list;

@@ -80,6 +80,11 @@ bool img_parse_image_size(const char *str, uint64_t *out);
  * returns false otherwise. */
 bool img_cvtnum(const char *name, const char *value, int64_t min, int64_t max,
                 int64_t *out);
+/* convert -l: makes src[0] read the snapshot param names ("name or id",
+ * or "snapshot.id=ID,snapshot.name=NAME"), with qemu-img's checks and
+ * messages (cmd-snapshot.c).  False after printing an error. */
+bool img_load_snapshot(BlockNode **src, int nsrc, const char *param);
+
 /* One line of qemu-img's snapshot table (no newline); NULL prints the
  * column titles (cmd-snapshot.c). */
 void img_dump_snapshot(const BlockSnapshotInfo *sn);

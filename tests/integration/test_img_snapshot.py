@@ -789,3 +789,53 @@ def test_check_repairs_interrupted_snapshot(tmp_path, when):
     check_clean(img_s)
     qimg("compare", img_s, img_q)
     same_listing(img_s)
+
+
+# ---- convert -l: copying a snapshot ----
+
+@pytest.mark.parametrize("param", ["one", "1", "snapshot.name=one",
+                                   "snapshot.id=1",
+                                   "snapshot.id=1,snapshot.name=one",
+                                   "two", "snapshot.id=2,snapshot.name=one",
+                                   "nope", "snapshot.foo=1", "snapshot.id",
+                                   "snapshot.id=1,bogus", "snapshot.id=1,",
+                                   "nosnapshot.id"])
+def test_convert_snapshot(tmp_path, param):
+    """convert -l copies the snapshot, not the current state, with the
+    messages of qemu-img; the target has the current size (qemu-img does
+    not resize to the snapshot's)."""
+    img = tmp_path / "img.qcow2"
+    qimg("create", "-q", "-f", "qcow2", img, "16M")
+    qio(img, "write -P 1 0 1M", "write -c -P 7 4M 64k")
+    refs = {"one": snap_ref(img, tmp_path / "one.raw")}
+    simg("snapshot", "-c", "one", img)
+    qio(img, "write -P 2 0 512k", "write -z 4M 64k")
+    refs["two"] = snap_ref(img, tmp_path / "two.raw")
+    qimg("snapshot", "-c", "two", img)
+    qimg("resize", img, "32M")
+    qio(img, "write -P 3 512k 64k")
+    out_s, out_q = tmp_path / "s.raw", tmp_path / "q.raw"
+    s = simg("convert", "-l", param, "-O", "raw", img, out_s, check=False)
+    q = qimg("convert", "-l", param, "-O", "raw", img, out_q, check=False)
+    assert (s.returncode, s.stdout) == (q.returncode, q.stdout)
+    assert same_stderr(s.stderr, q.stderr), (s.stderr, q.stderr)
+    if q.returncode == 0:
+        assert out_s.read_bytes() == out_q.read_bytes()
+        assert out_s.stat().st_size == 32 * MiB
+        want = refs["two" if param == "two" else "one"].read_bytes()
+        assert out_s.read_bytes()[:16 * MiB] == want
+
+
+def test_convert_snapshot_refused(tmp_path):
+    raw = tmp_path / "r.raw"
+    raw.write_bytes(b"\1" * MiB)
+    img = tmp_path / "img.qcow2"
+    qimg("create", "-q", "-f", "qcow2", img, "1M")
+    qimg("snapshot", "-c", "x", img)
+    for args in (["-f", "raw", raw], [img, img]):
+        s = simg("convert", "-l", "x", "-O", "raw", *args,
+                 tmp_path / "o.raw", check=False)
+        q = qimg("convert", "-l", "x", "-O", "raw", *args,
+                 tmp_path / "o2.raw", check=False)
+        assert s.returncode == q.returncode == 1
+        assert same_stderr(s.stderr, q.stderr), (s.stderr, q.stderr)

@@ -531,3 +531,33 @@ int qcow2_snapshot_delete(BlockNode *bs, const char *id, const char *name,
     }
     return ret;
 }
+
+int qcow2_snapshot_load_tmp(BlockNode *bs, const char *id, const char *name,
+                            Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    LOCK_GUARD(&s->lock);
+    int idx = s->snapshots ? find_by_id_and_name(s, id, name) : -1;
+    if (idx < 0) {
+        error_setg(errp, "Can't find snapshot");
+        return -ENOENT;
+    }
+    const Qcow2Snapshot *sn = &s->snapshots[idx];
+    int ret = validate_l1(s, sn, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    uint64_t *l1 = NULL;
+    ret = read_l1_locked(bs, sn->l1_table_offset, sn->l1_size, 0, &l1);
+    if (ret < 0) {
+        error_setg(errp, "Failed to read l1 table for snapshot");
+        return ret;
+    }
+    /* Reads now go through the snapshot's table; the L2 tables cached
+     * so far stay valid (a table's content is its offset's). */
+    free(s->l1_table);
+    s->l1_table = l1;
+    s->l1_size = sn->l1_size;
+    s->l1_table_offset = sn->l1_table_offset;
+    return 0;
+}

@@ -245,6 +245,8 @@ int qcow2_snapshot_create(BlockNode *bs, const BlockSnapshotInfo *sn);
 int qcow2_snapshot_goto(BlockNode *bs, const char *id_or_name);
 int qcow2_snapshot_delete(BlockNode *bs, const char *id, const char *name,
                           Error **errp);
+int qcow2_snapshot_load_tmp(BlockNode *bs, const char *id, const char *name,
+                            Error **errp);
 
 /* ---- internal: engine functions across the driver's own files ---- */
 
