@@ -839,3 +839,18 @@ def test_convert_snapshot_refused(tmp_path):
                  tmp_path / "o2.raw", check=False)
         assert s.returncode == q.returncode == 1
         assert same_stderr(s.stderr, q.stderr), (s.stderr, q.stderr)
+
+
+def test_iotest_080_far_l2_offset(tmp_path):
+    """An L2 entry pointing far past the image, where no refcount block
+    exists: refused as qemu-img refuses it (EAGAIN), nothing made up."""
+    img_s = tmp_path / "s.qcow2"
+    qimg("create", "-q", "-f", "qcow2", img_s, "64M")
+    qio(img_s, "write 0 512")
+    l1 = qcow2_header(img_s)["l1_off"]
+    l2 = peek(img_s, l1, ">Q")[0] & 0x00fffffffffffe00
+    poke(img_s, l2, ">Q", 0x800000ffffff0000)
+    img_q = tmp_path / "q.qcow2"
+    shutil.copy(img_s, img_q)
+    same_result(["-c", "test"], img_s, img_q)
+    assert snapshot_names(img_s) == []

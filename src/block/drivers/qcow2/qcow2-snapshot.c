@@ -41,6 +41,18 @@ static int change_refcount(BlockNode *bs, uint64_t offset, uint64_t length,
         (last >> s->refblock_bits) >= QCOW2_MAX_REFTABLE_BYTES / 8) {
         return -EFBIG;
     }
+    /* A cluster a table references always has a refcount block; when it
+     * has none, the reference is garbage (a corrupt entry), and QEMU
+     * fails with EAGAIN where it would have to allocate the block.  No
+     * refcount block is made up for it. */
+    for (uint64_t c = offset >> s->cluster_bits; addend > 0 && c <= last;
+         c += s->refblock_entries - (c & (s->refblock_entries - 1))) {
+        uint64_t idx = c >> s->refblock_bits;
+        if (idx >= s->reftable_entries ||
+            !(s->reftable[idx] & QCOW2_REFT_OFFSET_MASK)) {
+            return -EAGAIN;
+        }
+    }
     int ret = qcow2_update_refcount_locked(bs, offset, length, addend);
     return ret == -ERANGE ? -EINVAL : ret;
 }
