@@ -854,3 +854,19 @@ def test_iotest_080_far_l2_offset(tmp_path):
     shutil.copy(img_s, img_q)
     same_result(["-c", "test"], img_s, img_q)
     assert snapshot_names(img_s) == []
+
+
+def test_iotest_080_table_size_limit(tmp_path):
+    """65536 entries placed past the end of the file read as empty ones,
+    as in QEMU: the image opens, and one more snapshot is too many."""
+    img_s = tmp_path / "s.qcow2"
+    qimg("create", "-q", "-f", "qcow2", img_s, "64M")
+    poke(img_s, 64, ">Q", 0x1000000)
+    poke(img_s, 60, ">I", 0x10000)
+    img_q = tmp_path / "q.qcow2"
+    shutil.copy(img_s, img_q)
+    same_result(["-c", "test"], img_s, img_q)
+    s = simg("snapshot", "-l", img_s)
+    assert s.stdout == qimg("snapshot", "-l", img_q).stdout
+    assert len(s.stdout.splitlines()) == 65538
+    qio(img_s, "read 0 512")
