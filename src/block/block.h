@@ -454,6 +454,10 @@ int block_snapshot_delete(BlockNode *bs, const char *id, const char *name,
  * with errp set. */
 int block_snapshot_load_tmp(BlockNode *bs, const char *id, const char *name,
                             Error **errp);
+/* qemu-img info's and QMP ImageInfo's "snapshots" list (members in
+ * QEMU's printed order), or NULL when there are none; the caller owns
+ * the reference. */
+json_t *block_snapshot_info_json(BlockNode *bs);
 /* The same with one string: an id first, then a name. */
 int block_snapshot_load_tmp_by_id_or_name(BlockNode *bs,
                                           const char *id_or_name,

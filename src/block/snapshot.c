@@ -122,3 +122,34 @@ int block_snapshot_load_tmp_by_id_or_name(BlockNode *bs,
     }
     return ret;
 }
+
+json_t *block_snapshot_info_json(BlockNode *bs)
+{
+    BlockSnapshotInfo *list;
+    int n = block_snapshot_list(bs, &list);
+    if (n <= 0) {
+        return NULL;
+    }
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++) {
+        const BlockSnapshotInfo *sn = &list[i];
+        json_t *o = json_object();
+        if (sn->icount != UINT64_MAX) {
+            json_object_set_new(o, "icount",
+                                json_integer((json_int_t)sn->icount));
+        }
+        json_object_set_new(o, "vm-clock-nsec", json_integer(
+                                (json_int_t)(sn->vm_clock_nsec % 1000000000)));
+        json_object_set_new(o, "name", json_string(sn->name));
+        json_object_set_new(o, "date-sec", json_integer(sn->date_sec));
+        json_object_set_new(o, "date-nsec", json_integer(sn->date_nsec));
+        json_object_set_new(o, "vm-clock-sec", json_integer(
+                                (json_int_t)(sn->vm_clock_nsec / 1000000000)));
+        json_object_set_new(o, "id", json_string(sn->id));
+        json_object_set_new(o, "vm-state-size",
+                            json_integer((json_int_t)sn->vm_state_size));
+        json_array_append_new(arr, o);
+    }
+    block_snapshot_list_free(list, n);
+    return arr;
+}

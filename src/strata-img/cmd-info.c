@@ -15,39 +15,6 @@
 #include "util/error.h"
 #include "util/units.h"
 
-/* qemu-img's SnapshotInfo list, or NULL when there are no snapshots (or
- * the format keeps none). */
-static json_t *snapshot_info(BlockNode *bs)
-{
-    BlockSnapshotInfo *list;
-    int n = block_snapshot_list(bs, &list);
-    if (n <= 0) {
-        return NULL;
-    }
-    json_t *arr = json_array();
-    for (int i = 0; i < n; i++) {
-        const BlockSnapshotInfo *sn = &list[i];
-        json_t *o = json_object();
-        if (sn->icount != UINT64_MAX) {
-            json_object_set_new(o, "icount",
-                                json_integer((json_int_t)sn->icount));
-        }
-        json_object_set_new(o, "vm-clock-nsec", json_integer(
-                                (json_int_t)(sn->vm_clock_nsec % 1000000000)));
-        json_object_set_new(o, "name", json_string(sn->name));
-        json_object_set_new(o, "date-sec", json_integer(sn->date_sec));
-        json_object_set_new(o, "date-nsec", json_integer(sn->date_nsec));
-        json_object_set_new(o, "vm-clock-sec", json_integer(
-                                (json_int_t)(sn->vm_clock_nsec / 1000000000)));
-        json_object_set_new(o, "id", json_string(sn->id));
-        json_object_set_new(o, "vm-state-size",
-                            json_integer((json_int_t)sn->vm_state_size));
-        json_array_append_new(arr, o);
-    }
-    block_snapshot_list_free(list, n);
-    return arr;
-}
-
 /* qemu-img's ImageInfo for one node, keys in the order it prints them. */
 static json_t *collect_info(BlockNode *bs, const char *filename)
 {
@@ -63,7 +30,7 @@ static json_t *collect_info(BlockNode *bs, const char *filename)
         json_object_set_new(info, "backing-filename-format",
                             json_string(backing_format));
     }
-    json_t *snapshots = snapshot_info(bs);
+    json_t *snapshots = block_snapshot_info_json(bs);
     if (snapshots) {
         json_object_set_new(info, "snapshots", snapshots);
     }

@@ -22,7 +22,7 @@ import subprocess
 
 import pytest
 
-from conftest import require
+from conftest import binary as binary_path, require
 from img_util import (peek, poke, qcow2_header, qimg, qio,
                       qsd_factory,  # noqa: F401 (a fixture)
                       run_tool, same_stderr, simg, strata_img_path)
@@ -870,3 +870,30 @@ def test_iotest_080_table_size_limit(tmp_path):
     assert s.stdout == qimg("snapshot", "-l", img_q).stdout
     assert len(s.stdout.splitlines()) == 65538
     qio(img_s, "read 0 512")
+
+
+def test_qmp_image_info_lists_snapshots(tmp_path):
+    """stratad serves an image with snapshots read-only, and its
+    query-named-block-nodes shows them as qemu-storage-daemon does."""
+    require("qemu-storage-daemon")
+    from qmp_util import Daemon
+    img = tmp_path / "img.qcow2"
+    qimg("create", "-q", "-f", "qcow2", img, "16M")
+    qio(img, "write -P 1 0 64k")
+    simg("snapshot", "-c", "one", img)
+    qimg("snapshot", "-c", "two", img)
+    args = ["--blockdev", f"driver=file,node-name=f,filename={img},"
+            "read-only=on",
+            "--blockdev", "driver=qcow2,node-name=n,file=f,read-only=on"]
+    images = []
+    for binary, name in ((binary_path("stratad"), "s"),
+                         ("qemu-storage-daemon", "q")):
+        with Daemon(binary, tmp_path, args, name=name) as d:
+            nodes = d.connect().cmd("query-named-block-nodes",
+                                    {"flat": True})
+            images.append(next(n for n in nodes
+                               if n["node-name"] == "n")["image"])
+    s, q = images
+    assert json.dumps(s["snapshots"]) == json.dumps(q["snapshots"])
+    assert [sn["name"] for sn in s["snapshots"]] == ["one", "two"]
+    assert list(s)[0] == list(q)[0] == "snapshots"
