@@ -14,7 +14,8 @@ DEB_PACKAGES = meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
   libjansson-dev zlib1g-dev libzstd-dev libnbd-dev libmicrohttpd-dev \
   libgnutls28-dev gnutls-bin \
   libcmocka-dev python3 python3-pytest python3-libnbd qemu-utils \
-  qemu-system-common nbdkit libnbd-bin fio prometheus util-linux mount procps
+  qemu-system-common nbdkit libnbd-bin fio prometheus util-linux mount procps \
+  strace
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -65,7 +66,7 @@ ASAN_INTEGRATION = test_img_malformed.py test_nbd_hostile.py \
   test_nbd_handshake_deadline.py test_nbd_tls.py test_nbd_campaign.py \
   test_img_update.py test_image_params_live.py test_img_amend.py \
   test_qcow2_reuse.py test_block_permissions.py test_qmp_live_overlay.py \
-  test_qmp_arg_errors.py test_qcow2_subclusters.py
+  test_qmp_arg_errors.py test_qcow2_subclusters.py test_img_snapshot.py
 
 # The unit tests, and the integration tests above, under ASan+UBSan.
 check-asan:

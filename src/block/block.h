@@ -428,6 +428,50 @@ const BlockCreateOpt *block_protocol_create_opts(void);
  * resizing a file under its format corrupts the format's view. */
 bool block_node_check_resize(BlockNode *bs, Error **errp);
 
+/* ---- internal snapshots (qemu-img snapshot; snapshot.c) ---- */
+
+/* One internal snapshot as a format stores it. */
+typedef struct BlockSnapshotInfo {
+    char *id;                 /* "1", "2", ... as the format numbers them */
+    char *name;
+    uint64_t vm_state_size;   /* bytes of saved VM state (0: disk only) */
+    uint32_t date_sec;        /* creation time */
+    uint32_t date_nsec;
+    uint64_t vm_clock_nsec;   /* guest clock when taken */
+    uint64_t icount;          /* instruction count, UINT64_MAX: none */
+} BlockSnapshotInfo;
+
+/* The snapshots of bs (or of the node its data sits on, for raw and
+ * filters): their number, with *list malloc'd (NULL when 0); -ENOTSUP
+ * when no node of the format stores snapshots. */
+int block_snapshot_list(BlockNode *bs, BlockSnapshotInfo **list);
+void block_snapshot_list_free(BlockSnapshotInfo *list, int count);
+/* Takes a snapshot of the image's current state named sn->name with
+ * sn's dates and clocks; the format picks the id.  0 or -errno
+ * (-ENOTSUP: the format cannot). */
+int block_snapshot_create(BlockNode *bs, const BlockSnapshotInfo *sn);
+/* Makes the image's current state the snapshot's (matched by id, then
+ * by name).  -errno with errp set as QEMU words it. */
+int block_snapshot_goto(BlockNode *bs, const char *id_or_name, Error **errp);
+/* Deletes the first snapshot matching id and name (either may be NULL,
+ * not both).  -errno with errp set. */
+int block_snapshot_delete(BlockNode *bs, const char *id, const char *name,
+                          Error **errp);
+/* Makes a read-only node read the snapshot matching id and name
+ * (either may be NULL, not both) instead of the current state, until it
+ * is closed (qemu-img convert -l).  The size stays the node's.  -errno
+ * with errp set. */
+int block_snapshot_load_tmp(BlockNode *bs, const char *id, const char *name,
+                            Error **errp);
+/* qemu-img info's and QMP ImageInfo's "snapshots" list (members in
+ * QEMU's printed order), or NULL when there are none; the caller owns
+ * the reference. */
+json_t *block_snapshot_info_json(BlockNode *bs);
+/* The same with one string: an id first, then a name. */
+int block_snapshot_load_tmp_by_id_or_name(BlockNode *bs,
+                                          const char *id_or_name,
+                                          Error **errp);
+
 /* ---- amend (qemu-img amend; image.c) ---- */
 
 /* Progress of a long amend step: done of total. */

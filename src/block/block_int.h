@@ -257,6 +257,19 @@ struct BlockDriver {
     bool (*amend)(BlockNode *bs, json_t *opts, bool force,
                   BlockAmendProgress *progress, void *opaque, Error **errp);
 
+    /* Internal snapshots (see block_snapshot_*).  Optional, together:
+     * a node without them passes the call to its file child. */
+    int (*snapshot_list)(BlockNode *bs, BlockSnapshotInfo **list);
+    int (*snapshot_create)(BlockNode *bs, const BlockSnapshotInfo *sn);
+    /* Returns -errno; reports what QEMU reports itself (error_report). */
+    int (*snapshot_goto)(BlockNode *bs, const char *id_or_name);
+    int (*snapshot_delete)(BlockNode *bs, const char *id, const char *name,
+                           Error **errp);
+    /* See block_snapshot_load_tmp; only ever on a read-only node.
+     * Optional (no fallback to the file child, as in QEMU). */
+    int (*snapshot_load_tmp)(BlockNode *bs, const char *id,
+                             const char *name, Error **errp);
+
     /* The image-parameter payload the image stores (image-params.h):
      * *buf malloc'd, or NULL and *len 0 when it stores none.  Optional:
      * without it the format cannot store parameters. */

@@ -11,6 +11,10 @@
 json_t *qmp_image_info(BlockNode *bs, bool flat)
 {
     json_t *info = json_object();
+    json_t *snapshots = block_snapshot_info_json(bs);
+    if (snapshots) {
+        json_object_set_new(info, "snapshots", snapshots);
+    }
     json_object_set_new(info, "virtual-size",
                         json_integer((json_int_t)block_node_size(bs)));
     const char *filename = block_node_filename(bs);

@@ -106,7 +106,7 @@ int cmd_check(int argc, char **argv)
         case 'h': img_help();
         case 'f': fmt = optarg; break;
         case 'r':
-            flags |= BLOCK_O_RDWR;
+            flags |= BLOCK_O_RDWR | BLOCK_O_METADATA_ONLY;
             if (strcmp(optarg, "leaks") == 0) {
                 fix = BLOCK_FIX_LEAKS;
             } else if (strcmp(optarg, "all") == 0) {

@@ -32,6 +32,7 @@ typedef struct ConvertArgs {
     bool compressed, progress, quiet, skip_create, out_of_order;
     bool target_is_zero;
     int src_flags;
+    const char *snapshot;     /* -l: a snapshot of the source to copy */
 } ConvertArgs;
 
 static void append_optstr(char **acc, const char *more)
@@ -59,7 +60,7 @@ static int parse_args(int argc, char **argv, ConvertArgs *a)
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, ":hf:O:B:F:Cco:S:pt:T:qnm:Wr:U",
+    while ((c = getopt_long(argc, argv, ":hf:O:B:F:Cco:l:S:pt:T:qnm:Wr:U",
                             long_options, NULL)) != -1) {
         switch (c) {
         case 'h': img_help();
@@ -70,6 +71,7 @@ static int parse_args(int argc, char **argv, ConvertArgs *a)
         case 'C': break; /* copy offloading: plain copies are used */
         case 'c': a->compressed = true; break;
         case 'o': append_optstr(&a->optstr, optarg); break;
+        case 'l': a->snapshot = optarg; break;
         case 'S': {
             Error *err = NULL;
             if (!parse_size(optarg, &a->min_sparse, &err) ||
@@ -262,6 +264,10 @@ int cmd_convert(int argc, char **argv)
             goto out;
         }
         total += block_node_size(src[opened]);
+    }
+
+    if (a.snapshot && !img_load_snapshot(src, nsrc, a.snapshot)) {
+        goto out;
     }
 
     if (!a.skip_create && !create_target(&a, out, total)) {

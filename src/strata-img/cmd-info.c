@@ -30,6 +30,10 @@ static json_t *collect_info(BlockNode *bs, const char *filename)
         json_object_set_new(info, "backing-filename-format",
                             json_string(backing_format));
     }
+    json_t *snapshots = block_snapshot_info_json(bs);
+    if (snapshots) {
+        json_object_set_new(info, "snapshots", snapshots);
+    }
     json_object_set_new(info, "virtual-size",
                         json_integer((json_int_t)block_node_size(bs)));
     json_object_set_new(info, "filename", json_string(shown));
@@ -165,6 +169,32 @@ static void dump_human(json_t *info)
         printf("\n");
         if ((v = json_object_get(info, "backing-filename-format"))) {
             printf("backing file format: %s\n", json_string_value(v));
+        }
+    }
+    if ((v = json_object_get(info, "snapshots"))) {
+        size_t i;
+        json_t *o;
+        printf("Snapshot list:\n");
+        img_dump_snapshot(NULL);
+        printf("\n");
+        json_array_foreach(v, i, o) {
+            json_t *ic = json_object_get(o, "icount");
+            BlockSnapshotInfo sn = {
+                .id = (char *)json_string_value(json_object_get(o, "id")),
+                .name = (char *)json_string_value(json_object_get(o, "name")),
+                .vm_state_size = (uint64_t)json_integer_value(
+                    json_object_get(o, "vm-state-size")),
+                .date_sec = (uint32_t)json_integer_value(
+                    json_object_get(o, "date-sec")),
+                .vm_clock_nsec =
+                    (uint64_t)json_integer_value(
+                        json_object_get(o, "vm-clock-sec")) * 1000000000ull +
+                    (uint64_t)json_integer_value(
+                        json_object_get(o, "vm-clock-nsec")),
+                .icount = ic ? (uint64_t)json_integer_value(ic) : UINT64_MAX,
+            };
+            img_dump_snapshot(&sn);
+            printf("\n");
         }
     }
     if ((v = json_object_get(info, "format-specific"))) {

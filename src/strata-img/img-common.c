@@ -64,17 +64,22 @@ BlockNode *img_open(const char *filename, const char *fmt, int flags,
     }
     if (!fmt && (flags & BLOCK_O_RDWR) && !quiet &&
         block_node_is_probe_fallback(bs)) {
-        fprintf(stderr,
-                "WARNING: Image format was not specified for '%s' and "
-                "probing guessed raw.\n"
-                "         Automatically detecting the format is dangerous "
-                "for raw images, write operations on block 0 will be "
-                "restricted.\n"
-                "         Specify the 'raw' format explicitly to remove the "
-                "restrictions.\n",
-                filename);
+        img_warn_probed_raw(filename);
     }
     return bs;
+}
+
+void img_warn_probed_raw(const char *filename)
+{
+    fprintf(stderr,
+            "WARNING: Image format was not specified for '%s' and "
+            "probing guessed raw.\n"
+            "         Automatically detecting the format is dangerous "
+            "for raw images, write operations on block 0 will be "
+            "restricted.\n"
+            "         Specify the 'raw' format explicitly to remove the "
+            "restrictions.\n",
+            filename);
 }
 
 char *img_path_combine(const char *base_path, const char *filename)

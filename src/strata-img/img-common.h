@@ -28,6 +28,7 @@ int cmd_resize(int argc, char **argv);
 int cmd_update(int argc, char **argv);
 int cmd_amend(int argc, char **argv);
 int cmd_dd(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
 
 /* Prints the tool's full help to stdout and exits 0 (qemu-img prints the
  * same help for `-h` given to any command). */
@@ -54,6 +55,8 @@ bool img_parse_output(const char *arg, ImgOutputFormat *out);
  * prints qemu-img's warning about probing raw images unless quiet. */
 BlockNode *img_open(const char *filename, const char *fmt, int flags,
                     bool quiet);
+/* That warning about a read-write image probed as raw. */
+void img_warn_probed_raw(const char *filename);
 
 /* qemu-img's path_combine(): a relative backing file name is relative to
  * the directory of the image that names it.  Returns a malloc'd string,
@@ -77,6 +80,14 @@ bool img_parse_image_size(const char *str, uint64_t *out);
  * returns false otherwise. */
 bool img_cvtnum(const char *name, const char *value, int64_t min, int64_t max,
                 int64_t *out);
+/* convert -l: makes src[0] read the snapshot param names ("name or id",
+ * or "snapshot.id=ID,snapshot.name=NAME"), with qemu-img's checks and
+ * messages (cmd-snapshot.c).  False after printing an error. */
+bool img_load_snapshot(BlockNode **src, int nsrc, const char *param);
+
+/* One line of qemu-img's snapshot table (no newline); NULL prints the
+ * column titles (cmd-snapshot.c). */
+void img_dump_snapshot(const BlockSnapshotInfo *sn);
 
 /* ---- progress (qemu-img -p): "    (42.00/100%)\r" ---- */
 typedef struct ImgProgress ImgProgress;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img - offline image tool, a drop-in for qemu-img's create,
- * info, check, map, compare, convert, rebase, commit, resize and amend,
- * and update for strata's image parameters. */
+ * info, check, map, compare, convert, rebase, commit, resize, amend and
+ * snapshot, and update for strata's image parameters. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +25,7 @@ static const struct {
     { "map", cmd_map },
     { "rebase", cmd_rebase },
     { "resize", cmd_resize },
+    { "snapshot", cmd_snapshot },
     { "update", cmd_update },
 };
 
@@ -42,7 +43,8 @@ static const char help_text[] =
 "  commit [-q] [-f fmt] [-b base] [-d] [-p] filename\n"
 "  compare [-f fmt] [-F fmt] [-p] [-q] [-s] [-U] filename1 filename2\n"
 "  convert [-U] [-c] [-p] [-q] [-n] [-f fmt] [-O output_fmt] "
-"[-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] "
+"[-B backing_file [-F backing_fmt]] [-o options] [-l snapshot_param] "
+"[-S sparse_size] "
 "[-m num_workers] [-W] [-r rate_limit] filename [filename2 [...]] output_filename\n"
 "  create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] "
 "[-o options] filename [size]\n"
@@ -55,6 +57,8 @@ static const char help_text[] =
 "filename\n"
 "  resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] "
 "filename [+ | -]size\n"
+"  snapshot [--object objectdef] [--image-opts] [-U] [-q] "
+"[-l | -a snapshot | -c snapshot | -d snapshot] filename\n"
 "  update [-q] [-f fmt] [--output=ofmt] [-U] filename [filename...] "
 "[key=value...]\n"
 "\n"
@@ -83,6 +87,9 @@ static const char help_text[] =
 "                 rewriting the name (both files must then hold the same\n"
 "                 data)\n"
 "  -c             convert: write compressed clusters (qcow2 only)\n"
+"  -l snapshot    convert: copy an internal snapshot of the source (an\n"
+"                 id or a name, or snapshot.id=ID,snapshot.name=NAME)\n"
+"                 instead of its current state\n"
 "  -S bytes       convert: runs of zeroes at least this long (default 4k)\n"
 "                 stay unallocated in the output; 0 allocates everything\n"
 "  -n             convert: write into an output that already exists\n"
@@ -98,6 +105,16 @@ static const char help_text[] =
 "  bs, count, skip  dd: the block size (default 512 bytes), how many\n"
 "                 blocks of the input to read from its start, how many\n"
 "                 to leave out before copying\n"
+"  -l             snapshot: list the image's internal snapshots\n"
+"  -c name        snapshot: save the image's present state as snapshot\n"
+"                 name (the id is the next free number)\n"
+"  -a snapshot    snapshot: bring the image back to a snapshot, named\n"
+"                 by id or by name; what was written since is dropped\n"
+"  -d name        snapshot: delete the snapshot of that name\n"
+"  --image-opts   snapshot: filename is a key=value list of block\n"
+"                 options (driver=qcow2,file.filename=...)\n"
+"  --object def   snapshot: accepted for qemu-img's command lines; no\n"
+"                 format strata-img handles needs an object\n"
 "\n"
 "See strata-img(1).\n"
 "\n"

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - libFuzzer target for the qcow2 driver: the input is an image
  * file.  It is opened read-write without its backing chain, then read,
- * written, block-status'ed, zeroed, discarded and closed.  Any crash,
- * sanitizer report or hang is a bug: malformed images must only give
- * errors. */
+ * written, block-status'ed, zeroed, discarded and closed; and opened for
+ * metadata changes, where its internal snapshots are listed, created,
+ * applied and deleted.  Any crash, sanitizer report or hang is a bug:
+ * malformed images must only give errors. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,49 @@
 #include "util/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Internal snapshots: the table is parsed at open (for metadata-only
+ * opens too, which images with snapshots allow), then listed, added to,
+ * applied and deleted, which walks every snapshot's tables. */
+static void fuzz_snapshots(const uint8_t *data, size_t size)
+{
+    int fd = memfd_create("fuzz-qcow2-snap", 0);
+    if (fd < 0) {
+        return;
+    }
+    if (write(fd, data, size) != (ssize_t)size) {
+        close(fd);
+        return;
+    }
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    Error *err = NULL;
+    BlockNode *bs = block_open_image(path, "qcow2",
+                                     BLOCK_O_RDWR | BLOCK_O_METADATA_ONLY |
+                                     BLOCK_O_NO_BACKING, &err);
+    if (!bs) {
+        error_free(err);
+        close(fd);
+        return;
+    }
+    BlockSnapshotInfo *list = NULL;
+    int n = block_snapshot_list(bs, &list);
+    BlockSnapshotInfo sn = { .name = "fuzz", .icount = 0 };
+    block_snapshot_create(bs, &sn);
+    if (n > 0) {
+        block_snapshot_goto(bs, list[0].id, &err);
+        error_free(err);
+        err = NULL;
+        block_snapshot_delete(bs, list[n - 1].id, list[n - 1].name, &err);
+        error_free(err);
+        err = NULL;
+    }
+    block_snapshot_list_free(list, n);
+    block_snapshot_delete(bs, NULL, "fuzz", &err);
+    error_free(err);
+    block_node_unref(bs);
+    close(fd);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -32,6 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char path[64];
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 
+    fuzz_snapshots(data, size);
     Error *err = NULL;
     BlockNode *bs = block_open_image(path, "qcow2",
                                      BLOCK_O_RDWR | BLOCK_O_NO_BACKING, &err);

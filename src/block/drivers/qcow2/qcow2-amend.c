@@ -206,6 +206,20 @@ static int expand_zero_clusters(BlockNode *bs, BlockAmendProgress *progress,
     }
     for (uint32_t i = 0; ret == 0 && i < c.nb_snapshots; i++) {
         uint64_t *l1 = NULL;
+        /* As QEMU: a snapshot's table that cannot be where the entry
+         * says is never walked (its "L2 tables" would be garbage). */
+        const Qcow2CheckSnapshot *sn = &c.snapshots[i];
+        if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8) {
+            error_report("Snapshot L1 table too large");
+            ret = -EFBIG;
+            break;
+        }
+        if ((uint64_t)INT64_MAX - (uint64_t)sn->l1_size * 8 < sn->l1_offset ||
+            (sn->l1_offset & (s->cluster_size - 1))) {
+            error_report("Snapshot L1 table offset invalid");
+            ret = -EINVAL;
+            break;
+        }
         ret = qcow2_check_read_table(&c, c.snapshots[i].l1_offset,
                                      c.snapshots[i].l1_size, &l1);
         if (ret == 0) {

@@ -206,6 +206,7 @@ void qcow2_free_state(BDRVQcow2State *s)
     s->reuse = NULL;
     s->reuse_bits = 0;
     qcow2_meta_clear(s);
+    qcow2_free_snapshots(s);
     qcow2_header_free(&s->header);
 }
 
@@ -387,10 +388,14 @@ bool qcow2_reload_metadata(BlockNode *bs, Error **errp)
     free(s->l1_table);
     free(s->reftable);
     s->l1_table = s->reftable = NULL;
+    /* The snapshot table is counted by the header: both go together. */
+    bool had_snapshots = s->snapshots != NULL;
+    qcow2_free_snapshots(s);
     qcow2_header_free(&s->header);
     memset(&s->header, 0, sizeof(s->header));
     uint64_t old_cs = s->cluster_size;
-    if (!qcow2_load_metadata(bs, &raw, &raw_len, errp)) {
+    if (!qcow2_load_metadata(bs, &raw, &raw_len, errp) ||
+        (had_snapshots && !qcow2_read_snapshots(bs, errp))) {
         return false;
     }
     if (s->cluster_size != old_cs) {

@@ -245,6 +245,9 @@ static bool qcow2_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
     if (!qcow2_load_metadata(bs, &raw, &raw_len, errp) ||
         !qcow2_check_open_policy(bs, raw, raw_len, writable,
                                  (flags & BLOCK_O_NO_REPAIR) != 0, errp) ||
+        /* As QEMU: check reads the table itself, and must open an image
+         * whose table is broken. */
+        (!(flags & BLOCK_O_NO_REPAIR) && !qcow2_read_snapshots(bs, errp)) ||
         !qcow2_parse_options(bs, opts, errp) ||
         !qcow2_create_caches(bs, errp)) {
         goto fail;
@@ -731,4 +734,9 @@ const BlockDriver bdrv_qcow2 = {
     .get_params_payload = qcow2_get_params_payload,
     .set_params_payload = qcow2_set_params_payload,
     .get_image_end = qcow2_get_image_end,
+    .snapshot_list = qcow2_snapshot_list,
+    .snapshot_create = qcow2_snapshot_create,
+    .snapshot_goto = qcow2_snapshot_goto,
+    .snapshot_delete = qcow2_snapshot_delete,
+    .snapshot_load_tmp = qcow2_snapshot_load_tmp,
 };

@@ -154,6 +154,22 @@ typedef struct Qcow2InflightAlloc {
     struct Qcow2InflightAlloc *next;
 } Qcow2InflightAlloc;
 
+/* ---- internal snapshots (qcow2-snapshot-table.c, qcow2-snapshot.c) ---- */
+typedef struct Qcow2Snapshot {
+    uint64_t l1_table_offset;
+    uint32_t l1_size;
+    char *id_str;
+    char *name;
+    uint64_t disk_size;       /* the virtual size when it was taken */
+    uint64_t vm_state_size;
+    uint32_t date_sec;
+    uint32_t date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t icount;          /* UINT64_MAX: not recorded */
+    uint32_t extra_data_size; /* as read (what follows the fixed part) */
+    uint8_t *unknown_extra;   /* extra data past the fields we know */
+} Qcow2Snapshot;
+
 typedef struct BDRVQcow2State {
     Qcow2Header header;       /* as on disk (kept current) */
 
@@ -233,6 +249,12 @@ typedef struct BDRVQcow2State {
     uint64_t reuse_count;     /* set bits */
     uint64_t reuse_no_run;    /* no free run this long (0: unknown);
                                  forgotten when a cluster is freed */
+
+    /* The snapshot table (header.nb_snapshots entries), read at open
+     * except by check, which reads it itself; snapshots_size is the
+     * bytes it takes on disk. */
+    Qcow2Snapshot *snapshots;
+    uint64_t snapshots_size;
 } BDRVQcow2State;
 
 /* ---- services for check/repair and image tools ---- */
@@ -265,6 +287,27 @@ int qcow2_alloc_clusters(BlockNode *bs, uint64_t nb, uint64_t *offset);
 /* Encodes s->header (with its extensions) and writes it over the first
  * cluster of the image.  0 or -errno. */
 int qcow2_update_header(BlockNode *bs);
+
+/* qcow2-snapshot-table.c: reads the snapshot table into s->snapshots
+ * with QEMU's checks and texts ("Too much extra metadata in snapshot
+ * table entry 0", "Snapshot table is too big"). */
+bool qcow2_read_snapshots(BlockNode *bs, Error **errp);
+void qcow2_free_snapshots(BDRVQcow2State *s);
+/* Writes list (nb entries) as a new snapshot table in new clusters,
+ * points the header at it once it and its refcounts are on disk, then
+ * frees the old table's clusters.  Updates the header fields and
+ * s->snapshots_size; s->snapshots is the caller's to replace.  0 or
+ * -errno (-EFBIG when the table would pass QEMU's size limit). */
+int qcow2_write_snapshots_locked(BlockNode *bs, Qcow2Snapshot *list,
+                                 uint32_t nb);
+/* qcow2-snapshot.c: qemu-img snapshot. */
+int qcow2_snapshot_list(BlockNode *bs, BlockSnapshotInfo **list);
+int qcow2_snapshot_create(BlockNode *bs, const BlockSnapshotInfo *sn);
+int qcow2_snapshot_goto(BlockNode *bs, const char *id_or_name);
+int qcow2_snapshot_delete(BlockNode *bs, const char *id, const char *name,
+                          Error **errp);
+int qcow2_snapshot_load_tmp(BlockNode *bs, const char *id, const char *name,
+                            Error **errp);
 
 /* ---- internal: engine functions across the driver's own files ---- */
 
