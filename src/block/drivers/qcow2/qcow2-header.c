@@ -309,35 +309,30 @@ static bool replace_string(char **dst, const uint8_t *p, size_t n,
 }
 
 /* Extensions live between the end of the fixed header and the backing
- * file name (or the end of the first cluster). */
-static bool decode_extensions(const uint8_t *buf, size_t len, Qcow2Header *h,
-                              Error **errp)
+ * file name (or the end of the first cluster).  buf holds at least end
+ * bytes (the caller pads a short file with zeroes). */
+static bool decode_extensions_in(const uint8_t *buf, uint64_t end,
+                                 Qcow2Header *h, Error **errp)
 {
     uint64_t offset = h->header_length;
-    uint64_t end = h->backing_file_offset ? h->backing_file_offset
-                                          : qcow2_cluster_size(h);
-    bool truncated = end > len;
-    if (truncated) {
-        end = len;
-    }
 
     while (offset < end) {
-        if (end - offset < 8) {
-            if (truncated) {
-                break; /* the file ends inside the header cluster */
-            }
+        /* An extension header that starts in the last 8 bytes still
+         * takes 8: QEMU reads it (the end marker too) and then finds it
+         * sticking out of the area. */
+        uint8_t ext[8] = { 0 };
+        memcpy(ext, buf + offset, MIN(8, end - offset));
+        uint32_t type = get_be32(ext);
+        uint32_t elen = get_be32(ext + 4);
+        offset += 8;
+        /* As QEMU, the bounds are checked before the type is looked at:
+         * even an end marker must not claim more than the area holds. */
+        if (offset > end || elen > end - offset) {
             error_setg(errp, "Header extension too large");
             return false;
         }
-        uint32_t type = get_be32(buf + offset);
-        uint32_t elen = get_be32(buf + offset + 4);
-        offset += 8;
         if (type == QCOW2_EXT_END) {
             return true;
-        }
-        if (elen > end - offset) {
-            error_setg(errp, "Header extension too large");
-            return false;
         }
         const uint8_t *data = buf + offset;
 
@@ -392,6 +387,26 @@ static bool decode_extensions(const uint8_t *buf, size_t len, Qcow2Header *h,
         offset += ALIGN_UP((uint64_t)elen, 8);
     }
     return true;
+}
+
+/* A file shorter than the extension area reads as zeroes past its end,
+ * as QEMU's reads do. */
+static bool decode_extensions(const uint8_t *buf, size_t len, Qcow2Header *h,
+                              Error **errp)
+{
+    uint64_t end = h->backing_file_offset ? h->backing_file_offset
+                                          : qcow2_cluster_size(h);
+    if (end <= len) {
+        return decode_extensions_in(buf, end, h, errp);
+    }
+    /* end is at most one cluster (validate_fixed checked it). */
+    CLEANUP_FREE uint8_t *padded = calloc(1, end);
+    if (!padded) {
+        error_setg(errp, "Out of memory reading qcow2 header extensions");
+        return false;
+    }
+    memcpy(padded, buf, len);
+    return decode_extensions_in(padded, end, h, errp);
 }
 
 bool qcow2_header_decode(const uint8_t *buf, size_t len, uint64_t file_size,
