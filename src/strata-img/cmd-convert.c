@@ -248,6 +248,20 @@ int cmd_convert(int argc, char **argv)
         return 1;
     }
 
+    /* -o backing_file=... gives the target a backing file as -B does;
+     * qemu-img reads it only when it creates the target. */
+    CLEANUP_FREE char *opt_base = NULL;
+    if (a.optstr && !a.skip_create) {
+        bool help = false;
+        json_t *o = img_parse_create_opts(a.optstr, &help, "");
+        json_t *b = o ? json_object_get(o, "backing_file") : NULL;
+        if (json_is_string(b)) {
+            opt_base = strdup(json_string_value(b));
+        }
+        json_decref(o);
+    }
+    bool target_has_backing = a.out_base || opt_base;
+
     BlockNode **src = calloc((size_t)nsrc, sizeof(*src));
     uint64_t total = 0;
     BlockNode *dst = NULL;
@@ -267,6 +281,16 @@ int cmd_convert(int argc, char **argv)
     }
 
     if (a.snapshot && !img_load_snapshot(src, nsrc, a.snapshot)) {
+        goto out;
+    }
+    if (a.target_is_zero && target_has_backing) {
+        error_report("Cannot use --target-is-zero when the destination "
+                     "image has a backing file");
+        goto out;
+    }
+    if (nsrc > 1 && target_has_backing) {
+        error_report("Having a backing file for the target makes no sense "
+                     "when concatenating multiple input images");
         goto out;
     }
 
@@ -290,12 +314,18 @@ int cmd_convert(int argc, char **argv)
         .min_sparse = a.min_sparse,
         .dst_cluster = block_node_cluster_size(dst),
         .compressed = a.compressed,
-        .target_has_backing = a.out_base != NULL,
+        .target_has_backing = target_has_backing,
+        .target_backing_size = UINT64_MAX,
         .out_of_order = a.out_of_order,
         .workers = a.workers,
         .progress = prog,
         .rate = &rate,
     };
+    /* As qemu-img: for a target it has just created, zeroes past the end
+     * of the backing file need no write (they read as zeroes there). */
+    if (target_has_backing && !a.skip_create && block_node_backing(dst)) {
+        p.target_backing_size = block_node_size(block_node_backing(dst));
+    }
     p.has_zero_init = a.skip_create ? a.target_is_zero
                                     : (a.min_sparse && !p.target_has_backing);
     if (p.compressed && p.dst_cluster == 0) {

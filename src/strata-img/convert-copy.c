@@ -155,6 +155,16 @@ static int claim_chunk(CopyState *s, Chunk *c)
 
     ChunkKind kind = s->st_kind;
     uint64_t len = s->st_end - s->cur_off;
+    /* Past the end of the target's backing file it reads as zeroes
+     * already, so zero runs there are left unallocated (as qemu-img
+     * does); runs are split at that end. */
+    uint64_t tb = p->target_backing_size;
+    uint64_t dst_off = s->dst_base + s->cur_off;
+    if (dst_off < tb && tb - dst_off < len) {
+        len = tb - dst_off;
+    } else if (dst_off >= tb && kind == CHUNK_ZERO) {
+        kind = CHUNK_SKIP;
+    }
     /* Under -S 0 zeroes are written out like data, in data-sized
      * pieces (which also gives qemu-img's progress steps). */
     len = MIN(len, kind == CHUNK_DATA || p->min_sparse == 0 ? CHUNK_DATA_MAX
@@ -199,10 +209,10 @@ static int write_zero_run(const ConvertParams *p, uint64_t off, uint64_t len)
     if (p->has_zero_init) {
         return 0;
     }
-    /* With a backing file the range must read as zeroes, so it is not
-     * deallocated; -S 0 asks for a fully allocated target. */
-    flags = (p->min_sparse && !p->target_has_backing) ? BLOCK_REQ_MAY_UNMAP
-                                                      : 0;
+    /* As qemu-img, which opens the target with unmap unless -S 0 asks
+     * for a fully allocated one.  Above a backing file the range still
+     * reads as zeroes: qcow2 leaves zero clusters there. */
+    flags = p->min_sparse ? BLOCK_REQ_MAY_UNMAP : 0;
     return block_write_zeroes(p->dst, off, len, flags);
 }
 
@@ -323,6 +333,11 @@ static void *worker(void *opaque)
                 error_report("error while reading at byte %" PRIu64 ": %s",
                              c.src_off, strerror(-r));
             }
+        } else if (c.kind == CHUNK_ZERO && p->min_sparse == 0) {
+            /* -S 0: zeroes are written as data, as qemu-img does, so
+             * the target ends up fully allocated. */
+            memset(buf, 0, c.len);
+            c.kind = CHUNK_DATA;
         }
         if (!p->out_of_order) {
             pthread_mutex_lock(&s->lock);

@@ -19,6 +19,8 @@ typedef struct ConvertParams {
     bool compressed;          /* -c */
     bool has_zero_init;       /* target reads as zeroes already */
     bool target_has_backing;  /* -B: leave unallocated ranges to it */
+    uint64_t target_backing_size; /* zeroes from here on are left to the
+                                   * backing file; UINT64_MAX: unknown */
     bool out_of_order;        /* -W */
     int workers;              /* -m */
     RateLimit *rate;          /* -r: paces the data read from the sources */
