@@ -39,32 +39,27 @@ static bool sectors_differ(const uint8_t *a, const uint8_t *b, uint64_t bytes,
     return differ;
 }
 
-static int read_or_zero(BlockNode *bs, uint64_t offset, uint64_t bytes,
-                        uint8_t *buf)
-{
-    uint64_t size = bs ? block_node_size(bs) : 0;
-    uint64_t avail = offset < size ? MIN(bytes, size - offset) : 0;
-
-    if (avail < bytes) {
-        memset(buf + avail, 0, bytes - avail);
-    }
-    return avail ? block_read(bs, offset, avail, buf, 0) : 0;
-}
-
 /* Copies into bs every unallocated range where the old backing content
- * (the backing node bs has now) and the new backing's differ. */
+ * (the backing node bs has now) and the new backing's differ, in
+ * qemu-img's steps so the image ends up allocated as qemu-img leaves
+ * it: where the old backing file has ended (it read as zeroes there)
+ * zeroes are written as zeroes (a zero cluster on qcow2), anything else
+ * as the old data. */
 static int rebase_copy(BlockNode *bs, BlockNode *new_backing,
                        ImgProgress *prog)
 {
     uint64_t size = block_node_size(bs);
+    BlockNode *old_backing = block_node_backing(bs);
+    uint64_t old_size = old_backing ? block_node_size(old_backing) : 0;
+    uint64_t new_size = new_backing ? block_node_size(new_backing) : 0;
     CLEANUP_FREE uint8_t *buf_old = malloc(REBASE_BUF_SIZE);
     CLEANUP_FREE uint8_t *buf_new = malloc(REBASE_BUF_SIZE);
 
     if (!buf_old || !buf_new) {
         return -ENOMEM;
     }
-    for (uint64_t offset = 0; offset < size;) {
-        uint64_t n = 0;
+    for (uint64_t offset = 0, n; offset < size; offset += n) {
+        n = 0;
         int st = block_status(bs, offset, MIN(REBASE_BUF_SIZE, size - offset),
                               &n, NULL, NULL);
         if (st < 0) {
@@ -73,31 +68,42 @@ static int rebase_copy(BlockNode *bs, BlockNode *new_backing,
         if (n == 0) {
             return -EIO;
         }
-        if (!(st & BLOCK_STATUS_ALLOCATED)) {
-            int r = read_or_zero(block_node_backing(bs), offset, n, buf_old);
-            if (r < 0) {
-                return r;
-            }
-            r = read_or_zero(new_backing, offset, n, buf_new);
-            if (r < 0) {
-                return r;
-            }
-            for (uint64_t done = 0; done < n;) {
-                uint64_t pnum;
-                if (sectors_differ(buf_old + done, buf_new + done, n - done,
-                                   &pnum)) {
-                    r = block_write(bs, offset + done, pnum, buf_old + done, 0);
-                    if (r < 0) {
-                        error_report("Error while writing to COW image: %s",
-                                     strerror(-r));
-                        return r;
-                    }
-                }
-                done += pnum;
-            }
+        if (st & BLOCK_STATUS_ALLOCATED) {
+            continue;
         }
-        offset += n;
-        img_progress_update(prog, offset, size);
+        bool old_is_zero = offset >= old_size;
+        int r = 0;
+        if (old_is_zero) {
+            memset(buf_old, 0, n);
+        } else {
+            n = MIN(n, old_size - offset);
+            r = block_read(old_backing, offset, n, buf_old, 0);
+        }
+        if (r == 0 && offset < new_size) {
+            n = MIN(n, new_size - offset);
+            r = block_read(new_backing, offset, n, buf_new, 0);
+        } else {
+            memset(buf_new, 0, n);
+        }
+        if (r < 0) {
+            return r;
+        }
+        for (uint64_t done = 0; done < n;) {
+            uint64_t pnum;
+            if (sectors_differ(buf_old + done, buf_new + done, n - done,
+                               &pnum)) {
+                r = old_is_zero
+                    ? block_write_zeroes(bs, offset + done, pnum, 0)
+                    : block_write(bs, offset + done, pnum, buf_old + done, 0);
+                if (r < 0) {
+                    error_report("Error while writing to COW image: %s",
+                                 strerror(-r));
+                    return r;
+                }
+            }
+            done += pnum;
+        }
+        img_progress_update(prog, offset + n, size);
     }
     return block_flush(bs);
 }
