@@ -19,19 +19,14 @@
 
 #define COMMIT_BUF_SIZE (2u << 20)
 
-static int commit_data(BlockNode *top, BlockNode *base, ImgProgress *prog)
+/* Whether any byte of [offset, offset+len) is defined above base. */
+static int allocated_above(BlockNode *top, BlockNode *base, uint64_t offset,
+                           uint64_t len)
 {
-    uint64_t size = block_node_size(top);
-    uint64_t offset = 0;
-    CLEANUP_FREE uint8_t *buf = malloc(COMMIT_BUF_SIZE);
-
-    if (!buf) {
-        return -ENOMEM;
-    }
-    while (offset < size) {
+    for (uint64_t end = offset + len; offset < end;) {
         uint64_t pnum = 0;
         int depth = 0;
-        int st = block_status_above(top, base, offset, size - offset, &pnum,
+        int st = block_status_above(top, base, offset, end - offset, &pnum,
                                     NULL, NULL, &depth);
         if (st < 0) {
             return st;
@@ -40,27 +35,111 @@ static int commit_data(BlockNode *top, BlockNode *base, ImgProgress *prog)
             return -EIO;
         }
         if (depth > 0) {
-            if (st & BLOCK_STATUS_ZERO) {
-                int r = block_write_zeroes(base, offset, pnum, 0);
-                if (r < 0) {
-                    return r;
-                }
-            } else {
-                for (uint64_t done = 0; done < pnum;) {
-                    uint64_t n = MIN(pnum - done, COMMIT_BUF_SIZE);
-                    int r = block_read(top, offset + done, n, buf, 0);
-                    if (r < 0) {
-                        return r;
-                    }
-                    r = block_write(base, offset + done, n, buf, 0);
-                    if (r < 0) {
-                        return r;
-                    }
-                    done += n;
-                }
-            }
+            return 1;
         }
         offset += pnum;
+    }
+    return 0;
+}
+
+static int copy_range(BlockNode *top, BlockNode *base, uint64_t offset,
+                      uint64_t len, uint8_t *buf)
+{
+    for (uint64_t done = 0; done < len;) {
+        uint64_t n = MIN(len - done, COMMIT_BUF_SIZE);
+        int r = block_read(top, offset + done, n, buf, 0);
+        if (r == 0) {
+            r = block_write(base, offset + done, n, buf, 0);
+        }
+        if (r < 0) {
+            return r;
+        }
+        done += n;
+    }
+    return 0;
+}
+
+/* Commits one chunk of granule g that has something defined above base,
+ * the way qemu-img's commit job does: the chunk's content (read through
+ * the whole chain) is copied, except that a run of whole base clusters
+ * that reads as zeroes without data becomes zeroes written with unmap
+ * (zero clusters on qcow2), not data clusters of zeroes. */
+static int commit_chunk(BlockNode *top, BlockNode *base, uint64_t offset,
+                        uint64_t end, uint64_t g, uint8_t *buf)
+{
+    uint64_t bcs = block_node_cluster_size(base);
+
+    while (offset < end) {
+        uint64_t pnum = 0;
+        int st = block_status_above(top, NULL, offset, end - offset, &pnum,
+                                    NULL, NULL, NULL);
+        if (st < 0) {
+            return st;
+        }
+        uint64_t io = MIN(pnum, end - offset);
+        bool zero = false;
+        io -= io % g;
+        if (io < g) {
+            io = MIN(g, end - offset);
+        } else if (!(st & BLOCK_STATUS_DATA) && (st & BLOCK_STATUS_ZERO)) {
+            zero = bcs == 0 ||
+                   (IS_ALIGNED(offset, bcs) && IS_ALIGNED(offset + io, bcs));
+        }
+        int r = zero ? block_write_zeroes(base, offset, io,
+                                          BLOCK_REQ_MAY_UNMAP)
+                     : copy_range(top, base, offset, io, buf);
+        if (r < 0) {
+            return r;
+        }
+        offset += io;
+    }
+    return 0;
+}
+
+static int commit_data(BlockNode *top, BlockNode *base, ImgProgress *prog)
+{
+    uint64_t size = block_node_size(top);
+    uint64_t bcs = block_node_cluster_size(base);
+    /* qemu-img's job tracks what to copy in granules of the base's
+     * cluster size, kept between 4 KiB and 64 KiB. */
+    uint64_t g = bcs ? MIN(MAX(bcs, 4096u), 65536u) : 65536u;
+    CLEANUP_FREE uint8_t *buf = malloc(COMMIT_BUF_SIZE);
+
+    if (!buf) {
+        return -ENOMEM;
+    }
+    for (uint64_t offset = 0; offset < size;) {
+        /* A run of consecutive granules with something above base. */
+        uint64_t end = offset;
+        while (end < size && end - offset < COMMIT_BUF_SIZE) {
+            uint64_t n = MIN(g, size - end);
+            int r = allocated_above(top, base, end, n);
+            if (r < 0) {
+                return r;
+            }
+            if (r == 0) {
+                break;
+            }
+            end += n;
+        }
+        if (end > offset) {
+            int r = commit_chunk(top, base, offset, end, g, buf);
+            if (r < 0) {
+                return r;
+            }
+            offset = end;
+        } else {
+            /* Skip the whole run that is not defined above base. */
+            uint64_t pnum = 0;
+            int depth = 0;
+            int st = block_status_above(top, base, offset, size - offset,
+                                        &pnum, NULL, NULL, &depth);
+            if (st < 0) {
+                return st;
+            }
+            uint64_t next = depth == 0 ? ALIGN_DOWN(offset + pnum, g) : 0;
+            offset = MIN(MAX(next, offset + g), size);
+        }
         img_progress_update(prog, offset, size);
     }
     return block_flush(base);

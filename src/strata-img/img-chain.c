@@ -136,23 +136,38 @@ BlockNode *img_open_chain(const ImgChain *chain, uint64_t rw_mask,
     return bs;
 }
 
+/* A colon before any slash: a protocol ("nbd:...", "nbd+unix://..."). */
+static bool has_protocol(const char *path)
+{
+    return path[strcspn(path, ":/")] == ':';
+}
+
+/* Whether name designates the backing file that overlay records as
+ * recorded, by qemu-img's rule (bdrv_find_backing_image): protocol names
+ * compare as spelled, with the recorded name or the full one; a path
+ * counts relative to the overlay's directory (not the working
+ * directory), and both sides must resolve to the same existing file. */
+static bool backing_name_matches(const char *overlay, const char *recorded,
+                                 const char *full, const char *name)
+{
+    if (has_protocol(name) || has_protocol(recorded)) {
+        return strcmp(name, recorded) == 0 || strcmp(name, full) == 0;
+    }
+    CLEANUP_FREE char *joined = name[0] ? img_path_combine(overlay, name)
+                                        : NULL;
+    CLEANUP_FREE char *want = joined ? realpath(joined, NULL) : NULL;
+    CLEANUP_FREE char *have = want ? realpath(full, NULL) : NULL;
+    return have && strcmp(have, want) == 0;
+}
+
 int img_chain_find(const ImgChain *chain, const char *name)
 {
-    CLEANUP_FREE char *want = realpath(name, NULL);
-
     for (int i = 1; i < chain->count; i++) {
         const ImgChainLayer *parent = &chain->layers[i - 1];
-        if (strcmp(chain->layers[i].filename, name) == 0 ||
-            (parent->backing_name &&
-             strcmp(parent->backing_name, name) == 0)) {
+        if (parent->backing_name &&
+            backing_name_matches(parent->filename, parent->backing_name,
+                                 chain->layers[i].filename, name)) {
             return i;
-        }
-        if (want) {
-            CLEANUP_FREE char *have = realpath(chain->layers[i].filename,
-                                               NULL);
-            if (have && strcmp(have, want) == 0) {
-                return i;
-            }
         }
     }
     return -1;

@@ -31,8 +31,9 @@ void img_chain_free(ImgChain *chain);
 BlockNode *img_open_chain(const ImgChain *chain, uint64_t rw_mask,
                           int count);
 
-/* Index of the backing layer named name (as recorded, as a path, or
- * the same file), or -1. */
+/* Index of the backing layer that name designates, by qemu-img's rule
+ * (a relative path counts from the directory of the layer above), or
+ * -1. */
 int img_chain_find(const ImgChain *chain, const char *name);
 
 #endif
