@@ -326,7 +326,7 @@ int qcow2_update_refcount_locked(BlockNode *bs, uint64_t offset,
         qcow2_refblock_set(block, idx, s->refcount_order, new);
         qcow2_cache_mark_dirty(s->refblock_cache, block);
         qcow2_cache_put(s->refblock_cache, block);
-        if (new == 0 && s->pass_discard_request &&
+        if (new == 0 && (s->pass_discard_request || s->punch_freed) &&
             bs->file->discard == BLOCK_DISCARD_UNMAP) {
             /* The discard completes before the cluster can be handed out
              * again (allocation runs under the same lock). */

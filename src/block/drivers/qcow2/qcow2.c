@@ -458,7 +458,7 @@ static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
     if (size < s->header.size) {
         /* As QEMU: the data beyond the new end is discarded (the image
          * tool asks for --shrink before it gets here). */
-        int ret = qcow2_discard_beyond(bs, size);
+        int ret = qcow2_shrink_release(bs, size);
         if (ret < 0) {
             error_setg_errno(errp, -ret, "Could not discard the data beyond "
                              "the new end of '%s'", bs->filename);

@@ -223,6 +223,7 @@ typedef struct BDRVQcow2State {
     bool dirty_set_by_us;     /* we set the dirty bit; clear on close */
     bool discard_no_unref;
     bool pass_discard_request;
+    bool punch_freed;         /* a shrink runs: freed clusters are punched */
     uint64_t cache_clean_interval;
     atomic_bool broken;       /* marked corrupt: all I/O fails -EIO */
     atomic_bool signaled;     /* corruption reported (reported once) */
@@ -432,6 +433,10 @@ int qcow2_make_empty(BlockNode *bs);
 /* Deallocates everything from guest offset new_size (for a shrink): the
  * clusters after it, and zeroes the rest of the cluster it falls in. */
 int qcow2_discard_beyond(BlockNode *bs, uint64_t new_size);
+/* qcow2-shrink.c: discards everything from new_size on and gives the
+ * space back (unused tables freed, freed clusters punched out of the
+ * file, the file cut after its last cluster in use). */
+int qcow2_shrink_release(BlockNode *bs, uint64_t new_size);
 /* Grows the L1 table to at least min_size entries. */
 int qcow2_grow_l1_locked(BlockNode *bs, uint64_t min_size);
 
