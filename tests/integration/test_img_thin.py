@@ -327,6 +327,27 @@ def test_commit_zeroes(pair, build, args):
     for name in ("base", "top"):
         assert_same_image(q, s, name)
     assert os.path.getsize(s / "base") <= os.path.getsize(q / "base")
+    # The emptied top keeps no space (qemu-img lays it out afresh).
+    assert os.path.getsize(s / "top") == os.path.getsize(q / "top")
+    assert disk_usage(s / "top") <= disk_usage(q / "top")
+
+
+def build_commit_v2(d):
+    create(d, "base", 8 * MiB, "-o", "compat=0.10")
+    create(d, "top", 8 * MiB, "-o", "compat=0.10", "-b", "base", "-F",
+           "qcow2")
+    qio(d / "top", f"write -P 6 0 {4 * MiB}")
+
+
+def test_commit_empties_v2_top(pair):
+    """A v2 top cannot be laid out afresh: its clusters are freed (and
+    punched out of the file) instead, as qemu-img does."""
+    q, s = pair(build_commit_v2)
+    both(q, s, "commit", "top")
+    for name in ("base", "top"):
+        assert_same_image(q, s, name)
+    assert os.path.getsize(s / "top") == os.path.getsize(q / "top")
+    assert disk_usage(s / "top") <= disk_usage(q / "top")
 
 
 def build_020(d):

@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* strata - giving the space of a shrunk qcow2 image back, as QEMU 7.2's
- * qcow2_co_truncate does after discarding the guest clusters past the
- * new end: L2 tables wholly past it and refcount blocks that count
- * nothing but themselves are freed, every freed host cluster is punched
- * out of the file, and the file is cut after the last cluster still in
- * use.  On a thin volume that is the point of shrinking.
+/* strata - giving space back to the volume, as QEMU 7.2 does:
+ *  - a shrink (qcow2_co_truncate), after discarding the guest clusters
+ *    past the new end, frees the L2 tables wholly past it and the
+ *    refcount blocks that count nothing but themselves, punches every
+ *    freed host cluster out of the file and cuts the file after the
+ *    last cluster still in use;
+ *  - emptying an image after a commit (make_completely_empty) lays the
+ *    metadata out afresh in the first clusters and cuts the file there.
+ * On a thin volume that space is what the user pays for.
  */
+#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +17,7 @@
 #include "block/drivers/qcow2/qcow2-io.h"
 #include "util/cleanup.h"
 #include "util/error.h"
+#include "util/log.h"
 
 /* L2 tables covering only guest clusters at or past new_l1 entries. */
 static int free_tail_l2_locked(BlockNode *bs, uint64_t new_l1)
@@ -171,26 +176,149 @@ static int release_locked(BlockNode *bs, uint64_t new_size)
     return qcow2_meta_rebuild_locked(bs);
 }
 
+/* QEMU discards in the file what a shrink or an emptying frees,
+ * whatever the image's discard option says. */
+BlockDiscardMode qcow2_punch_begin(BlockNode *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    BlockDiscardMode saved = bs->file->discard;
+    bs->file->discard = BLOCK_DISCARD_UNMAP;
+    LOCK_GUARD(&s->lock);
+    s->punch_freed = true;
+    return saved;
+}
+
+void qcow2_punch_end(BlockNode *bs, BlockDiscardMode saved)
+{
+    BDRVQcow2State *s = bs->opaque;
+    {
+        LOCK_GUARD(&s->lock);
+        s->punch_freed = false;
+    }
+    bs->file->discard = saved;
+}
+
 int qcow2_shrink_release(BlockNode *bs, uint64_t new_size)
 {
     BDRVQcow2State *s = bs->opaque;
-    /* QEMU discards what a shrink frees in the file whatever the
-     * image's discard option says. */
-    BlockDiscardMode saved = bs->file->discard;
-    bs->file->discard = BLOCK_DISCARD_UNMAP;
-    pthread_mutex_lock(&s->lock);
-    s->punch_freed = true;
-    pthread_mutex_unlock(&s->lock);
-
+    BlockDiscardMode saved = qcow2_punch_begin(bs);
     int ret = qcow2_discard_beyond(bs, new_size);
     if (ret == 0) {
         LOCK_GUARD(&s->lock);
         ret = release_locked(bs, new_size);
     }
+    qcow2_punch_end(bs, saved);
+    return ret;
+}
 
-    pthread_mutex_lock(&s->lock);
-    s->punch_freed = false;
-    pthread_mutex_unlock(&s->lock);
-    bs->file->discard = saved;
+/* What QEMU requires before it throws the whole layout away: nothing
+ * but L1 and L2 tables keeps clusters (no snapshots, bitmaps, external
+ * data file), and header, refcount table, one refcount block and the L1
+ * table are counted by that one block. */
+bool qcow2_can_empty_completely(BlockNode *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t l1_clusters = DIV_ROUND_UP((uint64_t)s->l1_size * 8,
+                                        s->cluster_size);
+    return s->header.version >= 3 && s->header.nb_snapshots == 0 &&
+           !s->header.has_bitmaps_ext && !s->header.data_file &&
+           s->header.crypt_method == QCOW2_CRYPT_NONE &&
+           3 + l1_clusters <= s->refblock_entries;
+}
+
+static int write_incompat_locked(BlockNode *bs, uint64_t bits)
+{
+    uint64_t be = htobe64(bits);
+    int ret = qcow2_write_meta_locked(bs, 72, 8, &be, QCOW2_META_HEADER);
+    return ret < 0 ? ret : block_flush(bs->file);
+}
+
+/* Header, refcount table (cluster 1), refcount block (cluster 2) and
+ * the L1 table (from cluster 3), written under the dirty bit so that a
+ * crash in between leaves an image that is repaired at open. */
+static int empty_completely_locked(BlockNode *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size;
+    uint64_t l1_clusters = DIV_ROUND_UP((uint64_t)s->l1_size * 8, cs);
+    uint64_t incompat = s->header.incompatible_features;
+
+    int ret = qcow2_flush_caches_locked(bs);
+    if (ret < 0) {
+        return ret;
+    }
+    qcow2_cache_clear(s->l2_cache);
+    qcow2_cache_clear(s->refblock_cache);
+    ret = write_incompat_locked(bs, incompat | QCOW2_INCOMPAT_DIRTY);
+    if (ret == 0) {
+        ret = block_write_zeroes(bs->file, s->l1_table_offset,
+                                 l1_clusters * cs, 0);
+    }
+    if (ret == 0) {
+        ret = block_write_zeroes(bs->file, cs, (2 + l1_clusters) * cs, 0);
+    }
+    if (ret == 0) {
+        ret = block_flush(bs->file);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+
+    /* l1_table_offset, refcount_table_offset, refcount_table_clusters. */
+    uint8_t fields[20];
+    uint64_t v = htobe64(3 * cs);
+    memcpy(fields, &v, 8);
+    v = htobe64(cs);
+    memcpy(fields + 8, &v, 8);
+    uint32_t one = htobe32(1);
+    memcpy(fields + 16, &one, 4);
+    ret = block_write(bs->file, 40, sizeof(fields), fields, 0);
+    if (ret == 0) {
+        v = htobe64(2 * cs);
+        ret = block_write(bs->file, cs, 8, &v, 0);
+    }
+    if (ret == 0) {
+        CLEANUP_FREE void *rb = calloc(1, cs);
+        if (!rb) {
+            return -ENOMEM;
+        }
+        for (uint64_t i = 0; i < 3 + l1_clusters; i++) {
+            qcow2_refblock_set(rb, i, s->refcount_order, 1);
+        }
+        ret = block_write(bs->file, 2 * cs, cs, rb, 0);
+    }
+    if (ret == 0) {
+        ret = block_flush(bs->file);
+    }
+    if (ret == 0) {
+        ret = write_incompat_locked(bs, incompat & ~QCOW2_INCOMPAT_DIRTY);
+    }
+    if (ret == 0 && !block_node_is_block_device(bs->file)) {
+        Error *err = NULL;
+        if (!block_truncate(bs->file, (3 + l1_clusters) * cs, false,
+                            PREALLOC_OFF, &err)) {
+            ret = -EIO;
+            error_free(err);
+        }
+    }
+    return ret;
+}
+
+int qcow2_make_completely_empty(BlockNode *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret;
+    {
+        LOCK_GUARD(&s->lock);
+        ret = empty_completely_locked(bs);
+    }
+    /* Every table moved: read the new layout back into the driver. */
+    Error *err = NULL;
+    if (!qcow2_reload_metadata(bs, &err)) {
+        log_error("qcow2: %s: %s", bs->filename, error_get_pretty(err));
+        error_free(err);
+        atomic_store(&s->broken, true);
+        return ret < 0 ? ret : -EIO;
+    }
     return ret;
 }

@@ -381,18 +381,23 @@ int qcow2_co_pdiscard(BlockNode *bs, uint64_t offset, uint64_t bytes)
 int qcow2_make_empty(BlockNode *bs)
 {
     BDRVQcow2State *s = bs->opaque;
+    if (qcow2_can_empty_completely(bs)) {
+        return qcow2_make_completely_empty(bs);
+    }
+    /* As QEMU, what is freed is discarded in the file too. */
+    BlockDiscardMode saved = qcow2_punch_begin(bs);
     uint64_t span = s->cluster_size << s->l2_bits;
-    for (uint64_t i = 0; i < s->l1_size; i++) {
-        if (!(s->l1_table[i] & QCOW2_L1E_OFFSET_MASK)) {
-            continue;
-        }
-        int ret = zero_clusters(bs, i * span, (i + 1) * span, OP_MAKE_EMPTY, 0,
-                                NULL);
-        if (ret < 0) {
-            return ret;
+    int ret = 0;
+    for (uint64_t i = 0; ret == 0 && i < s->l1_size; i++) {
+        if (s->l1_table[i] & QCOW2_L1E_OFFSET_MASK) {
+            ret = zero_clusters(bs, i * span, (i + 1) * span, OP_MAKE_EMPTY,
+                                0, NULL);
         }
     }
-    int ret = qcow2_flush_caches(bs);
+    if (ret == 0) {
+        ret = qcow2_flush_caches(bs);
+    }
+    qcow2_punch_end(bs, saved);
     return ret < 0 ? ret : block_flush(bs->file);
 }
 

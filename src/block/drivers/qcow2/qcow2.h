@@ -437,6 +437,15 @@ int qcow2_discard_beyond(BlockNode *bs, uint64_t new_size);
  * space back (unused tables freed, freed clusters punched out of the
  * file, the file cut after its last cluster in use). */
 int qcow2_shrink_release(BlockNode *bs, uint64_t new_size);
+/* Whether qcow2_make_completely_empty may be used on the image, and
+ * that: the image reads as unallocated everywhere, its file holds only
+ * fresh metadata. */
+bool qcow2_can_empty_completely(BlockNode *bs);
+/* Between the two, every host cluster whose refcount drops to 0 is
+ * discarded in the file (begin returns the mode end restores). */
+BlockDiscardMode qcow2_punch_begin(BlockNode *bs);
+void qcow2_punch_end(BlockNode *bs, BlockDiscardMode saved);
+int qcow2_make_completely_empty(BlockNode *bs);
 /* Grows the L1 table to at least min_size entries. */
 int qcow2_grow_l1_locked(BlockNode *bs, uint64_t min_size);
 
