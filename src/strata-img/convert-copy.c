@@ -171,23 +171,21 @@ static int claim_chunk(CopyState *s, Chunk *c)
                                                             : CHUNK_ZERO_MAX);
 
     if (p->compressed && p->dst_cluster) {
-        /* Compressed writes are whole clusters: keep chunk edges on
-         * cluster boundaries of the target; a cluster only partly
-         * zero is copied as data. */
+        /* Compressed writes are whole clusters, so chunks are cut as
+         * qemu-img cuts them: a run of at least a cluster is cut down to
+         * whole clusters; a shorter one (a cluster only partly zero or
+         * left to a backing file, or the partial cluster at the end) is
+         * copied as one data cluster, and becomes a zero write if it is
+         * all zero. */
         uint64_t cl = p->dst_cluster;
         uint64_t start = s->dst_base + s->cur_off;
-        uint64_t end = start + len;
         uint64_t src_end = s->dst_base + size;
-        if (!IS_ALIGNED(end, cl) && end < src_end) {
-            if (kind != CHUNK_DATA && ALIGN_DOWN(end, cl) > start) {
-                end = ALIGN_DOWN(end, cl);
-            } else {
-                kind = CHUNK_DATA;
-                end = MIN(ALIGN_UP(end, cl), src_end);
-                end = MIN(end, start + MAX(CHUNK_DATA_MAX, cl));
-            }
+        if (len < cl) {
+            kind = CHUNK_DATA;
+            len = MIN(cl, src_end - start);
+        } else {
+            len = ALIGN_DOWN(len, cl);
         }
-        len = end - start;
     }
 
     *c = (Chunk) {

@@ -117,6 +117,17 @@ def pair(tmp_path):
         s.mkdir()
         build(q)
         build(s)
+        # Written back before anyone looks: until then the file system
+        # may report freshly written ranges as holes, and both tools
+        # report holes in data clusters as zeroes.
+        for d in (q, s):
+            for root, _, files in os.walk(d):
+                for f in files:
+                    fd = os.open(os.path.join(root, f), os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
         return q, s
     return make
 

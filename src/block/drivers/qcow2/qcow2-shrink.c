@@ -198,11 +198,45 @@ void qcow2_punch_end(BlockNode *bs, BlockDiscardMode saved)
     bs->file->discard = saved;
 }
 
+/* QEMU's discard of the cut clusters goes through L2 tables it creates
+ * where there are none; those past the new end go again, but the one
+ * the new end falls in stays.  It is created here too, so the file ends
+ * where qemu-img's does. */
+static int keep_last_l2_locked(BlockNode *bs, uint64_t new_size,
+                               uint64_t old_size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t span = s->cluster_size << s->l2_bits;
+    uint64_t cut = ALIGN_UP(new_size, s->cluster_size);
+    uint64_t index = cut / span;
+    void *table;
+    if (cut >= old_size || index >= DIV_ROUND_UP(new_size, span) ||
+        (index < s->l1_size &&
+         (s->l1_table[index] & QCOW2_L1E_OFFSET_MASK))) {
+        return 0;
+    }
+    int ret = qcow2_mark_dirty_locked(bs);
+    if (ret == 0) {
+        ret = qcow2_get_l2_for_write_locked(bs, index, &table);
+    }
+    if (ret == 0 && table) {
+        qcow2_cache_put(s->l2_cache, table);
+    }
+    return ret;
+}
+
 int qcow2_shrink_release(BlockNode *bs, uint64_t new_size)
 {
     BDRVQcow2State *s = bs->opaque;
     BlockDiscardMode saved = qcow2_punch_begin(bs);
-    int ret = qcow2_discard_beyond(bs, new_size);
+    int ret;
+    {
+        LOCK_GUARD(&s->lock);
+        ret = keep_last_l2_locked(bs, new_size, block_node_size(bs));
+    }
+    if (ret == 0) {
+        ret = qcow2_discard_beyond(bs, new_size);
+    }
     if (ret == 0) {
         LOCK_GUARD(&s->lock);
         ret = release_locked(bs, new_size);

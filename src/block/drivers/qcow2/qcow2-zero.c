@@ -401,6 +401,20 @@ int qcow2_make_empty(BlockNode *bs)
     return ret < 0 ? ret : block_flush(bs->file);
 }
 
+/* Whether the cluster holding guest offset has data in this image. */
+static bool tail_holds_data(BlockNode *bs, uint64_t offset)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t l2e = 0, n = 0;
+    LOCK_GUARD(&s->lock);
+    int ret = qcow2_get_cluster_locked(bs, offset, 1, &l2e, &n);
+    if (ret < 0) {
+        return true; /* not known: zero it to be safe */
+    }
+    Qcow2ClusterType t = qcow2_l2e_type(l2e);
+    return t == QCOW2_CLUSTER_NORMAL || t == QCOW2_CLUSTER_COMPRESSED;
+}
+
 int qcow2_discard_beyond(BlockNode *bs, uint64_t new_size)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -410,8 +424,10 @@ int qcow2_discard_beyond(BlockNode *bs, uint64_t new_size)
     if (new_size >= old) {
         return 0;
     }
-    if (!IS_ALIGNED(new_size, cs)) {
-        /* Stale bytes must not reappear if the image grows again. */
+    if (!IS_ALIGNED(new_size, cs) && tail_holds_data(bs, new_size)) {
+        /* Stale bytes must not reappear if the image grows again.  Only
+         * data of this image can be stale: a cluster left to the backing
+         * file or reading as zeroes is left alone, as QEMU leaves it. */
         uint64_t end = MIN(ALIGN_UP(new_size, cs), old);
         ret = s->header.version >= 3
               ? qcow2_co_pwrite_zeroes(bs, new_size, end - new_size, 0)
