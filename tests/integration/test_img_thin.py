@@ -14,6 +14,7 @@ The checks of QEMU's iotests 019 (convert -B / -o backing_file), 020
 """
 import json
 import os
+import random
 import struct
 import subprocess
 
@@ -543,3 +544,65 @@ def test_header_extension_too_large(pair, case, image):
             assert qp.stderr == \
                 f"qemu-img: Could not open '{image}': Header extension " \
                 "too large\n"
+
+
+# ---- random chains through both tools ----
+
+def build_random(seed):
+    """A top over a base of a different cluster size and length, and a
+    candidate new backing file, each with random writes, zeroes and
+    discards (unaligned too)."""
+    def build(d):
+        r = random.Random(seed)
+        cs = r.choice([4096, 65536, 524288])
+        bcs = r.choice([4096, 65536])
+        size = r.choice([1, 2, 3]) * MiB + r.choice([0, 512 * r.randint(1, 200)])
+        bsize = r.choice([size, size // 2 // 512 * 512, size + CL])
+        osize = r.choice([size, size // 3 // 512 * 512])
+        create(d, "base", bsize, "-o", f"cluster_size={bcs}")
+        create(d, "top", size, "-o", f"cluster_size={cs}", "-b", "base",
+               "-F", "qcow2")
+        create(d, "other", osize, "-o", f"cluster_size={bcs}")
+        for name, sz in (("base", bsize), ("top", size), ("other", osize)):
+            cmds = []
+            for _ in range(r.randint(1, 12)):
+                off = r.randrange(0, sz // 512) * 512
+                n = min(r.choice([512, 4096, CL, 2 * CL, 300 * 512]), sz - off)
+                op = r.choice([f"write -P {r.randint(1, 9)}", "write -P 0",
+                               "write -z", "discard", "write -z -u"])
+                cmds.append(f"{op} {off} {n}")
+            qio(d / name, *cmds)
+    return build
+
+
+RANDOM_OPS = {
+    "convert-B": (["convert", "-O", "qcow2", "-B", "base", "-F", "qcow2",
+                   "top", "out"], "out"),
+    "convert-S0": (["convert", "-S", "0", "-O", "qcow2", "-B", "base", "-F",
+                    "qcow2", "top", "out"], "out"),
+    "convert-c": (["convert", "-c", "-O", "qcow2", "-B", "base", "-F",
+                   "qcow2", "top", "out"], "out"),
+    "rebase-none": (["rebase", "-b", "", "top"], "top"),
+    "rebase-other": (["rebase", "-b", "other", "-F", "qcow2", "top"], "top"),
+    "commit": (["commit", "top"], "base"),
+    "commit-d": (["commit", "-d", "top"], "base"),
+    "shrink": (["resize", "--shrink", "top", None], "top"),
+}
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("op", sorted(RANDOM_OPS))
+def test_random_chain(pair, seed, op):
+    q, s = pair(build_random(seed * 31 + 7))
+    args, result = RANDOM_OPS[op]
+    if None in args:
+        size = json.loads(ok(tool("q", q, "info", "--output=json",
+                                  "top")).stdout)["virtual-size"]
+        cut = random.Random(seed).randrange(1, size // 512) * 512
+        args = [a if a is not None else str(cut) for a in args]
+    both(q, s, *args)
+    assert_same_image(q, s, result)
+    if op == "shrink" or op.startswith("commit"):
+        assert os.path.getsize(s / "top") == os.path.getsize(q / "top")
+    else:
+        assert os.path.getsize(s / result) <= os.path.getsize(q / result)
