@@ -56,6 +56,12 @@ def qio(path, *cmds, cwd=None):
     return proc.stdout
 
 
+def map_raw(path):
+    return json.loads(ok(subprocess.run(
+        ["qemu-img", "map", "--output=json", str(path)],
+        capture_output=True, text=True)).stdout)
+
+
 def qmap(path):
     out = ok(subprocess.run(["qemu-img", "map", "--output=json", str(path)],
                             capture_output=True, text=True)).stdout
@@ -177,6 +183,8 @@ def test_convert_backing_019(pair, backing_option):
     both(q, s, "convert", "-f", "qcow2", "-O", "qcow2", *opt,
          "-o", "backing_fmt=qcow2", "t.orig", "t.img")
     assert_same_image(q, s, "t.img")
+    # Laid out alike too: the same host offsets.
+    assert map_raw(s / "t.img") == map_raw(q / "t.img")
     # 019: the clusters only the backing file defines stay unallocated.
     allocs = [f"alloc {off + MiB} {CL}" for off in (0, 4 << 30)]
     out_q = qio(q / "t.img", *allocs)
