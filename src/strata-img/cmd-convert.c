@@ -179,6 +179,10 @@ static BlockNode *open_target(const ConvertArgs *a, const char *out)
                              "file", "driver", "file", "filename", out,
                              "cache", "direct", direct, "no-flush", no_flush);
     Error *err = NULL;
+    /* As qemu-img, which opens the target with unmap unless -S 0: zero
+     * writes may free clusters, and what is freed leaves the file. */
+    json_object_set_new(opts, "discard",
+                        json_string(a->min_sparse ? "unmap" : "ignore"));
     BlockNode *bs = block_node_open(opts, &err);
 
     json_decref(opts);

@@ -111,9 +111,13 @@ BlockNode *img_open_chain(const ImgChain *chain, uint64_t rw_mask,
     /* Built bottom up: each layer wraps the one below as "backing". */
     for (int i = count - 1; i >= 0; i--) {
         const ImgChainLayer *l = &chain->layers[i];
-        json_t *layer = json_pack("{s:s, s:b, s:{s:s, s:s}}",
+        /* discard=unmap as qemu-img commit opens its chain: zeroes
+         * written with unmap free clusters, and what is freed is
+         * discarded in the file. */
+        json_t *layer = json_pack("{s:s, s:b, s:s, s:{s:s, s:s}}",
                                   "driver", l->fmt,
                                   "read-only", !(rw_mask & (1ull << i)),
+                                  "discard", "unmap",
                                   "file", "driver", "file",
                                   "filename", l->filename);
         if (opts) {

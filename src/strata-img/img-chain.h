@@ -25,8 +25,9 @@ ImgChain *img_discover_chain(const char *filename, const char *fmt,
                              int flags);
 void img_chain_free(ImgChain *chain);
 
-/* Opens the top count layers (count <= 0: all) as one graph; layer i is
- * writable when bit i of rw_mask is set.  Prints the error and returns
+/* Opens the top count layers (count <= 0: all) as one graph, with
+ * discard=unmap (as qemu-img commit); layer i is writable when bit i of
+ * rw_mask is set.  Prints the error and returns
  * NULL on failure. */
 BlockNode *img_open_chain(const ImgChain *chain, uint64_t rw_mask,
                           int count);

@@ -237,6 +237,24 @@ def test_convert_backing_zeroes(pair, source, sfmt, how):
     assert os.path.getsize(s / "out") <= os.path.getsize(q / "out")
 
 
+def build_convert_existing(d):
+    create(d, "t", 8 * MiB)
+    qio(d / "t", f"write -P 1 0 {8 * MiB}")
+    create(d, "src", 8 * MiB)
+    qio(d / "src", f"write -P 2 0 {MiB}", f"write -z {2 * MiB} {MiB}")
+
+
+@pytest.mark.parametrize("extra", [[], ["-S", "0"]])
+def test_convert_into_existing_target(pair, extra):
+    """-n: zeroes written over the old content free its clusters, as
+    qemu-img's target is opened with unmap (not under -S 0)."""
+    q, s = pair(build_convert_existing)
+    both(q, s, "convert", "-n", *extra, "-O", "qcow2", "src", "t")
+    assert_same_image(q, s, "t")
+    assert map_raw(s / "t") == map_raw(q / "t")
+    assert disk_usage(s / "t") <= disk_usage(q / "t")
+
+
 def test_convert_backing_refusals(pair):
     q, s = pair(build_convert_zeroes)
     for args in (["-B", "base", "-F", "qcow2", "src", "raw", "out"],
@@ -347,6 +365,12 @@ def test_commit_zeroes(pair, build, args):
     for name in ("base", "top"):
         assert_same_image(q, s, name)
     assert os.path.getsize(s / "base") <= os.path.getsize(q / "base")
+    # Zeroes over base data free the base's clusters (qemu-img opens the
+    # chain with unmap): no host offset left behind, no space kept.
+    assert [e.get("offset") is None for e in map_raw(s / "base")
+            if e["zero"]] == \
+        [e.get("offset") is None for e in map_raw(q / "base") if e["zero"]]
+    assert disk_usage(s / "base") <= disk_usage(q / "base")
     # The emptied top keeps no space (qemu-img lays it out afresh).
     assert os.path.getsize(s / "top") == os.path.getsize(q / "top")
     assert disk_usage(s / "top") <= disk_usage(q / "top")
