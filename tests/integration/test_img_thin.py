@@ -478,6 +478,22 @@ def build_shrink(d):
         f.write(b"\x01" * 8 * MiB)
 
 
+def build_shrink_compressed(d):
+    create(d, "c.qcow2", 4 * MiB)
+    qio(d / "c.qcow2", f"write -c -P 3 0 {CL}", f"write -c -P 4 {CL} {CL}",
+        f"write -P 5 {2 * CL} {MiB}")
+
+
+def test_resize_shrink_into_compressed_cluster(pair):
+    """A cut inside a compressed cluster leaves it compressed, as
+    qemu-img does (it is not rewritten as a new data cluster)."""
+    q, s = pair(build_shrink_compressed)
+    both(q, s, "resize", "--shrink", "c.qcow2", str(CL + 4096))
+    assert_same_image(q, s, "c.qcow2")
+    assert os.path.getsize(s / "c.qcow2") == os.path.getsize(q / "c.qcow2")
+    assert map_raw(s / "c.qcow2") == map_raw(q / "c.qcow2")
+
+
 @pytest.mark.parametrize("name,size", [
     ("a.qcow2", "8M"), ("a.qcow2", "1000448"), ("a.qcow2", "-60M"),
     ("b.qcow2", "1536k"), ("c.raw", "1M"), ("c.raw", "5000"),

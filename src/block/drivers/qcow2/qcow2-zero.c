@@ -411,8 +411,9 @@ static bool tail_holds_data(BlockNode *bs, uint64_t offset)
     if (ret < 0) {
         return true; /* not known: zero it to be safe */
     }
-    Qcow2ClusterType t = qcow2_l2e_type(l2e);
-    return t == QCOW2_CLUSTER_NORMAL || t == QCOW2_CLUSTER_COMPRESSED;
+    /* A compressed cluster is left as it is: rewriting it would make it
+     * a new data cluster, which qemu-img's shrink does not. */
+    return qcow2_l2e_type(l2e) == QCOW2_CLUSTER_NORMAL;
 }
 
 int qcow2_discard_beyond(BlockNode *bs, uint64_t new_size)
@@ -427,7 +428,8 @@ int qcow2_discard_beyond(BlockNode *bs, uint64_t new_size)
     if (!IS_ALIGNED(new_size, cs) && tail_holds_data(bs, new_size)) {
         /* Stale bytes must not reappear if the image grows again.  Only
          * data of this image can be stale: a cluster left to the backing
-         * file or reading as zeroes is left alone, as QEMU leaves it. */
+         * file or reading as zeroes is left alone, as QEMU leaves it
+         * (and so is a compressed one, see tail_holds_data). */
         uint64_t end = MIN(ALIGN_UP(new_size, cs), old);
         ret = s->header.version >= 3
               ? qcow2_co_pwrite_zeroes(bs, new_size, end - new_size, 0)
