@@ -213,6 +213,12 @@ struct BlockDriver {
      * offset. */
     int (*block_status)(BlockNode *bs, uint64_t offset, uint64_t bytes,
                         uint64_t *pnum, uint64_t *map, BlockNode **file);
+    /* Filters only, optional: called when a block-status walk over the
+     * chain looks through this filter to its child (the walk does not
+     * call block_status on filters); a negative errno fails the walk
+     * (blkdebug's injected block-status errors). */
+    int (*filter_status_check)(BlockNode *bs, uint64_t offset,
+                               uint64_t bytes);
 
     /* True when the node's storage is a block device (or another
      * device), whose size is the volume's, not the image's.  Cheap (no

@@ -81,6 +81,10 @@ bool block_node_is_probe_fallback(const BlockNode *bs)
 
 uint32_t block_node_cluster_size(BlockNode *bs)
 {
+    /* A filter has its child's clusters (QEMU's bdrv_get_info). */
+    while (!bs->drv->get_cluster_size && bs->drv->is_filter && bs->file) {
+        bs = bs->file;
+    }
     return bs->drv->get_cluster_size ? bs->drv->get_cluster_size(bs) : 0;
 }
 

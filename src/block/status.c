@@ -151,6 +151,12 @@ static int walk_chain(BlockNode *bs, BlockNode *base, uint64_t offset,
     /* Filters (copy-on-read, blkdebug) are transparent here, as in QEMU:
      * the chain and its depths start at the node they filter. */
     while (bs->drv->is_filter && bs->file && bs != base) {
+        if (bs->drv->filter_status_check) {
+            int ret = bs->drv->filter_status_check(bs, offset, bytes);
+            if (ret < 0) {
+                return ret;
+            }
+        }
         bs = bs->file;
     }
 

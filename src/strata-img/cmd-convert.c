@@ -31,6 +31,7 @@ typedef struct ConvertArgs {
     int workers;
     bool compressed, progress, quiet, skip_create, out_of_order;
     bool target_is_zero;
+    bool salvage, copy_range, explicit_sparse;
     int src_flags;
     const char *snapshot;     /* -l: a snapshot of the source to copy */
 } ConvertArgs;
@@ -50,11 +51,12 @@ static void append_optstr(char **acc, const char *more)
 /* Parses the options; returns optind, or -1 after printing an error. */
 static int parse_args(int argc, char **argv, ConvertArgs *a)
 {
-    enum { OPT_TARGET_IS_ZERO = 256, OPT_IGNORED };
+    enum { OPT_TARGET_IS_ZERO = 256, OPT_IGNORED, OPT_SALVAGE };
     static const struct option long_options[] = {
         { "help", no_argument, NULL, 'h' },
         { "force-share", no_argument, NULL, 'U' },
         { "target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO },
+        { "salvage", no_argument, NULL, OPT_SALVAGE },
         { NULL, 0, NULL, 0 },
     };
     int c;
@@ -68,12 +70,13 @@ static int parse_args(int argc, char **argv, ConvertArgs *a)
         case 'O': a->out_fmt = optarg; break;
         case 'B': a->out_base = optarg; break;
         case 'F': a->out_base_fmt = optarg; break;
-        case 'C': break; /* copy offloading: plain copies are used */
+        case 'C': a->copy_range = true; break; /* plain copies are used */
         case 'c': a->compressed = true; break;
         case 'o': append_optstr(&a->optstr, optarg); break;
         case 'l': a->snapshot = optarg; break;
         case 'S': {
             Error *err = NULL;
+            a->explicit_sparse = true;
             if (!parse_size(optarg, &a->min_sparse, &err) ||
                 !IS_ALIGNED(a->min_sparse, 512) ||
                 a->min_sparse > (2u << 20)) {
@@ -116,6 +119,7 @@ static int parse_args(int argc, char **argv, ConvertArgs *a)
             break;
         case 'U': a->src_flags |= BLOCK_O_FORCE_SHARE; break;
         case OPT_TARGET_IS_ZERO: a->target_is_zero = true; break;
+        case OPT_SALVAGE: a->salvage = true; break;
         default: img_bad_option(c, argv);
         }
     }
@@ -209,6 +213,16 @@ int cmd_convert(int argc, char **argv)
     ratelimit_init(&rate, a.rate_limit);
     if (!a.out_fmt) {
         a.out_fmt = "raw";
+    }
+    /* strata copies without offloading, but refuses -C where qemu-img
+     * does, so scripts get the same answers. */
+    if (a.copy_range && (a.compressed || a.explicit_sparse || a.salvage)) {
+        error_report(a.compressed ? "Cannot enable copy offloading when -c "
+                                    "is used"
+                     : a.explicit_sparse ? "Cannot enable copy offloading "
+                                           "when -S is used"
+                     : "Cannot use copy offloading in salvaging mode");
+        return 1;
     }
     if (a.quiet) {
         a.progress = false;
@@ -321,6 +335,7 @@ int cmd_convert(int argc, char **argv)
         .target_has_backing = target_has_backing,
         .target_backing_size = UINT64_MAX,
         .out_of_order = a.out_of_order,
+        .salvage = a.salvage,
         .workers = a.workers,
         .progress = prog,
         .rate = &rate,

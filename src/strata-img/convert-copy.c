@@ -31,6 +31,7 @@ typedef struct Chunk {
     uint64_t len;
     ChunkKind kind;
     uint64_t seq;
+    char *notes;        /* --salvage warnings, printed at its turn */
 } Chunk;
 
 typedef struct CopyState {
@@ -47,6 +48,8 @@ typedef struct CopyState {
     ChunkKind st_kind;
     uint64_t next_seq;
 
+    char *notes;        /* warnings of the status in hand, for the next
+                           chunk claimed */
     uint64_t write_seq; /* next chunk allowed to write (in order) */
     int err;            /* first error, -errno */
 } CopyState;
@@ -58,17 +61,62 @@ static bool buf_is_zero(const uint8_t *buf, size_t len)
 
 /* What the copy does with the run of src starting at off, and its length
  * in *pnum.  Returns 0 or -errno (reported). */
+/* Appends a --salvage warning to *notes (printed when its chunk's turn
+ * comes, so the warnings come in the order of the image), or prints it
+ * at once when notes is NULL. */
+static void salvage_warn(char **notes, const char *what, uint64_t off, int err)
+{
+    if (!notes) {
+        warn_report("error while reading %soffset %" PRIu64 ": %s", what, off,
+                    strerror(-err));
+        return;
+    }
+    char *more = NULL;
+    if (asprintf(&more, "%s%s: warning: error while reading %soffset %" PRIu64
+                 ": %s\n", *notes ? *notes : "", error_get_progname(), what,
+                 off, strerror(-err)) >= 0) {
+        free(*notes);
+        *notes = more;
+    }
+}
+
+static void salvage_flush(char **notes)
+{
+    if (*notes) {
+        fputs(*notes, stderr);
+        free(*notes);
+        *notes = NULL;
+    }
+}
+
 static int chunk_kind_at(const ConvertParams *p, BlockNode *src, uint64_t off,
-                         uint64_t size, ChunkKind *kind, uint64_t *pnum)
+                         uint64_t size, ChunkKind *kind, uint64_t *pnum,
+                         char **notes)
 {
     int st;
+    uint64_t len = size - off;
 
-    *pnum = 0;
-    if (p->target_has_backing) {
-        st = block_status(src, off, size - off, pnum, NULL, NULL);
-    } else {
-        st = block_status_above(src, NULL, off, size - off, pnum, NULL, NULL,
-                                NULL);
+    for (;;) {
+        *pnum = 0;
+        if (p->target_has_backing) {
+            st = block_status(src, off, len, pnum, NULL, NULL);
+        } else {
+            st = block_status_above(src, NULL, off, len, pnum, NULL, NULL,
+                                    NULL);
+        }
+        if (st >= 0 || !p->salvage) {
+            break;
+        }
+        /* --salvage, as qemu-img: narrow the range down to the sector
+         * that fails, and read that sector as data. */
+        if (len > 512) {
+            len = DIV_ROUND_UP(DIV_ROUND_UP(len, 512), 4) * 512;
+            continue;
+        }
+        salvage_warn(notes, "block status at ", off, st);
+        *kind = CHUNK_DATA;
+        *pnum = MIN((uint64_t)512, size - off);
+        return 0;
     }
     if (st < 0) {
         error_report("error while reading block status at offset %" PRIu64
@@ -79,6 +127,14 @@ static int chunk_kind_at(const ConvertParams *p, BlockNode *src, uint64_t off,
         error_report("error while reading block status at offset %" PRIu64
                      ": no progress", off);
         return -EIO;
+    }
+    /* As qemu-img, a run ends on a cluster boundary of the source (a
+     * sector at least) unless it is shorter, so reads stay aligned; this
+     * also places qemu-img's progress steps. */
+    uint64_t align = MAX((uint64_t)block_node_cluster_size(src), 512);
+    uint64_t tail = (off + *pnum) % align;
+    if (*pnum > tail) {
+        *pnum -= tail;
     }
     if (st & BLOCK_STATUS_ZERO) {
         *kind = CHUNK_ZERO;
@@ -108,7 +164,8 @@ static int progress_total(const ConvertParams *p, uint64_t *total)
         for (uint64_t off = 0; off < size;) {
             ChunkKind kind;
             uint64_t pnum;
-            int r = chunk_kind_at(p, p->src[i], off, size, &kind, &pnum);
+            int r = chunk_kind_at(p, p->src[i], off, size, &kind, &pnum,
+                                  NULL);
             if (r < 0) {
                 return r;
             }
@@ -146,7 +203,8 @@ static int claim_chunk(CopyState *s, Chunk *c)
 
     if (s->st_end <= s->cur_off) {
         uint64_t pnum = 0;
-        int r = chunk_kind_at(p, src, s->cur_off, size, &s->st_kind, &pnum);
+        int r = chunk_kind_at(p, src, s->cur_off, size, &s->st_kind, &pnum,
+                              &s->notes);
         if (r < 0) {
             return r;
         }
@@ -195,7 +253,9 @@ static int claim_chunk(CopyState *s, Chunk *c)
         .len = len,
         .kind = kind,
         .seq = s->next_seq++,
+        .notes = s->notes,
     };
+    s->notes = NULL;
     s->cur_off += len;
     return 0;
 }
@@ -297,6 +357,20 @@ static void set_error(CopyState *s, int err)
     pthread_cond_broadcast(&s->turn);
 }
 
+/* --salvage: the chunk could not be read whole; reads it a sector at a
+ * time and gives the sectors that fail as zeroes, with a warning each. */
+static void salvage_read(const ConvertParams *p, Chunk *c, uint8_t *buf)
+{
+    for (uint64_t i = 0; i < c->len; i += 512) {
+        uint64_t n = MIN((uint64_t)512, c->len - i);
+        int r = block_read(p->src[c->src], c->src_off + i, n, buf + i, 0);
+        if (r < 0) {
+            salvage_warn(&c->notes, "", c->src_off + i, r);
+            memset(buf + i, 0, n);
+        }
+    }
+}
+
 static void *worker(void *opaque)
 {
     CopyState *s = opaque;
@@ -327,7 +401,10 @@ static void *worker(void *opaque)
         if (c.kind == CHUNK_DATA) {
             ratelimit_wait(p->rate, c.len);
             r = block_read(p->src[c.src], c.src_off, c.len, buf, 0);
-            if (r < 0) {
+            if (r < 0 && p->salvage) {
+                salvage_read(p, &c, buf);
+                r = 0;
+            } else if (r < 0) {
                 error_report("error while reading at byte %" PRIu64 ": %s",
                              c.src_off, strerror(-r));
             }
@@ -345,9 +422,11 @@ static void *worker(void *opaque)
             bool failed = s->err != 0;
             pthread_mutex_unlock(&s->lock);
             if (failed) {
+                free(c.notes);
                 break;
             }
         }
+        salvage_flush(&c.notes);
         if (r == 0) {
             r = write_chunk(p, &c, buf);
             if (r < 0) {
@@ -381,7 +460,9 @@ int convert_copy(const ConvertParams *p)
     int n = MAX(1, MIN(p->workers, MAX_WORKERS));
     int started = 0;
 
-    if (img_progress_enabled(p->progress)) {
+    /* qemu-img always walks the sources once before copying; the walk
+     * shows, with --salvage, as a first round of block-status warnings. */
+    if (img_progress_enabled(p->progress) || p->salvage) {
         int r = progress_total(p, &s.total);
         if (r < 0) {
             return r;
@@ -403,6 +484,7 @@ int convert_copy(const ConvertParams *p)
     }
     pthread_cond_destroy(&s.turn);
     pthread_mutex_destroy(&s.lock);
+    free(s.notes);
 
     if (s.err == 0) {
         int r = block_flush(p->dst);

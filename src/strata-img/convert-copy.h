@@ -22,6 +22,8 @@ typedef struct ConvertParams {
     uint64_t target_backing_size; /* zeroes from here on are left to the
                                    * backing file; UINT64_MAX: unknown */
     bool out_of_order;        /* -W */
+    bool salvage;             /* --salvage: unreadable sectors (and block
+                               * status) become warnings and zeroes */
     int workers;              /* -m */
     RateLimit *rate;          /* -r: paces the data read from the sources */
     ImgProgress *progress;

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from img_util import (MiB, map_json, pattern_bytes, qimg, qio, simg,
-                      strata_img_path, write_raw)
+from img_util import (MiB, map_json, pattern_bytes, qimg, qio, same_stderr,
+                      simg, strata_img_path, write_raw)
 
 SIZE = 3 * MiB
 
@@ -259,3 +259,59 @@ def test_convert_rate_limit(tmp_path):
     simg("convert", "-f", "raw", "-O", "qcow2", "-r", "8M", src, out)
     assert time.monotonic() - t0 >= 0.7
     assert qimg("compare", "-f", "raw", "-F", "qcow2", src, out).returncode == 0
+
+
+def salvage_source(tmp_path, status_fail, read_fail, fmt="qcow2"):
+    """iotest 251's source: blkdebug over an image, failing block status
+    and reads at the given byte offsets."""
+    orig = tmp_path / f"orig.{fmt}"
+    qimg("create", "-q", "-f", fmt, orig, 64 * MiB)
+    qio(orig, "write -P 42 0 64M", fmt=fmt)
+    rules = ([{"event": "none", "iotype": "block-status", "errno": 5,
+               "sector": o // 512} for o in status_fail] +
+             [{"event": "none", "iotype": "read", "errno": 5,
+               "sector": o // 512} for o in read_fail])
+    return orig, "json:" + json.dumps({
+        "driver": "blkdebug",
+        "image": {"driver": fmt, "file": {"driver": "file",
+                                          "filename": str(orig)}},
+        "inject-error": rules})
+
+
+@pytest.mark.parametrize("fmt", ["qcow2", "raw"])
+@pytest.mark.parametrize("extra", [[], ["-m", "1"], ["-p"]])
+def test_convert_salvage_matches_qemu_img(tmp_path, fmt, extra):
+    """--salvage: unreadable sectors become zeroes and warnings, in
+    qemu-img's order (its first pass over the block status included);
+    without it the same source fails."""
+    status_fail = [16 * MiB + 8192, 33 * MiB + 512]
+    read_fail = ([32 * MiB - 65536, 33 * MiB + 512] +
+                 list(range(34 * MiB, 34 * MiB + 4096, 512)))
+    orig, src = salvage_source(tmp_path, status_fail, read_fail, fmt)
+    runs = []
+    for tool, name in ((simg, "s.img"), (qimg, "q.img")):
+        runs.append(tool("convert", "--salvage", *extra, "-O", "qcow2", src,
+                         tmp_path / name, check=False))
+    ours, theirs = runs
+    assert ours.returncode == theirs.returncode == 0
+    assert ours.stdout == theirs.stdout
+    assert ours.stderr.replace("strata-img", "qemu-img") == theirs.stderr
+    assert "error while reading offset" in theirs.stderr
+    assert_same(tmp_path / "s.img", tmp_path / "q.img")
+    # The failed sectors are the only difference from the source.
+    for off in read_fail:
+        qio(orig, f"write -z {off} 512", fmt=fmt)
+    assert_same(orig, tmp_path / "s.img", fmt, "qcow2")
+    without = simg("convert", src, tmp_path / "n.img", check=False)
+    theirs = qimg("convert", src, tmp_path / "m.img", check=False)
+    assert without.returncode == theirs.returncode == 1
+    assert same_stderr(without.stderr, theirs.stderr)
+
+
+def test_convert_copy_offload_refusals_match_qemu_img(tmp_path, pattern):
+    for args in (["-C", "-c", "-O", "qcow2"], ["-C", "-S", "8k"],
+                 ["-C", "--salvage"]):
+        ours = simg("convert", *args, pattern, tmp_path / "o", check=False)
+        theirs = qimg("convert", *args, pattern, tmp_path / "o", check=False)
+        assert ours.returncode == theirs.returncode == 1
+        assert same_stderr(ours.stderr, theirs.stderr)

@@ -206,6 +206,8 @@ static bool parse_rule(json_t *r, size_t i, InjectRule *rule, Error **errp)
     return true;
 }
 
+static void raise_event_locked(InjectState *s, int event);
+
 static bool inject_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
 {
     InjectState *s = bs->opaque;
@@ -284,6 +286,11 @@ static bool inject_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
     atomic_store(&bs->total_size, block_node_size(bs->file));
     bs->request_alignment = (uint32_t)align;
     bs->max_transfer = (uint32_t)max_transfer;
+    /* QEMU raises "none" once the node is open: rules on that event are
+     * active from the start. */
+    pthread_mutex_lock(&s->lock);
+    raise_event_locked(s, enum_index(event_names, "none"));
+    pthread_mutex_unlock(&s->lock);
     return true;
 }
 
@@ -393,11 +400,17 @@ static int inject_flush(BlockNode *bs)
     return check(bs, events, IO_FLUSH, 0, 0);
 }
 
+static int inject_status_check(BlockNode *bs, uint64_t offset,
+                               uint64_t bytes)
+{
+    const int events[] = { -1 };
+    return check(bs, events, IO_BLOCK_STATUS, offset, bytes);
+}
+
 static int inject_block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
                                uint64_t *pnum, uint64_t *map, BlockNode **file)
 {
-    const int events[] = { -1 };
-    int ret = check(bs, events, IO_BLOCK_STATUS, offset, bytes);
+    int ret = inject_status_check(bs, offset, bytes);
     if (ret < 0) {
         return ret;
     }
@@ -472,6 +485,7 @@ const BlockDriver bdrv_blkdebug = {
     .pdiscard = inject_pdiscard,
     .flush = inject_flush,
     .block_status = inject_block_status,
+    .filter_status_check = inject_status_check,
     .refresh_size = inject_refresh_size,
     .truncate = inject_truncate,
 };
