@@ -262,6 +262,10 @@ uint32_t block_node_cluster_size(BlockNode *bs);
 /* qemu-img info's "format-specific" ({"type", "data"}), or NULL; the
  * caller owns the reference. */
 json_t *block_node_specific_info(BlockNode *bs);
+/* qemu-img measure's "bitmaps size": bytes a qcow2 image with clusters
+ * of cluster_size needs for bs's persistent dirty bitmaps (0 without
+ * any), or -errno; -ENOTSUP when bs's format stores none. */
+int64_t block_node_bitmaps_copy_size(BlockNode *bs, uint64_t cluster_size);
 /* The image is marked dirty (qcow2 lazy refcounts). */
 bool block_node_is_dirty(BlockNode *bs);
 /* query-blockstats' "driver-specific" for the node, or NULL; the caller

@@ -239,6 +239,10 @@ struct BlockDriver {
     /* Returns qemu-img info's "format-specific" object ({"type": ...,
      * "data": {...}}) or NULL.  Optional. */
     json_t *(*get_specific_info)(BlockNode *bs);
+    /* Bytes a qcow2 copy with clusters of cluster_size needs for the
+     * node's persistent dirty bitmaps, or -errno.  Optional: set by
+     * formats that can store such bitmaps. */
+    int64_t (*bitmaps_copy_size)(BlockNode *bs, uint64_t cluster_size);
     /* QEMU's query-blockstats "driver-specific" object for this node, or
      * NULL.  Optional. */
     json_t *(*get_specific_stats)(BlockNode *bs);

@@ -5,6 +5,7 @@
  * and the tools read a node through these, and ask for its driver's
  * traits instead of comparing driver names.
  */
+#include <errno.h>
 #include <stdatomic.h>
 
 #include "block/block_int.h"
@@ -91,6 +92,13 @@ uint32_t block_node_cluster_size(BlockNode *bs)
 json_t *block_node_specific_info(BlockNode *bs)
 {
     return bs->drv->get_specific_info ? bs->drv->get_specific_info(bs) : NULL;
+}
+
+int64_t block_node_bitmaps_copy_size(BlockNode *bs, uint64_t cluster_size)
+{
+    return bs->drv->bitmaps_copy_size
+               ? bs->drv->bitmaps_copy_size(bs, cluster_size)
+               : -ENOTSUP;
 }
 
 bool block_node_is_dirty(BlockNode *bs)

@@ -724,6 +724,7 @@ const BlockDriver bdrv_qcow2 = {
     .create = qcow2_create,
     .create_opts = qcow2_create_opts,
     .get_specific_info = qcow2_get_specific_info,
+    .bitmaps_copy_size = qcow2_bitmaps_copy_size,
     .get_cluster_size = qcow2_get_cluster_size,
     .is_dirty = qcow2_is_dirty,
     .check = qcow2_check,

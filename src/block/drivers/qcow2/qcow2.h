@@ -38,6 +38,10 @@ extern const BlockCreateOpt qcow2_create_opts[];
 /* fix is BLOCK_FIX_*.  Called on an open node with no I/O in flight
  * (from open when the image is dirty, or from strata-img check). */
 int qcow2_check(BlockNode *bs, BlockCheckResult *res, int fix);
+/* Bytes a qcow2 image with cluster_size clusters needs to hold bs's
+ * persistent dirty bitmaps (qemu-img measure); 0 without any, -errno
+ * when the directory cannot be read or is damaged. */
+int64_t qcow2_bitmaps_copy_size(BlockNode *bs, uint64_t cluster_size);
 /* qemu-img amend (qcow2-amend.c). */
 extern const BlockCreateOpt qcow2_amend_opts[];
 bool qcow2_amend(BlockNode *bs, json_t *opts, bool force,
