@@ -11,6 +11,7 @@
 #include "strata-img/img-common.h"
 #include "util/cleanup.h"
 #include "util/error.h"
+#include "util/keyval.h"
 #include "util/units.h"
 
 void img_usage_error(const char *fmt, ...)
@@ -80,6 +81,34 @@ void img_warn_probed_raw(const char *filename)
             "         Specify the 'raw' format explicitly to remove the "
             "restrictions.\n",
             filename);
+}
+
+BlockNode *img_open_maybe_opts(const char *filename, const char *fmt,
+                               int flags, bool image_opts)
+{
+    if (!image_opts) {
+        return img_open(filename, fmt, flags, false);
+    }
+    if (fmt) {
+        error_report("--image-opts and --format are mutually exclusive");
+        return NULL;
+    }
+    Error *err = NULL;
+    CLEANUP_JSON json_t *opts = keyval_parse(filename, NULL, &err);
+    BlockNode *bs = NULL;
+    if (opts) {
+        if (flags & BLOCK_O_FORCE_SHARE) {
+            json_object_set_new(opts, "force-share", json_true());
+        }
+        json_object_set_new(opts, "read-only",
+                            json_boolean(!(flags & BLOCK_O_RDWR)));
+        bs = block_node_open(opts, &err);
+    }
+    if (!bs) {
+        error_prepend(&err, "Could not open '%s': ", filename);
+        error_report_err(err);
+    }
+    return bs;
 }
 
 char *img_path_combine(const char *base_path, const char *filename)

@@ -29,6 +29,7 @@ int cmd_update(int argc, char **argv);
 int cmd_amend(int argc, char **argv);
 int cmd_dd(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
+int cmd_measure(int argc, char **argv);
 
 /* Prints the tool's full help to stdout and exits 0 (qemu-img prints the
  * same help for `-h` given to any command). */
@@ -57,6 +58,11 @@ BlockNode *img_open(const char *filename, const char *fmt, int flags,
                     bool quiet);
 /* That warning about a read-write image probed as raw. */
 void img_warn_probed_raw(const char *filename);
+
+/* img_open, or with image_opts (--image-opts) filename is a key=value
+ * list of block options ("driver=qcow2,file.filename=a.qcow2"). */
+BlockNode *img_open_maybe_opts(const char *filename, const char *fmt,
+                               int flags, bool image_opts);
 
 /* qemu-img's path_combine(): a relative backing file name is relative to
  * the directory of the image that names it.  Returns a malloc'd string,
@@ -134,6 +140,10 @@ void img_print_formatting(const char *filename, const char *fmt,
  * and validates numbers; prints and returns false on a bad value. */
 bool img_normalize_create_opts(const char *fmt, json_t *opts,
                                const char *filename);
+/* The description of option name for fmt (its own table, then its
+ * protocol's), or NULL when neither knows it. */
+const BlockCreateOpt *img_lookup_create_opt(const char *fmt,
+                                            const char *name);
 /* True if fmt is a format strata can create (has a create callback). */
 bool img_format_known(const char *fmt);
 

@@ -42,6 +42,12 @@ static const BlockCreateOpt *lookup_opt(const char *fmt, const char *name)
     return d ? d : find_desc(block_protocol_create_opts(), name);
 }
 
+const BlockCreateOpt *img_lookup_create_opt(const char *fmt,
+                                            const char *name)
+{
+    return lookup_opt(fmt, name);
+}
+
 json_t *img_parse_create_opts(const char *optstr, bool *help,
                               const char *filename)
 {

@@ -23,6 +23,7 @@ static const struct {
     { "dd", cmd_dd },
     { "info", cmd_info },
     { "map", cmd_map },
+    { "measure", cmd_measure },
     { "rebase", cmd_rebase },
     { "resize", cmd_resize },
     { "snapshot", cmd_snapshot },
