@@ -102,6 +102,12 @@ BlockNode *img_open_maybe_opts(const char *filename, const char *fmt,
         }
         json_object_set_new(opts, "read-only",
                             json_boolean(!(flags & BLOCK_O_RDWR)));
+        /* As QEMU, a file child given by its name alone is a file. */
+        json_t *file = json_object_get(opts, "file");
+        if (json_is_object(file) && json_object_get(file, "filename") &&
+            !json_object_get(file, "driver")) {
+            json_object_set_new(file, "driver", json_string("file"));
+        }
         bs = block_node_open(opts, &err);
     }
     if (!bs) {

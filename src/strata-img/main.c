@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* strata-img - offline image tool, a drop-in for qemu-img's create,
- * info, check, map, compare, convert, rebase, commit, resize, amend and
- * snapshot, and update for strata's image parameters. */
+ * info, check, map, measure, compare, convert, dd, rebase, commit,
+ * resize, amend and snapshot, and update for strata's image parameters. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +55,8 @@ static const char help_text[] =
 "  info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename\n"
 "  map [-f fmt] [--start-offset=offset] [--max-length=len] "
 "[--output=ofmt] [-U] filename\n"
+"  measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | "
+"[--image-opts] [-f fmt] [-l snapshot] [-U] filename]\n"
 "  rebase [-U] [-q] [-f fmt] [-p] [-u] -b backing_file [-F backing_fmt] "
 "filename\n"
 "  resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] "
@@ -106,6 +108,8 @@ static const char help_text[] =
 "  -s             compare: differing sizes or allocation count as\n"
 "                 differences too\n"
 "  -f, -F         compare: the formats of the first and second image\n"
+"  --size N       measure: the virtual size of an empty image to size\n"
+"                 (instead of a source image)\n"
 "  bs, count, skip  dd: the block size (default 512 bytes), how many\n"
 "                 blocks of the input to read from its start, how many\n"
 "                 to leave out before copying\n"

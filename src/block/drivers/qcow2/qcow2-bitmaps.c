@@ -91,7 +91,10 @@ int64_t qcow2_bitmaps_copy_size(BlockNode *bs, uint64_t cluster_size)
         uint32_t extra;
         memcpy(&extra, e + 20, 4);
         extra = be32toh(extra);
-        if (gran_bits < MIN_GRAN_BITS || gran_bits > MAX_GRAN_BITS) {
+        /* QEMU refuses to open an image with such an entry; so do we
+         * here, the one place strata reads the directory. */
+        if (gran_bits < MIN_GRAN_BITS || gran_bits > MAX_GRAN_BITS ||
+            extra != 0 || pos + DIR_ENTRY_LEN + name_size > dir_size) {
             return -EINVAL;
         }
         pos = round_up(pos + DIR_ENTRY_LEN + extra + name_size, 8);
