@@ -28,6 +28,7 @@ typedef struct MeasureArgs {
     bool force_share;
     bool have_size;
     uint64_t size;
+    json_t *secrets;      /* ids of --object secret,... */
 } MeasureArgs;
 
 /* qemu-img joins repeated -o with ','; a piece that would change the
@@ -89,6 +90,34 @@ static bool check_snapshot_param(const char *param)
     return ok;
 }
 
+/* --object: only secrets matter here (they let a LUKS header be
+ * sized); their contents are never needed, only that they exist. */
+static bool add_object(MeasureArgs *a, const char *arg)
+{
+    Error *err = NULL;
+    CLEANUP_JSON json_t *o = keyval_parse(arg, "qom-type", &err);
+
+    if (!o) {
+        error_report_err(err);
+        return false;
+    }
+    const char *type = json_string_value(json_object_get(o, "qom-type"));
+    const char *id = json_string_value(json_object_get(o, "id"));
+    if (!type || strcmp(type, "secret") != 0) {
+        return true;
+    }
+    if (!id) {
+        error_report("Parameter 'id' is missing");
+        return false;
+    }
+    if (!json_object_get(o, "file") && !json_object_get(o, "data")) {
+        error_report("Either 'file' or 'data' must be provided");
+        return false;
+    }
+    json_array_append_new(a->secrets, json_string(id));
+    return true;
+}
+
 static bool parse_args(int argc, char **argv, MeasureArgs *a)
 {
     enum { OPT_OUTPUT = 256, OPT_SIZE, OPT_OBJECT, OPT_IMAGE_OPTS };
@@ -123,9 +152,11 @@ static bool parse_args(int argc, char **argv, MeasureArgs *a)
             a->snapshot = optarg;
             break;
         case 'U': a->force_share = true; break;
-        /* Secrets are only needed for encrypted images, which strata
-         * neither reads nor measures. */
-        case OPT_OBJECT: break;
+        case OPT_OBJECT:
+            if (!add_object(a, optarg)) {
+                return false;
+            }
+            break;
         case OPT_IMAGE_OPTS: a->image_opts = true; break;
         case OPT_OUTPUT:
             if (!img_parse_output(optarg, &a->ofmt)) {
@@ -280,7 +311,8 @@ static void print_result(const MeasureResult *r, ImgOutputFormat ofmt)
 
 int cmd_measure(int argc, char **argv)
 {
-    MeasureArgs a = { .ofmt = OFORMAT_HUMAN, .out_fmt = "raw" };
+    MeasureArgs a = { .ofmt = OFORMAT_HUMAN, .out_fmt = "raw",
+                      .secrets = json_array() };
     const char *filename = NULL;
     BlockNode *src = NULL;
     json_t *opts = NULL;
@@ -329,7 +361,7 @@ int cmd_measure(int argc, char **argv)
 
     MeasureTarget t;
     MeasureResult r;
-    if (!measure_target_from_opts(a.out_fmt, opts, &t) ||
+    if (!measure_target_from_opts(a.out_fmt, opts, a.secrets, &t) ||
         !measure_compute(&t, src, &r)) {
         goto out;
     }
@@ -341,5 +373,6 @@ out:
         block_node_unref(src);
     }
     free(a.optstr);
+    json_decref(a.secrets);
     return ret;
 }

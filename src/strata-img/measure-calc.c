@@ -54,7 +54,71 @@ static bool opt_bool(json_t *opts, const char *key)
                  !strcmp(s, "y"));
 }
 
-static bool qcow2_target(json_t *opts, MeasureTarget *t)
+static bool secret_defined(json_t *secrets, const char *id)
+{
+    size_t i;
+    json_t *v;
+
+    json_array_foreach(secrets, i, v) {
+        if (!strcmp(json_string_value(v), id)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Bytes of the LUKS header (partition header and eight key slots of
+ * 4000 anti-forensic stripes of the master key each) that a qcow2 image
+ * encrypted with opts' cipher puts before its data; 0 after printing an
+ * error.  Only the key length of the cipher matters. */
+static uint64_t luks_header_size(json_t *opts, json_t *secrets)
+{
+    static const struct { const char *name; unsigned key; } algs[] = {
+        { "aes-128", 16 }, { "aes-192", 24 }, { "aes-256", 32 },
+        { "twofish-128", 16 }, { "twofish-192", 24 }, { "twofish-256", 32 },
+        { "serpent-128", 16 }, { "serpent-192", 24 }, { "serpent-256", 32 },
+    };
+    static const char *const modes[] = { "ecb", "cbc", "xts", "ctr", NULL };
+    const char *alg = opt_str(opts, "encrypt.cipher-alg");
+    const char *mode = opt_str(opts, "encrypt.cipher-mode");
+    const char *secret = opt_str(opts, "encrypt.key-secret");
+    unsigned key = 0;
+
+    for (size_t i = 0; alg && i < ARRAY_SIZE(algs); i++) {
+        if (!strcmp(alg, algs[i].name)) {
+            key = algs[i].key;
+        }
+    }
+    if (alg && !key) {
+        error_report("Parameter 'cipher-alg' does not accept value '%s'", alg);
+        return 0;
+    }
+    bool mode_ok = !mode;
+    for (int i = 0; mode && modes[i]; i++) {
+        mode_ok |= !strcmp(mode, modes[i]);
+    }
+    if (!mode_ok) {
+        error_report("Parameter 'cipher-mode' does not accept value '%s'",
+                     mode);
+        return 0;
+    }
+    if (!secret) {
+        error_report("Parameter 'encrypt.key-secret' is required for cipher");
+        return 0;
+    }
+    if (!secret_defined(secrets, secret)) {
+        error_report("No secret with id '%s'", secret);
+        return 0;
+    }
+    uint64_t master_key = (alg ? key : 32) * (!mode || !strcmp(mode, "xts")
+                                              ? 2 : 1);
+    /* Slots start after the first 4 KiB; each is rounded up to 512-byte
+     * sectors and then to a multiple of those 4 KiB. */
+    uint64_t slot_sectors = round_up(DIV_ROUND_UP(master_key * 4000, 512), 8);
+    return (8 + 8 * slot_sectors) * 512;
+}
+
+static bool qcow2_target(json_t *opts, json_t *secrets, MeasureTarget *t)
 {
     t->extended_l2 = opt_bool(opts, "extended_l2");
 
@@ -110,28 +174,23 @@ static bool qcow2_target(json_t *opts, MeasureTarget *t)
     t->full_prealloc = pa && (!strcmp(pa, "falloc") || !strcmp(pa, "full"));
     t->has_backing = opt_str(opts, "backing_file") != NULL;
 
-    /* LUKS needs a secret object to size its header; strata creates no
-     * encrypted images, so it stops where QEMU would without one. */
     const char *enc = opt_str(opts, "encrypt.format");
     if (enc && !strcmp(enc, "luks")) {
-        const char *secret = opt_str(opts, "encrypt.key-secret");
-        if (!secret) {
-            error_report("Parameter 'encrypt.key-secret' is required for "
-                         "cipher");
-        } else {
-            error_report("No secret with id '%s'", secret);
+        uint64_t header = luks_header_size(opts, secrets);
+        if (!header) {
+            return false;
         }
-        return false;
+        t->luks_header = round_up(header, cs);
     }
     return true;
 }
 
 bool measure_target_from_opts(const char *fmt, json_t *opts,
-                              MeasureTarget *t)
+                              json_t *secrets, MeasureTarget *t)
 {
     *t = (MeasureTarget) { .qcow2 = !strcmp(fmt, "qcow2") };
     t->size = opt_uint(opts, "size", 0);
-    return t->qcow2 ? qcow2_target(opts, t) : true;
+    return t->qcow2 ? qcow2_target(opts, secrets, t) : true;
 }
 
 /* Refcount blocks and table for clusters clusters, themselves counted:
@@ -245,7 +304,8 @@ bool measure_compute(const MeasureTarget *t, BlockNode *src,
     if (t->full_prealloc) {
         required = vsize;
     }
-    r->fully_allocated = measure_qcow2_full_size(vsize, cs, t->refcount_order,
+    r->fully_allocated = t->luks_header +
+                         measure_qcow2_full_size(vsize, cs, t->refcount_order,
                                                  t->extended_l2);
     /* The metadata of the fully allocated image stays counted: an
      * overestimate, as QEMU's. */

@@ -21,6 +21,7 @@ typedef struct MeasureTarget {
     bool full_prealloc;      /* qcow2: preallocation=falloc or full */
     bool has_backing;        /* qcow2: -o backing_file given */
     uint64_t size;           /* -o size / --size, 0 when absent */
+    uint64_t luks_header;    /* qcow2: bytes of a LUKS header, 0: none */
 } MeasureTarget;
 
 typedef struct MeasureResult {
@@ -32,9 +33,11 @@ typedef struct MeasureResult {
 
 /* Reads the target's options (sizes and numbers already converted to
  * integers) as QEMU's measure does, in its order; prints QEMU's message
- * and returns false on a bad value. */
+ * and returns false on a bad value.  secrets (a JSON array of ids, may
+ * be NULL) are the secret objects given with --object: a LUKS header
+ * can only be sized with its key secret defined. */
 bool measure_target_from_opts(const char *fmt, json_t *opts,
-                              MeasureTarget *t);
+                              json_t *secrets, MeasureTarget *t);
 
 /* Bytes a qcow2 image of virtual size total takes with every cluster
  * allocated: header, L1, L2 and refcount structures plus the data. */
