@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* strata-img dd [-U] [-f fmt] [-O output_fmt] [bs=block_size]
- *               [count=blocks] [skip=blocks] if=input of=output
+/* strata-img dd [--image-opts] [-U] [-f fmt] [-O output_fmt]
+ *               [bs=block_size] [count=blocks] [skip=blocks]
+ *               if=input of=output
  *
  * qemu-img's dd(1) subset: the output image is created (in output_fmt,
  * raw by default) with the size of what is copied and the input copied
@@ -90,13 +91,16 @@ static int dd_copy(BlockNode *src, BlockNode *dst, const DdArgs *a,
 
 int cmd_dd(int argc, char **argv)
 {
+    enum { OPT_IMAGE_OPTS = 256, OPT_OBJECT };
     static const struct option long_options[] = {
         { "help", no_argument, NULL, 'h' },
         { "force-share", no_argument, NULL, 'U' },
+        { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "object", required_argument, NULL, OPT_OBJECT },
         { NULL, 0, NULL, 0 },
     };
     const char *fmt = NULL, *out_fmt = "raw";
-    bool force_share = false;
+    bool force_share = false, image_opts = false;
     DdArgs a = { .bs = 512 };
     CLEANUP_JSON json_t *opts = NULL;
     int c;
@@ -108,6 +112,9 @@ int cmd_dd(int argc, char **argv)
         case 'f': fmt = optarg; break;
         case 'O': out_fmt = optarg; break;
         case 'U': force_share = true; break;
+        case OPT_IMAGE_OPTS: image_opts = true; break;
+        /* Secrets serve encrypted images only, which dd cannot read. */
+        case OPT_OBJECT: break;
         default: img_bad_option(c, argv);
         }
     }
@@ -121,8 +128,9 @@ int cmd_dd(int argc, char **argv)
         return 1;
     }
 
-    BlockNode *src = img_open(a.in, fmt,
-                              force_share ? BLOCK_O_FORCE_SHARE : 0, false);
+    BlockNode *src = img_open_maybe_opts(a.in, fmt,
+                                         force_share ? BLOCK_O_FORCE_SHARE : 0,
+                                         image_opts);
     if (!src) {
         return 1;
     }

@@ -50,7 +50,7 @@ static const char help_text[] =
 "output_filename\n"
 "  create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] "
 "[-o options] filename [size]\n"
-"  dd [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] "
+"  dd [--image-opts] [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] "
 "[skip=blocks] if=input of=output\n"
 "  info [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename\n"
 "  map [-f fmt] [--start-offset=offset] [--max-length=len] "

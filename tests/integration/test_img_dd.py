@@ -88,3 +88,48 @@ def test_dd_errors_match_qemu_img(tmp_path, operands):
     assert ours.stdout == theirs.stdout
     assert same_stderr(ours.stderr.replace("s.img", "q.img"), theirs.stderr)
     assert (tmp_path / "s.img").exists() == (tmp_path / "q.img").exists()
+
+
+def test_dd_image_opts_matches_qemu_img(tmp_path):
+    src = tmp_path / "in.qcow2"
+    INPUTS["qcow2"](src)
+    spec = f"driver=qcow2,file.filename={src}"
+    for extra in ([], ["-f", "qcow2"]):
+        res = [tool("dd", "--image-opts", *extra, f"if={spec}",
+                    f"of={tmp_path / name}", "bs=64k", check=False)
+               for tool, name in ((simg, "s.img"), (qimg, "q.img"))]
+        assert res[0].returncode == res[1].returncode
+        assert same_stderr(res[0].stderr, res[1].stderr)
+    assert qimg("compare", "-f", "raw", "-F", "raw", tmp_path / "s.img",
+                tmp_path / "q.img").returncode == 0
+
+
+@pytest.mark.parametrize("fmt", ["qcow2", "raw"])
+@pytest.mark.parametrize("bs", ["5", "512", "1024", "1999", "1K", "64K", "1M"])
+def test_dd_iotest_159(tmp_path, fmt, bs):
+    """iotests 159 and 170: a written 1M image copied with each block
+    size reads the same, and the copy passes qemu-img check."""
+    src, out = tmp_path / f"in.{fmt}", tmp_path / "out.img"
+    qimg("create", "-q", "-f", fmt, src, "1M")
+    qio(src, "write -P 0xa 0 1M", fmt=fmt)
+    simg("dd", f"if={src}", f"of={out}", f"bs={bs}", "-O", fmt)
+    if fmt == "qcow2":
+        assert qimg("check", out).returncode == 0
+    assert "Images are identical." in qimg("compare", "-f", fmt, "-F", fmt,
+                                           src, out).stdout
+
+
+@pytest.mark.parametrize("skip", ["1", "2", "30", "30K"])
+def test_dd_iotest_160(tmp_path, skip):
+    """iotest 160: skip= gives what dd(1) gives."""
+    import subprocess
+    src, out, ref = (tmp_path / "in.raw", tmp_path / "out.raw",
+                     tmp_path / "ref.raw")
+    qimg("create", "-q", "-f", "raw", src, "1M")
+    qio(src, "write -P 0xa 24 512k", fmt="raw")
+    simg("dd", f"if={src}", f"of={out}", f"skip={skip}", "-O", "raw",
+         check=False)
+    subprocess.run(["dd", f"if={src}", f"of={ref}", f"skip={skip}",
+                    "status=none"], check=True)
+    assert "Images are identical." in qimg("compare", "-f", "raw", "-F",
+                                           "raw", ref, out).stdout
