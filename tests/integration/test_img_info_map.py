@@ -133,3 +133,16 @@ def test_map_backing_shorter_and_three_layers(tmp_path, monkeypatch):
         assert simg("map", name).stdout == qimg("map", name).stdout, name
     assert (info_json(simg, "t.qcow2", "--backing-chain") ==
             info_json(qimg, "t.qcow2", "--backing-chain"))
+
+
+@pytest.mark.parametrize("mode", ["metadata", "falloc", "full"])
+def test_map_preallocated_image_matches_qemu(tmp_path, mode):
+    """A qcow2 image preallocated with metadata has data clusters whose
+    host clusters are holes: QEMU detects such an image and reports
+    those clusters as zeroes too; strata's map says the same."""
+    img = tmp_path / "p.qcow2"
+    qimg("create", "-q", "-f", "qcow2", "-o", f"preallocation={mode}", img,
+         "4M")
+    qio(img, "write -P 0x1a 1m 64k", "write -P 0x1b 3m 4k")
+    assert (simg("map", "--output=json", img).stdout ==
+            qimg("map", "--output=json", img).stdout)

@@ -107,6 +107,15 @@ def _bitmaps(d):
     return p
 
 
+def _prealloc(mode):
+    def make(d):
+        p = d / f"prealloc-{mode}.qcow2"
+        _qcow2(p, 4 * MiB, "-o", f"preallocation={mode}")
+        qio(p, "write -P 0x1a 1m 64k", "write -P 0x1b 3m 4k")
+        return p
+    return make
+
+
 def _raw_sparse(d):
     p = d / "sparse.raw"
     _raw(p, 5 * MiB)
@@ -133,6 +142,9 @@ SOURCES = {
     "chain": _chain, "short-backing": _short_backing,
     "raw-backing": _raw_backing, "small-clusters": _small_clusters,
     "odd-size": _odd_size, "v2": _v2, "bitmaps": _bitmaps,
+    "prealloc-metadata": _prealloc("metadata"),
+    "prealloc-falloc": _prealloc("falloc"),
+    "prealloc-full": _prealloc("full"),
     "raw-sparse": _raw_sparse, "raw-full": _raw_full, "raw-odd": _raw_odd,
 }
 
