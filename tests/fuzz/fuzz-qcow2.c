@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - libFuzzer target for the qcow2 driver: the input is an image
- * file.  It is opened read-write without its backing chain, then read,
- * written, block-status'ed, zeroed, discarded and closed; and opened for
- * metadata changes, where its internal snapshots are listed, created,
- * applied and deleted.  Any crash, sanitizer report or hang is a bug:
- * malformed images must only give errors. */
+ * file.  It is opened read-write without its backing chain, its bitmap
+ * directory sized, then read, written, block-status'ed, zeroed,
+ * discarded and closed; and opened for metadata changes, where its
+ * internal snapshots are listed, created, applied and deleted.  Any
+ * crash, sanitizer report or hang is a bug: malformed images must only
+ * give errors. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +87,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     uint64_t vsize = block_node_size(bs);
+    /* The bitmap directory, as measure reads it, before any write. */
+    block_node_bitmaps_copy_size(bs, 512ull << (size > 8 ? data[8] % 13 : 7));
     /* Keep the work per input small even for huge virtual sizes. */
     uint64_t len = vsize < 131072 ? vsize : 131072;
     uint8_t *buf = calloc(1, len ? len : 1);
