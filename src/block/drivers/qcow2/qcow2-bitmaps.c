@@ -25,14 +25,8 @@ static uint64_t round_up(uint64_t n, uint64_t align)
     return DIV_ROUND_UP(n, align) * align;
 }
 
-/* The bitmaps extension's directory location, copied under the lock;
- * false when the image has no bitmaps QEMU would load (no extension,
- * or a writer that knew nothing of bitmaps cleared the autoclear bit). */
-static bool dir_location(BDRVQcow2State *s, uint32_t *nb, uint64_t *size,
-                         uint64_t *offset)
+const Qcow2Extension *qcow2_bitmaps_extension(const Qcow2Header *h)
 {
-    LOCK_GUARD(&s->lock);
-    const Qcow2Header *h = &s->header;
     const Qcow2Extension *ext = NULL;
 
     for (size_t i = 0; i < h->nb_unknown_ext; i++) {
@@ -40,8 +34,24 @@ static bool dir_location(BDRVQcow2State *s, uint32_t *nb, uint64_t *size,
             ext = &h->unknown_ext[i];
         }
     }
+    /* QEMU ignores the extension once a writer dropped the autoclear bit
+     * (the bitmaps are inconsistent then). */
     if (!ext || ext->len < 24 ||
         !(h->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS)) {
+        return NULL;
+    }
+    return ext;
+}
+
+/* The bitmaps extension's directory location, copied under the lock;
+ * false when the image has no bitmaps QEMU would load. */
+static bool dir_location(BDRVQcow2State *s, uint32_t *nb, uint64_t *size,
+                         uint64_t *offset)
+{
+    LOCK_GUARD(&s->lock);
+    const Qcow2Extension *ext = qcow2_bitmaps_extension(&s->header);
+
+    if (!ext) {
         return false;
     }
     uint32_t n32;

@@ -107,17 +107,8 @@ int qcow2_check_read_snapshots(Qcow2Check *c, BlockCheckResult *res)
  * clusters the tables point to. */
 int qcow2_check_count_bitmaps(Qcow2Check *c, BlockCheckResult *res)
 {
-    const Qcow2Header *h = &c->s->header;
-    const Qcow2Extension *ext = NULL;
-    for (size_t i = 0; i < h->nb_unknown_ext; i++) {
-        if (h->unknown_ext[i].type == QCOW2_EXT_BITMAPS) {
-            ext = &h->unknown_ext[i];
-        }
-    }
-    /* QEMU ignores the extension once a writer dropped the autoclear bit
-     * (the bitmaps are inconsistent then). */
-    if (!ext || ext->len < 24 ||
-        !(h->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS)) {
+    const Qcow2Extension *ext = qcow2_bitmaps_extension(&c->s->header);
+    if (!ext) {
         return 0;
     }
     uint32_t nb_bitmaps = be32_at(ext->data);

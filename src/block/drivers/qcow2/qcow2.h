@@ -42,6 +42,9 @@ int qcow2_check(BlockNode *bs, BlockCheckResult *res, int fix);
  * persistent dirty bitmaps (qemu-img measure); 0 without any, -errno
  * when the directory cannot be read or is damaged. */
 int64_t qcow2_bitmaps_copy_size(BlockNode *bs, uint64_t cluster_size);
+/* The header's bitmaps extension when QEMU would load the bitmaps it
+ * describes, else NULL (qcow2-bitmaps.c). */
+const Qcow2Extension *qcow2_bitmaps_extension(const Qcow2Header *h);
 /* qemu-img amend (qcow2-amend.c). */
 extern const BlockCreateOpt qcow2_amend_opts[];
 bool qcow2_amend(BlockNode *bs, json_t *opts, bool force,
