@@ -216,8 +216,9 @@ def test_measure_image_opts(sources):
 
 
 @pytest.mark.parametrize("size", ["0", "1", "512", "1000", "65537", "10M",
-                                  "1G", "1.5G", "2T", "0x100000", "64T",
-                                  "256T"])
+                                  "1G", "1.5G", "2G", "64G", "256G", "1T",
+                                  "2T", "0x100000", "64T", "256T", "2P",
+                                  "7E"])
 @pytest.mark.parametrize("target", [
     [], ["-O", "raw"], ["-O", "qcow2"],
     ["-O", "qcow2", "-o", "cluster_size=512"],
@@ -233,6 +234,10 @@ def test_measure_size_matches_qemu_img(size, target):
 
 @pytest.mark.parametrize("args", [
     [],
+    ["--object", "secret,id=sec0,data=MTIzNDU2,format=base64"],
+    ["-l", "snapshot.foo=bar"],
+    ["--output", "foo"],
+    ["-O", "foo", "{img}"],
     ["--size", "1G", "{img}"],
     ["{img}", "{img}"],
     ["-f", "qcow2"],
