@@ -179,20 +179,6 @@ static bool parse_args(int argc, char **argv, MeasureArgs *a)
     return true;
 }
 
-/* Internal snapshots are not read by this build: a name is never
- * found, with qemu-img's wording; raw images have none at all. */
-static bool load_snapshot(BlockNode *bs)
-{
-    if (strcmp(block_node_driver_name(bs), "qcow2") != 0) {
-        error_report("Failed to load snapshot: Block format '%s' used by "
-                     "device '' does not support temporarily loading "
-                     "internal snapshots", block_node_driver_name(bs));
-        return false;
-    }
-    error_report("Failed to load snapshot: Can't find snapshot");
-    return false;
-}
-
 static bool is_bool_word(const char *s)
 {
     static const char *const words[] = { "on", "yes", "true", "y", "off",
@@ -344,7 +330,7 @@ int cmd_measure(int argc, char **argv)
         src = img_open_maybe_opts(filename, a.fmt,
                                   a.force_share ? BLOCK_O_FORCE_SHARE : 0,
                                   a.image_opts);
-        if (!src || (a.snapshot && !load_snapshot(src))) {
+        if (!src || (a.snapshot && !img_load_snapshot(&src, 1, a.snapshot))) {
             goto out;
         }
     }

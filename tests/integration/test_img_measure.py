@@ -116,6 +116,23 @@ def _prealloc(mode):
     return make
 
 
+def _snapshot(d):
+    p = d / "snap.qcow2"
+    _qcow2(p, 8 * MiB)
+    qio(p, "write -P 0x1c 0 1m")
+    qimg("snapshot", "-c", "s1", p)
+    qio(p, "write -P 0x1d 2m 3m", "write -z 0 64k")
+    return p
+
+
+def _extended_l2(d):
+    p = d / "subclusters.qcow2"
+    _qcow2(p, 6 * MiB, "-o", "extended_l2=on,cluster_size=128k")
+    qio(p, "write -P 0x1e 4k 4k", "write -P 0x1f 1m 200k",
+        "write -z 2m 128k")
+    return p
+
+
 def _raw_sparse(d):
     p = d / "sparse.raw"
     _raw(p, 5 * MiB)
@@ -145,6 +162,8 @@ SOURCES = {
     "prealloc-metadata": _prealloc("metadata"),
     "prealloc-falloc": _prealloc("falloc"),
     "prealloc-full": _prealloc("full"),
+    "snapshot": _snapshot,
+    "extended-l2": _extended_l2,
     "raw-sparse": _raw_sparse, "raw-full": _raw_full, "raw-odd": _raw_odd,
 }
 
@@ -203,6 +222,16 @@ def test_measure_source_options(sources, extra):
         ours, theirs = both(*extra, "-O", "qcow2", sources[src])
         assert theirs.returncode == 0
         assert_same(ours, theirs)
+
+
+@pytest.mark.parametrize("param", ["s1", "1", "snapshot.name=s1",
+                                   "snapshot.id=1",
+                                   "snapshot.id=1,snapshot.name=s1", "s2",
+                                   "snapshot.name=s2"])
+def test_measure_internal_snapshot(sources, param):
+    """iotest 178: -l measures the source as its snapshot holds it."""
+    for target in ([], ["-O", "qcow2"], ["--output=json", "-O", "qcow2"]):
+        assert_same(*both(*target, "-l", param, sources["snapshot"]))
 
 
 def test_measure_image_opts(sources):
