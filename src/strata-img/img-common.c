@@ -83,6 +83,36 @@ void img_warn_probed_raw(const char *filename)
             filename);
 }
 
+/* QEMU probes the format when --image-opts names none: look at the file
+ * the options name, as a plain open would.  False with errp set when
+ * there is nothing to probe or the file cannot be opened. */
+static bool probe_driver(json_t *opts, int flags, Error **errp)
+{
+    json_t *file = json_object_get(opts, "file");
+    const char *name = json_string_value(json_object_get(file, "filename"));
+
+    if (json_object_get(opts, "driver")) {
+        return true;
+    }
+    if (!file) {
+        error_setg(errp, "Must specify either driver or file");
+        return false;
+    }
+    if (!name) {
+        return true;  /* the open below names what is missing */
+    }
+    BlockNode *bs = block_open_image(name, NULL,
+                                     (flags & BLOCK_O_FORCE_SHARE) |
+                                     BLOCK_O_NO_BACKING, errp);
+    if (!bs) {
+        return false;
+    }
+    json_object_set_new(opts, "driver",
+                        json_string(block_node_driver_name(bs)));
+    block_node_unref(bs);
+    return true;
+}
+
 BlockNode *img_open_maybe_opts(const char *filename, const char *fmt,
                                int flags, bool image_opts)
 {
@@ -108,7 +138,9 @@ BlockNode *img_open_maybe_opts(const char *filename, const char *fmt,
             !json_object_get(file, "driver")) {
             json_object_set_new(file, "driver", json_string("file"));
         }
-        bs = block_node_open(opts, &err);
+        if (probe_driver(opts, flags, &err)) {
+            bs = block_node_open(opts, &err);
+        }
     }
     if (!bs) {
         error_prepend(&err, "Could not open '%s': ", filename);

@@ -242,6 +242,12 @@ def test_measure_image_opts(sources):
         assert theirs.returncode == 0, theirs.stderr
         assert_same(ours, theirs)
     assert_same(*both("--image-opts", "-f", "qcow2", spec))
+    # Without a driver the format is probed, as for a file name.
+    for src in ("chain", "raw-sparse"):
+        assert_same(*both("-O", "qcow2", "--image-opts",
+                          f"file.filename={sources[src]}"))
+    assert_same(*both("--image-opts", f"file.filename={spec}.nothere"))
+    assert_same(*both("--image-opts", "foo=bar"))
 
 
 @pytest.mark.parametrize("size", ["0", "1", "512", "1000", "65537", "10M",
