@@ -7,6 +7,7 @@
  * Checks run in qemu-img's order, so a command line with several
  * mistakes gets the same first complaint.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,7 +230,24 @@ static json_t *parse_target_opts(const char *fmt, const char *optstr)
             error_report("Parameter '%s' expects 'on' or 'off'", item);
             goto bad;
         }
-        if (d->type != BLOCK_OPT_BOOL && !img_normalize_opt(d, opts, NULL)) {
+        if (d->type == BLOCK_OPT_NUMBER) {
+            /* QemuOpts reads numbers with strtoull in base 0: hex and
+             * octal, leading blanks and wrapped negatives included. */
+            char *end;
+            errno = 0;
+            unsigned long long num = strtoull(value, &end, 0);
+            if (end == value || *end || (errno && errno != ERANGE)) {
+                error_report("Parameter '%s' expects a number", item);
+                goto bad;
+            }
+            if (errno == ERANGE) {
+                error_report("Value '%s' is too large for parameter '%s'",
+                             value, item);
+                goto bad;
+            }
+            json_object_set_new(opts, item, json_integer((json_int_t)num));
+        } else if (d->type != BLOCK_OPT_BOOL &&
+                   !img_normalize_opt(d, opts, NULL)) {
             goto bad;
         }
     }

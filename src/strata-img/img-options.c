@@ -8,6 +8,7 @@
  * sorts by name.  The driver's create does the real validation of
  * values.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,8 +195,16 @@ bool img_normalize_opt(const BlockCreateOpt *d, json_t *opts,
     if (d->type == BLOCK_OPT_SIZE) {
         uint64_t n;
         Error *err = NULL;
-        if (!parse_size(s, &n, &err)) {
+        /* QEMU's number parsing skips leading blanks. */
+        const char *num = s + strspn(s, " \t\n\v\f\r");
+        if (!parse_size(num, &n, &err)) {
+            bool range = err->errnum == ERANGE;
             error_free(err);
+            if (range) {
+                error_report("%s%sValue '%s' is out of range for parameter "
+                             "'%s'", pre, sep, s, d->name);
+                return false;
+            }
             error_report("%s%sParameter '%s' expects a non-negative number "
                          "below 2^64\nOptional suffix k, M, G, T, P or E "
                          "means kilo-, mega-, giga-, tera-, peta-\n"
