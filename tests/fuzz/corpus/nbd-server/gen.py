@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Writes the seed corpus for fuzz-nbd-server: recorded client sessions
 (the option and request sequences qemu-img, nbdinfo, nbdcopy and a
 hostile client send, and against a TLS-only server).  Run from this directory."""
