@@ -12,6 +12,7 @@
 #include "block/block_core.h"
 #include "util/cleanup.h"
 #include "util/keyval.h"
+#include "util/qemu-json.h"
 
 const char *const prealloc_mode_names[] = {
     "off", "metadata", "falloc", "full", NULL,
@@ -605,12 +606,17 @@ static json_t *image_options(const char *filename, const char *fmt,
                              Error **errp)
 {
     if (strncmp(filename, "json:", 5) == 0) {
-        json_error_t jerr;
-        json_t *opts = json_loads(filename + 5, JSON_REJECT_DUPLICATES, &jerr);
-        if (!opts || !json_is_object(opts)) {
+        Error *err = NULL;
+        json_t *opts = qemu_json_parse(filename + 5, strlen(filename + 5),
+                                       &err);
+        if (!opts) {
+            error_prepend(&err, "Could not parse the JSON options: ");
+            error_propagate(errp, err);
+            return NULL;
+        }
+        if (!json_is_object(opts)) {
             json_decref(opts);
-            error_setg(errp, "Could not parse the JSON options: %s",
-                       opts ? "not a JSON object" : jerr.text);
+            error_setg(errp, "Invalid JSON object given");
             return NULL;
         }
         if (!crumple(opts, errp)) {
