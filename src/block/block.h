@@ -268,6 +268,10 @@ json_t *block_node_specific_info(BlockNode *bs);
 int64_t block_node_bitmaps_copy_size(BlockNode *bs, uint64_t cluster_size);
 /* The image is marked dirty (qcow2 lazy refcounts). */
 bool block_node_is_dirty(BlockNode *bs);
+/* False when QEMU could not get image info (bdrv_get_info) for bs: its
+ * bottom protocol keeps nothing (null-co); qemu-img info then leaves
+ * out "dirty-flag". */
+bool block_node_has_image_info(BlockNode *bs);
 /* query-blockstats' "driver-specific" for the node, or NULL; the caller
  * owns the reference. */
 json_t *block_node_specific_stats(BlockNode *bs);

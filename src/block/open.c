@@ -93,7 +93,12 @@ static bool crumple(json_t *obj, Error **errp)
                 error_setg(errp, "Parameters '%s.*' used inconsistently", group);
                 return false;
             }
-            if (json_object_get(sub, dot + 1)) {
+            json_t *prev = json_object_get(sub, dot + 1);
+            if (prev && json_equal(prev, val)) {
+                json_object_del(obj, key);
+                continue;
+            }
+            if (prev) {
                 error_setg(errp, "Parameter '%s' is given twice", key);
                 return false;
             }
@@ -242,11 +247,6 @@ static const BlockDriver *prefix_driver(const char *name)
     return block_find_protocol(proto);
 }
 
-static bool has_protocol_prefix(const char *name)
-{
-    return prefix_driver(name) != NULL;
-}
-
 static json_t *image_options(const char *filename, const char *fmt,
                              Error **errp);
 
@@ -357,6 +357,23 @@ static void close_unregistered(BlockNode *bs)
     block_node_free_unregistered(bs);
 }
 
+/* The first option left in opts, flat ("x.y") as QEMU names it. */
+static char *first_flat_key(json_t *opts)
+{
+    void *it = json_object_iter(opts);
+    if (!it) {
+        return NULL;
+    }
+    const char *key = json_object_iter_key(it);
+    json_t *v = json_object_iter_value(it);
+    CLEANUP_FREE char *sub = json_is_object(v) ? first_flat_key(v) : NULL;
+    char *out = NULL;
+    if (sub) {
+        return asprintf(&out, "%s.%s", key, sub) < 0 ? NULL : out;
+    }
+    return strdup(key);
+}
+
 /* role is NULL for a node opened on its own. */
 static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
                             const BlockChildRole *role, const OpenCtx *ctx,
@@ -450,6 +467,20 @@ static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
     if (bs->request_alignment == 0) {
         bs->request_alignment = 1;
     }
+    if ((flags & OPEN_UNTYPED_OPTIONS) && json_object_size(opts)) {
+        /* Options that came as text (json:, --image-opts) are checked
+         * by QEMU's legacy open, which words this differently. */
+        CLEANUP_FREE char *key = first_flat_key(opts);
+        if (drv->is_protocol) {
+            error_setg(errp, "Block protocol '%s' doesn't support the option "
+                       "'%s'", drv->format_name, key ? key : "");
+        } else {
+            error_setg(errp, "Block format '%s' does not support the option "
+                       "'%s'", drv->format_name, key ? key : "");
+        }
+        close_unregistered(bs);
+        return NULL;
+    }
     if (!opt_check_empty(opts, errp)) {
         close_unregistered(bs);
         return NULL;
@@ -519,6 +550,12 @@ const char *block_probe_format(const char *filename, Error **errp)
                          "its format");
         return NULL;
     }
+    return block_probe_buffer(buf, (size_t)n, filename, errp);
+}
+
+const char *block_probe_buffer(const uint8_t *buf, size_t n,
+                               const char *filename, Error **errp)
+{
     const char *best = "raw";
     int best_score = 0;
     for (size_t i = 0; block_drivers[i]; i++) {
@@ -526,7 +563,7 @@ const char *block_probe_format(const char *filename, Error **errp)
         if (!drv->probe || !drv->is_format) {
             continue;
         }
-        int score = drv->probe(buf, (size_t)n, filename);
+        int score = drv->probe(buf, n, filename);
         if (score > best_score) {
             best_score = score;
             best = drv->format_name;
@@ -535,7 +572,7 @@ const char *block_probe_format(const char *filename, Error **errp)
     /* Never a silent wrong guess: a format strata cannot read that
      * matches better than what it can is refused by name. */
     int foreign_score;
-    const char *foreign = block_probe_unsupported(buf, (size_t)n, filename,
+    const char *foreign = block_probe_unsupported(buf, n, filename,
                                                   &foreign_score);
     if (foreign && foreign_score > best_score) {
         error_setg(errp, "image format '%s' is not supported", foreign);
@@ -600,8 +637,75 @@ static bool json_default_drivers(json_t *opts, const char *fmt, Error **errp)
     return true;
 }
 
-/* {"driver": fmt, "file": {"driver": "file", "filename": f}} for a plain
- * file name, or the parsed options of a "json:" name.  fmt NULL probes. */
+/* QEMU's path_has_protocol: a colon before any slash. */
+static bool name_has_protocol(const char *name)
+{
+    return name[strcspn(name, ":/")] == ':';
+}
+
+json_t *block_protocol_options(const char *filename, const BlockDriver *drv,
+                               Error **errp)
+{
+    if (!drv && name_has_protocol(filename)) {
+        drv = prefix_driver(filename);
+        if (!drv) {
+            size_t len = strcspn(filename, ":");
+            error_setg(errp, "Unknown protocol '%.*s'",
+                       (int)(len > 127 ? 127 : len), filename);
+            return NULL;
+        }
+    }
+    if (!drv) {
+        drv = &bdrv_file;
+    }
+    json_t *opts = json_pack("{s:s, s:s}", "driver", drv->format_name,
+                             "filename", filename);
+    if (!opts) {
+        error_setg(errp, "Out of memory");
+        return NULL;
+    }
+    if (drv->parse_filename && !drv->parse_filename(filename, opts, errp)) {
+        json_decref(opts);
+        return NULL;
+    }
+    return opts;
+}
+
+/* The format of what a protocol node other than a plain file holds,
+ * read through that node, as QEMU probes. */
+static const char *probe_through_node(const json_t *file_opts, Error **errp)
+{
+    CLEANUP_JSON json_t *opts = json_deep_copy(file_opts);
+    if (!opts) {
+        error_setg(errp, "Out of memory");
+        return NULL;
+    }
+    json_object_set_new(opts, "read-only", json_true());
+    json_object_set_new(opts, "force-share", json_true());
+    BlockNode *bs = node_open(NULL, opts, BLOCK_O_FORCE_SHARE, NULL, NULL,
+                              errp);
+    if (!bs) {
+        return NULL;
+    }
+    uint8_t buf[2048] = { 0 };
+    uint64_t n = block_node_size(bs);
+    n = n < sizeof(buf) ? n : sizeof(buf);
+    int ret = n ? block_read(bs, 0, n, buf, 0) : 0;
+    const char *fname = json_string_value(json_object_get(file_opts,
+                                                           "filename"));
+    const char *fmt = NULL;
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not read image for determining "
+                         "its format");
+    } else {
+        fmt = block_probe_buffer(buf, (size_t)n, fname ? fname : "", errp);
+    }
+    block_node_unref(bs);
+    return fmt;
+}
+
+/* {"driver": fmt, "file": <protocol options>} for a plain file name, or
+ * the parsed options of a "json:" name.  fmt NULL probes. */
 static json_t *image_options(const char *filename, const char *fmt,
                              Error **errp)
 {
@@ -630,26 +734,39 @@ static json_t *image_options(const char *filename, const char *fmt,
         return opts;
     }
 
-    const char *proto = protocol_for(filename);
-    if (has_protocol_prefix(filename) && !fmt) {
-        fmt = "raw";
-    }
-    if (!fmt) {
-        fmt = block_probe_format(filename, errp);
-        if (!fmt) {
-            return NULL;
-        }
-    }
-    const BlockDriver *drv = block_find_driver(fmt);
-    if (!drv) {
+    const BlockDriver *drv = fmt ? block_find_driver(fmt) : NULL;
+    if (fmt && !drv) {
         error_setg(errp, "Unknown driver '%s'", fmt);
         return NULL;
     }
-    if (drv->is_protocol) {
-        return json_pack("{s:s, s:s}", "driver", fmt, "filename", filename);
+    if (drv && drv->is_protocol) {
+        return block_protocol_options(filename, drv, errp);
     }
-    return json_pack("{s:s, s:{s:s, s:s}}", "driver", fmt, "file",
-                     "driver", proto, "filename", filename);
+    json_t *file = block_protocol_options(filename, NULL, errp);
+    if (!file) {
+        return NULL;
+    }
+    const BlockDriver *pdrv = block_find_driver(
+        json_string_value(json_object_get(file, "driver")));
+    const char *fname = json_string_value(json_object_get(file, "filename"));
+    if (pdrv == &bdrv_file && fname && !*fname) {
+        error_setg(errp, "The '%s' block driver requires a file name",
+                   pdrv->format_name);
+        json_decref(file);
+        return NULL;
+    }
+    if (!fmt && pdrv != &bdrv_file && pdrv && pdrv->parse_filename) {
+        fmt = probe_through_node(file, errp);
+    } else if (!fmt && pdrv != &bdrv_file) {
+        fmt = "raw";
+    } else if (!fmt) {
+        fmt = block_probe_format(fname ? fname : filename, errp);
+    }
+    if (!fmt) {
+        json_decref(file);
+        return NULL;
+    }
+    return json_pack("{s:s, s:o}", "driver", fmt, "file", file);
 }
 
 BlockNode *block_open_image(const char *filename, const char *fmt, int flags,

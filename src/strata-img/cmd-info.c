@@ -58,8 +58,10 @@ static json_t *collect_info(BlockNode *bs, const char *filename)
         json_object_set_new(info, "backing-filename",
                             json_string(backing_file));
     }
-    json_object_set_new(info, "dirty-flag",
-                        json_boolean(block_node_is_dirty(bs)));
+    if (block_node_has_image_info(bs)) {
+        json_object_set_new(info, "dirty-flag",
+                            json_boolean(block_node_is_dirty(bs)));
+    }
     return info;
 }
 
