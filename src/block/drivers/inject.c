@@ -208,9 +208,80 @@ static bool parse_rule(json_t *r, size_t i, InjectRule *rule, Error **errp)
 
 static void raise_event_locked(InjectState *s, int event);
 
+/* QEMU's "blkdebug:CONFIG:IMAGE": CONFIG names a rules file (may be
+ * empty), IMAGE is opened as a file name of its own (prefixes and all). */
+static bool inject_parse_filename(const char *filename, json_t *opts,
+                                  Error **errp)
+{
+    const char *p = filename + strlen("blkdebug:");
+    const char *colon = strchr(p, ':');
+    if (strncmp(filename, "blkdebug:", 9) != 0 || !colon) {
+        error_setg(errp, "blkdebug requires both config file and image path");
+        return false;
+    }
+    if (colon > p) {
+        json_object_set_new(opts, "config",
+                            json_stringn(p, (size_t)(colon - p)));
+    }
+    json_object_set_new(opts, "x-image", json_string(colon + 1));
+    json_object_del(opts, "filename");
+    return true;
+}
+
+/* A rules file: strata reads QEMU's only to say what QEMU would when it
+ * cannot; rules in it are not supported (use inject-error options). */
+static bool check_config(json_t *opts, Error **errp)
+{
+    json_t *cfg = json_object_get(opts, "config");
+    if (!cfg) {
+        return true;
+    }
+    const char *path = json_string_value(cfg);
+    FILE *f = path ? fopen(path, "r") : NULL;
+    if (!f) {
+        error_setg_errno(errp, path ? errno : EINVAL,
+                         "Could not read blkdebug config file");
+        return false;
+    }
+    char line[512];
+    bool empty = true;
+    while (fgets(line, sizeof(line), f)) {
+        const char *c = line + strspn(line, " \t\r\n");
+        if (*c && *c != '#') {
+            empty = false;
+        }
+    }
+    fclose(f);
+    if (!empty) {
+        error_setg(errp, "blkdebug option 'config' is not supported by strata "
+                   "(only inject-error, align and max-transfer)");
+        return false;
+    }
+    json_object_del(opts, "config");
+    return true;
+}
+
 static bool inject_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
 {
     InjectState *s = bs->opaque;
+    if (!check_config(opts, errp)) {
+        return false;
+    }
+    json_t *ximage = json_object_get(opts, "x-image");
+    if (ximage) {
+        json_t *child = json_is_string(ximage)
+            ? block_protocol_options(json_string_value(ximage), NULL, errp)
+            : NULL;
+        if (!child) {
+            if (!json_is_string(ximage)) {
+                error_setg(errp, "Invalid parameter type for 'x-image', "
+                           "expected: string");
+            }
+            return false;
+        }
+        json_object_set_new(opts, "image", child);
+        json_object_del(opts, "x-image");
+    }
     static const char *const refused[] = { "config", "set-state",
                                            "take-child-perms",
                                            "unshare-child-perms" };
@@ -470,11 +541,15 @@ static char *inject_exact_filename(BlockNode *bs, const json_t *full)
     return out;
 }
 
+static const char *const blkdebug_prefixes[] = { "blkdebug", NULL };
+
 const BlockDriver bdrv_blkdebug = {
     .format_name = "blkdebug",
     .state_size = sizeof(InjectState),
     .is_filter = true,
     .file_child_option = "image",
+    .protocol_prefixes = blkdebug_prefixes,
+    .parse_filename = inject_parse_filename,
     .strong_options = inject_strong_options,
     .exact_filename = inject_exact_filename,
     .open = inject_open,
