@@ -121,6 +121,9 @@ BlockNode *block_open_image(const char *filename, const char *fmt, int flags,
                             Error **errp);
 
 /* Probes the format of a file ("qcow2" or "raw"). */
+/* As block_open_image for qemu-img's --image-opts: flat (keys may be
+ * dotted, "file.filename") holds the options as text. */
+BlockNode *block_open_image_opts(const json_t *flat, int flags, Error **errp);
 const char *block_probe_format(const char *filename, Error **errp);
 
 BlockNode *block_node_find(const char *node_name);

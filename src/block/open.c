@@ -399,6 +399,10 @@ static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
             return NULL;
         }
         drv = block_find_driver(name);
+        if (!drv && (flags & OPEN_UNTYPED_OPTIONS)) {
+            error_setg(errp, "Unknown driver '%s'", name);
+            return NULL;
+        }
         if (!drv) {
             error_setg(errp, "Parameter 'driver' does not accept value '%s'", name);
             return NULL;
@@ -406,6 +410,13 @@ static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
     }
     json_object_del(opts, "driver");
 
+    if ((flags & OPEN_UNTYPED_OPTIONS) &&
+        (drv == &bdrv_file || drv == &bdrv_host_device) &&
+        !json_object_get(opts, "filename")) {
+        error_setg(errp, "The '%s' block driver requires a file name",
+                   drv->format_name);
+        return NULL;
+    }
     GenericOpts g;
     if (!parse_generic(opts, flags, &g, errp)) {
         return NULL;
@@ -769,6 +780,8 @@ static json_t *image_options(const char *filename, const char *fmt,
     return json_pack("{s:s, s:o}", "driver", fmt, "file", file);
 }
 
+static BlockNode *open_image(json_t *opts, int flags, Error **errp);
+
 BlockNode *block_open_image(const char *filename, const char *fmt, int flags,
                             Error **errp)
 {
@@ -776,6 +789,40 @@ BlockNode *block_open_image(const char *filename, const char *fmt, int flags,
     if (!opts) {
         return NULL;
     }
+    if (strncmp(filename, "json:", 5) == 0) {
+        flags |= OPEN_UNTYPED_OPTIONS;
+    }
+    return open_image(opts, flags, errp);
+}
+
+BlockNode *block_open_image_opts(const json_t *flat, int flags, Error **errp)
+{
+    CLEANUP_JSON json_t *opts = json_deep_copy(flat);
+    if (!opts) {
+        error_setg(errp, "Out of memory");
+        return NULL;
+    }
+    if (!crumple(opts, errp)) {
+        return NULL;
+    }
+    json_t *file = json_object_get(opts, "file");
+    if (!json_object_get(opts, "driver") && json_is_string(file)) {
+        /* A node reference; a tool has no nodes to refer to. */
+        const char *ref = json_string_value(file);
+        error_setg(errp, "Cannot find device='%s' nor node-name='%s'", ref,
+                   ref);
+        return NULL;
+    }
+    if (!json_default_drivers(opts, NULL, errp)) {
+        return NULL;
+    }
+    return open_image(opts, flags | OPEN_UNTYPED_OPTIONS, errp);
+}
+
+/* Opens the options of an image as qemu-img does: the tool is the
+ * image's one user. */
+static BlockNode *open_image(json_t *opts, int flags, Error **errp)
+{
     if ((flags & BLOCK_O_FORCE_SHARE) && (flags & BLOCK_O_RDWR)) {
         error_setg(errp, "force-share=on can only be used with read-only images");
         return NULL;
@@ -786,9 +833,6 @@ BlockNode *block_open_image(const char *filename, const char *fmt, int flags,
     }
     if (flags & BLOCK_O_NOCACHE) {
         opt_default(opts, "cache.direct", json_true());
-    }
-    if (strncmp(filename, "json:", 5) == 0) {
-        flags |= OPEN_UNTYPED_OPTIONS;
     }
     BlockNode *bs = node_open(NULL, opts, flags, NULL, NULL, errp);
     /* The tool is the image's user, as qemu-img's BlockBackend: it reads,

@@ -54,6 +54,7 @@ static int parse_args(int argc, char **argv, ConvertArgs *a)
     enum { OPT_TARGET_IS_ZERO = 256, OPT_IGNORED, OPT_SALVAGE };
     static const struct option long_options[] = {
         { "help", no_argument, NULL, 'h' },
+        { "image-opts", no_argument, NULL, IMG_OPT_IMAGE_OPTS },
         { "force-share", no_argument, NULL, 'U' },
         { "target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO },
         { "salvage", no_argument, NULL, OPT_SALVAGE },
@@ -65,6 +66,7 @@ static int parse_args(int argc, char **argv, ConvertArgs *a)
     while ((c = getopt_long(argc, argv, ":hf:O:B:F:Cco:l:S:pt:T:qnm:Wr:U",
                             long_options, NULL)) != -1) {
         switch (c) {
+        case IMG_OPT_IMAGE_OPTS: img_set_image_opts(true); break;
         case 'h': img_help();
         case 'f': a->fmt = optarg; break;
         case 'O': a->out_fmt = optarg; break;

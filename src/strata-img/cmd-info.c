@@ -228,6 +228,8 @@ static json_t *collect_chain(const char *filename, const char *fmt,
 
         BlockNode *bs = img_open(cur_name, cur_fmt,
                                  flags | BLOCK_O_NO_BACKING, false);
+        /* Backing files are names, whatever the top image was. */
+        img_set_image_opts(false);
         if (!bs) {
             goto fail;
         }
@@ -265,6 +267,7 @@ int cmd_info(int argc, char **argv)
     enum { OPT_OUTPUT = 256, OPT_BACKING_CHAIN };
     static const struct option long_options[] = {
         { "help", no_argument, NULL, 'h' },
+        { "image-opts", no_argument, NULL, IMG_OPT_IMAGE_OPTS },
         { "format", required_argument, NULL, 'f' },
         { "output", required_argument, NULL, OPT_OUTPUT },
         { "backing-chain", no_argument, NULL, OPT_BACKING_CHAIN },
@@ -280,6 +283,7 @@ int cmd_info(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, ":f:hU", long_options, NULL)) != -1) {
         switch (c) {
+        case IMG_OPT_IMAGE_OPTS: img_set_image_opts(true); break;
         case 'f': fmt = optarg; break;
         case 'h': img_help();
         case 'U': flags |= BLOCK_O_FORCE_SHARE; break;
