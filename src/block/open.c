@@ -862,6 +862,18 @@ bool block_create(const char *fmt, const char *filename, json_t *opts,
         return false;
     }
     CLEANUP_JSON json_t *copy = opts ? json_deep_copy(opts) : json_object();
+    /* "file:NAME" creates NAME, as QEMU's file driver strips its prefix
+     * (other prefixes are the create callbacks' business). */
+    Error *ignored = NULL;
+    CLEANUP_JSON json_t *proto = block_protocol_options(filename, NULL,
+                                                        &ignored);
+    error_free(ignored);
+    const char *plain = json_string_value(json_object_get(proto, "filename"));
+    if (plain && *plain &&
+        block_find_driver(json_string_value(json_object_get(proto, "driver")))
+            == &bdrv_file) {
+        filename = plain;
+    }
     return drv->create(filename, copy, errp);
 }
 
