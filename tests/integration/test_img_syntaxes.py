@@ -97,6 +97,40 @@ PROTOCOL_CASES = [
                  "image.filename": A})],
 ]
 
+# blkdebug rules files, in QEMU's syntax (iotest 074's first).
+CONFIGS = {
+    "empty.conf": "",
+    "eio.conf": '[inject-error]\nevent = "read_aio"\nerrno = "5"\n'
+                'once ="off"\n',
+    "state.conf": '# read_aio moves to state 2, where reads fail\n'
+                  '[set-state]\nevent = "read_aio"\nnew_state = "2"\n\n'
+                  '[inject-error]\nevent = "read_aio"\nstate = "2"\n'
+                  'errno = "28"\n',
+    "nogroup.conf": '[foo]\n',
+    "nohead.conf": 'x = "1"\n',
+    "badkey.conf": '[inject-error]\nfoo = "1"\n',
+    "badline.conf": '[inject-error]\nfoo\n',
+}
+
+BLKDEBUG_CONFIG_CASES = [
+    ["compare", "blkdebug:eio.conf:a.qcow2", "b.qcow2"],
+    ["compare", "blkdebug:state.conf:a.qcow2", "b.qcow2"],
+    ["convert", "-O", "raw", "blkdebug:eio.conf:a.qcow2", "out.raw"],
+    ["map", "--output=json", "blkdebug:eio.conf:a.qcow2"],
+    ["check", "blkdebug:eio.conf:a.qcow2"],
+    ["info", "blkdebug:state.conf:a.qcow2"],
+    ["info", "blkdebug:nogroup.conf:a.qcow2"],
+    ["info", "blkdebug:nohead.conf:a.qcow2"],
+    ["info", "blkdebug:badkey.conf:a.qcow2"],
+    ["info", "blkdebug:badline.conf:a.qcow2"],
+    ["info", "--output=json", "blkdebug:empty.conf:a.qcow2"],
+    ["compare", js({"driver": "qcow2", "file": {
+        "driver": "blkdebug", "image": {"filename": A},
+        "set-state": [{"event": "read_aio", "new_state": 2}],
+        "inject-error": [{"event": "read_aio", "state": 2, "errno": 5}]}}),
+     "b.qcow2"],
+]
+
 IMAGE_OPTS = [
     "a.qcow2",
     "driver=qcow2,file.filename=a.qcow2",
@@ -154,7 +188,9 @@ def images(tmp_path, monkeypatch):
     run(["qemu-img", "create", "-q", "-f", "qcow2", A, "1M"])
     run(["qemu-io", "-c", "write -P 0x5a 64k 64k", A])
     run(["cp", A, "c:d.qcow2"])
-    (tmp_path / "empty.conf").write_text("")
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "b.qcow2", "1M"])
+    for name, text in CONFIGS.items():
+        (tmp_path / name).write_text(text)
     return tmp_path
 
 
@@ -173,6 +209,12 @@ def test_json_filename_like_qemu_img(images, text):
 
 @pytest.mark.parametrize("args", PROTOCOL_CASES, ids=range(len(PROTOCOL_CASES)))
 def test_protocol_prefix_like_qemu_img(images, args):
+    same(args)
+
+
+@pytest.mark.parametrize("args", BLKDEBUG_CONFIG_CASES,
+                         ids=range(len(BLKDEBUG_CONFIG_CASES)))
+def test_blkdebug_config_like_qemu_img(images, args):
     same(args)
 
 
