@@ -272,3 +272,21 @@ def test_iotest_126_colons_and_file_prefix(images):
                                          if not l.startswith("disk size")), e)
                           for rc, o, e in rows]
     assert strip(got) == strip(want)
+
+
+@pytest.mark.parametrize("arg", [
+    "{'driver':'null-co','node-name':'n'} x",
+    '{"driver":"null-co"',
+    "{'driver':'null-co','node-name':'n','x':1}",
+    "{'driver':'null-co','node-name':'n','x':'a\\'b'}",
+    '{"driver":"null-co","node-name":"n","a":@}',
+])
+def test_stratad_blockdev_json_dialect_like_qsd(arg):
+    """stratad's --blockdev reads JSON in QEMU's dialect too, failing
+    with qemu-storage-daemon's words."""
+    require("qemu-storage-daemon")
+    q = run_tool(["qemu-storage-daemon", "--blockdev", arg], timeout=10)
+    s = run_tool([binary("stratad"), "--blockdev", arg], timeout=10)
+    assert q.returncode == 1
+    assert (s.returncode, s.stderr.replace("stratad", "qemu-storage-daemon")) \
+        == (q.returncode, q.stderr)
