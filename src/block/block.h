@@ -121,6 +121,9 @@ BlockNode *block_open_image(const char *filename, const char *fmt, int flags,
                             Error **errp);
 
 /* Probes the format of a file ("qcow2" or "raw"). */
+/* Creates the object a --object argument describes (keyval with
+ * implied "qom-type", or JSON), as qemu-img and qemu-storage-daemon do. */
+bool block_object_add_cmdline(const char *arg, Error **errp);
 /* As block_open_image for qemu-img's --image-opts: flat (keys may be
  * dotted, "file.filename") holds the options as text. */
 BlockNode *block_open_image_opts(const json_t *flat, int flags, Error **errp);

@@ -54,6 +54,7 @@ static int parse_args(int argc, char **argv, ConvertArgs *a)
     enum { OPT_TARGET_IS_ZERO = 256, OPT_IGNORED, OPT_SALVAGE };
     static const struct option long_options[] = {
         { "help", no_argument, NULL, 'h' },
+        { "object", required_argument, NULL, IMG_OPT_OBJECT },
         { "image-opts", no_argument, NULL, IMG_OPT_IMAGE_OPTS },
         { "force-share", no_argument, NULL, 'U' },
         { "target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO },
@@ -66,6 +67,7 @@ static int parse_args(int argc, char **argv, ConvertArgs *a)
     while ((c = getopt_long(argc, argv, ":hf:O:B:F:Cco:l:S:pt:T:qnm:Wr:U",
                             long_options, NULL)) != -1) {
         switch (c) {
+        case IMG_OPT_OBJECT: img_object_add(optarg); break;
         case IMG_OPT_IMAGE_OPTS: img_set_image_opts(true); break;
         case 'h': img_help();
         case 'f': a->fmt = optarg; break;

@@ -267,6 +267,7 @@ int cmd_info(int argc, char **argv)
     enum { OPT_OUTPUT = 256, OPT_BACKING_CHAIN };
     static const struct option long_options[] = {
         { "help", no_argument, NULL, 'h' },
+        { "object", required_argument, NULL, IMG_OPT_OBJECT },
         { "image-opts", no_argument, NULL, IMG_OPT_IMAGE_OPTS },
         { "format", required_argument, NULL, 'f' },
         { "output", required_argument, NULL, OPT_OUTPUT },
@@ -283,6 +284,7 @@ int cmd_info(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, ":f:hU", long_options, NULL)) != -1) {
         switch (c) {
+        case IMG_OPT_OBJECT: img_object_add(optarg); break;
         case IMG_OPT_IMAGE_OPTS: img_set_image_opts(true); break;
         case 'f': fmt = optarg; break;
         case 'h': img_help();

@@ -112,6 +112,7 @@ int cmd_rebase(int argc, char **argv)
 {
     static const struct option long_options[] = {
         { "help", no_argument, NULL, 'h' },
+        { "object", required_argument, NULL, IMG_OPT_OBJECT },
         { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
@@ -123,6 +124,7 @@ int cmd_rebase(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":hf:F:b:upt:T:qU", long_options,
                             NULL)) != -1) {
         switch (c) {
+        case IMG_OPT_OBJECT: img_object_add(optarg); break;
         case 'h': img_help();
         case 'f': fmt = optarg; break;
         case 'F': out_fmt = optarg; break;

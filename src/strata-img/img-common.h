@@ -75,6 +75,9 @@ BlockNode *img_open_image_opts(const char *optstr, const char *fmt,
                                int flags);
 /* getopt value of --image-opts in every command that has it. */
 #define IMG_OPT_IMAGE_OPTS 0x4000
+/* --object ARG: creates the object or prints why not and exits 1. */
+void img_object_add(const char *arg);
+#define IMG_OPT_OBJECT 0x4001
 
 /* qemu-img's path_combine(): a relative backing file name is relative to
  * the directory of the image that names it.  Returns a malloc'd string,

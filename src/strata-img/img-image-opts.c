@@ -100,6 +100,15 @@ json_t *img_parse_image_opts(const char *str)
     return opts;
 }
 
+void img_object_add(const char *arg)
+{
+    Error *err = NULL;
+    if (!block_object_add_cmdline(arg, &err)) {
+        error_report_err(err);
+        exit(1);
+    }
+}
+
 BlockNode *img_open_image_opts(const char *optstr, const char *fmt,
                                int flags)
 {

@@ -181,6 +181,31 @@ IMAGE_OPTS_CASES = [["info", "--image-opts", o] for o in IMAGE_OPTS] + [
 ]
 
 
+OBJECT_CASES = [
+    ["info", "--object", "secret,id=s0,data=abc", A],
+    ["info", "--object", "foo,id=x", A],
+    ["info", "--object", "foo", A],
+    ["info", "--object", "secret,data=abc", A],
+    ["info", "--object", "secret,id=s0", A],
+    ["info", "--object", "qom-type=secret,id=s0,data=x", A],
+    ["info", "--object", "{'qom-type':'secret','id':'s0','data':'x'}", A],
+    ["info", "--object", '{"qom-type":"secret"', A],
+    ["info", "--object", "secret,id=s0,data=x,bogus=1", A],
+    ["info", "--object", "secret,id=s0,data=x", "--object",
+     "secret,id=s0,data=y", A],
+    ["check", "--object", "secret,id=s0,data=abc", A],
+    ["map", "--object", "secret,id=s0,data=abc", "--output=json", A],
+    ["compare", "--object", "secret,id=s0,data=abc", A, A],
+    ["convert", "--object", "secret,id=s0,data=abc", "-O", "raw", A,
+     "o.raw"],
+    ["create", "--object", "secret,id=s0,data=abc", "-f", "qcow2",
+     "new.qcow2", "1M"],
+    ["resize", "--object", "foo", A, "2M"],
+    ["amend", "--object", "secret,id=s0,data=abc", "-o",
+     "lazy_refcounts=off", A],
+]
+
+
 @pytest.fixture
 def images(tmp_path, monkeypatch):
     require("qemu-img")
@@ -216,6 +241,12 @@ def test_protocol_prefix_like_qemu_img(images, args):
                          ids=range(len(BLKDEBUG_CONFIG_CASES)))
 def test_blkdebug_config_like_qemu_img(images, args):
     same(args)
+
+
+@pytest.mark.parametrize("args", OBJECT_CASES, ids=range(len(OBJECT_CASES)))
+def test_object_like_qemu_img(images, args):
+    same(args)
+    run(["rm", "-f", "new.qcow2"])
 
 
 @pytest.mark.parametrize("args", IMAGE_OPTS_CASES,
