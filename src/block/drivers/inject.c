@@ -23,8 +23,10 @@
  * -> pwritev_zero; flush -> flush_to_os, then flush_to_disk.  That is
  * what QEMU does for a raw format node above blkdebug; under qcow2, QEMU
  * raises read_aio and write_aio for guest data only, and so does strata:
- * requests a format makes for its own metadata raise nothing, nor do
- * requests made with no parent above (probing the format).  Every other
+ * requests a format makes for its own metadata raise neither, nor do
+ * requests made with no parent above (probing the format).  "none" is
+ * raised once when the node opens, so its rules are active from the
+ * start.  Every other
  * QEMU event name is accepted and never raised.  "immediately" only changes, in QEMU, whether the
  * error is returned before or after yielding; strata's requests are
  * synchronous, so it is accepted and has no effect.
@@ -496,6 +498,11 @@ static void raise_event_locked(InjectState *s, int event)
     s->state = new_state;
 }
 
+static int event_id(const char *name)
+{
+    return enum_index(event_names, name);
+}
+
 /* Raises the events of a request (terminated by -1), then returns the
  * error of the first active rule that matches it, or 0. */
 static int check(BlockNode *bs, const int *events, IoType type,
@@ -506,13 +513,17 @@ static int check(BlockNode *bs, const int *events, IoType type,
         return 0;
     }
     LOCK_GUARD(&s->lock);
-    /* QEMU's format drivers raise these events for guest data only, on
-     * their file child: not for their own metadata, nor for reads made
-     * before there is a format above (probing). */
-    bool raise = bs->parents > 0 &&
-                 block_origin_current() != BLOCK_ORIGIN_METADATA;
-    for (const int *e = events; raise && *e >= 0; e++) {
-        raise_event_locked(s, *e);
+    /* QEMU's format drivers raise read_aio and write_aio for guest data
+     * only, on their file child: not for their own metadata, nor for
+     * reads made before there is a format above (probing).  The other
+     * events come from QEMU's generic I/O path, for every request. */
+    bool data = bs->parents > 0 &&
+                block_origin_current() != BLOCK_ORIGIN_METADATA;
+    for (const int *e = events; *e >= 0; e++) {
+        if (data || (*e != event_id("read_aio") &&
+                     *e != event_id("write_aio"))) {
+            raise_event_locked(s, *e);
+        }
     }
     for (size_t i = 0; i < s->nrules; i++) {
         InjectRule *r = &s->rules[i];
@@ -535,10 +546,6 @@ static int check(BlockNode *bs, const int *events, IoType type,
     return 0;
 }
 
-static int event_id(const char *name)
-{
-    return enum_index(event_names, name);
-}
 
 static int inject_pread(BlockNode *bs, uint64_t offset, uint64_t bytes,
                         void *buf, int flags)
