@@ -622,6 +622,24 @@ static void default_child_protocols(json_t *obj)
 /* A "json:" object may leave drivers out, as QEMU's bdrv_open allows:
  * children named only by "filename" get their protocol driver, and a
  * missing format is probed from the file. */
+static bool json_default_drivers(json_t *opts, const char *fmt, Error **errp);
+
+/* A backing image given inline without a driver is probed like the top
+ * one ("backing.file.filename=x" names a qcow2 by its content). */
+static bool default_backing_format(json_t *opts, Error **errp)
+{
+    json_t *backing = json_object_get(opts, "backing");
+    if (!json_is_object(backing)) {
+        return true;
+    }
+    if (!json_object_get(backing, "driver") &&
+        json_is_object(json_object_get(backing, "file")) &&
+        !json_default_drivers(backing, NULL, errp)) {
+        return false;
+    }
+    return default_backing_format(backing, errp);
+}
+
 static bool json_default_drivers(json_t *opts, const char *fmt, Error **errp)
 {
     json_t *top_driver = json_object_get(opts, "driver");
@@ -645,7 +663,7 @@ static bool json_default_drivers(json_t *opts, const char *fmt, Error **errp)
             json_object_set_new(opts, "driver", json_string(probed));
         }
     }
-    return true;
+    return default_backing_format(opts, errp);
 }
 
 /* QEMU's path_has_protocol: a colon before any slash. */

@@ -50,7 +50,11 @@ static json_t *collect_info(BlockNode *bs, const char *filename)
         json_object_set_new(info, "format-specific", spec);
     }
     if (backing_file) {
-        CLEANUP_FREE char *full = img_path_combine(shown, backing_file);
+        /* Relative to the directory of the image's file, which a json:
+         * name may still tell (through a filter); absent when not. */
+        Error *err = NULL;
+        CLEANUP_FREE char *full = block_full_backing_filename(bs, &err);
+        error_free(err);
         if (full) {
             json_object_set_new(info, "full-backing-filename",
                                 json_string(full));

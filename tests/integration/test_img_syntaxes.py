@@ -321,3 +321,45 @@ def test_stratad_blockdev_json_dialect_like_qsd(arg):
     assert q.returncode == 1
     assert (s.returncode, s.stderr.replace("stratad", "qemu-storage-daemon")) \
         == (q.returncode, q.stderr)
+
+
+def iotest_cases(d):
+    """Uses of these syntaxes in QEMU iotests 061, 089, 110, 244, 251."""
+    top, base = f"{d}/t.qcow2", f"{d}/t.qcow2.base"
+    blkdebug_top = ("json:{'driver':'qcow2','file':{'driver':'blkdebug',"
+                    f"'image':{{'driver':'file','filename':'{top}'}},"
+                    "'set-state':[{'event':'read_aio','new_state':42}]}}")
+
+    def above(rule):
+        return ("json:{'driver': 'blkdebug','image': {'driver': 'qcow2',"
+                f"'file': {{'driver': 'file','filename': '{top}'}}}},"
+                f"'inject-error': [{rule}]}}")
+    return [
+        ["info", "json:{'driver':'qcow2','file':{'driver':'file',"
+                 f"'filename':'{top}'}}}}"],
+        ["info", blkdebug_top],
+        ["info", "--output=json", blkdebug_top],
+        ["info", f'json:{{"driver":"qcow2","file.filename":"{top}"}}'],
+        ["compare", "--image-opts", f"driver=qcow2,file.filename={top}",
+         f"file.filename={top},backing.file.filename={base}"],
+        ["convert", "-O", "raw", above(
+            "{ 'event': 'none','iotype': 'block-status','errno': 5,"
+            "'sector': 8 }"), "o.raw"],
+        ["convert", "-O", "raw", above(
+            "{ 'event': 'none','iotype': 'read','errno': 5,'sector': 0 }"),
+         "o.raw"],
+        ["amend", "-o", "compat=0.10", "--image-opts",
+         f"driver=qcow2,file.filename={top},l2-cache-entry-size=4096"],
+    ]
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_iotest_uses_like_qemu_img(tmp_path, monkeypatch, case):
+    require("qemu-img")
+    monkeypatch.chdir(tmp_path)
+    d = str(tmp_path)
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "t.qcow2.base", "64M"])
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", "t.qcow2.base",
+         "-F", "qcow2", "t.qcow2"])
+    run(["qemu-io", "-c", "write -P 42 0 1M", "t.qcow2.base"])
+    same(iotest_cases(d)[case])
