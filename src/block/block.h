@@ -121,6 +121,11 @@ BlockNode *block_open_image(const char *filename, const char *fmt, int flags,
                             Error **errp);
 
 /* Probes the format of a file ("qcow2" or "raw"). */
+/* The blockdev options that open filename as block_open_image would
+ * (json: parsed, prefixes applied, the format probed when fmt is NULL),
+ * for callers that assemble a graph themselves; NULL with errp set. */
+json_t *block_image_options(const char *filename, const char *fmt,
+                            Error **errp);
 /* Creates the object a --object argument describes (keyval with
  * implied "qom-type", or JSON), as qemu-img and qemu-storage-daemon do. */
 bool block_object_add_cmdline(const char *arg, Error **errp);

@@ -800,6 +800,12 @@ static json_t *image_options(const char *filename, const char *fmt,
 
 static BlockNode *open_image(json_t *opts, int flags, Error **errp);
 
+json_t *block_image_options(const char *filename, const char *fmt,
+                            Error **errp)
+{
+    return image_options(filename, fmt, errp);
+}
+
 BlockNode *block_open_image(const char *filename, const char *fmt, int flags,
                             Error **errp)
 {

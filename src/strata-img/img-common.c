@@ -104,7 +104,9 @@ char *img_path_combine(const char *base_path, const char *filename)
     if (strncmp(base_path, "json:", 5) == 0) {
         return NULL;
     }
-    if (filename[0] == '/' || strstr(filename, "://") != NULL) {
+    /* Absolute, or prefixed (json:, file:, nbd://): taken as it is, as
+     * QEMU's path_has_protocol rule (a colon before any slash). */
+    if (filename[0] == '/' || filename[strcspn(filename, ":/")] == ':') {
         return strdup(filename);
     }
     slash = strrchr(base_path, '/');

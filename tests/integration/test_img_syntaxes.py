@@ -178,6 +178,21 @@ IMAGE_OPTS_CASES = [["info", "--image-opts", o] for o in IMAGE_OPTS] + [
      "driver=null-co,size=1M,read-zeroes=on"],
     ["compare", "--image-opts", "-f", "qcow2",
      "driver=qcow2,file.filename=a.qcow2", "a.qcow2"],
+    ["convert", "--target-image-opts", A,
+     "driver=qcow2,file.filename=b.qcow2"],
+    ["convert", "-n", "--target-image-opts", A,
+     "driver=qcow2,file.filename=b.qcow2"],
+    ["convert", "-n", "-O", "qcow2", "--target-image-opts", A,
+     "driver=qcow2,file.filename=b.qcow2"],
+    ["convert", "-n", "--target-image-opts", A,
+     "driver=qcow2,file.filename=nonexist.qcow2"],
+    ["convert", "-n", "--image-opts", "--target-image-opts",
+     "driver=qcow2,file.filename=a.qcow2",
+     "driver=raw,file.driver=null-co,file.size=1M"],
+    ["rebase", "-u", "-b", "", "--image-opts",
+     "driver=qcow2,file.filename=b.qcow2"],
+    ["rebase", "-u", "-b", "", "--image-opts", "-f", "qcow2",
+     "driver=qcow2,file.filename=b.qcow2"],
 ]
 
 
@@ -270,6 +285,18 @@ def test_convert_sources_like_qemu_img(images, src):
     assert q.returncode == 0, q.stderr
     assert open("q.raw", "rb").read() == open("want.raw", "rb").read()
     same(["compare", "-f", "raw", "-F", "qcow2", "q.raw", A])
+
+
+def test_convert_into_target_image_opts(images):
+    """convert -n --target-image-opts writes the data into the image the
+    option list names."""
+    p = run_tool([binary("strata-img"), "convert", "-n",
+                  "--target-image-opts", A,
+                  "driver=qcow2,file.driver=file,file.filename=b.qcow2"])
+    assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
+    same(["compare", A, "b.qcow2"])
+    run(["qemu-img", "compare", A, "b.qcow2"])
+    run(["qemu-img", "check", "b.qcow2"])
 
 
 def test_iotest_126_colons_and_file_prefix(images):
