@@ -65,10 +65,21 @@ ImgChain *img_discover_chain(const char *filename, const char *fmt,
                 return NULL;
             }
         }
+        bool opts_name = img_image_opts();
         BlockNode *bs = img_open(cur, cur_fmt,
                                  (flags & BLOCK_O_FORCE_SHARE) |
                                      BLOCK_O_NO_BACKING, true);
-        if (!bs) {
+        /* An option list (--image-opts) names the top image only; the
+         * layer is then known by the name that reopens it. */
+        img_set_image_opts(false);
+        if (bs && opts_name && block_node_filename(bs)) {
+            free(cur);
+            cur = strdup(block_node_filename(bs));
+        }
+        if (!bs || !cur) {
+            if (bs) {
+                block_node_unref(bs);
+            }
             img_chain_free(chain);
             return NULL;
         }

@@ -299,6 +299,30 @@ def test_convert_into_target_image_opts(images):
     run(["qemu-img", "check", "b.qcow2"])
 
 
+@pytest.mark.parametrize("extra", [[], ["-f", "qcow2"]])
+def test_commit_image_opts_like_qemu_img(tmp_path, monkeypatch, extra):
+    """commit --image-opts: same messages, same data in the base."""
+    require("qemu-img")
+    monkeypatch.chdir(tmp_path)
+    results = []
+    for tool in ("qemu-img", binary("strata-img")):
+        run(["rm", "-f", "b.qcow2", "t.qcow2"])
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "b.qcow2", "1M"])
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", "b.qcow2",
+             "-F", "qcow2", "t.qcow2"])
+        run(["qemu-io", "-c", "write -P 7 0 64k", "t.qcow2"])
+        p = run_tool([tool, "commit", "--image-opts", *extra,
+                      "driver=qcow2,file.filename=t.qcow2"])
+        run(["qemu-img", "check", "b.qcow2"])
+        results.append((p.returncode, p.stdout,
+                        p.stderr.replace("strata-img", "qemu-img"),
+                        "failed" in run_tool(["qemu-io", "-c",
+                                              "read -P 7 0 64k", "-c",
+                                              "read -P 0 64k 960k",
+                                              "b.qcow2"]).stdout))
+    assert results[1] == results[0]
+
+
 def test_iotest_126_colons_and_file_prefix(images):
     """QEMU's iotest 126: colons after a slash are part of the name,
     file: forces a plain name, relative backing names resolve."""
