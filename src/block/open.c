@@ -293,8 +293,12 @@ static bool open_backing_chain(BlockNode *bs, int flags, const OpenCtx *ctx,
     BlockNode *backing = NULL;
     if (opts) {
         inherit_options(bs, opts, flags, true);
-        backing = node_open(NULL, opts, flags & BLOCK_O_NO_REPAIR, NULL,
-                            &here, &err);
+        /* A json: backing name is text, checked as QEMU checks text. */
+        int bflags = flags & BLOCK_O_NO_REPAIR;
+        if (strncmp(path, "json:", 5) == 0) {
+            bflags |= OPEN_UNTYPED_OPTIONS;
+        }
+        backing = node_open(NULL, opts, bflags, NULL, &here, &err);
     }
     if (!backing) {
         error_prepend(&err, "Could not open backing file: ");

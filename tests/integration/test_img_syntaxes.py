@@ -89,6 +89,12 @@ PROTOCOL_CASES = [
     ["map", "--output=json", "blkdebug::a.qcow2"],
     ["check", "blkdebug::a.qcow2"],
     ["check", "--output=json", "file:a.qcow2"],
+    ["compare", "jb.qcow2", A],
+    ["compare", "jq.qcow2", A],
+    ["compare", "fb.qcow2", A],
+    ["info", "--backing-chain", "jq.qcow2"],
+    ["info", "--backing-chain", "fb.qcow2"],
+    ["map", "--output=json", "jq.qcow2"],
     ["compare", "blkdebug::a.qcow2", "file:a.qcow2"],
     ["info", js({"driver": "qcow2", "file": {"driver": "blkdebug",
                                              "image": {"filename": A}}})],
@@ -229,6 +235,15 @@ def images(tmp_path, monkeypatch):
     run(["qemu-io", "-c", "write -P 0x5a 64k 64k", A])
     run(["cp", A, "c:d.qcow2"])
     run(["qemu-img", "create", "-q", "-f", "qcow2", "b.qcow2", "1M"])
+    # Backing files named in QEMU's forms inside an image
+    for name, backing in (("jb.qcow2", '{"driver":"qcow2","file.filename":'
+                                       '"a.qcow2","foo":1}'),
+                          ("jq.qcow2", "{'driver':'qcow2','file':"
+                                       "{'filename':'a.qcow2'}}"),
+                          ("fb.qcow2", "file:c:d.qcow2")):
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b",
+             backing if backing.startswith("file:") else "json:" + backing,
+             "-F", "qcow2", name, "1M"])
     for name, text in CONFIGS.items():
         (tmp_path / name).write_text(text)
     return tmp_path
