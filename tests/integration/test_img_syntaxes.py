@@ -6,6 +6,7 @@ QEMU's JSON dialect (single quotes, its parse errors), protocol prefixes
 with the same arguments in the same directory and compares exit code,
 stdout and stderr byte for byte (program name aside)."""
 import json
+import os
 
 import pytest
 
@@ -246,6 +247,8 @@ def images(tmp_path, monkeypatch):
              "-F", "qcow2", name, "1M"])
     for name, text in CONFIGS.items():
         (tmp_path / name).write_text(text)
+    # Settle delayed allocation: both tools must see the same disk size.
+    os.sync()
     return tmp_path
 
 
@@ -428,4 +431,5 @@ def test_iotest_uses_like_qemu_img(tmp_path, monkeypatch, case):
     run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", "t.qcow2.base",
          "-F", "qcow2", "t.qcow2"])
     run(["qemu-io", "-c", "write -P 42 0 1M", "t.qcow2.base"])
+    os.sync()
     same(iotest_cases(d)[case])
