@@ -198,6 +198,10 @@ IMAGE_OPTS_CASES = [["info", "--image-opts", o] for o in IMAGE_OPTS] + [
      "driver=raw,file.driver=null-co,file.size=1M"],
     ["rebase", "-u", "-b", "", "--image-opts",
      "driver=qcow2,file.filename=b.qcow2"],
+    ["dd", "--image-opts", "-O", "raw", "if=driver=qcow2,file.filename=a.qcow2",
+     "of=o.raw", "bs=64k", "count=4"],
+    ["dd", "--image-opts", "-f", "qcow2",
+     "if=driver=qcow2,file.filename=a.qcow2", "of=o.raw"],
     ["rebase", "-u", "-b", "", "--image-opts", "-f", "qcow2",
      "driver=qcow2,file.filename=b.qcow2"],
 ]
@@ -223,6 +227,8 @@ OBJECT_CASES = [
     ["create", "--object", "secret,id=s0,data=abc", "-f", "qcow2",
      "new.qcow2", "1M"],
     ["resize", "--object", "foo", A, "2M"],
+    ["dd", "--object", "foo", f"if={A}", "of=o.raw"],
+    ["dd", "--object", "secret,id=s0,data=abc", f"if={A}", "of=o.raw"],
     ["amend", "--object", "secret,id=s0,data=abc", "-o",
      "lazy_refcounts=off", A],
 ]
