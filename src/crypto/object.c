@@ -69,6 +69,8 @@ bool object_add(json_t *args, Error **errp)
     }
     if (!id_wellformed(id)) {
         error_setg(errp, "Parameter 'id' expects an identifier");
+        error_append_hint(errp, "Identifiers consist of letters, digits, "
+                          "'-', '.', '_', starting with a letter.\n");
         return false;
     }
     CLEANUP_JSON json_t *props = json_deep_copy(args);

@@ -212,6 +212,7 @@ OBJECT_CASES = [
     ["info", "--object", "foo,id=x", A],
     ["info", "--object", "foo", A],
     ["info", "--object", "secret,data=abc", A],
+    ["info", "--object", "secret,id=1x,data=abc", A],
     ["info", "--object", "secret,id=s0", A],
     ["info", "--object", "qom-type=secret,id=s0,data=x", A],
     ["info", "--object", "{'qom-type':'secret','id':'s0','data':'x'}", A],
