@@ -646,6 +646,14 @@ static bool default_backing_format(json_t *opts, Error **errp)
 
 static bool json_default_drivers(json_t *opts, const char *fmt, Error **errp)
 {
+    json_t *ref = json_object_get(opts, "file");
+    if (!json_object_get(opts, "driver") && json_is_string(ref) &&
+        !block_node_find(json_string_value(ref))) {
+        /* A reference to a node; QEMU looks it up before probing. */
+        error_setg(errp, "Cannot find device='%s' nor node-name='%s'",
+                   json_string_value(ref), json_string_value(ref));
+        return false;
+    }
     json_t *top_driver = json_object_get(opts, "driver");
     json_t *file = json_object_get(opts, "file");
     json_t *fname = json_is_object(file) ? json_object_get(file, "filename")
@@ -831,14 +839,6 @@ BlockNode *block_open_image_opts(const json_t *flat, int flags, Error **errp)
         return NULL;
     }
     if (!crumple(opts, errp)) {
-        return NULL;
-    }
-    json_t *file = json_object_get(opts, "file");
-    if (!json_object_get(opts, "driver") && json_is_string(file)) {
-        /* A node reference; a tool has no nodes to refer to. */
-        const char *ref = json_string_value(file);
-        error_setg(errp, "Cannot find device='%s' nor node-name='%s'", ref,
-                   ref);
         return NULL;
     }
     if (!json_default_drivers(opts, NULL, errp)) {

@@ -49,6 +49,7 @@ JSON_TEXTS = [
     '{"driver":"qcow2","file":{"filename":"a.qcow2"},'
     '"file.filename":"a.qcow2"}',
     '{"driver":"file","filename":"file:a.qcow2"}',
+    '{"file":"a.qcow2"}', '{"driver":"qcow2","file":"a.qcow2"}',
     '{"driver":"qcow2","file":{"filename":"a.qcow2"},}',
 ]
 
@@ -200,6 +201,13 @@ IMAGE_OPTS_CASES = [["info", "--image-opts", o] for o in IMAGE_OPTS] + [
      "driver=qcow2,file.filename=b.qcow2"],
     ["dd", "--image-opts", "-O", "raw", "if=driver=qcow2,file.filename=a.qcow2",
      "of=o.raw", "bs=64k", "count=4"],
+    ["snapshot", "-l", "--image-opts", A],
+    ["snapshot", "-l", "--image-opts",
+     "driver=qcow2,file.filename=a.qcow2,foo=1"],
+    ["measure", "-O", "qcow2", "--image-opts",
+     "driver=qcow2,file.filename=a.qcow2"],
+    ["measure", "-O", "qcow2", "--image-opts", A],
+    ["measure", "-O", "qcow2", "--image-opts", "driver=nosuch"],
     ["dd", "--image-opts", "-f", "qcow2",
      "if=driver=qcow2,file.filename=a.qcow2", "of=o.raw"],
     ["rebase", "-u", "-b", "", "--image-opts", "-f", "qcow2",
