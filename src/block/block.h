@@ -121,6 +121,17 @@ BlockNode *block_open_image(const char *filename, const char *fmt, int flags,
                             Error **errp);
 
 /* Probes the format of a file ("qcow2" or "raw"). */
+/* The blockdev options that open filename as block_open_image would
+ * (json: parsed, prefixes applied, the format probed when fmt is NULL),
+ * for callers that assemble a graph themselves; NULL with errp set. */
+json_t *block_image_options(const char *filename, const char *fmt,
+                            Error **errp);
+/* Creates the object a --object argument describes (keyval with
+ * implied "qom-type", or JSON), as qemu-img and qemu-storage-daemon do. */
+bool block_object_add_cmdline(const char *arg, Error **errp);
+/* As block_open_image for qemu-img's --image-opts: flat (keys may be
+ * dotted, "file.filename") holds the options as text. */
+BlockNode *block_open_image_opts(const json_t *flat, int flags, Error **errp);
 const char *block_probe_format(const char *filename, Error **errp);
 
 BlockNode *block_node_find(const char *node_name);
@@ -268,6 +279,10 @@ json_t *block_node_specific_info(BlockNode *bs);
 int64_t block_node_bitmaps_copy_size(BlockNode *bs, uint64_t cluster_size);
 /* The image is marked dirty (qcow2 lazy refcounts). */
 bool block_node_is_dirty(BlockNode *bs);
+/* False when QEMU could not get image info (bdrv_get_info) for bs: its
+ * bottom protocol keeps nothing (null-co); qemu-img info then leaves
+ * out "dirty-flag". */
+bool block_node_has_image_info(BlockNode *bs);
 /* query-blockstats' "driver-specific" for the node, or NULL; the caller
  * owns the reference. */
 json_t *block_node_specific_stats(BlockNode *bs);

@@ -64,6 +64,16 @@ BlockNode *block_node_open_driver(const BlockDriver *drv, json_t *opts,
 /* The best-scoring format among those QEMU probes and strata does not
  * read ("vmdk", "vhdx", ...), with its score in *score; NULL (score 0)
  * when none matches. */
+/* The format the first bytes of an image (n of them) say it has, as
+ * block_probe_format does for a file. */
+const char *block_probe_buffer(const uint8_t *buf, size_t n,
+                               const char *filename, Error **errp);
+/* The options of the protocol node a plain name opens, as QEMU's
+ * bdrv_fill_options: drv, or the driver the name's "proto:" prefix
+ * selects ("Unknown protocol 'x'" when none does; the file driver
+ * without a prefix), with the driver's parse_filename applied. */
+json_t *block_protocol_options(const char *filename, const BlockDriver *drv,
+                               Error **errp);
 const char *block_probe_unsupported(const uint8_t *buf, size_t len,
                                     const char *filename, int *score);
 
@@ -136,5 +146,9 @@ extern const BlockDriver bdrv_blkdebug;
 extern const BlockDriver bdrv_copy_on_read;
 /* The NBD client on libnbd; drivers/nbd.c. */
 extern const BlockDriver bdrv_nbd;
+/* QEMU's null-co / null-aio (a sizeable disk that stores nothing);
+ * drivers/null.c. */
+extern const BlockDriver bdrv_null_co;
+extern const BlockDriver bdrv_null_aio;
 
 #endif

@@ -144,6 +144,14 @@ struct BlockDriver {
      * "filename" option; NULL-terminated, optional.  A protocol driver's
      * own name is always one. */
     const char *const *protocol_prefixes;
+    /* Has no image info for qemu-img info (QEMU's driver lacks
+     * bdrv_get_info): no "dirty-flag" is shown. */
+    bool no_image_info;
+    /* QEMU's bdrv_parse_filename: turns a name that selected this driver
+     * by its prefix ("file:x", "null-co://", "blkdebug:CONF:IMG") into
+     * options, rewriting or deleting "filename" in opts.  Optional;
+     * drivers that have it are probed through for the format above. */
+    bool (*parse_filename)(const char *filename, json_t *opts, Error **errp);
     /* Has no signature: probing picks it only when no other format
      * matches, so a guest writing another format's header into it would
      * change how the image is opened next time (raw). */

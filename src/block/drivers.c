@@ -14,6 +14,8 @@ const BlockDriver *const block_drivers[] = {
     &bdrv_blkdebug,
     &bdrv_copy_on_read,
     &bdrv_nbd,
+    &bdrv_null_co,
+    &bdrv_null_aio,
     NULL,
 };
 
@@ -21,10 +23,8 @@ const BlockDriver *block_find_protocol(const char *prefix)
 {
     for (size_t i = 0; block_drivers[i]; i++) {
         const BlockDriver *drv = block_drivers[i];
-        if (!drv->is_protocol) {
-            continue;
-        }
-        if (strcmp(drv->format_name, prefix) == 0) {
+        /* A filter may be named by a prefix too (blkdebug). */
+        if (drv->is_protocol && strcmp(drv->format_name, prefix) == 0) {
             return drv;
         }
         for (const char *const *p = drv->protocol_prefixes; p && *p; p++) {

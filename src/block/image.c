@@ -13,7 +13,11 @@ int block_check(BlockNode *bs, BlockCheckResult *res, int fix)
     if (!bs->drv->check) {
         return -ENOTSUP;
     }
-    return bs->drv->check(bs, res, fix);
+    /* Everything a check reads or repairs is the format's metadata. */
+    BlockOrigin saved = block_origin_set(BLOCK_ORIGIN_METADATA);
+    int ret = bs->drv->check(bs, res, fix);
+    block_origin_set(saved);
+    return ret;
 }
 
 int block_make_empty(BlockNode *bs)

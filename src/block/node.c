@@ -101,6 +101,18 @@ int64_t block_node_bitmaps_copy_size(BlockNode *bs, uint64_t cluster_size)
                : -ENOTSUP;
 }
 
+bool block_node_has_image_info(BlockNode *bs)
+{
+    if (bs->drv->no_image_info) {
+        return false;
+    }
+    /* Nodes without metadata of their own answer with their file's. */
+    if (bs->file && !bs->drv->has_metadata) {
+        return block_node_has_image_info(bs->file);
+    }
+    return true;
+}
+
 bool block_node_is_dirty(BlockNode *bs)
 {
     return bs->drv->is_dirty && bs->drv->is_dirty(bs);

@@ -12,6 +12,7 @@
 #include "block/block_core.h"
 #include "util/cleanup.h"
 #include "util/keyval.h"
+#include "util/qemu-json.h"
 
 const char *const prealloc_mode_names[] = {
     "off", "metadata", "falloc", "full", NULL,
@@ -92,7 +93,12 @@ static bool crumple(json_t *obj, Error **errp)
                 error_setg(errp, "Parameters '%s.*' used inconsistently", group);
                 return false;
             }
-            if (json_object_get(sub, dot + 1)) {
+            json_t *prev = json_object_get(sub, dot + 1);
+            if (prev && json_equal(prev, val)) {
+                json_object_del(obj, key);
+                continue;
+            }
+            if (prev) {
                 error_setg(errp, "Parameter '%s' is given twice", key);
                 return false;
             }
@@ -241,11 +247,6 @@ static const BlockDriver *prefix_driver(const char *name)
     return block_find_protocol(proto);
 }
 
-static bool has_protocol_prefix(const char *name)
-{
-    return prefix_driver(name) != NULL;
-}
-
 static json_t *image_options(const char *filename, const char *fmt,
                              Error **errp);
 
@@ -292,8 +293,12 @@ static bool open_backing_chain(BlockNode *bs, int flags, const OpenCtx *ctx,
     BlockNode *backing = NULL;
     if (opts) {
         inherit_options(bs, opts, flags, true);
-        backing = node_open(NULL, opts, flags & BLOCK_O_NO_REPAIR, NULL,
-                            &here, &err);
+        /* A json: backing name is text, checked as QEMU checks text. */
+        int bflags = flags & BLOCK_O_NO_REPAIR;
+        if (strncmp(path, "json:", 5) == 0) {
+            bflags |= OPEN_UNTYPED_OPTIONS;
+        }
+        backing = node_open(NULL, opts, bflags, NULL, &here, &err);
     }
     if (!backing) {
         error_prepend(&err, "Could not open backing file: ");
@@ -356,6 +361,23 @@ static void close_unregistered(BlockNode *bs)
     block_node_free_unregistered(bs);
 }
 
+/* The first option left in opts, flat ("x.y") as QEMU names it. */
+static char *first_flat_key(json_t *opts)
+{
+    void *it = json_object_iter(opts);
+    if (!it) {
+        return NULL;
+    }
+    const char *key = json_object_iter_key(it);
+    json_t *v = json_object_iter_value(it);
+    CLEANUP_FREE char *sub = json_is_object(v) ? first_flat_key(v) : NULL;
+    char *out = NULL;
+    if (sub) {
+        return asprintf(&out, "%s.%s", key, sub) < 0 ? NULL : out;
+    }
+    return strdup(key);
+}
+
 /* role is NULL for a node opened on its own. */
 static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
                             const BlockChildRole *role, const OpenCtx *ctx,
@@ -381,6 +403,10 @@ static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
             return NULL;
         }
         drv = block_find_driver(name);
+        if (!drv && (flags & OPEN_UNTYPED_OPTIONS)) {
+            error_setg(errp, "Unknown driver '%s'", name);
+            return NULL;
+        }
         if (!drv) {
             error_setg(errp, "Parameter 'driver' does not accept value '%s'", name);
             return NULL;
@@ -388,6 +414,13 @@ static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
     }
     json_object_del(opts, "driver");
 
+    if ((flags & OPEN_UNTYPED_OPTIONS) &&
+        (drv == &bdrv_file || drv == &bdrv_host_device) &&
+        !json_object_get(opts, "filename")) {
+        error_setg(errp, "The '%s' block driver requires a file name",
+                   drv->format_name);
+        return NULL;
+    }
     GenericOpts g;
     if (!parse_generic(opts, flags, &g, errp)) {
         return NULL;
@@ -448,6 +481,20 @@ static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
     }
     if (bs->request_alignment == 0) {
         bs->request_alignment = 1;
+    }
+    if ((flags & OPEN_UNTYPED_OPTIONS) && json_object_size(opts)) {
+        /* Options that came as text (json:, --image-opts) are checked
+         * by QEMU's legacy open, which words this differently. */
+        CLEANUP_FREE char *key = first_flat_key(opts);
+        if (drv->is_protocol) {
+            error_setg(errp, "Block protocol '%s' doesn't support the option "
+                       "'%s'", drv->format_name, key ? key : "");
+        } else {
+            error_setg(errp, "Block format '%s' does not support the option "
+                       "'%s'", drv->format_name, key ? key : "");
+        }
+        close_unregistered(bs);
+        return NULL;
     }
     if (!opt_check_empty(opts, errp)) {
         close_unregistered(bs);
@@ -518,6 +565,12 @@ const char *block_probe_format(const char *filename, Error **errp)
                          "its format");
         return NULL;
     }
+    return block_probe_buffer(buf, (size_t)n, filename, errp);
+}
+
+const char *block_probe_buffer(const uint8_t *buf, size_t n,
+                               const char *filename, Error **errp)
+{
     const char *best = "raw";
     int best_score = 0;
     for (size_t i = 0; block_drivers[i]; i++) {
@@ -525,7 +578,7 @@ const char *block_probe_format(const char *filename, Error **errp)
         if (!drv->probe || !drv->is_format) {
             continue;
         }
-        int score = drv->probe(buf, (size_t)n, filename);
+        int score = drv->probe(buf, n, filename);
         if (score > best_score) {
             best_score = score;
             best = drv->format_name;
@@ -534,7 +587,7 @@ const char *block_probe_format(const char *filename, Error **errp)
     /* Never a silent wrong guess: a format strata cannot read that
      * matches better than what it can is refused by name. */
     int foreign_score;
-    const char *foreign = block_probe_unsupported(buf, (size_t)n, filename,
+    const char *foreign = block_probe_unsupported(buf, n, filename,
                                                   &foreign_score);
     if (foreign && foreign_score > best_score) {
         error_setg(errp, "image format '%s' is not supported", foreign);
@@ -573,8 +626,34 @@ static void default_child_protocols(json_t *obj)
 /* A "json:" object may leave drivers out, as QEMU's bdrv_open allows:
  * children named only by "filename" get their protocol driver, and a
  * missing format is probed from the file. */
+static bool json_default_drivers(json_t *opts, const char *fmt, Error **errp);
+
+/* A backing image given inline without a driver is probed like the top
+ * one ("backing.file.filename=x" names a qcow2 by its content). */
+static bool default_backing_format(json_t *opts, Error **errp)
+{
+    json_t *backing = json_object_get(opts, "backing");
+    if (!json_is_object(backing)) {
+        return true;
+    }
+    if (!json_object_get(backing, "driver") &&
+        json_is_object(json_object_get(backing, "file")) &&
+        !json_default_drivers(backing, NULL, errp)) {
+        return false;
+    }
+    return default_backing_format(backing, errp);
+}
+
 static bool json_default_drivers(json_t *opts, const char *fmt, Error **errp)
 {
+    json_t *ref = json_object_get(opts, "file");
+    if (!json_object_get(opts, "driver") && json_is_string(ref) &&
+        !block_node_find(json_string_value(ref))) {
+        /* A reference to a node; QEMU looks it up before probing. */
+        error_setg(errp, "Cannot find device='%s' nor node-name='%s'",
+                   json_string_value(ref), json_string_value(ref));
+        return false;
+    }
     json_t *top_driver = json_object_get(opts, "driver");
     json_t *file = json_object_get(opts, "file");
     json_t *fname = json_is_object(file) ? json_object_get(file, "filename")
@@ -596,21 +675,93 @@ static bool json_default_drivers(json_t *opts, const char *fmt, Error **errp)
             json_object_set_new(opts, "driver", json_string(probed));
         }
     }
-    return true;
+    return default_backing_format(opts, errp);
 }
 
-/* {"driver": fmt, "file": {"driver": "file", "filename": f}} for a plain
- * file name, or the parsed options of a "json:" name.  fmt NULL probes. */
+/* QEMU's path_has_protocol: a colon before any slash. */
+static bool name_has_protocol(const char *name)
+{
+    return name[strcspn(name, ":/")] == ':';
+}
+
+json_t *block_protocol_options(const char *filename, const BlockDriver *drv,
+                               Error **errp)
+{
+    if (!drv && name_has_protocol(filename)) {
+        drv = prefix_driver(filename);
+        if (!drv) {
+            size_t len = strcspn(filename, ":");
+            error_setg(errp, "Unknown protocol '%.*s'",
+                       (int)(len > 127 ? 127 : len), filename);
+            return NULL;
+        }
+    }
+    if (!drv) {
+        drv = &bdrv_file;
+    }
+    json_t *opts = json_pack("{s:s, s:s}", "driver", drv->format_name,
+                             "filename", filename);
+    if (!opts) {
+        error_setg(errp, "Out of memory");
+        return NULL;
+    }
+    if (drv->parse_filename && !drv->parse_filename(filename, opts, errp)) {
+        json_decref(opts);
+        return NULL;
+    }
+    return opts;
+}
+
+/* The format of what a protocol node other than a plain file holds,
+ * read through that node, as QEMU probes. */
+static const char *probe_through_node(const json_t *file_opts, Error **errp)
+{
+    CLEANUP_JSON json_t *opts = json_deep_copy(file_opts);
+    if (!opts) {
+        error_setg(errp, "Out of memory");
+        return NULL;
+    }
+    json_object_set_new(opts, "read-only", json_true());
+    json_object_set_new(opts, "force-share", json_true());
+    BlockNode *bs = node_open(NULL, opts, BLOCK_O_FORCE_SHARE, NULL, NULL,
+                              errp);
+    if (!bs) {
+        return NULL;
+    }
+    uint8_t buf[2048] = { 0 };
+    uint64_t n = block_node_size(bs);
+    n = n < sizeof(buf) ? n : sizeof(buf);
+    int ret = n ? block_read(bs, 0, n, buf, 0) : 0;
+    const char *fname = json_string_value(json_object_get(file_opts,
+                                                           "filename"));
+    const char *fmt = NULL;
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not read image for determining "
+                         "its format");
+    } else {
+        fmt = block_probe_buffer(buf, (size_t)n, fname ? fname : "", errp);
+    }
+    block_node_unref(bs);
+    return fmt;
+}
+
+/* {"driver": fmt, "file": <protocol options>} for a plain file name, or
+ * the parsed options of a "json:" name.  fmt NULL probes. */
 static json_t *image_options(const char *filename, const char *fmt,
                              Error **errp)
 {
     if (strncmp(filename, "json:", 5) == 0) {
-        json_error_t jerr;
-        json_t *opts = json_loads(filename + 5, JSON_REJECT_DUPLICATES, &jerr);
-        if (!opts || !json_is_object(opts)) {
+        Error *err = NULL;
+        json_t *opts = qemu_json_parse(filename + 5, strlen(filename + 5),
+                                       &err);
+        if (!opts) {
+            error_prepend(&err, "Could not parse the JSON options: ");
+            error_propagate(errp, err);
+            return NULL;
+        }
+        if (!json_is_object(opts)) {
             json_decref(opts);
-            error_setg(errp, "Could not parse the JSON options: %s",
-                       opts ? "not a JSON object" : jerr.text);
+            error_setg(errp, "Invalid JSON object given");
             return NULL;
         }
         if (!crumple(opts, errp)) {
@@ -624,26 +775,47 @@ static json_t *image_options(const char *filename, const char *fmt,
         return opts;
     }
 
-    const char *proto = protocol_for(filename);
-    if (has_protocol_prefix(filename) && !fmt) {
-        fmt = "raw";
-    }
-    if (!fmt) {
-        fmt = block_probe_format(filename, errp);
-        if (!fmt) {
-            return NULL;
-        }
-    }
-    const BlockDriver *drv = block_find_driver(fmt);
-    if (!drv) {
+    const BlockDriver *drv = fmt ? block_find_driver(fmt) : NULL;
+    if (fmt && !drv) {
         error_setg(errp, "Unknown driver '%s'", fmt);
         return NULL;
     }
-    if (drv->is_protocol) {
-        return json_pack("{s:s, s:s}", "driver", fmt, "filename", filename);
+    if (drv && drv->is_protocol) {
+        return block_protocol_options(filename, drv, errp);
     }
-    return json_pack("{s:s, s:{s:s, s:s}}", "driver", fmt, "file",
-                     "driver", proto, "filename", filename);
+    json_t *file = block_protocol_options(filename, NULL, errp);
+    if (!file) {
+        return NULL;
+    }
+    const BlockDriver *pdrv = block_find_driver(
+        json_string_value(json_object_get(file, "driver")));
+    const char *fname = json_string_value(json_object_get(file, "filename"));
+    if (pdrv == &bdrv_file && fname && !*fname) {
+        error_setg(errp, "The '%s' block driver requires a file name",
+                   pdrv->format_name);
+        json_decref(file);
+        return NULL;
+    }
+    if (!fmt && pdrv != &bdrv_file && pdrv && pdrv->parse_filename) {
+        fmt = probe_through_node(file, errp);
+    } else if (!fmt && pdrv != &bdrv_file) {
+        fmt = "raw";
+    } else if (!fmt) {
+        fmt = block_probe_format(fname ? fname : filename, errp);
+    }
+    if (!fmt) {
+        json_decref(file);
+        return NULL;
+    }
+    return json_pack("{s:s, s:o}", "driver", fmt, "file", file);
+}
+
+static BlockNode *open_image(json_t *opts, int flags, Error **errp);
+
+json_t *block_image_options(const char *filename, const char *fmt,
+                            Error **errp)
+{
+    return image_options(filename, fmt, errp);
 }
 
 BlockNode *block_open_image(const char *filename, const char *fmt, int flags,
@@ -653,6 +825,32 @@ BlockNode *block_open_image(const char *filename, const char *fmt, int flags,
     if (!opts) {
         return NULL;
     }
+    if (strncmp(filename, "json:", 5) == 0) {
+        flags |= OPEN_UNTYPED_OPTIONS;
+    }
+    return open_image(opts, flags, errp);
+}
+
+BlockNode *block_open_image_opts(const json_t *flat, int flags, Error **errp)
+{
+    CLEANUP_JSON json_t *opts = json_deep_copy(flat);
+    if (!opts) {
+        error_setg(errp, "Out of memory");
+        return NULL;
+    }
+    if (!crumple(opts, errp)) {
+        return NULL;
+    }
+    if (!json_default_drivers(opts, NULL, errp)) {
+        return NULL;
+    }
+    return open_image(opts, flags | OPEN_UNTYPED_OPTIONS, errp);
+}
+
+/* Opens the options of an image as qemu-img does: the tool is the
+ * image's one user. */
+static BlockNode *open_image(json_t *opts, int flags, Error **errp)
+{
     if ((flags & BLOCK_O_FORCE_SHARE) && (flags & BLOCK_O_RDWR)) {
         error_setg(errp, "force-share=on can only be used with read-only images");
         return NULL;
@@ -663,9 +861,6 @@ BlockNode *block_open_image(const char *filename, const char *fmt, int flags,
     }
     if (flags & BLOCK_O_NOCACHE) {
         opt_default(opts, "cache.direct", json_true());
-    }
-    if (strncmp(filename, "json:", 5) == 0) {
-        flags |= OPEN_UNTYPED_OPTIONS;
     }
     BlockNode *bs = node_open(NULL, opts, flags, NULL, NULL, errp);
     /* The tool is the image's user, as qemu-img's BlockBackend: it reads,
@@ -695,6 +890,18 @@ bool block_create(const char *fmt, const char *filename, json_t *opts,
         return false;
     }
     CLEANUP_JSON json_t *copy = opts ? json_deep_copy(opts) : json_object();
+    /* "file:NAME" creates NAME, as QEMU's file driver strips its prefix
+     * (other prefixes are the create callbacks' business). */
+    Error *ignored = NULL;
+    CLEANUP_JSON json_t *proto = block_protocol_options(filename, NULL,
+                                                        &ignored);
+    error_free(ignored);
+    const char *plain = json_string_value(json_object_get(proto, "filename"));
+    if (plain && *plain &&
+        block_find_driver(json_string_value(json_object_get(proto, "driver")))
+            == &bdrv_file) {
+        filename = plain;
+    }
     return drv->create(filename, copy, errp);
 }
 

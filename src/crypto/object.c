@@ -54,18 +54,23 @@ bool object_add(json_t *args, Error **errp)
         error_setg(errp, "Invalid parameter type, expected: object");
         return false;
     }
-    if (!opt_get_required_str(args, "qom-type", &type, errp) ||
-        !opt_get_required_str(args, "id", &id, errp)) {
-        return false;
-    }
-    if (!id_wellformed(id)) {
-        error_setg(errp, "Parameter 'id' expects an identifier");
+    /* QEMU checks the type (the union's tag) before the id. */
+    if (!opt_get_required_str(args, "qom-type", &type, errp)) {
         return false;
     }
     const ObjectClass *cls = find_class(type);
     if (!cls) {
         error_setg(errp, "Parameter 'qom-type' does not accept value '%s'",
                    type);
+        return false;
+    }
+    if (!opt_get_required_str(args, "id", &id, errp)) {
+        return false;
+    }
+    if (!id_wellformed(id)) {
+        error_setg(errp, "Parameter 'id' expects an identifier");
+        error_append_hint(errp, "Identifiers consist of letters, digits, "
+                          "'-', '.', '_', starting with a letter.\n");
         return false;
     }
     CLEANUP_JSON json_t *props = json_deep_copy(args);

@@ -51,6 +51,8 @@ int cmd_amend(int argc, char **argv)
     enum { OPT_FORCE = 256, OPT_OBJECT, OPT_IMAGE_OPTS };
     static const struct option long_options[] = {
         { "help", no_argument, NULL, 'h' },
+        { "object", required_argument, NULL, IMG_OPT_OBJECT },
+        { "image-opts", no_argument, NULL, IMG_OPT_IMAGE_OPTS },
         { "force", no_argument, NULL, OPT_FORCE },
         { NULL, 0, NULL, 0 },
     };
@@ -63,6 +65,8 @@ int cmd_amend(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":ho:f:t:pq", long_options,
                             NULL)) != -1) {
         switch (c) {
+        case IMG_OPT_OBJECT: img_object_add(optarg); break;
+        case IMG_OPT_IMAGE_OPTS: img_set_image_opts(true); break;
         case 'h': img_help();
         case 'o': {
             /* Several -o join with a comma, as qemu-img does. */

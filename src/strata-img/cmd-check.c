@@ -88,6 +88,8 @@ int cmd_check(int argc, char **argv)
     enum { OPT_OUTPUT = 256 };
     static const struct option long_options[] = {
         { "help", no_argument, NULL, 'h' },
+        { "object", required_argument, NULL, IMG_OPT_OBJECT },
+        { "image-opts", no_argument, NULL, IMG_OPT_IMAGE_OPTS },
         { "format", required_argument, NULL, 'f' },
         { "repair", required_argument, NULL, 'r' },
         { "output", required_argument, NULL, OPT_OUTPUT },
@@ -103,6 +105,8 @@ int cmd_check(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":hf:r:T:qU", long_options,
                             NULL)) != -1) {
         switch (c) {
+        case IMG_OPT_OBJECT: img_object_add(optarg); break;
+        case IMG_OPT_IMAGE_OPTS: img_set_image_opts(true); break;
         case 'h': img_help();
         case 'f': fmt = optarg; break;
         case 'r':

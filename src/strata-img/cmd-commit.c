@@ -149,6 +149,8 @@ int cmd_commit(int argc, char **argv)
 {
     static const struct option long_options[] = {
         { "help", no_argument, NULL, 'h' },
+        { "object", required_argument, NULL, IMG_OPT_OBJECT },
+        { "image-opts", no_argument, NULL, IMG_OPT_IMAGE_OPTS },
         { NULL, 0, NULL, 0 },
     };
     const char *fmt = NULL, *base_name = NULL;
@@ -159,6 +161,8 @@ int cmd_commit(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":f:ht:b:dpqr:", long_options,
                             NULL)) != -1) {
         switch (c) {
+        case IMG_OPT_OBJECT: img_object_add(optarg); break;
+        case IMG_OPT_IMAGE_OPTS: img_set_image_opts(true); break;
         case 'h': img_help();
         case 'f': fmt = optarg; break;
         case 't': break; /* cache mode: accepted for compatibility */

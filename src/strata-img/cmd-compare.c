@@ -178,6 +178,8 @@ int cmd_compare(int argc, char **argv)
 {
     static const struct option long_options[] = {
         { "help", no_argument, NULL, 'h' },
+        { "object", required_argument, NULL, IMG_OPT_OBJECT },
+        { "image-opts", no_argument, NULL, IMG_OPT_IMAGE_OPTS },
         { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
@@ -189,6 +191,8 @@ int cmd_compare(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":hf:F:T:pqsU", long_options,
                             NULL)) != -1) {
         switch (c) {
+        case IMG_OPT_OBJECT: img_object_add(optarg); break;
+        case IMG_OPT_IMAGE_OPTS: img_set_image_opts(true); break;
         case 'h': img_help();
         case 'f': fmt1 = optarg; break;
         case 'F': fmt2 = optarg; break;

@@ -32,6 +32,7 @@ typedef struct ConvertArgs {
     bool compressed, progress, quiet, skip_create, out_of_order;
     bool target_is_zero;
     bool salvage, copy_range, explicit_sparse;
+    bool tgt_image_opts;      /* --target-image-opts (needs -n) */
     int src_flags;
     const char *snapshot;     /* -l: a snapshot of the source to copy */
 } ConvertArgs;
@@ -51,12 +52,16 @@ static void append_optstr(char **acc, const char *more)
 /* Parses the options; returns optind, or -1 after printing an error. */
 static int parse_args(int argc, char **argv, ConvertArgs *a)
 {
-    enum { OPT_TARGET_IS_ZERO = 256, OPT_IGNORED, OPT_SALVAGE };
+    enum { OPT_TARGET_IS_ZERO = 256, OPT_IGNORED, OPT_SALVAGE,
+           OPT_TARGET_IMAGE_OPTS };
     static const struct option long_options[] = {
         { "help", no_argument, NULL, 'h' },
+        { "object", required_argument, NULL, IMG_OPT_OBJECT },
+        { "image-opts", no_argument, NULL, IMG_OPT_IMAGE_OPTS },
         { "force-share", no_argument, NULL, 'U' },
         { "target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO },
         { "salvage", no_argument, NULL, OPT_SALVAGE },
+        { "target-image-opts", no_argument, NULL, OPT_TARGET_IMAGE_OPTS },
         { NULL, 0, NULL, 0 },
     };
     int c;
@@ -65,6 +70,8 @@ static int parse_args(int argc, char **argv, ConvertArgs *a)
     while ((c = getopt_long(argc, argv, ":hf:O:B:F:Cco:l:S:pt:T:qnm:Wr:U",
                             long_options, NULL)) != -1) {
         switch (c) {
+        case IMG_OPT_OBJECT: img_object_add(optarg); break;
+        case IMG_OPT_IMAGE_OPTS: img_set_image_opts(true); break;
         case 'h': img_help();
         case 'f': a->fmt = optarg; break;
         case 'O': a->out_fmt = optarg; break;
@@ -120,6 +127,7 @@ static int parse_args(int argc, char **argv, ConvertArgs *a)
         case 'U': a->src_flags |= BLOCK_O_FORCE_SHARE; break;
         case OPT_TARGET_IS_ZERO: a->target_is_zero = true; break;
         case OPT_SALVAGE: a->salvage = true; break;
+        case OPT_TARGET_IMAGE_OPTS: a->tgt_image_opts = true; break;
         default: img_bad_option(c, argv);
         }
     }
@@ -173,6 +181,14 @@ out:
  * for convert is "unsafe": no flushes). */
 static BlockNode *open_target(const ConvertArgs *a, const char *out)
 {
+    if (a->tgt_image_opts) {
+        /* The target is an option list (with -n only, as qemu-img). */
+        bool saved = img_image_opts();
+        img_set_image_opts(true);
+        BlockNode *bs = img_open(out, a->out_fmt, BLOCK_O_RDWR, a->quiet);
+        img_set_image_opts(saved);
+        return bs;
+    }
     const char *cache = a->cache ? a->cache : "unsafe";
     bool no_flush = strcmp(cache, "unsafe") == 0;
     bool direct = strcmp(cache, "none") == 0 ||
@@ -211,7 +227,7 @@ int cmd_convert(int argc, char **argv)
     optstr_owner = a.optstr;
     RateLimit rate;
     ratelimit_init(&rate, a.rate_limit);
-    if (!a.out_fmt) {
+    if (!a.out_fmt && !a.tgt_image_opts) {
         a.out_fmt = "raw";
     }
     /* strata copies without offloading, but refuses -C where qemu-img
@@ -222,6 +238,10 @@ int cmd_convert(int argc, char **argv)
                      : a.explicit_sparse ? "Cannot enable copy offloading "
                                            "when -S is used"
                      : "Cannot use copy offloading in salvaging mode");
+        return 1;
+    }
+    if (a.tgt_image_opts && !a.skip_create) {
+        error_report("--target-image-opts requires use of -n flag");
         return 1;
     }
     if (a.quiet) {
@@ -249,11 +269,12 @@ int cmd_convert(int argc, char **argv)
         return 1;
     }
     const char *out = argv[argc - 1];
-    if (!block_driver_known(a.out_fmt)) {
+    if (a.out_fmt && !block_driver_known(a.out_fmt)) {
         error_report("Unknown file format '%s'", a.out_fmt);
         return 1;
     }
-    if (a.compressed && !block_format_can_compress(a.out_fmt)) {
+    if (a.compressed && a.out_fmt &&
+        !block_format_can_compress(a.out_fmt)) {
         error_report("Compression not supported for this file format");
         return 1;
     }

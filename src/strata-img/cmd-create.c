@@ -54,6 +54,7 @@ int cmd_create(int argc, char **argv)
 {
     static const struct option long_options[] = {
         { "help", no_argument, NULL, 'h' },
+        { "object", required_argument, NULL, IMG_OPT_OBJECT },
         { NULL, 0, NULL, 0 },
     };
     const char *fmt = "raw";
@@ -69,6 +70,7 @@ int cmd_create(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", long_options,
                             NULL)) != -1) {
         switch (c) {
+        case IMG_OPT_OBJECT: img_object_add(optarg); break;
         case 'F': backing_fmt = optarg; break;
         case 'b': backing = optarg; break;
         case 'f': fmt = optarg; break;

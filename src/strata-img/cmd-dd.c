@@ -113,8 +113,9 @@ int cmd_dd(int argc, char **argv)
         case 'O': out_fmt = optarg; break;
         case 'U': force_share = true; break;
         case OPT_IMAGE_OPTS: image_opts = true; break;
-        /* Secrets serve encrypted images only, which dd cannot read. */
-        case OPT_OBJECT: break;
+        /* Created (and checked) as qemu-img does, though only encrypted
+         * images, which dd cannot read, would use them. */
+        case OPT_OBJECT: img_object_add(optarg); break;
         default: img_bad_option(c, argv);
         }
     }

@@ -50,7 +50,11 @@ static json_t *collect_info(BlockNode *bs, const char *filename)
         json_object_set_new(info, "format-specific", spec);
     }
     if (backing_file) {
-        CLEANUP_FREE char *full = img_path_combine(shown, backing_file);
+        /* Relative to the directory of the image's file, which a json:
+         * name may still tell (through a filter); absent when not. */
+        Error *err = NULL;
+        CLEANUP_FREE char *full = block_full_backing_filename(bs, &err);
+        error_free(err);
         if (full) {
             json_object_set_new(info, "full-backing-filename",
                                 json_string(full));
@@ -58,8 +62,10 @@ static json_t *collect_info(BlockNode *bs, const char *filename)
         json_object_set_new(info, "backing-filename",
                             json_string(backing_file));
     }
-    json_object_set_new(info, "dirty-flag",
-                        json_boolean(block_node_is_dirty(bs)));
+    if (block_node_has_image_info(bs)) {
+        json_object_set_new(info, "dirty-flag",
+                            json_boolean(block_node_is_dirty(bs)));
+    }
     return info;
 }
 
@@ -226,6 +232,8 @@ static json_t *collect_chain(const char *filename, const char *fmt,
 
         BlockNode *bs = img_open(cur_name, cur_fmt,
                                  flags | BLOCK_O_NO_BACKING, false);
+        /* Backing files are names, whatever the top image was. */
+        img_set_image_opts(false);
         if (!bs) {
             goto fail;
         }
@@ -263,6 +271,8 @@ int cmd_info(int argc, char **argv)
     enum { OPT_OUTPUT = 256, OPT_BACKING_CHAIN };
     static const struct option long_options[] = {
         { "help", no_argument, NULL, 'h' },
+        { "object", required_argument, NULL, IMG_OPT_OBJECT },
+        { "image-opts", no_argument, NULL, IMG_OPT_IMAGE_OPTS },
         { "format", required_argument, NULL, 'f' },
         { "output", required_argument, NULL, OPT_OUTPUT },
         { "backing-chain", no_argument, NULL, OPT_BACKING_CHAIN },
@@ -278,6 +288,8 @@ int cmd_info(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, ":f:hU", long_options, NULL)) != -1) {
         switch (c) {
+        case IMG_OPT_OBJECT: img_object_add(optarg); break;
+        case IMG_OPT_IMAGE_OPTS: img_set_image_opts(true); break;
         case 'f': fmt = optarg; break;
         case 'h': img_help();
         case 'U': flags |= BLOCK_O_FORCE_SHARE; break;

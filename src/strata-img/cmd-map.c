@@ -144,6 +144,8 @@ int cmd_map(int argc, char **argv)
     enum { OPT_OUTPUT = 256, OPT_START, OPT_MAXLEN };
     static const struct option long_options[] = {
         { "help", no_argument, NULL, 'h' },
+        { "object", required_argument, NULL, IMG_OPT_OBJECT },
+        { "image-opts", no_argument, NULL, IMG_OPT_IMAGE_OPTS },
         { "format", required_argument, NULL, 'f' },
         { "output", required_argument, NULL, OPT_OUTPUT },
         { "start-offset", required_argument, NULL, OPT_START },
@@ -159,6 +161,8 @@ int cmd_map(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, ":f:hU", long_options, NULL)) != -1) {
         switch (c) {
+        case IMG_OPT_OBJECT: img_object_add(optarg); break;
+        case IMG_OPT_IMAGE_OPTS: img_set_image_opts(true); break;
         case 'h': img_help();
         case 'f': fmt = optarg; break;
         case 'U': flags |= BLOCK_O_FORCE_SHARE; break;

@@ -15,6 +15,8 @@ int cmd_resize(int argc, char **argv)
     enum { OPT_PREALLOC = 256, OPT_SHRINK };
     static const struct option long_options[] = {
         { "help", no_argument, NULL, 'h' },
+        { "object", required_argument, NULL, IMG_OPT_OBJECT },
+        { "image-opts", no_argument, NULL, IMG_OPT_IMAGE_OPTS },
         { "format", required_argument, NULL, 'f' },
         { "preallocation", required_argument, NULL, OPT_PREALLOC },
         { "shrink", no_argument, NULL, OPT_SHRINK },
@@ -35,6 +37,8 @@ int cmd_resize(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, ":f:hq", long_options, NULL)) != -1) {
         switch (c) {
+        case IMG_OPT_OBJECT: img_object_add(optarg); break;
+        case IMG_OPT_IMAGE_OPTS: img_set_image_opts(true); break;
         case 'h': img_help();
         case 'f': fmt = optarg; break;
         case 'q': quiet = true; break;

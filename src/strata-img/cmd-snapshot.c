@@ -47,13 +47,13 @@ static bool add_object(const char *arg)
     return true;
 }
 
-/* --image-opts: the name is a dotted key=value list of block options. */
+/* --image-opts: the name is a list of block options, in qemu-img's
+ * syntax (img-image-opts.c). */
 static char *image_opts_name(const char *arg)
 {
-    Error *err = NULL;
-    CLEANUP_JSON json_t *opts = keyval_parse(arg, NULL, &err);
+    CLEANUP_JSON json_t *opts = img_parse_image_opts(arg);
     if (!opts) {
-        error_report_err(err);
+        error_report("Out of memory");
         return NULL;
     }
     CLEANUP_FREE char *text = json_dumps(opts, JSON_COMPACT);

@@ -65,10 +65,21 @@ ImgChain *img_discover_chain(const char *filename, const char *fmt,
                 return NULL;
             }
         }
+        bool opts_name = img_image_opts();
         BlockNode *bs = img_open(cur, cur_fmt,
                                  (flags & BLOCK_O_FORCE_SHARE) |
                                      BLOCK_O_NO_BACKING, true);
-        if (!bs) {
+        /* An option list (--image-opts) names the top image only; the
+         * layer is then known by the name that reopens it. */
+        img_set_image_opts(false);
+        if (bs && opts_name && block_node_filename(bs)) {
+            free(cur);
+            cur = strdup(block_node_filename(bs));
+        }
+        if (!bs || !cur) {
+            if (bs) {
+                block_node_unref(bs);
+            }
             img_chain_free(chain);
             return NULL;
         }
@@ -111,15 +122,20 @@ BlockNode *img_open_chain(const ImgChain *chain, uint64_t rw_mask,
     /* Built bottom up: each layer wraps the one below as "backing". */
     for (int i = count - 1; i >= 0; i--) {
         const ImgChainLayer *l = &chain->layers[i];
+        /* Each layer is opened as its name says (json:, file:, ...). */
+        json_t *layer = block_image_options(l->filename, l->fmt, &err);
+        if (!layer) {
+            json_decref(opts);
+            error_prepend(&err, "Could not open '%s': ", l->filename);
+            error_report_err(err);
+            return NULL;
+        }
+        json_object_set_new(layer, "read-only",
+                            json_boolean(!(rw_mask & (1ull << i))));
         /* discard=unmap as qemu-img commit opens its chain: zeroes
          * written with unmap free clusters, and what is freed is
          * discarded in the file. */
-        json_t *layer = json_pack("{s:s, s:b, s:s, s:{s:s, s:s}}",
-                                  "driver", l->fmt,
-                                  "read-only", !(rw_mask & (1ull << i)),
-                                  "discard", "unmap",
-                                  "file", "driver", "file",
-                                  "filename", l->filename);
+        json_object_set_new(layer, "discard", json_string("unmap"));
         if (opts) {
             json_object_set_new(layer, "backing", opts);
         } else if (i < chain->count - 1) {

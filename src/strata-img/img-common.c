@@ -55,6 +55,9 @@ bool img_parse_output(const char *arg, ImgOutputFormat *out)
 BlockNode *img_open(const char *filename, const char *fmt, int flags,
                     bool quiet)
 {
+    if (img_image_opts()) {
+        return img_open_image_opts(filename, fmt, flags);
+    }
     Error *err = NULL;
     BlockNode *bs = block_open_image(filename, fmt, flags, &err);
 
@@ -83,70 +86,15 @@ void img_warn_probed_raw(const char *filename)
             filename);
 }
 
-/* QEMU probes the format when --image-opts names none: look at the file
- * the options name, as a plain open would.  False with errp set when
- * there is nothing to probe or the file cannot be opened. */
-static bool probe_driver(json_t *opts, int flags, Error **errp)
-{
-    json_t *file = json_object_get(opts, "file");
-    const char *name = json_string_value(json_object_get(file, "filename"));
-
-    if (json_object_get(opts, "driver")) {
-        return true;
-    }
-    if (!file) {
-        error_setg(errp, "Must specify either driver or file");
-        return false;
-    }
-    if (!name) {
-        return true;  /* the open below names what is missing */
-    }
-    BlockNode *bs = block_open_image(name, NULL,
-                                     (flags & BLOCK_O_FORCE_SHARE) |
-                                     BLOCK_O_NO_BACKING, errp);
-    if (!bs) {
-        return false;
-    }
-    json_object_set_new(opts, "driver",
-                        json_string(block_node_driver_name(bs)));
-    block_node_unref(bs);
-    return true;
-}
-
 BlockNode *img_open_maybe_opts(const char *filename, const char *fmt,
                                int flags, bool image_opts)
 {
-    if (!image_opts) {
-        return img_open(filename, fmt, flags, false);
+    /* The option list is read as qemu-img reads it (img-image-opts.c);
+     * the block layer probes a format the list leaves out. */
+    if (image_opts) {
+        return img_open_image_opts(filename, fmt, flags);
     }
-    if (fmt) {
-        error_report("--image-opts and --format are mutually exclusive");
-        return NULL;
-    }
-    Error *err = NULL;
-    CLEANUP_JSON json_t *opts = keyval_parse(filename, NULL, &err);
-    BlockNode *bs = NULL;
-    if (opts) {
-        if (flags & BLOCK_O_FORCE_SHARE) {
-            json_object_set_new(opts, "force-share", json_true());
-        }
-        json_object_set_new(opts, "read-only",
-                            json_boolean(!(flags & BLOCK_O_RDWR)));
-        /* As QEMU, a file child given by its name alone is a file. */
-        json_t *file = json_object_get(opts, "file");
-        if (json_is_object(file) && json_object_get(file, "filename") &&
-            !json_object_get(file, "driver")) {
-            json_object_set_new(file, "driver", json_string("file"));
-        }
-        if (probe_driver(opts, flags, &err)) {
-            bs = block_node_open(opts, &err);
-        }
-    }
-    if (!bs) {
-        error_prepend(&err, "Could not open '%s': ", filename);
-        error_report_err(err);
-    }
-    return bs;
+    return img_open(filename, fmt, flags, false);
 }
 
 char *img_path_combine(const char *base_path, const char *filename)
@@ -156,7 +104,9 @@ char *img_path_combine(const char *base_path, const char *filename)
     if (strncmp(base_path, "json:", 5) == 0) {
         return NULL;
     }
-    if (filename[0] == '/' || strstr(filename, "://") != NULL) {
+    /* Absolute, or prefixed (json:, file:, nbd://): taken as it is, as
+     * QEMU's path_has_protocol rule (a colon before any slash). */
+    if (filename[0] == '/' || filename[strcspn(filename, ":/")] == ':') {
         return strdup(filename);
     }
     slash = strrchr(base_path, '/');

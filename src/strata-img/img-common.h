@@ -63,6 +63,21 @@ void img_warn_probed_raw(const char *filename);
  * list of block options ("driver=qcow2,file.filename=a.qcow2"). */
 BlockNode *img_open_maybe_opts(const char *filename, const char *fmt,
                                int flags, bool image_opts);
+/* --image-opts (img-image-opts.c): while on, img_open takes its
+ * filename as a qemu-img option string ("driver=qcow2,file.filename=x")
+ * and refuses a format ("--image-opts and --format are mutually
+ * exclusive"). */
+void img_set_image_opts(bool on);
+bool img_image_opts(void);
+/* The option string as a flat object of strings, in QEMU's syntax. */
+json_t *img_parse_image_opts(const char *str);
+BlockNode *img_open_image_opts(const char *optstr, const char *fmt,
+                               int flags);
+/* getopt value of --image-opts in every command that has it. */
+#define IMG_OPT_IMAGE_OPTS 0x4000
+/* --object ARG: creates the object or prints why not and exits 1. */
+void img_object_add(const char *arg);
+#define IMG_OPT_OBJECT 0x4001
 
 /* qemu-img's path_combine(): a relative backing file name is relative to
  * the directory of the image that names it.  Returns a malloc'd string,

@@ -260,7 +260,15 @@ static void print_opt_list(const BlockCreateOpt *list, json_t *opts,
             printf(" %s=%" JSON_INTEGER_FORMAT, list->name,
                    json_integer_value(v));
         } else if (v && json_is_string(v)) {
-            printf(" %s=%s", list->name, json_string_value(v));
+            /* QEMU prints option values as they would be typed: a comma
+             * inside one is doubled. */
+            printf(" %s=", list->name);
+            for (const char *c = json_string_value(v); *c; c++) {
+                if (*c == ',') {
+                    putchar(',');
+                }
+                putchar(*c);
+            }
         } else if (v && json_is_boolean(v)) {
             printf(" %s=%s", list->name, json_is_true(v) ? "on" : "off");
         } else if (!v && list->def_value) {

@@ -14,6 +14,7 @@
 
 #include "util/cleanup.h"
 #include "util/keyval.h"
+#include "util/qemu-json.h"
 #include "util/units.h"
 
 static bool fragment_is_index(const char *s, size_t len)
@@ -144,11 +145,10 @@ static json_t *keyval_listify(json_t *obj, const char *prefix, bool is_root,
 
 static json_t *keyval_parse_json(const char *str, Error **errp)
 {
-    json_error_t jerr;
-    json_t *obj = json_loads(str, JSON_REJECT_DUPLICATES, &jerr);
+    /* QEMU's dialect (single quotes) and QEMU's errors, as
+     * qemu-storage-daemon parses the same argument. */
+    json_t *obj = qemu_json_parse(str, strlen(str), errp);
     if (!obj) {
-        error_setg(errp, "JSON parse error at line %d column %d: %s",
-                   jerr.line, jerr.column, jerr.text);
         return NULL;
     }
     if (!json_is_object(obj)) {

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -102,6 +103,11 @@ static bool file_do_open(BlockNode *bs, json_t *opts, int flags,
     }
     if (!filename) {
         error_setg(errp, "Parameter 'filename' is missing");
+        return false;
+    }
+    if (!*filename) {
+        error_setg(errp, "The '%s' block driver requires a file name",
+                   bs->drv->format_name);
         return false;
     }
     if (aio == 1 && !bs->cache_direct) {
@@ -533,6 +539,38 @@ static json_t *file_get_specific_stats(BlockNode *bs)
                      "discard-nb-failed", (json_int_t)um->failed_ops);
 }
 
+/* QEMU's bdrv_parse_filename_strip_prefix: "file:NAME" opens NAME; a
+ * NAME that would itself look prefixed ("file:a:b") becomes "./a:b". */
+static bool strip_prefix(const char *filename, const char *prefix,
+                         json_t *opts, Error **errp)
+{
+    size_t plen = strlen(prefix);
+    if (strncmp(filename, prefix, plen) != 0) {
+        return true;
+    }
+    const char *name = filename + plen;
+    char *fat = NULL;
+    if (name[strcspn(name, ":/")] == ':' && asprintf(&fat, "./%s", name) < 0) {
+        error_setg(errp, "Out of memory");
+        return false;
+    }
+    json_object_set_new(opts, "filename", json_string(fat ? fat : name));
+    free(fat);
+    return true;
+}
+
+static bool file_parse_filename(const char *filename, json_t *opts,
+                                Error **errp)
+{
+    return strip_prefix(filename, "file:", opts, errp);
+}
+
+static bool hdev_parse_filename(const char *filename, json_t *opts,
+                                Error **errp)
+{
+    return strip_prefix(filename, "host_device:", opts, errp);
+}
+
 /* The same callbacks serve both names: "file" also opens devices, and
  * "host_device" insists on one (QEMU's names for the one driver). */
 #define FILE_DRIVER_CALLBACKS                          \
@@ -557,6 +595,7 @@ static json_t *file_get_specific_stats(BlockNode *bs)
 const BlockDriver bdrv_file = {
     .format_name = "file",
     .open = file_open,
+    .parse_filename = file_parse_filename,
     .create = file_create,
     .create_opts = file_create_opts,
     .is_block_device = file_is_block_device,
@@ -566,6 +605,7 @@ const BlockDriver bdrv_file = {
 const BlockDriver bdrv_host_device = {
     .format_name = "host_device",
     .open = hdev_open,
+    .parse_filename = hdev_parse_filename,
     .is_block_device = hdev_is_block_device,
     FILE_DRIVER_CALLBACKS,
 };

@@ -18,17 +18,26 @@
  * rule is deleted after it has failed one request.
  *
  * Events: QEMU's format drivers raise them on their file child.  strata
- * raises them when a request reaches this node, before the check:
- * read -> read_aio; write -> write_aio, then pwritev; write-zeroes ->
- * pwritev_zero; flush -> flush_to_os, then flush_to_disk.  That is what
- * QEMU does for a raw format node above blkdebug; under qcow2, QEMU
- * raises read_aio and write_aio for guest data only, strata for every
- * request including metadata.  Every other QEMU event name is accepted
- * and never raised.  "immediately" only changes, in QEMU, whether the
+ * raises them when a request reaches this node from a parent, before the
+ * check: read -> read_aio; write -> write_aio, then pwritev; write-zeroes
+ * -> pwritev_zero; flush -> flush_to_os, then flush_to_disk.  That is
+ * what QEMU does for a raw format node above blkdebug; under qcow2, QEMU
+ * raises read_aio and write_aio for guest data only, and so does strata:
+ * requests a format makes for its own metadata raise neither, nor do
+ * requests made with no parent above (probing the format).  "none" is
+ * raised once when the node opens, so its rules are active from the
+ * start.  Every other
+ * QEMU event name is accepted and never raised.  "immediately" only changes, in QEMU, whether the
  * error is returned before or after yielding; strata's requests are
- * synchronous, so it is accepted and has no effect.  "config",
- * "set-state", "take-child-perms" and "unshare-child-perms" are refused
- * with an error rather than silently ignored.
+ * synchronous, so it is accepted and has no effect.
+ *
+ * "set-state" rules ({"event", "state"?, "new_state"}) move the node to
+ * another state when their event is raised in their state, which
+ * selects the rules of later events.  "config" names a file of rules in
+ * QEMU's syntax (inject-config.c), added before those given as options;
+ * "blkdebug:CONFIG:IMAGE" file names give both.  "take-child-perms" and
+ * "unshare-child-perms" are refused with an error rather than silently
+ * ignored.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -40,6 +49,7 @@
 #include "block/block_core.h"
 #include "util/cleanup.h"
 #include "util/keyval.h"
+#include "block/drivers/inject.h"
 
 /* QEMU's BlkdebugEvent names, in QEMU's order. */
 static const char *const event_names[] = {
@@ -79,6 +89,8 @@ typedef struct InjectRule {
     int error;                /* positive errno */
     int64_t offset;           /* sector * 512, or -1 */
     bool once;
+    bool set_state;           /* a set-state rule: moves to new_state */
+    int64_t new_state;
     bool active;
     bool deleted;
 } InjectRule;
@@ -208,16 +220,162 @@ static bool parse_rule(json_t *r, size_t i, InjectRule *rule, Error **errp)
 
 static void raise_event_locked(InjectState *s, int event);
 
+/* QEMU's "blkdebug:CONFIG:IMAGE": CONFIG names a rules file (may be
+ * empty), IMAGE is opened as a file name of its own (prefixes and all). */
+static bool inject_parse_filename(const char *filename, json_t *opts,
+                                  Error **errp)
+{
+    const char *p = filename + strlen("blkdebug:");
+    const char *colon = strchr(p, ':');
+    if (strncmp(filename, "blkdebug:", 9) != 0 || !colon) {
+        error_setg(errp, "blkdebug requires both config file and image path");
+        return false;
+    }
+    if (colon > p) {
+        json_object_set_new(opts, "config",
+                            json_stringn(p, (size_t)(colon - p)));
+    }
+    json_object_set_new(opts, "x-image", json_string(colon + 1));
+    json_object_del(opts, "filename");
+    return true;
+}
+
+/* Rules from the "config" file come first, then those given as
+ * options, as QEMU adds them.  New arrays replace the options' own (the
+ * node's name still refers to those). */
+static bool merge_config(json_t *opts, Error **errp)
+{
+    json_t *cfg = json_object_get(opts, "config");
+    if (!cfg) {
+        return true;
+    }
+    if (!json_is_string(cfg)) {
+        error_setg(errp, "Invalid parameter type for 'config', expected: "
+                   "string");
+        return false;
+    }
+    CLEANUP_JSON json_t *inject = NULL;
+    CLEANUP_JSON json_t *states = NULL;
+    if (!inject_read_config(json_string_value(cfg), &inject, &states, errp)) {
+        return false;
+    }
+    static const char *const keys[] = { "inject-error", "set-state" };
+    json_t **lists[] = { &inject, &states };
+    for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+        json_t *given = json_object_get(opts, keys[i]);
+        if (!*lists[i]) {
+            continue;
+        }
+        if (given && !json_is_array(given)) {
+            continue;   /* the type error is reported with the option */
+        }
+        if (given) {
+            json_array_extend(*lists[i], given);
+        }
+        json_object_set(opts, keys[i], *lists[i]);
+    }
+    json_object_del(opts, "config");
+    return true;
+}
+
+/* QEMU's set-state rules: {"event", "state"?, "new_state"}. */
+static bool add_state_rules(InjectState *s, json_t *list, Error **errp)
+{
+    if (!list) {
+        return true;
+    }
+    if (!json_is_array(list)) {
+        error_setg(errp, "Invalid parameter type for 'set-state', expected: "
+                   "array");
+        return false;
+    }
+    size_t n = json_array_size(list);
+    InjectRule *rules = realloc(s->rules, (s->nrules + n + 1) *
+                                          sizeof(*rules));
+    if (!rules) {
+        error_setg(errp, "Out of memory for blkdebug rules");
+        return false;
+    }
+    s->rules = rules;
+    for (size_t i = 0; i < n; i++) {
+        json_t *r = json_array_get(list, i);
+        InjectRule *rule = &s->rules[s->nrules];
+        char path[64];
+        *rule = (InjectRule){ .set_state = true, .offset = -1 };
+        if (!json_is_object(r)) {
+            error_setg(errp, "Invalid parameter type for 'set-state[%zu]', "
+                       "expected: object", i);
+            return false;
+        }
+        json_t *ev = json_object_get(r, "event");
+        if (!ev) {
+            error_setg(errp, "Parameter 'set-state[%zu].event' is missing", i);
+            return false;
+        }
+        rule->event = json_is_string(ev) ? enum_index(event_names,
+                                                      json_string_value(ev))
+                                         : -1;
+        if (rule->event < 0) {
+            error_setg(errp, "Parameter 'set-state[%zu].event' does not "
+                       "accept value '%s'", i,
+                       json_is_string(ev) ? json_string_value(ev) : "?");
+            return false;
+        }
+        if (!json_object_get(r, "new_state")) {
+            error_setg(errp, "Parameter 'set-state[%zu].new_state' is "
+                       "missing", i);
+            return false;
+        }
+        snprintf(path, sizeof(path), "set-state[%zu].state", i);
+        if (!get_int(r, "state", path, 0, &rule->state, errp)) {
+            return false;
+        }
+        snprintf(path, sizeof(path), "set-state[%zu].new_state", i);
+        if (!get_int(r, "new_state", path, 0, &rule->new_state, errp)) {
+            return false;
+        }
+        const char *key;
+        json_t *val;
+        json_object_foreach(r, key, val) {
+            if (strcmp(key, "event") && strcmp(key, "state") &&
+                strcmp(key, "new_state")) {
+                error_setg(errp, "Parameter 'set-state[%zu].%s' is "
+                           "unexpected", i, key);
+                return false;
+            }
+        }
+        s->nrules++;
+    }
+    return true;
+}
+
 static bool inject_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
 {
     InjectState *s = bs->opaque;
-    static const char *const refused[] = { "config", "set-state",
-                                           "take-child-perms",
+    if (!merge_config(opts, errp)) {
+        return false;
+    }
+    json_t *ximage = json_object_get(opts, "x-image");
+    if (ximage) {
+        json_t *child = json_is_string(ximage)
+            ? block_protocol_options(json_string_value(ximage), NULL, errp)
+            : NULL;
+        if (!child) {
+            if (!json_is_string(ximage)) {
+                error_setg(errp, "Invalid parameter type for 'x-image', "
+                           "expected: string");
+            }
+            return false;
+        }
+        json_object_set_new(opts, "image", child);
+        json_object_del(opts, "x-image");
+    }
+    static const char *const refused[] = { "take-child-perms",
                                            "unshare-child-perms" };
     for (size_t i = 0; i < ARRAY_SIZE(refused); i++) {
         if (json_object_get(opts, refused[i])) {
             error_setg(errp, "blkdebug option '%s' is not supported by strata "
-                       "(only inject-error, align and max-transfer)",
+                       "(it has no permission tuning)",
                        refused[i]);
             return false;
         }
@@ -273,6 +431,12 @@ static bool inject_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
     }
     s->nrules = n;
     json_object_del(opts, "inject-error");
+    if (!add_state_rules(s, json_object_get(opts, "set-state"), errp)) {
+        free(s->rules);
+        s->rules = NULL;
+        return false;
+    }
+    json_object_del(opts, "set-state");
     s->state = 1;
     pthread_mutex_init(&s->lock, NULL);
 
@@ -306,11 +470,21 @@ static void inject_close(BlockNode *bs)
  * state become the active ones.  Caller holds s->lock. */
 static void raise_event_locked(InjectState *s, int event)
 {
-    bool any = false;
+    bool any = false, moved = false;
+    int64_t new_state = s->state;
     for (size_t i = 0; i < s->nrules; i++) {
         InjectRule *r = &s->rules[i];
         if (r->deleted || r->event != event ||
             (r->state && r->state != s->state)) {
+            continue;
+        }
+        if (r->set_state) {
+            /* QEMU walks the rules newest first, so the first set-state
+             * rule in configuration order has the last word. */
+            if (!moved) {
+                new_state = r->new_state;
+                moved = true;
+            }
             continue;
         }
         if (!any) {
@@ -321,6 +495,12 @@ static void raise_event_locked(InjectState *s, int event)
         }
         r->active = true;
     }
+    s->state = new_state;
+}
+
+static int event_id(const char *name)
+{
+    return enum_index(event_names, name);
 }
 
 /* Raises the events of a request (terminated by -1), then returns the
@@ -333,12 +513,22 @@ static int check(BlockNode *bs, const int *events, IoType type,
         return 0;
     }
     LOCK_GUARD(&s->lock);
+    /* QEMU's format drivers raise read_aio and write_aio for guest data
+     * only, on their file child: not for their own metadata, nor for
+     * reads made before there is a format above (probing).  The other
+     * events come from QEMU's generic I/O path, for every request. */
+    bool data = bs->parents > 0 &&
+                block_origin_current() != BLOCK_ORIGIN_METADATA;
     for (const int *e = events; *e >= 0; e++) {
-        raise_event_locked(s, *e);
+        if (data || (*e != event_id("read_aio") &&
+                     *e != event_id("write_aio"))) {
+            raise_event_locked(s, *e);
+        }
     }
     for (size_t i = 0; i < s->nrules; i++) {
         InjectRule *r = &s->rules[i];
-        if (!r->active || r->deleted || !(r->iotype_mask & (1u << type))) {
+        if (!r->active || r->deleted || r->set_state ||
+            !(r->iotype_mask & (1u << type))) {
             continue;
         }
         if (r->offset >= 0 &&
@@ -356,10 +546,6 @@ static int check(BlockNode *bs, const int *events, IoType type,
     return 0;
 }
 
-static int event_id(const char *name)
-{
-    return enum_index(event_names, name);
-}
 
 static int inject_pread(BlockNode *bs, uint64_t offset, uint64_t bytes,
                         void *buf, int flags)
@@ -470,11 +656,15 @@ static char *inject_exact_filename(BlockNode *bs, const json_t *full)
     return out;
 }
 
+static const char *const blkdebug_prefixes[] = { "blkdebug", NULL };
+
 const BlockDriver bdrv_blkdebug = {
     .format_name = "blkdebug",
     .state_size = sizeof(InjectState),
     .is_filter = true,
     .file_child_option = "image",
+    .protocol_prefixes = blkdebug_prefixes,
+    .parse_filename = inject_parse_filename,
     .strong_options = inject_strong_options,
     .exact_filename = inject_exact_filename,
     .open = inject_open,
