@@ -227,23 +227,18 @@ int cmd_commit(int argc, char **argv)
     }
     r = commit_data(top, base, prog);
     if (r < 0) {
+        /* qemu-img runs the copy as a block job and words it so. */
         img_progress_end(prog);
-        error_report("Could not commit '%s' into '%s': %s", filename,
-                     chain->layers[base_idx].filename, strerror(-r));
+        error_report("Block job failed: %s", strerror(-r));
         goto out_top;
     }
     if (!drop) {
+        /* A format that cannot be emptied (raw) keeps its data, and
+         * qemu-img still reports success. */
         r = block_make_empty(top);
-        if (r == -ENOTSUP) {
+        if (r < 0 && r != -ENOTSUP) {
             img_progress_end(prog);
-            error_report("Image '%s' of format %s cannot be emptied after "
-                         "the commit (use -d)", filename,
-                         block_node_driver_name(top));
-            goto out_top;
-        }
-        if (r < 0) {
-            img_progress_end(prog);
-            error_report("Could not empty '%s': %s", filename, strerror(-r));
+            error_report("Failed to empty %s: %s", filename, strerror(-r));
             goto out_top;
         }
     }

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from img_util import MiB, map_json, qimg, qio, simg, write_raw
+from img_util import MiB, map_json, qimg, qio, same_stderr, simg, write_raw
 
 
 def compare_both(a, b, *args):
@@ -156,3 +156,42 @@ def test_resize(tmp_path):
     assert r.returncode == 1
     assert "Invalid preallocation mode 'bogus'" in r.stderr
     assert qimg("check", img, check=False).returncode == 0
+
+
+def test_commit_of_a_raw_top_matches_qemu_img(tmp_path):
+    """A raw top cannot be emptied: qemu-img commits and says so all the
+    same."""
+    outs = []
+    for tool, d in ((simg, tmp_path / "s"), (qimg, tmp_path / "q")):
+        d.mkdir()
+        qimg("create", "-q", "-f", "raw", d / "base.raw", MiB)
+        qimg("create", "-q", "-f", "qcow2", "-b", d / "base.raw", "-F",
+             "raw", d / "mid.qcow2")
+        qio(d / "mid.qcow2", "write -P 0x5 0 64k")
+        outs.append(tool("commit", d / "mid.qcow2", check=False))
+        raw_top = d / "top.raw"
+        qimg("create", "-q", "-f", "raw", raw_top, MiB)
+        outs.append(tool("commit", "-f", "raw", raw_top, check=False))
+    for ours, theirs in zip(outs[:2], outs[2:]):
+        assert (ours.returncode, ours.stdout) == (theirs.returncode,
+                                                  theirs.stdout)
+        assert same_stderr(ours.stderr, theirs.stderr)
+    assert_same = qimg("compare", tmp_path / "s" / "base.raw",
+                       tmp_path / "q" / "base.raw", check=False)
+    assert assert_same.returncode == 0
+
+
+@pytest.mark.parametrize("size", ["0", "100", "1000", "4096", "5000", "1M"])
+@pytest.mark.parametrize("prealloc", ["off", "falloc"])
+def test_raw_create_allocates_the_first_block_as_qemu_img(tmp_path, size,
+                                                          prealloc):
+    """QEMU writes the first block of a new file (for O_DIRECT alignment
+    probing), so 'qemu-img map' of a fresh raw image shows it as data
+    (iotest 150)."""
+    maps = []
+    for tool, name in ((simg, "s.raw"), (qimg, "q.raw")):
+        tool("create", "-q", "-f", "raw", "-o", f"preallocation={prealloc}",
+             tmp_path / name, size)
+        maps.append(qimg("map", "--output=json", "-f", "raw",
+                         tmp_path / name).stdout.replace(name, "X"))
+    assert maps[0] == maps[1]

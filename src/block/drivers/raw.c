@@ -195,6 +195,14 @@ static const BlockCreateOpt raw_create_opts[] = {
 
 static bool raw_create(const char *filename, json_t *opts, Error **errp)
 {
+    /* The image is whole sectors, as qemu-img makes it: "create -f raw
+     * x 1000" gives a 1024-byte file. */
+    json_t *size = json_object_get(opts, "size");
+    if (json_is_integer(size) && json_integer_value(size) > 0 &&
+        json_integer_value(size) <= INT64_MAX - 511) {
+        json_object_set_new(opts, "size", json_integer(
+            (json_integer_value(size) + 511) / 512 * 512));
+    }
     return block_create("file", filename, opts, errp);
 }
 
