@@ -20,19 +20,6 @@
 #define SNAPSHOT_HEADER_LEN  40
 #define BITMAP_DIR_ENTRY_LEN 24
 
-static uint64_t be64_at(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return be64toh(v);
-}
-
-static uint32_t be32_at(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return be32toh(v);
-}
 
 static uint16_t be16_at(const uint8_t *p)
 {
@@ -86,9 +73,9 @@ int qcow2_check_read_snapshots(Qcow2Check *c, BlockCheckResult *res)
         }
         Qcow2CheckSnapshot *sn = &c->snapshots[c->nb_snapshots++];
         uint16_t id_len = be16_at(e + 12), name_len = be16_at(e + 14);
-        uint32_t extra = be32_at(e + 36);
-        sn->l1_offset = be64_at(e);
-        sn->l1_size = be32_at(e + 8);
+        uint32_t extra = qcow2_be32_at(e + 36);
+        sn->l1_offset = qcow2_be64_at(e);
+        sn->l1_size = qcow2_be32_at(e + 8);
         offset += sizeof(e) + extra;
         sn->id = read_string(c, offset, id_len);
         offset += id_len;
@@ -111,9 +98,9 @@ int qcow2_check_count_bitmaps(Qcow2Check *c, BlockCheckResult *res)
     if (!ext) {
         return 0;
     }
-    uint32_t nb_bitmaps = be32_at(ext->data);
-    uint64_t dir_size = be64_at(ext->data + 8);
-    uint64_t dir_offset = be64_at(ext->data + 16);
+    uint32_t nb_bitmaps = qcow2_be32_at(ext->data);
+    uint64_t dir_size = qcow2_be64_at(ext->data + 8);
+    uint64_t dir_offset = qcow2_be64_at(ext->data + 16);
     if (nb_bitmaps == 0) {
         return 0;
     }
@@ -142,10 +129,10 @@ int qcow2_check_count_bitmaps(Qcow2Check *c, BlockCheckResult *res)
             return -EINVAL;
         }
         const uint8_t *e = dir + pos;
-        uint64_t table_offset = be64_at(e);
-        uint32_t table_size = be32_at(e + 8);
+        uint64_t table_offset = qcow2_be64_at(e);
+        uint32_t table_size = qcow2_be32_at(e + 8);
         uint16_t name_size = be16_at(e + 18);
-        uint32_t extra = be32_at(e + 20);
+        uint32_t extra = qcow2_be32_at(e + 20);
         pos = ALIGN_UP(pos + BITMAP_DIR_ENTRY_LEN + extra + name_size, 8);
 
         ret = qcow2_imrt_inc(c, res, table_offset, (uint64_t)table_size * 8);

@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <endian.h>
 
 #include "util/error.h"
 
@@ -138,6 +140,21 @@ bool qcow2_header_encode(Qcow2Header *h, uint8_t *buf, size_t len,
                          Error **errp);
 
 void qcow2_header_free(Qcow2Header *h);
+
+/* Big-endian fields read from a byte buffer (snapshot tables, check). */
+static inline uint64_t qcow2_be64_at(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return be64toh(v);
+}
+
+static inline uint32_t qcow2_be32_at(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return be32toh(v);
+}
 
 static inline uint64_t qcow2_cluster_size(const Qcow2Header *h)
 {

@@ -64,19 +64,6 @@ static int reader_get(TableReader *r, uint64_t offset, uint64_t len,
     return 0;
 }
 
-static uint64_t be64_at(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return be64toh(v);
-}
-
-static uint32_t be32_at(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return be32toh(v);
-}
 
 static void put_be64(uint8_t *p, uint64_t v)
 {
@@ -135,15 +122,15 @@ static int read_entry(BDRVQcow2State *s, TableReader *r, uint32_t index,
         goto read_failed;
     }
     off += sizeof(h);
-    sn->l1_table_offset = be64_at(h);
-    sn->l1_size = be32_at(h + 8);
+    sn->l1_table_offset = qcow2_be64_at(h);
+    sn->l1_size = qcow2_be32_at(h + 8);
     uint16_t id_len = (uint16_t)((h[12] << 8) | h[13]);
     uint16_t name_len = (uint16_t)((h[14] << 8) | h[15]);
-    sn->date_sec = be32_at(h + 16);
-    sn->date_nsec = be32_at(h + 20);
-    sn->vm_clock_nsec = be64_at(h + 24);
-    sn->vm_state_size = be32_at(h + 32);
-    sn->extra_data_size = be32_at(h + 36);
+    sn->date_sec = qcow2_be32_at(h + 16);
+    sn->date_nsec = qcow2_be32_at(h + 20);
+    sn->vm_clock_nsec = qcow2_be64_at(h + 24);
+    sn->vm_state_size = qcow2_be32_at(h + 32);
+    sn->extra_data_size = qcow2_be32_at(h + 36);
     if (sn->extra_data_size > SN_EXTRA_MAX) {
         error_setg(errp, "Too much extra metadata in snapshot table entry "
                    "%" PRIu32 "\nYou can force-remove this extra metadata "
@@ -157,11 +144,11 @@ static int read_entry(BDRVQcow2State *s, TableReader *r, uint32_t index,
     }
     off += known;
     if (sn->extra_data_size >= 8) {
-        sn->vm_state_size = be64_at(extra);
+        sn->vm_state_size = qcow2_be64_at(extra);
     }
-    sn->disk_size = sn->extra_data_size >= 16 ? be64_at(extra + 8)
+    sn->disk_size = sn->extra_data_size >= 16 ? qcow2_be64_at(extra + 8)
                                               : s->header.size;
-    sn->icount = sn->extra_data_size >= 24 ? be64_at(extra + 16)
+    sn->icount = sn->extra_data_size >= 24 ? qcow2_be64_at(extra + 16)
                                            : UINT64_MAX;
     if (sn->extra_data_size > SN_EXTRA_LEN) {
         uint32_t n = sn->extra_data_size - SN_EXTRA_LEN;
