@@ -218,6 +218,17 @@ static void *bounce_alloc(uint64_t bytes)
     return p;
 }
 
+/* A filter over a file that grows on write grows with it: a format
+ * appending clusters through blkdebug must reach the file's end as it
+ * would without the filter. */
+static bool grows_on_write(const BlockNode *bs)
+{
+    while (bs->drv->is_filter && bs->file && !bs->drv->grows_on_write) {
+        bs = bs->file;
+    }
+    return bs->drv->grows_on_write;
+}
+
 /* Overflow and range checks.  Nodes that grow on write take requests
  * past their end (a format driver appending clusters) and read zeroes
  * there. */
@@ -227,7 +238,7 @@ static int check_request(BlockNode *bs, uint64_t offset, uint64_t bytes,
     if (offset > INT64_MAX || bytes > INT64_MAX || offset + bytes > INT64_MAX) {
         return -EINVAL;
     }
-    if (bs->drv->grows_on_write) {
+    if (grows_on_write(bs)) {
         return 0;
     }
     uint64_t size = block_node_size(bs);
@@ -263,7 +274,7 @@ static void write_done(BlockNode *bs, uint64_t offset, uint64_t bytes)
 {
     uint64_t end = offset + bytes;
     block_atomic_max(&bs->wr_highest_offset, end);
-    if (bs->drv->grows_on_write) {
+    if (grows_on_write(bs)) {
         block_atomic_max(&bs->total_size, end);
     }
 }
@@ -365,7 +376,7 @@ static int drv_read(BlockNode *bs, uint64_t offset, uint64_t bytes, void *buf,
 {
     /* Past the end of a node that grows on write reads zeroes (see
      * check_request). */
-    if (bs->drv->grows_on_write) {
+    if (grows_on_write(bs)) {
         uint64_t size = block_node_size(bs);
         if (offset >= size) {
             memset(buf, 0, bytes);
@@ -504,7 +515,7 @@ static int rmw_write(BlockNode *bs, uint64_t offset, uint64_t bytes,
  * the others stop at their size. */
 static uint64_t align_limit(BlockNode *bs)
 {
-    return bs->drv->grows_on_write ? UINT64_MAX : block_node_size(bs);
+    return grows_on_write(bs) ? UINT64_MAX : block_node_size(bs);
 }
 
 static bool needs_rmw(BlockNode *bs, uint64_t offset, uint64_t bytes)
@@ -516,7 +527,7 @@ static bool needs_rmw(BlockNode *bs, uint64_t offset, uint64_t bytes)
     uint64_t end = offset + bytes;
     /* An unaligned end is fine where it is also the end of the node. */
     bool end_ok = IS_ALIGNED(end, align) ||
-                  (!bs->drv->grows_on_write && end == block_node_size(bs));
+                  (!grows_on_write(bs) && end == block_node_size(bs));
     return !IS_ALIGNED(offset, align) || !end_ok;
 }
 
@@ -726,7 +737,7 @@ int block_discard(BlockNode *bs, uint64_t offset, uint64_t bytes)
         uint64_t align = bs->request_alignment ? bs->request_alignment : 1;
         uint64_t start = ALIGN_UP(offset, align);
         uint64_t end = offset + bytes;
-        if (align > 1 && !(!bs->drv->grows_on_write && end == block_node_size(bs))) {
+        if (align > 1 && !(!grows_on_write(bs) && end == block_node_size(bs))) {
             end = ALIGN_DOWN(end, align);
         }
         if (start < end) {

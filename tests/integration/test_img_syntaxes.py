@@ -356,6 +356,39 @@ def test_commit_image_opts_like_qemu_img(tmp_path, monkeypatch, extra):
     assert results[1] == results[0]
 
 
+@pytest.mark.parametrize("errno_", [None, 28])
+def test_commit_into_base_behind_blkdebug(tmp_path, monkeypatch, errno_):
+    """A qcow2 base behind blkdebug grows through the filter (its new
+    clusters lie past the file's end), and an injected errno reaches the
+    user unchanged (QEMU's iotest 020 injects ENOSPC)."""
+    require("qemu-img")
+    monkeypatch.chdir(tmp_path)
+    debug = {"driver": "blkdebug",
+             "image": {"driver": "file", "filename": str(tmp_path / "b.qcow2")}}
+    if errno_:
+        debug["inject-error"] = [{"event": "write_aio", "errno": errno_,
+                                  "once": True}]
+    backing = "json:" + json.dumps({"driver": "qcow2", "file": debug})
+    results = []
+    for tool in ("qemu-img", binary("strata-img")):
+        run(["rm", "-f", "b.qcow2", "t.qcow2"])
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "b.qcow2", "1M"])
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", backing,
+             "-F", "qcow2", "t.qcow2"])
+        run(["qemu-io", "-c", "write -P 7 0 64k", "t.qcow2"])
+        p = run_tool([tool, "commit", "t.qcow2"])
+        run(["qemu-img", "check", "b.qcow2"])
+        base = run_tool(["qemu-io", "-c", "read -P 7 0 64k", "b.qcow2"])
+        results.append((p.returncode, p.stdout,
+                        p.stderr.replace("strata-img", "qemu-img"),
+                        "failed" in base.stdout))
+    assert results[1] == results[0]
+    if errno_:
+        assert "No space left on device" in results[1][2]
+    else:
+        assert results[1][0] == 0 and not results[1][3]
+
+
 def test_iotest_126_colons_and_file_prefix(images):
     """QEMU's iotest 126: colons after a slash are part of the name,
     file: forces a plain name, relative backing names resolve."""
