@@ -7,13 +7,17 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 PYTHON     ?= /usr/bin/python3
 WERROR     ?= $(if $(CI),true,false)
+# Integration tests run in this many pytest workers (xdist); most of a
+# test's time is spent waiting on the daemons and tools it starts.
+PYTEST_JOBS ?= auto
+PYTEST = $(PYTHON) -m pytest -q -p no:cacheprovider -n $(PYTEST_JOBS)
 # Seconds each fuzz target runs in `make check` (on top of its corpus).
 FUZZ_SECONDS ?= 15
 
 DEB_PACKAGES = meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
   libjansson-dev zlib1g-dev libzstd-dev libnbd-dev libmicrohttpd-dev \
   libgnutls28-dev gnutls-bin \
-  libcmocka-dev python3 python3-pytest python3-libnbd qemu-utils \
+  libcmocka-dev python3 python3-pytest python3-pytest-xdist python3-libnbd qemu-utils \
   qemu-system-common nbdkit libnbd-bin fio prometheus util-linux mount procps \
   strace
 
@@ -54,7 +58,7 @@ check-unit:
 	meson test -C $(BUILD) --suite unit --print-errorlogs
 
 check-integration:
-	STRATA_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+	STRATA_BUILD=$(abspath $(BUILD)) $(PYTEST) tests/integration
 
 # Integration tests that feed strata hostile or broken input, and those
 # that race threads (jobs, copy-on-read, the NBD client), run again
@@ -89,7 +93,7 @@ check-asan:
 	cd tests/integration && STRATA_BUILD=$(abspath $(ASAN_BUILD)) \
 	  ASAN_OPTIONS=exitcode=86:detect_leaks=1 \
 	  UBSAN_OPTIONS=halt_on_error=1:exitcode=87:print_stacktrace=1 \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider $(ASAN_INTEGRATION) \
+	  $(PYTEST) $(ASAN_INTEGRATION) \
 	  $(ASAN_DESELECT)
 
 # Every libFuzzer target runs its seed corpus and then FUZZ_SECONDS of
