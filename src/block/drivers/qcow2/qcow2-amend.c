@@ -92,7 +92,7 @@ static int expand_l2(BlockNode *bs, uint64_t l2_offset, bool has_backing)
     int changed = 0;
     for (uint64_t i = 0; i < s->l2_entries; i++) {
         uint64_t e = be64toh(l2[i]);
-        Qcow2ClusterType t = qcow2_l2e_type(e);
+        Qcow2ClusterType t = qcow2_cluster_type(s, e);
         uint64_t host;
         if (t == QCOW2_CLUSTER_ZERO_PLAIN) {
             if (!has_backing) {
