@@ -102,6 +102,10 @@ int qcow2_check_data_write_locked(BlockNode *bs, uint64_t offset, uint64_t len)
     if (atomic_load(&s->broken)) {
         return -EIO;
     }
+    /* Data in an external data file cannot overwrite metadata. */
+    if (qcow2_has_data_file(s)) {
+        return 0;
+    }
     Qcow2MetaType hit = qcow2_meta_overlap(s, offset, len, QCOW2_META_NONE);
     if (hit != QCOW2_META_NONE) {
         return qcow2_signal_corruption_locked(
