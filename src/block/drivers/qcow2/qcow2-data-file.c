@@ -157,3 +157,38 @@ int64_t qcow2_get_allocated_file_size(BlockNode *bs)
     }
     return size;
 }
+
+bool qcow2_amend_data_file(BlockNode *bs, const char *name, int raw,
+                           Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    char *new_name = NULL;
+    if (name && name[0] && !(new_name = strdup(name))) {
+        error_setg(errp, "Out of memory");
+        return false;
+    }
+    char *old_name = s->header.data_file;
+    uint64_t old_autoclear = s->header.autoclear_features;
+    if (name) {
+        s->header.data_file = new_name;
+    }
+    if (raw == 0) {
+        s->header.autoclear_features &= ~QCOW2_AUTOCLEAR_DATA_RAW;
+    } else if (raw > 0) {
+        s->header.autoclear_features |= QCOW2_AUTOCLEAR_DATA_RAW;
+    }
+    int ret = qcow2_update_header(bs);
+    if (ret < 0) {
+        if (name) {
+            s->header.data_file = old_name;
+            free(new_name);
+        }
+        s->header.autoclear_features = old_autoclear;
+        error_setg_errno(errp, -ret, "Failed to update the image header");
+        return false;
+    }
+    if (name) {
+        free(old_name);
+    }
+    return true;
+}

@@ -49,6 +49,10 @@ const Qcow2Extension *qcow2_bitmaps_extension(const Qcow2Header *h);
 extern const BlockCreateOpt qcow2_amend_opts[];
 bool qcow2_amend(BlockNode *bs, json_t *opts, bool force,
                  BlockAmendProgress *progress, void *opaque, Error **errp);
+/* Amends the data file name (NULL: unchanged, "": none) and the raw
+ * flag (-1: unchanged) in the header (qcow2-data-file.c). */
+bool qcow2_amend_data_file(BlockNode *bs, const char *name, int raw,
+                           Error **errp);
 /* Rewrites the refcount structures with entries of 1 << order bits. */
 bool qcow2_change_refcount_order(BlockNode *bs, unsigned order,
                                  Error **errp);
