@@ -454,6 +454,15 @@ static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t old_size = s->header.size;
+    /* As QEMU: with a data file, preallocating is mapping the new area
+     * and sizing the data file with the mode asked for; a raw data file
+     * must stay mapped 1:1. */
+    PreallocMode data_mode = prealloc == PREALLOC_METADATA ? PREALLOC_OFF
+                                                           : prealloc;
+    if (qcow2_has_data_file(s) &&
+        (prealloc != PREALLOC_OFF || qcow2_data_file_raw(s))) {
+        prealloc = PREALLOC_METADATA;
+    }
     if (prealloc != PREALLOC_OFF && prealloc != PREALLOC_METADATA) {
         error_setg(errp, "Unsupported preallocation mode '%s'",
                    prealloc_mode_names[prealloc]);
@@ -494,6 +503,11 @@ static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
             error_setg_errno(errp, -ret, "Could not preallocate metadata");
             return false;
         }
+    }
+    if (ok && s->data_file && s->data_file != bs->file &&
+        block_node_size(s->data_file) != size &&
+        !block_truncate(s->data_file, size, exact, data_mode, errp)) {
+        return false;
     }
     if (ok && size > old_size && bs->backing && s->header.version >= 3 &&
         block_node_size(bs->backing) > old_size) {
