@@ -95,7 +95,11 @@ static int check_l2e_locked(BlockNode *bs, uint64_t l2e, uint64_t l1_index,
                 PRIx64 ", L2 index: %#" PRIx64 ")", host, l2_offset, l2_index);
         }
     }
-    return 0;
+    uint64_t guest = ((l1_index << s->l2_bits) + l2_index) << s->cluster_bits;
+    return qcow2_check_data_file_entry_locked(
+        bs, l2e, type == QCOW2_CLUSTER_NORMAL ||
+                     type == QCOW2_CLUSTER_ZERO_ALLOC,
+        guest, l2_offset, l2_index);
 }
 
 int qcow2_get_cluster_locked(BlockNode *bs, uint64_t offset,

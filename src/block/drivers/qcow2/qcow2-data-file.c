@@ -9,6 +9,7 @@
  * valid raw image of the disk: zeroes are written through to it.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 
 #include "block/block_core.h"
@@ -43,6 +44,34 @@ int qcow2_data_file_free_locked(BlockNode *bs, uint64_t l2e)
         s->data_file->discard == BLOCK_DISCARD_UNMAP) {
         block_discard(s->data_file, l2e & QCOW2_L2E_OFFSET_MASK,
                       s->cluster_size);
+    }
+    return 0;
+}
+
+int qcow2_check_data_file_entry_locked(BlockNode *bs, uint64_t l2e,
+                                       bool has_host, uint64_t guest,
+                                       uint64_t l2_offset, uint64_t l2_index)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (!qcow2_has_data_file(s)) {
+        return 0;
+    }
+    if (l2e & QCOW2_OFLAG_COMPRESSED) {
+        return qcow2_signal_corruption_locked(
+            bs, true, -1, -1,
+            "Compressed cluster entry found in image with external data "
+            "file (L2 offset: %#" PRIx64 ", L2 index: %#" PRIx64 ")",
+            l2_offset, l2_index);
+    }
+    uint64_t host = l2e & QCOW2_L2E_OFFSET_MASK;
+    uint64_t guest_cluster = guest & ~(s->cluster_size - 1);
+    if (has_host && host != guest_cluster) {
+        /* Writing there would overwrite another guest cluster's data. */
+        return qcow2_signal_corruption_locked(
+            bs, true, -1, -1,
+            "External data file host cluster offset %#" PRIx64 " does not "
+            "match guest cluster offset: %#" PRIx64 ", L2 index: %#" PRIx64
+            ")", host, guest_cluster, l2_index);
     }
     return 0;
 }

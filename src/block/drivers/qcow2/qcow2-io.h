@@ -81,6 +81,12 @@ int qcow2_alloc_data_locked(BlockNode *bs, uint64_t cluster, uint64_t nb,
                             uint64_t *host, bool *fresh);
 /* Drops a data cluster of an external data file (no refcounts). */
 int qcow2_data_file_free_locked(BlockNode *bs, uint64_t l2e);
+/* With an external data file: signals corruption (QEMU's texts) for a
+ * compressed entry, or one whose host offset is not its guest offset
+ * (has_host: the entry's type has a host cluster).  0 otherwise. */
+int qcow2_check_data_file_entry_locked(BlockNode *bs, uint64_t l2e,
+                                       bool has_host, uint64_t guest,
+                                       uint64_t l2_offset, uint64_t l2_index);
 /* Flushes an external data file (0 without one). */
 int qcow2_flush_data_file(BlockNode *bs);
 /* With data-file-raw, writes zeroes over guest [offset, +bytes) of the

@@ -91,6 +91,12 @@ int qcow2_sc_lookup_locked(BlockNode *bs, uint64_t offset, uint64_t max_bytes,
             PRIx64 ", L2 index: %#" PRIx64 ")",
             (uint64_t)(first & QCOW2_L2E_OFFSET_MASK), l2_offset, l2_index);
     }
+    ret = qcow2_check_data_file_entry_locked(bs, first, sc_has_host(type),
+                                             offset, l2_offset, l2_index);
+    if (ret < 0) {
+        qcow2_cache_put(s->l2_cache, table);
+        return ret;
+    }
 
     /* Count the subclusters of the same type (contiguous on the host
      * where they have a host cluster), cluster by cluster. */
