@@ -93,6 +93,9 @@ BlockOrigin block_origin_current(void);
                                       metadata only (amend): data writes
                                       fail with EROFS, so qcow2 opens images
                                       with internal snapshots */
+#define BLOCK_O_NO_IO       0x40 /* only the metadata is looked at (info):
+                                    a qcow2 image's external data file is
+                                    not opened */
 
 typedef enum PreallocMode {
     PREALLOC_OFF = 0,

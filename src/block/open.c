@@ -463,7 +463,7 @@ static BlockNode *node_open(const BlockDriver *drv, json_t *opts_in, int flags,
     bs->node_name = node_name ? strdup(node_name) : NULL;
 
     int dflags = flags & (BLOCK_O_NO_BACKING | BLOCK_O_NO_REPAIR |
-                          BLOCK_O_METADATA_ONLY);
+                          BLOCK_O_METADATA_ONLY | BLOCK_O_NO_IO);
     dflags |= g.read_only ? 0 : BLOCK_O_RDWR;
     dflags |= g.force_share ? BLOCK_O_FORCE_SHARE : 0;
     dflags |= g.cache_direct ? BLOCK_O_NOCACHE : 0;

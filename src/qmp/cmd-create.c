@@ -110,6 +110,8 @@ typedef struct CreateJob {
     char *driver;                 /* "file" or "qcow2" */
     char *filename;               /* file: the path */
     BlockNode *file;              /* qcow2: the node to format */
+    BlockNode *data_file;         /* qcow2: its external data file */
+    uint64_t size;                /* qcow2: the virtual size */
     json_t *opts;                 /* qemu-img style options */
     char *error;                  /* a failure found before the run */
 } CreateJob;
@@ -121,6 +123,9 @@ static void create_state_free(CreateJob *c)
     }
     if (c->file) {
         block_node_unref(c->file);
+    }
+    if (c->data_file) {
+        block_node_unref(c->data_file);
     }
     json_decref(c->opts);
     free(c->driver);
@@ -142,6 +147,10 @@ static void create_clean(Job *job)
     if (c->file) {
         block_node_unref(c->file);
         c->file = NULL;
+    }
+    if (c->data_file) {
+        block_node_unref(c->data_file);
+        c->data_file = NULL;
     }
 }
 
@@ -165,6 +174,12 @@ static int create_run(Job *job, Error **errp)
             ok = block_create_on_node(c->driver, c->file, c->opts, errp);
             block_node_del_perm(c->file, BLOCK_PERM_WRITE | BLOCK_PERM_RESIZE,
                                 BLOCK_PERM_ALL);
+        }
+        /* As QEMU, whose new image is resized with its data file: the
+         * data file holds the whole disk (it is never shrunk). */
+        if (ok && c->data_file && block_node_size(c->data_file) < c->size) {
+            ok = block_truncate(c->data_file, c->size, false, PREALLOC_OFF,
+                                errp);
         }
         /* The node shows the size of its file as an open would. */
         block_refresh_size(c->file);
@@ -262,9 +277,18 @@ static bool prepare_qcow2(json_t *o, CreateJob *c, Error **errp)
         error_setg(&err, "data-file-raw requires data-file");
         defer_error(c, err);
     } else if (df) {
-        error_setg(&err, "External data files (data-file) are not supported "
-                   "by strata");
-        defer_error(c, err);
+        c->data_file = open_ref(df, &err);
+        if (!c->data_file) {
+            defer_error(c, err);
+            return true;
+        }
+        /* The header names the data file as the node names its file. */
+        json_object_set_new(c->opts, "data_file",
+                            json_string(block_node_filename(c->data_file)));
+        json_object_set_new(c->opts, "data_file_raw",
+                            json_boolean(qmp_arg_bool(o, "data-file-raw",
+                                                      false)));
+        c->size = size;
     }
     return true;
 }

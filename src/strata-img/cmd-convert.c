@@ -193,17 +193,31 @@ static BlockNode *open_target(const ConvertArgs *a, const char *out)
     bool no_flush = strcmp(cache, "unsafe") == 0;
     bool direct = strcmp(cache, "none") == 0 ||
                   strcmp(cache, "directsync") == 0;
-    json_t *opts = json_pack("{s:s, s:{s:b, s:b}, s:{s:s, s:s, s:{s:b, s:b}}}",
-                             "driver", a->out_fmt,
-                             "cache", "direct", direct, "no-flush", no_flush,
-                             "file", "driver", "file", "filename", out,
-                             "cache", "direct", direct, "no-flush", no_flush);
     Error *err = NULL;
-    /* As qemu-img, which opens the target with unmap unless -S 0: zero
-     * writes may free clusters, and what is freed leaves the file. */
-    json_object_set_new(opts, "discard",
-                        json_string(a->min_sparse ? "unmap" : "ignore"));
-    BlockNode *bs = block_node_open(opts, &err);
+    /* A json: target (with -n) names its children itself, such as an
+     * external data file. */
+    json_t *opts = strncmp(out, "json:", 5) == 0
+        ? block_image_options(out, a->out_fmt, &err)
+        : json_pack("{s:s, s:{s:s, s:s}}", "driver", a->out_fmt,
+                    "file", "driver", "file", "filename", out);
+    BlockNode *bs = NULL;
+    if (opts) {
+        json_t *file = json_object_get(opts, "file");
+        json_t *nodes[] = { opts, json_is_object(file) ? file : NULL };
+        for (size_t i = 0; i < ARRAY_SIZE(nodes) && nodes[i]; i++) {
+            if (!json_object_get(nodes[i], "cache")) {
+                json_object_set_new(nodes[i], "cache",
+                                    json_pack("{s:b, s:b}", "direct", direct,
+                                              "no-flush", no_flush));
+            }
+        }
+        /* As qemu-img, which opens the target with unmap unless -S 0:
+         * zero writes may free clusters, and what is freed leaves the
+         * file. */
+        json_object_set_new(opts, "discard",
+                            json_string(a->min_sparse ? "unmap" : "ignore"));
+        bs = block_node_open(opts, &err);
+    }
 
     json_decref(opts);
     if (!bs) {

@@ -231,7 +231,7 @@ static json_t *collect_chain(const char *filename, const char *fmt,
         json_object_set_new(seen, cur_name, json_true());
 
         BlockNode *bs = img_open(cur_name, cur_fmt,
-                                 flags | BLOCK_O_NO_BACKING, false);
+                                 flags | BLOCK_O_NO_BACKING | BLOCK_O_NO_IO, false);
         /* Backing files are names, whatever the top image was. */
         img_set_image_opts(false);
         if (!bs) {

@@ -97,6 +97,38 @@ static void test_l2_types(void **state)
                      QCOW2_CLUSTER_COMPRESSED);
 }
 
+/* With an external data file, guest cluster 0 is at host offset 0: its
+ * entry is only the COPIED flag, which reads as data there and as
+ * unallocated elsewhere. */
+static void test_l2_types_data_file(void **state)
+{
+    (void)state;
+    BDRVQcow2State s;
+    memset(&s, 0, sizeof(s));
+    uint64_t at_zero = QCOW2_OFLAG_COPIED;
+    assert_int_equal(qcow2_cluster_type(&s, at_zero),
+                     QCOW2_CLUSTER_UNALLOCATED);
+    s.header.incompatible_features = QCOW2_INCOMPAT_DATA_FILE;
+    assert_true(qcow2_has_data_file(&s));
+    assert_false(qcow2_data_file_raw(&s));
+    assert_int_equal(qcow2_cluster_type(&s, at_zero), QCOW2_CLUSTER_NORMAL);
+    assert_int_equal(qcow2_cluster_type(&s, at_zero | QCOW2_OFLAG_ZERO),
+                     QCOW2_CLUSTER_ZERO_PLAIN);
+    assert_int_equal(qcow2_cluster_type(&s, 0), QCOW2_CLUSTER_UNALLOCATED);
+    assert_int_equal(qcow2_cluster_type(&s, 0x20000 | QCOW2_OFLAG_COPIED),
+                     QCOW2_CLUSTER_NORMAL);
+    /* Extended L2 entries: the bitmap decides per subcluster. */
+    assert_int_equal(qcow2_cluster_type_ext(&s, at_zero),
+                     QCOW2_CLUSTER_NORMAL);
+    assert_int_equal(qcow2_subcluster_type(&s, at_zero, 1, 0), QCOW2_SC_NORMAL);
+    assert_int_equal(qcow2_subcluster_type(&s, at_zero, 1, 1),
+                     QCOW2_SC_UNALLOCATED_ALLOC);
+    assert_int_equal(qcow2_subcluster_type(&s, 0, 1ull << 32, 0),
+                     QCOW2_SC_ZERO_PLAIN);
+    s.header.autoclear_features = QCOW2_AUTOCLEAR_DATA_RAW;
+    assert_true(qcow2_data_file_raw(&s));
+}
+
 static void test_cache_lru(void **state)
 {
     (void)state;
@@ -178,6 +210,7 @@ int main(void)
         cmocka_unit_test(test_refblock_widths),
         cmocka_unit_test(test_compressed_desc),
         cmocka_unit_test(test_l2_types),
+        cmocka_unit_test(test_l2_types_data_file),
         cmocka_unit_test(test_cache_lru),
         cmocka_unit_test(test_overlap_set),
     };

@@ -92,7 +92,7 @@ static int expand_l2(BlockNode *bs, uint64_t l2_offset, bool has_backing)
     int changed = 0;
     for (uint64_t i = 0; i < s->l2_entries; i++) {
         uint64_t e = be64toh(l2[i]);
-        Qcow2ClusterType t = qcow2_l2e_type(e);
+        Qcow2ClusterType t = qcow2_cluster_type(s, e);
         uint64_t host;
         if (t == QCOW2_CLUSTER_ZERO_PLAIN) {
             if (!has_backing) {
@@ -248,6 +248,10 @@ static int downgrade(BlockNode *bs, BlockAmendProgress *progress,
         error_setg(errp, "compat=0.10 requires refcount_bits=16");
         return -ENOTSUP;
     }
+    if (qcow2_has_data_file(s)) {
+        error_setg(errp, "Cannot downgrade an image with a data file");
+        return -ENOTSUP;
+    }
     uint64_t incompat = s->header.incompatible_features &
                         ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_COMPRESSION);
     if (incompat) {
@@ -297,6 +301,8 @@ bool qcow2_amend(BlockNode *bs, json_t *opts, bool force,
     uint64_t new_size = 0;
     bool has_backing_opt = false;
     const char *backing_file = NULL, *backing_fmt = NULL;
+    const char *data_file = NULL;  /* "": drop the name */
+    int data_file_raw = -1;        /* -1: unchanged */
 
     for (const BlockCreateOpt *d = qcow2_amend_opts; d->name; d++) {
         json_t *v = json_object_get(opts, d->name);
@@ -332,14 +338,15 @@ bool qcow2_amend(BlockNode *bs, json_t *opts, bool force,
                 return false;
             }
         } else if (!strcmp(d->name, "data_file")) {
-            if (str && str[0] && !s->header.data_file) {
+            if (str && !qcow2_has_data_file(s)) {
                 error_setg(errp, "data-file can only be set for images that "
                            "use an external data file");
                 return false;
             }
+            data_file = str;
         } else if (!strcmp(d->name, "data_file_raw")) {
-            if (opt_bool(v) &&
-                !(s->header.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW)) {
+            data_file_raw = opt_bool(v);
+            if (data_file_raw && !qcow2_data_file_raw(s)) {
                 error_setg(errp, "data-file-raw cannot be set on existing "
                            "images");
                 return false;
@@ -365,6 +372,10 @@ bool qcow2_amend(BlockNode *bs, json_t *opts, bool force,
             progress(opaque, 1, 2);
             progress(opaque, 2, 2);
         }
+    }
+    if ((data_file || data_file_raw >= 0) &&
+        !qcow2_amend_data_file(bs, data_file, data_file_raw, errp)) {
+        return false;
     }
     if (has_backing_opt &&
         (!same_str(backing_file, s->header.backing_file) ||

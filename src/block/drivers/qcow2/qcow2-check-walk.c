@@ -103,8 +103,8 @@ static int count_l2(Qcow2Check *c, BlockCheckResult *res, uint64_t l2_offset,
     for (uint64_t i = 0; i < s->l2_entries; i++) {
         uint64_t e = l2[i << (s->l2e_shift - 3)];
         uint64_t bitmap = s->extended_l2 ? l2[2 * i + 1] : 0;
-        Qcow2ClusterType type = s->extended_l2 ? qcow2_l2e_type_ext(e)
-                                               : qcow2_l2e_type(e);
+        Qcow2ClusterType type = s->extended_l2 ? qcow2_cluster_type_ext(s, e)
+                                               : qcow2_cluster_type(s, e);
 
         if (type != QCOW2_CLUSTER_COMPRESSED && (e & L2E_STD_RESERVED)) {
             fprintf(stderr, "ERROR found l2 entry with reserved bits set: "
@@ -122,6 +122,12 @@ static int count_l2(Qcow2Check *c, BlockCheckResult *res, uint64_t l2_offset,
                         d0.host_offset);
                 e &= ~QCOW2_OFLAG_COPIED;
                 res->corruptions++;
+            }
+            if (qcow2_has_data_file(s)) {
+                fprintf(stderr, "ERROR compressed cluster %" PRIu64 " with "
+                        "data file, entry=0x%" PRIx64 "\n", i, e);
+                res->corruptions++;
+                break;
             }
             if (bitmap) {
                 fprintf(stderr, "ERROR compressed cluster %" PRIu64 " with "
@@ -188,6 +194,10 @@ static int count_l2(Qcow2Check *c, BlockCheckResult *res, uint64_t l2_offset,
                     res->bfi.fragmented_clusters++;
                 }
                 next_contiguous = offset + s->cluster_size;
+            }
+            /* Data in an external data file has no refcounts. */
+            if (qcow2_has_data_file(s)) {
+                break;
             }
             ret = qcow2_imrt_inc(c, res, offset, s->cluster_size);
             if (ret < 0) {

@@ -194,15 +194,17 @@ static int check_oflag_copied(Qcow2Check *c, BlockCheckResult *res, int fix)
         for (uint64_t j = 0; j < s->l2_entries; j++) {
             uint64_t *slot = &l2[j << (s->l2e_shift - 3)];
             uint64_t l2e = be64toh(*slot);
-            Qcow2ClusterType type = s->extended_l2 ? qcow2_l2e_type_ext(l2e)
-                                                   : qcow2_l2e_type(l2e);
+            Qcow2ClusterType type = s->extended_l2 ? qcow2_cluster_type_ext(s, l2e)
+                                                   : qcow2_cluster_type(s, l2e);
             if (type != QCOW2_CLUSTER_NORMAL &&
                 type != QCOW2_CLUSTER_ZERO_ALLOC) {
                 continue;
             }
             uint64_t data = l2e & QCOW2_L2E_OFFSET_MASK;
-            if (qcow2_check_stored_refcount(c, data >> s->cluster_bits,
-                                            &refcount) < 0) {
+            if (qcow2_has_data_file(s)) {
+                refcount = 1; /* one place per guest cluster */
+            } else if (qcow2_check_stored_refcount(c, data >> s->cluster_bits,
+                                                   &refcount) < 0) {
                 continue;
             }
             if ((refcount == 1) != !!(l2e & QCOW2_OFLAG_COPIED)) {

@@ -77,7 +77,7 @@ static int check_l2e_locked(BlockNode *bs, uint64_t l2e, uint64_t l1_index,
                             uint64_t l2_index)
 {
     BDRVQcow2State *s = bs->opaque;
-    Qcow2ClusterType type = qcow2_l2e_type(l2e);
+    Qcow2ClusterType type = qcow2_cluster_type(s, l2e);
     uint64_t l2_offset = s->l1_table[l1_index] & QCOW2_L1E_OFFSET_MASK;
     if ((type == QCOW2_CLUSTER_ZERO_PLAIN || type == QCOW2_CLUSTER_ZERO_ALLOC)
         && s->header.version < 3) {
@@ -95,7 +95,11 @@ static int check_l2e_locked(BlockNode *bs, uint64_t l2e, uint64_t l1_index,
                 PRIx64 ", L2 index: %#" PRIx64 ")", host, l2_offset, l2_index);
         }
     }
-    return 0;
+    uint64_t guest = ((l1_index << s->l2_bits) + l2_index) << s->cluster_bits;
+    return qcow2_check_data_file_entry_locked(
+        bs, l2e, type == QCOW2_CLUSTER_NORMAL ||
+                     type == QCOW2_CLUSTER_ZERO_ALLOC,
+        guest, l2_offset, l2_index);
 }
 
 int qcow2_get_cluster_locked(BlockNode *bs, uint64_t offset,
@@ -126,7 +130,7 @@ int qcow2_get_cluster_locked(BlockNode *bs, uint64_t offset,
         qcow2_cache_put(s->l2_cache, table);
         return ret;
     }
-    Qcow2ClusterType type = qcow2_l2e_type(first);
+    Qcow2ClusterType type = qcow2_cluster_type(s, first);
     uint64_t n = 1;
     if (type != QCOW2_CLUSTER_COMPRESSED) {
         bool has_host = type == QCOW2_CLUSTER_NORMAL ||
@@ -134,7 +138,7 @@ int qcow2_get_cluster_locked(BlockNode *bs, uint64_t offset,
         uint64_t flags_mask = QCOW2_OFLAG_COPIED | QCOW2_OFLAG_ZERO;
         for (; n < max_clusters; n++) {
             uint64_t e = qcow2_l2_get(s, table, l2_index + n);
-            if (qcow2_l2e_type(e) != type) {
+            if (qcow2_cluster_type(s, e) != type) {
                 break;
             }
             if (has_host &&
@@ -337,7 +341,7 @@ int qcow2_co_block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
     }
     *pnum = MIN(bytes, nb * s->cluster_size - in_cluster);
     int status = 0;
-    switch (qcow2_l2e_type(l2e)) {
+    switch (qcow2_cluster_type(s, l2e)) {
     case QCOW2_CLUSTER_UNALLOCATED:
         return 0;
     case QCOW2_CLUSTER_ZERO_PLAIN:
@@ -358,7 +362,7 @@ int qcow2_co_block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
         *map = (l2e & QCOW2_L2E_OFFSET_MASK) + in_cluster;
     }
     if (file) {
-        *file = bs->file;
+        *file = s->data_file;
     }
     return status;
 }

@@ -412,7 +412,8 @@ static int prealloc_metadata(Builder *b)
         if (ret < 0) {
             return ret;
         }
-        int64_t h = sim_alloc(&b->sim, nb * cs);
+        int64_t h = b->p->data_file ? (int64_t)(gc * cs)
+                                    : sim_alloc(&b->sim, nb * cs);
         if (h < 0) {
             return (int)h;
         }
@@ -424,7 +425,7 @@ static int prealloc_metadata(Builder *b)
         bytes -= cur;
         offset += cur;
     }
-    if (cur) {
+    if (cur && !b->p->data_file) {
         b->end = MAX(b->end, host + ALIGN_UP(cur, cs));
     }
     return 0;
@@ -531,6 +532,13 @@ static bool emit_header(Builder *b, Error **errp)
     }
     if (p->lazy_refcounts) {
         h.compatible_features |= QCOW2_COMPAT_LAZY_REFCOUNTS;
+    }
+    if (p->data_file) {
+        h.incompatible_features |= QCOW2_INCOMPAT_DATA_FILE;
+        h.data_file = (char *)p->data_file;
+    }
+    if (p->data_file_raw) {
+        h.autoclear_features |= QCOW2_AUTOCLEAR_DATA_RAW;
     }
     uint8_t *buf = malloc(b->sim.cs);
     if (!buf) {
@@ -652,7 +660,10 @@ bool qcow2_layout_build(const Qcow2CreateParams *p, Qcow2Layout *l,
         goto fail;
     }
     ret = grow_l1(&b);
-    if (ret == 0 && p->prealloc == PREALLOC_METADATA) {
+    /* With a data file, preallocating is mapping: the data file itself
+     * is allocated when it is created. */
+    if (ret == 0 && (p->prealloc == PREALLOC_METADATA ||
+                     (p->data_file && p->prealloc != PREALLOC_OFF))) {
         ret = prealloc_metadata(&b);
     } else if (ret == 0 && (p->prealloc == PREALLOC_FALLOC ||
                             p->prealloc == PREALLOC_FULL)) {

@@ -29,6 +29,11 @@ typedef struct Qcow2CreateParams {
     uint8_t compression_type;
     const char *backing_file;  /* NULL for none */
     const char *backing_fmt;   /* NULL for none */
+    /* External data file: its name for the header (NULL for none), and
+     * whether it stays a raw image of the disk.  Data clusters are then
+     * mapped at their guest offsets, outside the image file. */
+    const char *data_file;
+    bool data_file_raw;
 } Qcow2CreateParams;
 
 /* nb guest clusters from guest_cluster mapped to as many contiguous

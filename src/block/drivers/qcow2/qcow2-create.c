@@ -17,9 +17,8 @@
 #include "util/cleanup.h"
 #include "util/keyval.h"
 
-/* qemu-img's list, in the order it prints set options.  Encryption,
- * and external data files are listed (qemu-img knows them) and refused
- * below with a clear message. */
+/* qemu-img's list, in the order it prints set options.  Encryption is
+ * listed (qemu-img knows it) and refused below with a clear message. */
 const BlockCreateOpt qcow2_create_opts[] = {
     { "encryption", BLOCK_OPT_BOOL, "Encrypt the image with format 'aes'. "
       "(Deprecated in favor of encrypt.format=aes)", NULL },
@@ -86,11 +85,6 @@ static bool refuse_unsupported(json_t *opts, Error **errp)
             error_setg(errp, "Encrypted qcow2 images (%s) are not supported "
                        "by strata", key);
             return false;
-        } else if (strcmp(key, "data_file") == 0 ||
-                   strcmp(key, "data_file_raw") == 0) {
-            error_setg(errp, "External data files (%s) are not supported by "
-                       "strata", key);
-            return false;
         }
     }
     json_object_del(opts, "encryption");
@@ -127,7 +121,7 @@ static bool parse_opts(json_t *opts, Qcow2CreateParams *p, Error **errp)
 
     uint64_t size, cluster_size, refcount_bits;
     int compat, prealloc, ctype;
-    bool lazy, extl2;
+    bool lazy, extl2, data_raw;
     if (!json_object_get(opts, "size")) {
         error_setg(errp, "Image creation needs a size parameter");
         return false;
@@ -163,7 +157,9 @@ static bool parse_opts(json_t *opts, Qcow2CreateParams *p, Error **errp)
         !opt_get_bool(opts, "extended_l2", false, &extl2, errp) ||
         !opt_get_uint64(opts, "refcount_bits", 16, &refcount_bits, errp) ||
         !opt_get_str(opts, "backing_file", NULL, &p->backing_file, errp) ||
-        !opt_get_str(opts, "backing_fmt", NULL, &p->backing_fmt, errp)) {
+        !opt_get_str(opts, "backing_fmt", NULL, &p->backing_fmt, errp) ||
+        !opt_get_str(opts, "data_file", NULL, &p->data_file, errp) ||
+        !opt_get_bool(opts, "data_file_raw", false, &data_raw, errp)) {
         return false;
     }
 
@@ -228,6 +224,31 @@ static bool parse_opts(json_t *opts, Qcow2CreateParams *p, Error **errp)
         error_setg(errp, "Backing file name too long");
         return false;
     }
+
+    if (p->data_file && !p->data_file[0]) {
+        p->data_file = NULL;
+    }
+    if (data_raw && !p->data_file) {
+        error_setg(errp, "data-file-raw requires data-file");
+        return false;
+    }
+    if (data_raw && p->backing_file) {
+        error_setg(errp, "Backing file and data-file-raw cannot be used at "
+                   "the same time");
+        return false;
+    }
+    /* As QEMU: the tables map every cluster 1:1, so the image reads
+     * what the raw data file holds. */
+    if (data_raw && prealloc == PREALLOC_OFF) {
+        prealloc = PREALLOC_METADATA;
+    }
+    if (p->data_file && p->version < 3) {
+        error_setg(errp, "External data files are only supported with "
+                   "compatibility level 1.1 and above (use version=v3 or "
+                   "greater)");
+        return false;
+    }
+    p->data_file_raw = data_raw;
 
     p->size = ALIGN_UP(size, (uint64_t)512);
     if (p->size < size || p->size > INT64_MAX) {
@@ -317,6 +338,24 @@ bool qcow2_create_on_node(BlockNode *file, json_t *opts, Error **errp)
     return ok;
 }
 
+/* As qemu-img: the data file is a new file of the virtual size (its
+ * space allocated for preallocation=falloc/full). */
+static bool create_data_file(const char *name, const Qcow2CreateParams *p,
+                             Error **errp)
+{
+    PreallocMode mode = p->prealloc == PREALLOC_METADATA ? PREALLOC_OFF
+                                                         : p->prealloc;
+    json_t *fopts = json_pack("{s:I, s:s}", "size", (json_int_t)p->size,
+                              "preallocation", prealloc_mode_names[mode]);
+    if (!fopts) {
+        error_setg(errp, "Out of memory creating '%s'", name);
+        return false;
+    }
+    bool ok = block_create("file", name, fopts, errp);
+    json_decref(fopts);
+    return ok;
+}
+
 bool qcow2_create(const char *filename, json_t *opts, Error **errp)
 {
     json_t *copy = json_deep_copy(opts);
@@ -347,7 +386,10 @@ bool qcow2_create(const char *filename, json_t *opts, Error **errp)
     if (!file) {
         goto out;
     }
-    ok = write_layout(file, filename, &l, p.prealloc, errp);
+    /* The data lives elsewhere: the image file holds metadata only. */
+    ok = write_layout(file, filename, &l,
+                      p.data_file ? PREALLOC_OFF : p.prealloc, errp) &&
+         (!p.data_file || create_data_file(p.data_file, &p, errp));
 
 out:
     if (file) {

@@ -73,6 +73,33 @@ bool qcow2_reads_zero(BlockNode *node, uint64_t offset, uint64_t bytes);
  * preallocation=metadata).  0 or -errno. */
 int qcow2_prealloc_metadata(BlockNode *bs, uint64_t offset, uint64_t end);
 
+/* qcow2-data-file.c: external data files. */
+/* Host offset for nb new data clusters of guest cluster index cluster:
+ * the guest offset in an external data file, else clusters appended to
+ * the image; *fresh says they must be given back if never linked. */
+int qcow2_alloc_data_locked(BlockNode *bs, uint64_t cluster, uint64_t nb,
+                            uint64_t *host, bool *fresh);
+/* Drops a data cluster of an external data file (no refcounts). */
+int qcow2_data_file_free_locked(BlockNode *bs, uint64_t l2e);
+/* With an external data file: signals corruption (QEMU's texts) for a
+ * compressed entry, or one whose host offset is not its guest offset
+ * (has_host: the entry's type has a host cluster).  0 otherwise. */
+int qcow2_check_data_file_entry_locked(BlockNode *bs, uint64_t l2e,
+                                       bool has_host, uint64_t guest,
+                                       uint64_t l2_offset, uint64_t l2_index);
+/* Flushes an external data file (0 without one). */
+int qcow2_flush_data_file(BlockNode *bs);
+/* With data-file-raw, writes zeroes over guest [offset, +bytes) of the
+ * data file (0 otherwise). */
+int qcow2_data_file_zero_raw(BlockNode *bs, uint64_t offset, uint64_t bytes,
+                             int flags);
+/* Sets s->data_file at open: the "data-file" option, or the file the
+ * header names, or bs->file; QEMU's checks and messages. */
+bool qcow2_open_data_file(BlockNode *bs, json_t *opts, int flags,
+                          Error **errp);
+void qcow2_close_data_file(BlockNode *bs);
+int64_t qcow2_get_allocated_file_size(BlockNode *bs);
+
 /* qcow2-load.c */
 /* Reads and decodes the header (into s->header) and the L1 and refcount
  * tables, and derives the geometry; *raw is the first cluster as read. */

@@ -148,11 +148,6 @@ bool qcow2_check_open_policy(BlockNode *bs, const uint8_t *raw, size_t len,
                    h->crypt_method);
         return false;
     }
-    if ((h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) || h->data_file) {
-        error_setg(errp, "qcow2: External data files are not supported "
-                   "(image '%s')", bs->filename);
-        return false;
-    }
     if (h->compression_type != QCOW2_COMPRESSION_ZLIB &&
         h->compression_type != QCOW2_COMPRESSION_ZSTD) {
         error_setg(errp, "qcow2: Unknown compression type %u in image '%s'",

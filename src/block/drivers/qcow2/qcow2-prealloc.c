@@ -32,7 +32,7 @@ static int prealloc_in_l2_locked(BlockNode *bs, uint64_t offset, uint64_t end,
     }
     uint64_t e = qcow2_l2_get(s, table, l2_index);
     uint64_t host, n = 1;
-    *fresh = !(e & QCOW2_L2E_OFFSET_MASK);
+    *fresh = !(e & QCOW2_L2E_OFFSET_MASK) && !qcow2_data_at_zero(s, e);
     if (!*fresh) {
         /* Already mapped (the old last cluster): kept as it is. */
         host = e & QCOW2_L2E_OFFSET_MASK;
@@ -41,7 +41,8 @@ static int prealloc_in_l2_locked(BlockNode *bs, uint64_t offset, uint64_t end,
                !(qcow2_l2_get(s, table, l2_index + n) & QCOW2_L2E_OFFSET_MASK)) {
             n++;
         }
-        ret = qcow2_alloc_clusters_locked(bs, n, &host);
+        bool unused;
+        ret = qcow2_alloc_data_locked(bs, cluster, n, &host, &unused);
         if (ret < 0) {
             qcow2_cache_put(s->l2_cache, table);
             return ret;
@@ -83,11 +84,12 @@ static int cow_read(BlockNode *bs, CowPart *c, uint64_t from, uint64_t to)
 static int cow_write(BlockNode *bs, const CowPart *c, uint64_t host_at_from,
                      uint64_t *file_end)
 {
+    BDRVQcow2State *s = bs->opaque;
     if (!c->buf) {
         return 0;
     }
     *file_end = MAX(*file_end, host_at_from + (c->to - c->from));
-    return block_write(bs->file, host_at_from, c->to - c->from, c->buf, 0);
+    return block_write(s->data_file, host_at_from, c->to - c->from, c->buf, 0);
 }
 
 int qcow2_prealloc_metadata(BlockNode *bs, uint64_t offset, uint64_t end)
@@ -138,8 +140,8 @@ int qcow2_prealloc_metadata(BlockNode *bs, uint64_t offset, uint64_t end)
     }
     /* As QEMU: the file reaches the end of what was mapped and copied,
      * so reads of the new clusters stay inside it. */
-    if (ret == 0 && file_end > block_node_size(bs->file) &&
-        !block_truncate(bs->file, file_end, false, PREALLOC_OFF, NULL)) {
+    if (ret == 0 && file_end > block_node_size(s->data_file) &&
+        !block_truncate(s->data_file, file_end, false, PREALLOC_OFF, NULL)) {
         ret = -EIO;
     }
     return ret;

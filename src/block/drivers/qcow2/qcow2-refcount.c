@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block/drivers/qcow2/qcow2.h"
+#include "block/drivers/qcow2/qcow2-io.h"
 #include "util/cleanup.h"
 #include "util/log.h"
 
@@ -420,7 +420,7 @@ static uint64_t reuse_take_locked(BDRVQcow2State *s, uint64_t nb)
 void qcow2_reuse_freed_locked(BlockNode *bs, uint64_t l2e)
 {
     BDRVQcow2State *s = bs->opaque;
-    Qcow2ClusterType t = qcow2_l2e_type(l2e);
+    Qcow2ClusterType t = qcow2_cluster_type(s, l2e);
     if (t != QCOW2_CLUSTER_NORMAL && t != QCOW2_CLUSTER_ZERO_ALLOC) {
         return;    /* compressed clusters share host clusters: left out */
     }
@@ -575,7 +575,10 @@ int qcow2_alloc_bytes_locked(BlockNode *bs, uint64_t size, uint64_t *offset)
 int qcow2_free_l2e_locked(BlockNode *bs, uint64_t l2e)
 {
     BDRVQcow2State *s = bs->opaque;
-    switch (qcow2_l2e_type(l2e)) {
+    if (qcow2_has_data_file(s)) {
+        return qcow2_data_file_free_locked(bs, l2e);
+    }
+    switch (qcow2_cluster_type(s, l2e)) {
     case QCOW2_CLUSTER_NORMAL:
     case QCOW2_CLUSTER_ZERO_ALLOC:
         return qcow2_update_refcount_locked(bs, l2e & QCOW2_L2E_OFFSET_MASK,

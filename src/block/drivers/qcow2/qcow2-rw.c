@@ -128,8 +128,9 @@ int qcow2_read_compressed_part(BlockNode *bs, uint64_t l2e, uint64_t offset,
 static int read_old(BlockNode *bs, uint64_t l2e, uint64_t run_start,
                     uint64_t offset, uint64_t len, uint8_t *buf)
 {
+    BDRVQcow2State *s = bs->opaque;
     uint64_t size = block_node_size(bs);
-    switch (qcow2_l2e_type(l2e)) {
+    switch (qcow2_cluster_type(s, l2e)) {
     case QCOW2_CLUSTER_UNALLOCATED: {
         uint64_t in = offset < size ? MIN(len, size - offset) : 0;
         memset(buf + in, 0, len - in);
@@ -140,7 +141,7 @@ static int read_old(BlockNode *bs, uint64_t l2e, uint64_t run_start,
         memset(buf, 0, len);
         return 0;
     case QCOW2_CLUSTER_NORMAL:
-        return block_read(bs->file,
+        return block_read(s->data_file,
                           (l2e & QCOW2_L2E_OFFSET_MASK) + (offset - run_start),
                           len, buf, 0);
     case QCOW2_CLUSTER_COMPRESSED:
@@ -203,19 +204,19 @@ static int write_allocated(BlockNode *bs, uint64_t old_l2e, uint64_t run_start,
     int ret;
 
     if (head == 0 && tail == 0) {
-        return block_write(bs->file, host, len, data, 0);
+        return block_write(s->data_file, host, len, data, 0);
     }
     /* When the copy-on-write parts are zeroes, let the storage zero the
      * new clusters cheaply (as QEMU does) and write only the data.  The
      * clusters are not visible to readers until the L2 update. */
-    Qcow2ClusterType old_type = qcow2_l2e_type(old_l2e);
+    Qcow2ClusterType old_type = qcow2_cluster_type(s, old_l2e);
     if (head + tail >= QCOW2_ZERO_COW_MIN &&
         (old_type == QCOW2_CLUSTER_ZERO_PLAIN ||
         old_type == QCOW2_CLUSTER_ZERO_ALLOC ||
          (old_type == QCOW2_CLUSTER_UNALLOCATED && !bs->backing))) {
-        if (block_write_zeroes(bs->file, host, total,
+        if (block_write_zeroes(s->data_file, host, total,
                                BLOCK_REQ_NO_FALLBACK) == 0) {
-            return block_write(bs->file, host + head, len, data, 0);
+            return block_write(s->data_file, host + head, len, data, 0);
         }
     }
     if (n == 1 || total <= QCOW2_MERGE_LIMIT) {
@@ -239,7 +240,7 @@ static int write_allocated(BlockNode *bs, uint64_t old_l2e, uint64_t run_start,
                            tail, bounce + head + len);
         }
         if (ret == 0) {
-            ret = block_write(bs->file, host, total, bounce, 0);
+            ret = block_write(s->data_file, host, total, bounce, 0);
         }
         qcow2_scratch_put(QCOW2_SCRATCH_BOUNCE, bounce);
         return ret;
@@ -272,7 +273,7 @@ static int write_split(BlockNode *bs, uint64_t old_l2e, uint64_t run_start,
             return ret;
         }
         memcpy(bounce + head, data, cs - head);
-        ret = block_write(bs->file, host, cs, bounce, 0);
+        ret = block_write(s->data_file, host, cs, bounce, 0);
         if (ret < 0) {
             return ret;
         }
@@ -281,7 +282,7 @@ static int write_split(BlockNode *bs, uint64_t old_l2e, uint64_t run_start,
     uint64_t middle_end = tail ? total - cs : total; /* host-relative */
     uint64_t pos = head + done;                      /* host-relative */
     if (middle_end > pos) {
-        ret = block_write(bs->file, host + pos, middle_end - pos, data + done,
+        ret = block_write(s->data_file, host + pos, middle_end - pos, data + done,
                           0);
         if (ret < 0) {
             return ret;
@@ -296,7 +297,7 @@ static int write_split(BlockNode *bs, uint64_t old_l2e, uint64_t run_start,
         if (ret < 0) {
             return ret;
         }
-        ret = block_write(bs->file, host + total - cs, cs, bounce, 0);
+        ret = block_write(s->data_file, host + total - cs, cs, bounce, 0);
     }
     return ret;
 }
@@ -332,7 +333,7 @@ static int publish_l2_locked(BlockNode *bs, uint64_t first_guest,
         old[i] = qcow2_l2_get(s, table, l2_index + i);
         qcow2_l2_set(s, table, l2_index + i,
                      (host + i * s->cluster_size) | QCOW2_OFLAG_COPIED);
-        Qcow2ClusterType t = qcow2_l2e_type(old[i]);
+        Qcow2ClusterType t = qcow2_cluster_type(s, old[i]);
         if (!reuse && (t == QCOW2_CLUSTER_NORMAL || t == QCOW2_CLUSTER_ZERO_ALLOC
                        || t == QCOW2_CLUSTER_COMPRESSED)) {
             need_free = true;
@@ -342,7 +343,7 @@ static int publish_l2_locked(BlockNode *bs, uint64_t first_guest,
     qcow2_cache_put(s->l2_cache, table);
     *published = true;
     for (uint64_t i = 0; need_free && ret == 0 && i < n; i++) {
-        Qcow2ClusterType t = qcow2_l2e_type(old[i]);
+        Qcow2ClusterType t = qcow2_cluster_type(s, old[i]);
         if (t == QCOW2_CLUSTER_NORMAL || t == QCOW2_CLUSTER_ZERO_ALLOC ||
             t == QCOW2_CLUSTER_COMPRESSED) {
             ret = qcow2_defer_free_locked(bs, old[i]);
@@ -374,7 +375,7 @@ static int64_t write_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
         return ret;
     }
     uint64_t cur = MIN(bytes, nb * cs - in_cluster);
-    Qcow2ClusterType type = qcow2_l2e_type(l2e);
+    Qcow2ClusterType type = qcow2_cluster_type(s, l2e);
 
     if (type == QCOW2_CLUSTER_NORMAL && (l2e & QCOW2_OFLAG_COPIED)) {
         host = (l2e & QCOW2_L2E_OFFSET_MASK) + in_cluster;
@@ -383,7 +384,8 @@ static int64_t write_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
         if (ret < 0) {
             return ret;
         }
-        ret = block_write(bs->file, host, cur, buf, flags & BLOCK_REQ_FUA);
+        ret = block_write(s->data_file, host, cur, buf,
+                          flags & BLOCK_REQ_FUA);
         return ret < 0 ? ret : (int64_t)cur;
     }
 
@@ -405,13 +407,13 @@ static int64_t write_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
                 bs, cluster >> s->l2_bits, &table);
             if (ret == 0) {
                 qcow2_cache_put(s->l2_cache, table);
-                ret = qcow2_alloc_clusters_locked(bs, n, &host);
+                ret = qcow2_alloc_data_locked(bs, cluster, n, &host, &fresh);
             }
             if (ret == 0) {
                 ret = qcow2_check_data_write_locked(bs, host, n * cs);
                 /* An overlap with metadata marked the image corrupt:
                  * leave its refcounts alone for check to judge. */
-                fresh = ret == 0;
+                fresh = fresh && ret == 0;
             }
         }
     }
@@ -463,7 +465,10 @@ int qcow2_co_pwrite(BlockNode *bs, uint64_t offset, uint64_t bytes,
         p += n;
     }
     if ((flags & BLOCK_REQ_FUA) && meta_changed) {
-        int ret = qcow2_flush_caches(bs);
+        int ret = qcow2_flush_data_file(bs);
+        if (ret == 0) {
+            ret = qcow2_flush_caches(bs);
+        }
         return ret < 0 ? ret : block_flush(bs->file);
     }
     return 0;
@@ -478,6 +483,11 @@ int qcow2_co_pwrite_compressed(BlockNode *bs, uint64_t offset, uint64_t bytes,
     BDRVQcow2State *s = bs->opaque;
     if (s->metadata_only) {
         return -EROFS;
+    }
+    /* As QEMU: an external data file holds each cluster at its guest
+     * offset, where a compressed cluster has no place. */
+    if (qcow2_has_data_file(s)) {
+        return -ENOTSUP;
     }
     uint64_t cs = s->cluster_size;
     if (atomic_load(&s->broken)) {

@@ -93,7 +93,7 @@ static int update_refcounts_locked(BlockNode *bs, uint64_t *l1,
             uint64_t e = old & ~QCOW2_OFLAG_COPIED;
             uint64_t off = e & QCOW2_L2E_OFFSET_MASK;
             uint64_t refcount = 0;
-            switch (qcow2_l2e_type(e)) {
+            switch (qcow2_cluster_type(s, e)) {
             case QCOW2_CLUSTER_COMPRESSED:
                 if (addend) {
                     Qcow2CompressedDesc d;
@@ -288,6 +288,11 @@ int qcow2_snapshot_create(BlockNode *bs, const BlockSnapshotInfo *info)
     BDRVQcow2State *s = bs->opaque;
     LOCK_GUARD(&s->lock);
     uint32_t nb = s->header.nb_snapshots;
+    /* As QEMU: a snapshot would share data clusters, which an external
+     * data file (one place per guest cluster) cannot. */
+    if (qcow2_has_data_file(s)) {
+        return -ENOTSUP;
+    }
     if (!s->writable) {
         return -EROFS;
     }
@@ -366,6 +371,9 @@ int qcow2_snapshot_goto(BlockNode *bs, const char *id_or_name)
 {
     BDRVQcow2State *s = bs->opaque;
     LOCK_GUARD(&s->lock);
+    if (qcow2_has_data_file(s)) {
+        return -ENOTSUP;
+    }
     if (s->header.nb_snapshots && !s->snapshots) {
         return -EIO;
     }

@@ -29,9 +29,9 @@
  * instead of being merged with it into one bounce buffer. */
 #define SC_MERGE_LIMIT (1u << 20)
 
-static bool in_place(uint64_t l2e)
+static bool in_place(const BDRVQcow2State *s, uint64_t l2e)
 {
-    return qcow2_l2e_type_ext(l2e) == QCOW2_CLUSTER_NORMAL &&
+    return qcow2_cluster_type_ext(s, l2e) == QCOW2_CLUSTER_NORMAL &&
            (l2e & QCOW2_OFLAG_COPIED);
 }
 
@@ -62,7 +62,7 @@ static int signal_invalid_locked(BlockNode *bs, uint64_t cluster)
 static uint64_t cow_start_new(BDRVQcow2State *s, uint64_t l2e, uint64_t bitmap,
                               unsigned sc)
 {
-    switch (qcow2_l2e_type_ext(l2e)) {
+    switch (qcow2_cluster_type_ext(s, l2e)) {
     case QCOW2_CLUSTER_COMPRESSED:
         return 0;
     case QCOW2_CLUSTER_NORMAL: {
@@ -81,7 +81,7 @@ static uint64_t cow_start_new(BDRVQcow2State *s, uint64_t l2e, uint64_t bitmap,
 static uint64_t cow_end_new(BDRVQcow2State *s, uint64_t l2e, uint64_t bitmap,
                             unsigned sc, uint64_t end)
 {
-    switch (qcow2_l2e_type_ext(l2e)) {
+    switch (qcow2_cluster_type_ext(s, l2e)) {
     case QCOW2_CLUSTER_COMPRESSED:
         return ALIGN_UP(end, s->cluster_size);
     case QCOW2_CLUSTER_NORMAL: {
@@ -109,16 +109,16 @@ static int write_with_cow(BlockNode *bs, const ScWrite *w, const uint8_t *data,
     int ret;
 
     if (!head && !tail) {
-        return block_write(bs->file, w->host + w->from, total, data, flags);
+        return block_write(s->data_file, w->host + w->from, total, data, flags);
     }
     /* As QEMU: when the parts to copy read as zeroes, the storage
      * zeroes the whole range cheaply and only the data is written. */
     if (qcow2_sc_reads_zero(bs, base + w->from, head, true) &&
         qcow2_sc_reads_zero(bs, base + w->data_from + w->data_len, tail,
                             true) &&
-        block_write_zeroes(bs->file, w->host + w->from, total,
+        block_write_zeroes(s->data_file, w->host + w->from, total,
                            BLOCK_REQ_NO_FALLBACK) == 0) {
-        return block_write(bs->file, w->host + w->data_from, w->data_len,
+        return block_write(s->data_file, w->host + w->data_from, w->data_len,
                            data, flags);
     }
     if (total <= SC_MERGE_LIMIT) {
@@ -133,7 +133,7 @@ static int write_with_cow(BlockNode *bs, const ScWrite *w, const uint8_t *data,
         }
         if (ret == 0) {
             memcpy(bounce + head, data, w->data_len);
-            ret = block_write(bs->file, w->host + w->from, total, bounce,
+            ret = block_write(s->data_file, w->host + w->from, total, bounce,
                               flags);
         }
         qcow2_scratch_put(QCOW2_SCRATCH_BOUNCE, bounce);
@@ -148,18 +148,18 @@ static int write_with_cow(BlockNode *bs, const ScWrite *w, const uint8_t *data,
     if (head) {
         ret = qcow2_sc_pread(bs, base + w->from, head, bounce);
         if (ret == 0) {
-            ret = block_write(bs->file, w->host + w->from, head, bounce, 0);
+            ret = block_write(s->data_file, w->host + w->from, head, bounce, 0);
         }
     }
     if (ret == 0 && tail) {
         uint64_t at = w->data_from + w->data_len;
         ret = qcow2_sc_pread(bs, base + at, tail, bounce);
         if (ret == 0) {
-            ret = block_write(bs->file, w->host + at, tail, bounce, 0);
+            ret = block_write(s->data_file, w->host + at, tail, bounce, 0);
         }
     }
     if (ret == 0) {
-        ret = block_write(bs->file, w->host + w->data_from, w->data_len, data,
+        ret = block_write(s->data_file, w->host + w->data_from, w->data_len, data,
                           flags);
     }
     qcow2_scratch_put(QCOW2_SCRATCH_BOUNCE, bounce);
@@ -208,7 +208,7 @@ static int link_l2_locked(BlockNode *bs, const ScWrite *w, bool fresh)
     qcow2_cache_mark_dirty(s->l2_cache, table);
     qcow2_cache_put(s->l2_cache, table);
     for (uint64_t i = 0; fresh && ret == 0 && i < w->n; i++) {
-        if (qcow2_l2e_type_ext(old[i]) != QCOW2_CLUSTER_UNALLOCATED) {
+        if (qcow2_cluster_type_ext(s, old[i]) != QCOW2_CLUSTER_UNALLOCATED) {
             ret = qcow2_defer_free_locked(bs, old[i]);
         }
     }
@@ -255,7 +255,7 @@ static int64_t write_in_place(BlockNode *bs, void *table, uint64_t l2_index,
         int ret = qcow2_check_data_write_locked(bs, host + in_cluster, cur);
         pthread_mutex_unlock(&s->lock);
         if (ret == 0) {
-            ret = block_write(bs->file, host + in_cluster, cur, buf,
+            ret = block_write(s->data_file, host + in_cluster, cur, buf,
                               flags & BLOCK_REQ_FUA);
         }
         return ret < 0 ? ret : (int64_t)cur;
@@ -276,10 +276,10 @@ static int64_t write_in_place(BlockNode *bs, void *table, uint64_t l2_index,
         .cluster = cluster, .n = n, .host = host,
         .data_from = in_cluster, .data_len = cur,
     };
-    w.from = qcow2_sc_type(e0, b0, sc0) == QCOW2_SC_NORMAL
+    w.from = qcow2_subcluster_type(s, e0, b0, sc0) == QCOW2_SC_NORMAL
              ? in_cluster
              : ALIGN_DOWN(in_cluster, s->subcluster_size);
-    w.to = qcow2_sc_type(el, bl, scl) == QCOW2_SC_NORMAL
+    w.to = qcow2_subcluster_type(s, el, bl, scl) == QCOW2_SC_NORMAL
            ? end
            : (n - 1) * cs + ALIGN_UP(end_in_last, s->subcluster_size);
 
@@ -327,7 +327,7 @@ int64_t qcow2_sc_write_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
 
     uint64_t e0 = table ? qcow2_l2_get(s, table, l2_index) : 0;
     uint64_t k = 1; /* clusters of the same kind (in place or not) */
-    if (table && in_place(e0)) {
+    if (table && in_place(s, e0)) {
         uint64_t host = e0 & QCOW2_L2E_OFFSET_MASK;
         if (host & (cs - 1)) {
             qcow2_cache_put(s->l2_cache, table);
@@ -342,7 +342,7 @@ int64_t qcow2_sc_write_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
         }
         while (k < want) {
             uint64_t e = qcow2_l2_get(s, table, l2_index + k);
-            if (!in_place(e) ||
+            if (!in_place(s, e) ||
                 (e & QCOW2_L2E_OFFSET_MASK) != host + k * cs) {
                 break;
             }
@@ -358,10 +358,10 @@ int64_t qcow2_sc_write_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
     for (k = 0; k < want; k++) {
         uint64_t e = table ? qcow2_l2_get(s, table, l2_index + k) : 0;
         uint64_t b = table ? qcow2_l2_bitmap_get(table, l2_index + k) : 0;
-        if (k > 0 && in_place(e)) {
+        if (k > 0 && in_place(s, e)) {
             break;
         }
-        if (qcow2_sc_type(e, b, 0) == QCOW2_SC_INVALID) {
+        if (qcow2_subcluster_type(s, e, b, 0) == QCOW2_SC_INVALID) {
             if (table) {
                 qcow2_cache_put(s->l2_cache, table);
             }
@@ -404,11 +404,11 @@ int64_t qcow2_sc_write_piece(BlockNode *bs, uint64_t offset, uint64_t bytes,
         }
     }
     if (ret == 0) {
-        ret = qcow2_alloc_clusters_locked(bs, n, &w.host);
+        ret = qcow2_alloc_data_locked(bs, cluster, n, &w.host, &fresh);
         if (ret == 0) {
             ret = qcow2_check_data_write_locked(bs, w.host + w.from,
                                                 w.to - w.from);
-            fresh = ret == 0;
+            fresh = fresh && ret == 0;
         }
     }
     pthread_mutex_unlock(&s->lock);

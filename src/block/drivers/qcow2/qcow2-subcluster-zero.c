@@ -39,7 +39,7 @@ static int zero_subclusters(BlockNode *bs, uint64_t offset, unsigned nb)
     ret = qcow2_get_l2_for_write_locked(bs, cluster >> s->l2_bits, &table);
     if (ret == 0) {
         uint64_t idx = cluster & (s->l2_entries - 1);
-        if (qcow2_l2e_type_ext(qcow2_l2_get(s, table, idx)) ==
+        if (qcow2_cluster_type_ext(s, qcow2_l2_get(s, table, idx)) ==
             QCOW2_CLUSTER_COMPRESSED) {
             ret = -ENOTSUP;
         } else {

@@ -20,10 +20,11 @@
 /* How many subclusters from sc on have the type of sc (which is *type),
  * up to the end of the cluster; -EINVAL for an invalid bitmap.  A
  * compressed cluster counts as 32 subclusters of its type. */
-static int sc_range_type(uint64_t l2e, uint64_t bitmap, unsigned sc,
+static int sc_range_type(const BDRVQcow2State *s, uint64_t l2e,
+                         uint64_t bitmap, unsigned sc,
                          Qcow2SubclusterType *type)
 {
-    *type = qcow2_sc_type(l2e, bitmap, sc);
+    *type = qcow2_subcluster_type(s, l2e, bitmap, sc);
     uint32_t alloc = (uint32_t)bitmap;
     uint32_t zero = (uint32_t)(bitmap >> 32);
     uint32_t below = sc ? (uint32_t)(~0u >> (32 - sc)) : 0;
@@ -80,7 +81,7 @@ int qcow2_sc_lookup_locked(BlockNode *bs, uint64_t offset, uint64_t max_bytes,
     uint64_t l2_offset = s->l1_table[l1_index] & QCOW2_L1E_OFFSET_MASK;
     uint64_t first = qcow2_l2_get(s, table, l2_index);
     uint64_t first_bitmap = qcow2_l2_bitmap_get(table, l2_index);
-    Qcow2SubclusterType type = qcow2_sc_type(first, first_bitmap, sc);
+    Qcow2SubclusterType type = qcow2_subcluster_type(s, first, first_bitmap, sc);
     if (sc_has_host(type) &&
         ((first & QCOW2_L2E_OFFSET_MASK) & (s->cluster_size - 1))) {
         qcow2_cache_put(s->l2_cache, table);
@@ -89,6 +90,12 @@ int qcow2_sc_lookup_locked(BlockNode *bs, uint64_t offset, uint64_t max_bytes,
             "Cluster allocation offset %#" PRIx64 " unaligned (L2 offset: %#"
             PRIx64 ", L2 index: %#" PRIx64 ")",
             (uint64_t)(first & QCOW2_L2E_OFFSET_MASK), l2_offset, l2_index);
+    }
+    ret = qcow2_check_data_file_entry_locked(bs, first, sc_has_host(type),
+                                             offset, l2_offset, l2_index);
+    if (ret < 0) {
+        qcow2_cache_put(s->l2_cache, table);
+        return ret;
     }
 
     /* Count the subclusters of the same type (contiguous on the host
@@ -102,7 +109,7 @@ int qcow2_sc_lookup_locked(BlockNode *bs, uint64_t offset, uint64_t max_bytes,
         uint64_t b = i ? qcow2_l2_bitmap_get(table, l2_index + i)
                        : first_bitmap;
         Qcow2SubclusterType t;
-        int n = sc_range_type(e, b, from, &t);
+        int n = sc_range_type(s, e, b, from, &t);
         if (n < 0) {
             qcow2_cache_put(s->l2_cache, table);
             return qcow2_signal_corruption_locked(
@@ -156,7 +163,7 @@ int qcow2_sc_read_mapped(BlockNode *bs, const Qcow2ScMapping *m,
         memset(buf, 0, len);
         return 0;
     case QCOW2_SC_NORMAL:
-        return block_read(bs->file,
+        return block_read(s->data_file,
                           (m->l2e & QCOW2_L2E_OFFSET_MASK) + in_cluster, len,
                           buf, 0);
     case QCOW2_SC_COMPRESSED:
@@ -215,7 +222,7 @@ int qcow2_sc_block_status(BlockNode *bs, uint64_t offset, uint64_t bytes,
                    (offset & (s->cluster_size - 1));
         }
         if (file) {
-            *file = bs->file;
+            *file = s->data_file;
         }
         status |= BLOCK_STATUS_OFFSET_VALID;
     }

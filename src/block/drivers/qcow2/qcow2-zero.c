@@ -28,7 +28,7 @@ static bool is_allocated(Qcow2ClusterType t)
 static uint64_t new_entry(BDRVQcow2State *s, BlockNode *bs, ZeroOp op,
                           int flags, uint64_t old)
 {
-    Qcow2ClusterType t = qcow2_l2e_type(old);
+    Qcow2ClusterType t = qcow2_cluster_type(s, old);
     switch (op) {
     case OP_ZEROES: {
         bool unmap = t == QCOW2_CLUSTER_COMPRESSED ||
@@ -56,7 +56,7 @@ static uint64_t new_entry(BDRVQcow2State *s, BlockNode *bs, ZeroOp op,
 static uint64_t new_entry_ext(BDRVQcow2State *s, BlockNode *bs, ZeroOp op,
                               int flags, uint64_t old, uint64_t *bitmap)
 {
-    Qcow2ClusterType t = qcow2_l2e_type_ext(old);
+    Qcow2ClusterType t = qcow2_cluster_type_ext(s, old);
     switch (op) {
     case OP_ZEROES: {
         bool unmap = t == QCOW2_CLUSTER_COMPRESSED ||
@@ -80,8 +80,14 @@ static uint64_t new_entry_ext(BDRVQcow2State *s, BlockNode *bs, ZeroOp op,
     return old;
 }
 
-static bool keeps_host(uint64_t old, uint64_t new)
+static bool keeps_host(const BDRVQcow2State *s, uint64_t old, uint64_t new)
 {
+    if (qcow2_has_data_file(s)) {
+        /* Host offset 0 is data there: COPIED (always set on its
+         * clusters) tells an allocated entry. */
+        uint64_t keep = QCOW2_L2E_OFFSET_MASK | QCOW2_OFLAG_COPIED;
+        return (old & QCOW2_OFLAG_COPIED) && (new & keep) == (old & keep);
+    }
     return !(old & QCOW2_OFLAG_COMPRESSED) &&
            (old & QCOW2_L2E_OFFSET_MASK) &&
            (new & QCOW2_L2E_OFFSET_MASK) == (old & QCOW2_L2E_OFFSET_MASK);
@@ -102,7 +108,8 @@ typedef struct PartialClusters {
 
 static bool reads_zero(BlockNode *bs, uint64_t l2e, bool below_zero)
 {
-    Qcow2ClusterType t = qcow2_l2e_type(l2e);
+    BDRVQcow2State *s = bs->opaque;
+    Qcow2ClusterType t = qcow2_cluster_type(s, l2e);
     return t == QCOW2_CLUSTER_ZERO_PLAIN || t == QCOW2_CLUSTER_ZERO_ALLOC ||
            (t == QCOW2_CLUSTER_UNALLOCATED && (!bs->backing || below_zero));
 }
@@ -195,7 +202,7 @@ static int zero_in_l2_locked(BlockNode *bs, uint64_t offset, uint64_t n,
         qcow2_l2_set(s, table, l2_index + i, new);
         qcow2_l2_bitmap_set(table, l2_index + i, bitmap);
         changed = true;
-        if (is_allocated(qcow2_l2e_type_ext(old)) && !keeps_host(old, new)) {
+        if (is_allocated(qcow2_cluster_type_ext(s, old)) && !keeps_host(s, old, new)) {
             to_free[nb_free++] = old;
         }
     }
@@ -223,7 +230,7 @@ static int zero_in_l2_locked(BlockNode *bs, uint64_t offset, uint64_t n,
         }
         qcow2_l2_set(s, table, l2_index + i, new);
         changed = true;
-        if (is_allocated(qcow2_l2e_type(old)) && !keeps_host(old, new)) {
+        if (is_allocated(qcow2_cluster_type(s, old)) && !keeps_host(s, old, new)) {
             to_free[nb_free++] = old;
         }
     }
@@ -304,6 +311,10 @@ int qcow2_co_pwrite_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,
     if (atomic_load(&s->broken)) {
         return -EIO;
     }
+    int ret = qcow2_data_file_zero_raw(bs, offset, bytes, flags);
+    if (ret < 0) {
+        return ret;
+    }
     if (s->extended_l2) {
         return qcow2_sc_pwrite_zeroes(bs, offset, bytes, flags);
     }
@@ -329,8 +340,8 @@ int qcow2_co_pwrite_zeroes(BlockNode *bs, uint64_t offset, uint64_t bytes,
             ? pc.first_below_zero
             : rest_reads_zero_below(bs, pc.last, offset, end, size);
     }
-    int ret = zero_clusters(bs, ALIGN_DOWN(offset, cs), ALIGN_UP(end, cs),
-                            OP_ZEROES, flags, &pc);
+    ret = zero_clusters(bs, ALIGN_DOWN(offset, cs), ALIGN_UP(end, cs),
+                        OP_ZEROES, flags, &pc);
     if (ret < 0) {
         return ret;
     }
@@ -413,7 +424,7 @@ static bool tail_holds_data(BlockNode *bs, uint64_t offset)
     }
     /* A compressed cluster is left as it is: rewriting it would make it
      * a new data cluster, which qemu-img's shrink does not. */
-    return qcow2_l2e_type(l2e) == QCOW2_CLUSTER_NORMAL;
+    return qcow2_cluster_type(s, l2e) == QCOW2_CLUSTER_NORMAL;
 }
 
 int qcow2_discard_beyond(BlockNode *bs, uint64_t new_size)

@@ -102,6 +102,10 @@ int qcow2_check_data_write_locked(BlockNode *bs, uint64_t offset, uint64_t len)
     if (atomic_load(&s->broken)) {
         return -EIO;
     }
+    /* Data in an external data file cannot overwrite metadata. */
+    if (qcow2_has_data_file(s)) {
+        return 0;
+    }
     Qcow2MetaType hit = qcow2_meta_overlap(s, offset, len, QCOW2_META_NONE);
     if (hit != QCOW2_META_NONE) {
         return qcow2_signal_corruption_locked(
@@ -165,6 +169,9 @@ int qcow2_mark_dirty_locked(BlockNode *bs)
 int qcow2_defer_free_locked(BlockNode *bs, uint64_t l2e)
 {
     BDRVQcow2State *s = bs->opaque;
+    if (qcow2_has_data_file(s)) {
+        return qcow2_data_file_free_locked(bs, l2e);
+    }
     if (s->pending_free_count == s->pending_free_cap) {
         size_t cap = s->pending_free_cap ? s->pending_free_cap * 2 : 256;
         uint64_t *p = realloc(s->pending_free, cap * sizeof(*p));
@@ -222,7 +229,11 @@ static int qcow2_flush(BlockNode *bs)
     if (!s->writable) {
         return 0;
     }
-    int ret = qcow2_flush_caches(bs);
+    /* Data before the metadata that points at it. */
+    int ret = qcow2_flush_data_file(bs);
+    if (ret == 0) {
+        ret = qcow2_flush_caches(bs);
+    }
     return ret < 0 ? ret : block_flush(bs->file);
 }
 
@@ -248,6 +259,7 @@ static bool qcow2_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
         /* As QEMU: check reads the table itself, and must open an image
          * whose table is broken. */
         (!(flags & BLOCK_O_NO_REPAIR) && !qcow2_read_snapshots(bs, errp)) ||
+        !qcow2_open_data_file(bs, opts, flags, errp) ||
         !qcow2_parse_options(bs, opts, errp) ||
         !qcow2_create_caches(bs, errp)) {
         goto fail;
@@ -264,11 +276,13 @@ static bool qcow2_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
     }
 
     if (writable) {
-        uint64_t autoclear = s->header.autoclear_features;
         /* Bitmaps are not maintained: mark them inconsistent, and clear
-         * what we do not know, so QEMU does not trust stale data. */
+         * what we do not know, so QEMU does not trust stale data.  A raw
+         * data file is kept raw. */
+        uint64_t keep = qcow2_has_data_file(s) ? QCOW2_AUTOCLEAR_DATA_RAW : 0;
+        uint64_t autoclear = s->header.autoclear_features & ~keep;
         if (autoclear) {
-            s->header.autoclear_features = 0;
+            s->header.autoclear_features &= keep;
             int ret = qcow2_update_header(bs);
             if (ret < 0) {
                 error_setg_errno(errp, -ret, "Could not update qcow2 header "
@@ -313,6 +327,7 @@ static bool qcow2_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
     return true;
 
 fail:
+    qcow2_close_data_file(bs);
     qcow2_free_state(s);
     pthread_cond_destroy(&s->alloc_cond);
     pthread_mutex_destroy(&s->lock);
@@ -351,6 +366,7 @@ static void qcow2_close(BlockNode *bs)
 {
     BDRVQcow2State *s = bs->opaque;
     qcow2_write_back(bs);
+    qcow2_close_data_file(bs);
     qcow2_free_state(s);
     pthread_cond_destroy(&s->alloc_cond);
     pthread_mutex_destroy(&s->lock);
@@ -438,6 +454,15 @@ static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t old_size = s->header.size;
+    /* As QEMU: with a data file, preallocating is mapping the new area
+     * and sizing the data file with the mode asked for; a raw data file
+     * must stay mapped 1:1. */
+    PreallocMode data_mode = prealloc == PREALLOC_METADATA ? PREALLOC_OFF
+                                                           : prealloc;
+    if (qcow2_has_data_file(s) &&
+        (prealloc != PREALLOC_OFF || qcow2_data_file_raw(s))) {
+        prealloc = PREALLOC_METADATA;
+    }
     if (prealloc != PREALLOC_OFF && prealloc != PREALLOC_METADATA) {
         error_setg(errp, "Unsupported preallocation mode '%s'",
                    prealloc_mode_names[prealloc]);
@@ -478,6 +503,11 @@ static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
             error_setg_errno(errp, -ret, "Could not preallocate metadata");
             return false;
         }
+    }
+    if (ok && s->data_file && s->data_file != bs->file &&
+        block_node_size(s->data_file) != size &&
+        !block_truncate(s->data_file, size, exact, data_mode, errp)) {
+        return false;
     }
     if (ok && size > old_size && bs->backing && s->header.version >= 3 &&
         block_node_size(bs->backing) > old_size) {
@@ -666,14 +696,31 @@ static json_t *qcow2_get_specific_info(BlockNode *bs)
                          1 << s->refcount_order);
     } else {
         data = json_pack(
-            "{s:s, s:s, s:b, s:i, s:b, s:b}", "compat", "1.1",
+            "{s:s, s:s, s:b, s:i}", "compat", "1.1",
             "compression-type", ctype, "lazy-refcounts",
             (s->header.compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS) != 0,
-            "refcount-bits", 1 << s->refcount_order, "corrupt",
-            (s->header.incompatible_features & QCOW2_INCOMPAT_CORRUPT) != 0 ||
-                atomic_load(&s->broken),
-            "extended-l2",
-            (s->header.incompatible_features & QCOW2_INCOMPAT_EXTL2) != 0);
+            "refcount-bits", 1 << s->refcount_order);
+        /* Where qemu-img puts them: the name only when the header has
+         * one, the raw flag for every image with a data file. */
+        if (data && s->header.data_file) {
+            json_object_set_new(data, "data-file",
+                                json_string(s->header.data_file));
+        }
+        if (data && qcow2_has_data_file(s)) {
+            json_object_set_new(data, "data-file-raw",
+                                json_boolean(qcow2_data_file_raw(s)));
+        }
+        if (data) {
+            json_object_set_new(
+                data, "corrupt",
+                json_boolean((s->header.incompatible_features &
+                              QCOW2_INCOMPAT_CORRUPT) != 0 ||
+                             atomic_load(&s->broken)));
+            json_object_set_new(
+                data, "extended-l2",
+                json_boolean((s->header.incompatible_features &
+                              QCOW2_INCOMPAT_EXTL2) != 0));
+        }
     }
     json_t *params = data ? params_info(bs) : NULL;
     if (params) {
@@ -726,6 +773,7 @@ const BlockDriver bdrv_qcow2 = {
     .get_specific_info = qcow2_get_specific_info,
     .bitmaps_copy_size = qcow2_bitmaps_copy_size,
     .get_cluster_size = qcow2_get_cluster_size,
+    .get_allocated_file_size = qcow2_get_allocated_file_size,
     .is_dirty = qcow2_is_dirty,
     .check = qcow2_check,
     .change_backing_file = qcow2_change_backing_file,

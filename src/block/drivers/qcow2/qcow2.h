@@ -49,6 +49,10 @@ const Qcow2Extension *qcow2_bitmaps_extension(const Qcow2Header *h);
 extern const BlockCreateOpt qcow2_amend_opts[];
 bool qcow2_amend(BlockNode *bs, json_t *opts, bool force,
                  BlockAmendProgress *progress, void *opaque, Error **errp);
+/* Amends the data file name (NULL: unchanged, "": none) and the raw
+ * flag (-1: unchanged) in the header (qcow2-data-file.c). */
+bool qcow2_amend_data_file(BlockNode *bs, const char *name, int raw,
+                           Error **errp);
 /* Rewrites the refcount structures with entries of 1 << order bits. */
 bool qcow2_change_refcount_order(BlockNode *bs, unsigned order,
                                  Error **errp);
@@ -102,11 +106,13 @@ static inline Qcow2ClusterType qcow2_l2e_type_ext(uint64_t l2e)
                                          : QCOW2_CLUSTER_UNALLOCATED;
 }
 
-/* Type of subcluster sc (0..31) of an extended L2 entry and bitmap. */
-static inline Qcow2SubclusterType qcow2_sc_type(uint64_t l2e, uint64_t bitmap,
-                                                unsigned sc)
+/* Type of subcluster sc (0..31) of an extended L2 entry of cluster type
+ * ct (qcow2_l2e_type_ext or qcow2_cluster_type_ext) and bitmap. */
+static inline Qcow2SubclusterType qcow2_sc_type_of(Qcow2ClusterType ct,
+                                                   uint64_t bitmap,
+                                                   unsigned sc)
 {
-    switch (qcow2_l2e_type_ext(l2e)) {
+    switch (ct) {
     case QCOW2_CLUSTER_COMPRESSED:
         return QCOW2_SC_COMPRESSED;
     case QCOW2_CLUSTER_NORMAL:
@@ -125,6 +131,13 @@ static inline Qcow2SubclusterType qcow2_sc_type(uint64_t l2e, uint64_t bitmap,
         return (bitmap & (1ull << (32 + sc))) ? QCOW2_SC_ZERO_PLAIN
                                               : QCOW2_SC_UNALLOCATED_PLAIN;
     }
+}
+
+/* Type of subcluster sc (0..31) of an extended L2 entry and bitmap. */
+static inline Qcow2SubclusterType qcow2_sc_type(uint64_t l2e, uint64_t bitmap,
+                                                unsigned sc)
+{
+    return qcow2_sc_type_of(qcow2_l2e_type_ext(l2e), bitmap, sc);
 }
 
 /* Compressed cluster descriptor (L2 entry bits 0..61) for cluster_bits. */
@@ -263,7 +276,58 @@ typedef struct BDRVQcow2State {
      * bytes it takes on disk. */
     Qcow2Snapshot *snapshots;
     uint64_t snapshots_size;
+
+    /* Where guest data lives: bs->file, or the external data file of an
+     * image with the data-file incompatible bit (qcow2-data-file.c).
+     * NULL for such an image opened without its data (qemu-img info). */
+    BlockNode *data_file;
 } BDRVQcow2State;
+
+/* ---- external data files (incompatible bit 2) ----
+ * Guest data is in another file, always at its guest offset: no
+ * refcounts cover it, and the image file holds only metadata.  So a
+ * cluster of guest offset 0 has host offset 0, which is told apart from
+ * an unallocated cluster by its COPIED flag (always set there). */
+static inline bool qcow2_has_data_file(const BDRVQcow2State *s)
+{
+    return (s->header.incompatible_features & QCOW2_INCOMPAT_DATA_FILE) != 0;
+}
+
+/* The data file is kept a valid raw image of the disk (autoclear bit). */
+static inline bool qcow2_data_file_raw(const BDRVQcow2State *s)
+{
+    return (s->header.autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW) != 0;
+}
+
+static inline bool qcow2_data_at_zero(const BDRVQcow2State *s, uint64_t l2e)
+{
+    return qcow2_has_data_file(s) &&
+           (l2e & (QCOW2_OFLAG_COPIED | QCOW2_OFLAG_COMPRESSED |
+                   QCOW2_L2E_OFFSET_MASK)) == QCOW2_OFLAG_COPIED;
+}
+
+/* qcow2_l2e_type and friends for this image's entries. */
+static inline Qcow2ClusterType qcow2_cluster_type(const BDRVQcow2State *s,
+                                                  uint64_t l2e)
+{
+    if (!(l2e & QCOW2_OFLAG_ZERO) && qcow2_data_at_zero(s, l2e)) {
+        return QCOW2_CLUSTER_NORMAL;
+    }
+    return qcow2_l2e_type(l2e);
+}
+
+static inline Qcow2ClusterType qcow2_cluster_type_ext(const BDRVQcow2State *s,
+                                                      uint64_t l2e)
+{
+    return qcow2_data_at_zero(s, l2e) ? QCOW2_CLUSTER_NORMAL
+                                      : qcow2_l2e_type_ext(l2e);
+}
+
+static inline Qcow2SubclusterType qcow2_subcluster_type(
+    const BDRVQcow2State *s, uint64_t l2e, uint64_t bitmap, unsigned sc)
+{
+    return qcow2_sc_type_of(qcow2_cluster_type_ext(s, l2e), bitmap, sc);
+}
 
 /* ---- services for check/repair and image tools ---- */
 
