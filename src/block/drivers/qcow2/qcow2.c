@@ -474,10 +474,12 @@ static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
         error_setg(errp, "The new size must be a multiple of 512");
         return false;
     }
-    /* Growing touches only the active L1 table; shrinking would change
-     * L2 tables the snapshots share. */
-    if (s->header.nb_snapshots && size < s->header.size) {
-        error_setg(errp, "Can't shrink an image which has snapshots");
+    /* Each snapshot keeps the size it was taken at, but v2 readers need
+     * not know that field: for them a resize would change the size of
+     * every snapshot too.  (v3 images may shrink too: the L2 tables the
+     * snapshots share are copied before they change.) */
+    if (s->header.nb_snapshots && s->header.version < 3) {
+        error_setg(errp, "Can't resize a v2 image which has snapshots");
         return false;
     }
     if (size < s->header.size) {
