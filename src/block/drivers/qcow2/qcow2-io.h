@@ -72,6 +72,12 @@ bool qcow2_reads_zero(BlockNode *node, uint64_t offset, uint64_t bytes);
  * to new host clusters without writing data (resize with
  * preallocation=metadata).  0 or -errno. */
 int qcow2_prealloc_metadata(BlockNode *bs, uint64_t offset, uint64_t end);
+/* Resize with preallocation=falloc or full: maps guest [old_size, end)
+ * (from the start of the cluster old_size falls in) to one new run of
+ * host clusters that the file gets with mode; alloc_sc marks their
+ * subclusters allocated (a backing file reaches into the new area). */
+bool qcow2_prealloc_data(BlockNode *bs, uint64_t old_size, uint64_t end,
+                         PreallocMode mode, bool alloc_sc, Error **errp);
 
 /* qcow2-data-file.c: external data files. */
 /* Host offset for nb new data clusters of guest cluster index cluster:

@@ -1,12 +1,20 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* strata - qcow2 resize with preallocation=metadata: the clusters of the
- * new area get host clusters and L2 entries (without data written), as
- * QEMU's preallocate_co does, L2 table before its data clusters.  With
- * extended L2 entries the bitmaps are left alone: the subclusters stay
- * unallocated and read from below until written.
+/* strata - qcow2 resize with preallocation:
+ *  - metadata: the clusters of the new area get host clusters and L2
+ *    entries (without data written), as QEMU's preallocate_co does, L2
+ *    table before its data clusters.  With extended L2 entries the
+ *    bitmaps are left alone: the subclusters stay unallocated and read
+ *    from below until written.
+ *  - falloc and full: as QEMU's qcow2_co_truncate, one run of data
+ *    clusters at the end of the image, from the cluster the old end
+ *    falls in to the new end, is added to the file with that mode
+ *    (which makes it read as zeroes), and then mapped, L2 tables after
+ *    it.  The old last cluster moves into the run with its used part
+ *    copied.
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "block/drivers/qcow2/qcow2-io.h"
 #include "util/cleanup.h"
@@ -145,4 +153,109 @@ int qcow2_prealloc_metadata(BlockNode *bs, uint64_t offset, uint64_t end)
         ret = -EIO;
     }
     return ret;
+}
+
+/* Points the guest clusters from first (n of them, inside one L2 table)
+ * at host clusters from host.  With alloc_sc every subcluster is marked
+ * allocated (the file reads zeroes there, and a backing file must not
+ * show through); otherwise bitmaps are kept.  The old clusters are
+ * dropped once the table is on disk. */
+static int map_run_locked(BlockNode *bs, uint64_t first, uint64_t n,
+                          uint64_t host, bool alloc_sc)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t l2_index = first & (s->l2_entries - 1);
+    void *table;
+    int ret = qcow2_get_l2_for_write_locked(bs, first >> s->l2_bits, &table);
+    if (ret < 0) {
+        return ret;
+    }
+    CLEANUP_FREE uint64_t *old = calloc(n, sizeof(uint64_t));
+    if (!old) {
+        qcow2_cache_put(s->l2_cache, table);
+        return -ENOMEM;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        old[i] = qcow2_l2_get(s, table, l2_index + i);
+        qcow2_l2_set(s, table, l2_index + i,
+                     (host + (i << s->cluster_bits)) | QCOW2_OFLAG_COPIED);
+        if (s->extended_l2 && alloc_sc) {
+            qcow2_l2_bitmap_set(table, l2_index + i,
+                                QCOW2_L2_BITMAP_ALL_ALLOC);
+        }
+    }
+    qcow2_cache_mark_dirty(s->l2_cache, table);
+    qcow2_cache_put(s->l2_cache, table);
+    for (uint64_t i = 0; ret == 0 && i < n; i++) {
+        Qcow2ClusterType t = s->extended_l2 ? qcow2_l2e_type_ext(old[i])
+                                            : qcow2_l2e_type(old[i]);
+        if (t == QCOW2_CLUSTER_NORMAL || t == QCOW2_CLUSTER_ZERO_ALLOC ||
+            t == QCOW2_CLUSTER_COMPRESSED) {
+            ret = qcow2_defer_free_locked(bs, old[i]);
+        }
+    }
+    return ret;
+}
+
+bool qcow2_prealloc_data(BlockNode *bs, uint64_t old_size, uint64_t end,
+                         PreallocMode mode, bool alloc_sc, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size;
+    uint64_t start = ALIGN_DOWN(old_size, cs);
+    uint64_t n = (ALIGN_UP(end, cs) - start) >> s->cluster_bits;
+    CowPart head = { 0 };
+    uint64_t host = 0;
+    int ret = cow_read(bs, &head, start, old_size);
+    if (ret == 0) {
+        LOCK_GUARD(&s->lock);
+        ret = qcow2_mark_dirty_locked(bs);
+        if (ret == 0) {
+            ret = qcow2_alloc_clusters_locked(bs, n, &host);
+        }
+    }
+    if (ret < 0) {
+        free(head.buf);
+        error_setg_errno(errp, -ret, "Failed to allocate data clusters");
+        return false;
+    }
+    /* The run is appended, so the file grows over it with the mode asked
+     * for; what of it the file already holds (left over past the last
+     * cluster in use) is zeroed here. */
+    uint64_t run_end = host + n * cs;
+    uint64_t file_size = block_node_size(bs->file);
+    if (file_size > host) {
+        ret = block_write_zeroes(bs->file, host, MIN(file_size, run_end) - host,
+                                  0);
+    }
+    if (ret == 0 && file_size < run_end &&
+        !block_truncate(bs->file, run_end, false, mode, errp)) {
+        error_prepend(errp, "Failed to resize underlying file: ");
+        LOCK_GUARD(&s->lock);
+        qcow2_free_new_clusters_locked(bs, host, n);
+        free(head.buf);
+        return false;
+    }
+    uint64_t file_end = run_end;
+    if (ret == 0) {
+        ret = cow_write(bs, &head, host, &file_end);
+    }
+    free(head.buf);
+    uint64_t cluster = start >> s->cluster_bits;
+    for (uint64_t done = 0; ret == 0 && done < n;) {
+        uint64_t chunk = MIN(n - done, s->l2_entries -
+                                       ((cluster + done) & (s->l2_entries - 1)));
+        LOCK_GUARD(&s->lock);
+        ret = map_run_locked(bs, cluster + done, chunk,
+                             host + (done << s->cluster_bits), alloc_sc);
+        done += chunk;
+    }
+    if (ret == 0) {
+        ret = qcow2_flush_caches(bs);
+    }
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to update L2 tables");
+        return false;
+    }
+    return true;
 }

@@ -463,7 +463,8 @@ static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
         (prealloc != PREALLOC_OFF || qcow2_data_file_raw(s))) {
         prealloc = PREALLOC_METADATA;
     }
-    if (prealloc != PREALLOC_OFF && prealloc != PREALLOC_METADATA) {
+    if (prealloc != PREALLOC_OFF && prealloc != PREALLOC_METADATA &&
+        prealloc != PREALLOC_FALLOC && prealloc != PREALLOC_FULL) {
         error_setg(errp, "Unsupported preallocation mode '%s'",
                    prealloc_mode_names[prealloc]);
         return false;
@@ -511,8 +512,17 @@ static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
         !block_truncate(s->data_file, size, exact, data_mode, errp)) {
         return false;
     }
-    if (ok && size > old_size && bs->backing && s->header.version >= 3 &&
-        block_node_size(bs->backing) > old_size) {
+    bool backing_reaches = size > old_size && bs->backing &&
+                           block_node_size(bs->backing) > old_size;
+    if (ok && size > old_size &&
+        (prealloc == PREALLOC_FALLOC || prealloc == PREALLOC_FULL)) {
+        /* (Without a data file.)  The file reads zeroes over the new
+         * clusters: mapped as data (every subcluster), they hide the
+         * backing file. */
+        return qcow2_prealloc_data(bs, old_size, size, prealloc,
+                                   backing_reaches, errp);
+    }
+    if (ok && backing_reaches && s->header.version >= 3) {
         return zero_grown_area(bs, old_size, size, errp);
     }
     return ok;
