@@ -158,10 +158,11 @@ int qcow2_prealloc_metadata(BlockNode *bs, uint64_t offset, uint64_t end)
 /* Points the guest clusters from first (n of them, inside one L2 table)
  * at host clusters from host.  With alloc_sc every subcluster is marked
  * allocated (the file reads zeroes there, and a backing file must not
- * show through); otherwise bitmaps are kept.  The old clusters are
- * dropped once the table is on disk. */
+ * show through); otherwise bitmaps are kept, but for a compressed first
+ * cluster (which has none): the head_len bytes copied from it are marked
+ * allocated.  The old clusters are dropped once the table is on disk. */
 static int map_run_locked(BlockNode *bs, uint64_t first, uint64_t n,
-                          uint64_t host, bool alloc_sc)
+                          uint64_t host, bool alloc_sc, uint64_t head_len)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t l2_index = first & (s->l2_entries - 1);
@@ -182,6 +183,12 @@ static int map_run_locked(BlockNode *bs, uint64_t first, uint64_t n,
         if (s->extended_l2 && alloc_sc) {
             qcow2_l2_bitmap_set(table, l2_index + i,
                                 QCOW2_L2_BITMAP_ALL_ALLOC);
+        } else if (s->extended_l2 && i == 0 && head_len &&
+                   qcow2_l2e_type_ext(old[0]) == QCOW2_CLUSTER_COMPRESSED) {
+            unsigned nb_sc = DIV_ROUND_UP(head_len, s->subcluster_size);
+            qcow2_l2_bitmap_set(table, l2_index,
+                                nb_sc >= 32 ? QCOW2_L2_BITMAP_ALL_ALLOC
+                                            : (1ull << nb_sc) - 1);
         }
     }
     qcow2_cache_mark_dirty(s->l2_cache, table);
@@ -237,17 +244,26 @@ bool qcow2_prealloc_data(BlockNode *bs, uint64_t old_size, uint64_t end,
         return false;
     }
     uint64_t file_end = run_end;
+    uint64_t head_len = old_size - start;
     if (ret == 0) {
         ret = cow_write(bs, &head, host, &file_end);
     }
     free(head.buf);
+    if (ret < 0) {
+        /* Nothing points at the run yet. */
+        LOCK_GUARD(&s->lock);
+        qcow2_free_new_clusters_locked(bs, host, n);
+        error_setg_errno(errp, -ret, "Failed to write the new clusters");
+        return false;
+    }
     uint64_t cluster = start >> s->cluster_bits;
     for (uint64_t done = 0; ret == 0 && done < n;) {
         uint64_t chunk = MIN(n - done, s->l2_entries -
                                        ((cluster + done) & (s->l2_entries - 1)));
         LOCK_GUARD(&s->lock);
         ret = map_run_locked(bs, cluster + done, chunk,
-                             host + (done << s->cluster_bits), alloc_sc);
+                             host + (done << s->cluster_bits), alloc_sc,
+                             done ? 0 : head_len);
         done += chunk;
     }
     if (ret == 0) {
