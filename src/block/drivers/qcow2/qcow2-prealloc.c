@@ -5,17 +5,21 @@
  *    table before its data clusters.  With extended L2 entries the
  *    bitmaps are left alone: the subclusters stay unallocated and read
  *    from below until written.
- *  - falloc and full: as QEMU's qcow2_co_truncate, one run of data
- *    clusters at the end of the image, from the cluster the old end
- *    falls in to the new end, is added to the file with that mode
- *    (which makes it read as zeroes), and then mapped, L2 tables after
+ *  - falloc and full: as QEMU's qcow2_co_truncate, a new refcount
+ *    table (and the refcount blocks the area needs) goes at the end of
+ *    the image, then one run of data clusters, from the cluster the old
+ *    end falls in to the new end, is added to the file with that mode
+ *    (which makes it read as zeroes) and mapped, new L2 tables after
  *    it.  The old last cluster moves into the run with its used part
- *    copied.
+ *    copied.  So the data lands where qemu-img puts it (only new L2
+ *    tables differ: qemu-img fills the old table's hole with them).
  */
+#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/drivers/qcow2/qcow2-create-layout.h"
 #include "block/drivers/qcow2/qcow2-io.h"
 #include "util/cleanup.h"
 
@@ -204,6 +208,131 @@ static int map_run_locked(BlockNode *bs, uint64_t first, uint64_t n,
     return ret;
 }
 
+/* QEMU's qcow2_refcount_area as its preallocating resize calls it: the
+ * refcount blocks the area lacks and a new refcount table of just the
+ * size needed go at start (the end of the image), all counted, and the
+ * old table is freed.  additional clusters after them will be counted
+ * by blocks that exist.  *end is where the new structures end: the data
+ * run goes there, as in qemu-img's image. */
+static int refcount_area_locked(BlockNode *bs, uint64_t start,
+                                uint64_t additional, uint64_t *end)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size;
+    uint64_t total = qcow2_refblocks_needed(start / cs + additional, cs,
+                                            s->refblock_entries, false);
+    /* Never drop a refcount block the old table lists. */
+    uint64_t keep = s->reftable_entries;
+    while (keep && !(s->reftable[keep - 1] & QCOW2_REFT_OFFSET_MASK)) {
+        keep--;
+    }
+    uint64_t table_size = ALIGN_UP(MAX(total, keep), cs / 8);
+    if (table_size * 8 > QCOW2_MAX_REFTABLE_BYTES) {
+        return -EFBIG;
+    }
+    uint64_t table_clusters = table_size * 8 / cs;
+    uint64_t area_index = (start / cs) >> s->refblock_bits;
+    uint64_t *table = calloc(table_size, sizeof(uint64_t));
+    CLEANUP_FREE uint64_t *disk = calloc(table_size, sizeof(uint64_t));
+    if (!table || !disk) {
+        free(table);
+        return -ENOMEM;
+    }
+    memcpy(table, s->reftable,
+           MIN(table_size, s->reftable_entries) * sizeof(uint64_t));
+    uint64_t missing = 0;
+    for (uint64_t i = area_index; i < total; i++) {
+        missing += !(table[i] & QCOW2_REFT_OFFSET_MASK);
+    }
+    uint64_t table_offset = start + missing * cs;
+    uint64_t end_offset = table_offset + table_clusters * cs;
+
+    int ret = 0;
+    uint64_t block_offset = start;
+    for (uint64_t i = area_index; ret == 0 && i < total; i++) {
+        void *block;
+        bool fresh = !(table[i] & QCOW2_REFT_OFFSET_MASK);
+        if (fresh) {
+            ret = qcow2_meta_add(s, block_offset, cs, QCOW2_META_REFBLOCK);
+            if (ret == 0) {
+                ret = qcow2_cache_get_locked(bs, s->refblock_cache,
+                                             block_offset, true, &block);
+            }
+            table[i] = block_offset;
+            block_offset += cs;
+        } else {
+            ret = qcow2_cache_get_locked(bs, s->refblock_cache,
+                                         table[i] & QCOW2_REFT_OFFSET_MASK,
+                                         false, &block);
+        }
+        if (ret < 0) {
+            break;
+        }
+        uint64_t first = (i << s->refblock_bits) * cs;
+        if (first < end_offset) {
+            uint64_t j = first < start ? (start - first) / cs : 0;
+            uint64_t stop = MIN((end_offset - first) / cs,
+                                s->refblock_entries);
+            for (; j < stop; j++) {
+                qcow2_refblock_set(block, j, s->refcount_order, 1);
+            }
+        }
+        if (fresh || first < end_offset) {
+            qcow2_cache_mark_dirty(s->refblock_cache, block);
+        }
+        qcow2_cache_put(s->refblock_cache, block);
+    }
+    /* The blocks, then the table, then the header that points at it. */
+    if (ret == 0) {
+        ret = qcow2_refcounts_durable_locked(bs);
+    }
+    for (uint64_t i = 0; i < table_size; i++) {
+        disk[i] = htobe64(table[i]);
+    }
+    if (ret == 0) {
+        ret = qcow2_meta_add(s, table_offset, table_clusters * cs,
+                             QCOW2_META_REFTABLE);
+    }
+    if (ret == 0) {
+        ret = qcow2_write_meta_locked(bs, table_offset, table_size * 8, disk,
+                                      QCOW2_META_REFTABLE);
+    }
+    if (ret == 0) {
+        ret = block_flush(bs->file);
+    }
+    struct {
+        uint64_t offset;
+        uint32_t clusters;
+    } __attribute__((packed)) hdr = {
+        htobe64(table_offset), htobe32((uint32_t)table_clusters)
+    };
+    if (ret == 0) {
+        ret = qcow2_write_meta_locked(bs, 48, sizeof(hdr), &hdr,
+                                      QCOW2_META_HEADER);
+    }
+    if (ret == 0) {
+        ret = block_flush(bs->file);
+    }
+    if (ret < 0) {
+        /* The header still names the old table: what was written for
+         * the new one is unreferenced (leaked at worst). */
+        free(table);
+        return ret;
+    }
+    uint64_t old_offset = s->reftable_offset;
+    uint64_t old_bytes = ALIGN_UP(s->reftable_entries * 8, cs);
+    free(s->reftable);
+    s->reftable = table;
+    s->reftable_entries = table_size;
+    s->reftable_offset = table_offset;
+    s->header.refcount_table_offset = table_offset;
+    s->header.refcount_table_clusters = (uint32_t)table_clusters;
+    qcow2_meta_remove(s, old_offset, old_bytes);
+    s->next_alloc = MAX(s->next_alloc, end_offset);
+    *end = end_offset;
+    return qcow2_update_refcount_locked(bs, old_offset, old_bytes, -1);
+}
+
 bool qcow2_prealloc_data(BlockNode *bs, uint64_t old_size, uint64_t end,
                          PreallocMode mode, bool alloc_sc, Error **errp)
 {
@@ -216,7 +345,18 @@ bool qcow2_prealloc_data(BlockNode *bs, uint64_t old_size, uint64_t end,
     int ret = cow_read(bs, &head, start, old_size);
     if (ret == 0) {
         LOCK_GUARD(&s->lock);
+        /* Room for the L2 tables too (one more for an unaligned head or
+         * tail), so none of them needs a new refcount block. */
+        uint64_t nb_l2 = DIV_ROUND_UP(n, s->l2_entries) + 1;
+        uint64_t area_end;
         ret = qcow2_mark_dirty_locked(bs);
+        if (ret == 0) {
+            ret = qcow2_flush_caches_locked(bs);
+        }
+        if (ret == 0) {
+            ret = refcount_area_locked(bs, s->next_alloc, n + nb_l2,
+                                       &area_end);
+        }
         if (ret == 0) {
             ret = qcow2_alloc_clusters_locked(bs, n, &host);
         }
