@@ -341,7 +341,14 @@ int qcow2_get_l2_for_write_locked(BlockNode *bs, uint64_t l1_index,
     if (ret < 0) {
         return ret;
     }
-    ret = qcow2_meta_add(s, new_offset, s->cluster_size, QCOW2_META_L2);
+    return qcow2_install_l2_locked(bs, l1_index, new_offset, table);
+}
+
+int qcow2_install_l2_locked(BlockNode *bs, uint64_t l1_index,
+                            uint64_t new_offset, void **table)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = qcow2_meta_add(s, new_offset, s->cluster_size, QCOW2_META_L2);
     if (ret < 0) {
         qcow2_free_new_clusters_locked(bs, new_offset, 1);
         return ret;

@@ -45,6 +45,12 @@ int qcow2_get_l2_table_locked(BlockNode *bs, uint64_t l1_index, void **table);
 /* Same, allocating the table (and growing L1) when there is none. */
 int qcow2_get_l2_for_write_locked(BlockNode *bs, uint64_t l1_index,
                                   void **table);
+/* Puts a new, zeroed L2 table for l1_index (which has none) at
+ * new_offset, a cluster just allocated for it (refcount 1, referenced by
+ * nothing), and returns it pinned; on failure the cluster is given
+ * back. */
+int qcow2_install_l2_locked(BlockNode *bs, uint64_t l1_index,
+                            uint64_t new_offset, void **table);
 
 /* In-flight allocations: a request that changes the L2 entries of guest
  * clusters [first, first+nb) registers them so no other request acts on

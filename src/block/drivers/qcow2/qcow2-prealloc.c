@@ -333,6 +333,44 @@ static int refcount_area_locked(BlockNode *bs, uint64_t start,
     return qcow2_update_refcount_locked(bs, old_offset, old_bytes, -1);
 }
 
+/* Gives l1_index an L2 table if it has none, where QEMU's allocator
+ * would put it: in the first free cluster of the image (the old
+ * refcount table's, freed just before), else at the end.  *scan is
+ * where the search goes on, as QEMU's free cluster index. */
+static int add_l2_locked(BlockNode *bs, uint64_t l1_index, uint64_t *scan)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (l1_index >= s->l1_size ||
+        (s->l1_table[l1_index] & QCOW2_L1E_OFFSET_MASK)) {
+        return 0;    /* (the resize grew the L1 table over the area) */
+    }
+    uint64_t offset = 0;
+    for (; *scan < (s->next_alloc >> s->cluster_bits); (*scan)++) {
+        uint64_t rc;
+        int ret = qcow2_get_refcount_locked(bs, *scan, &rc);
+        if (ret < 0) {
+            return ret;
+        }
+        if (rc == 0 && qcow2_meta_overlap(s, *scan << s->cluster_bits,
+                                          s->cluster_size, QCOW2_META_NONE)
+                           == QCOW2_META_NONE) {
+            offset = (*scan)++ << s->cluster_bits;
+            break;
+        }
+    }
+    int ret = offset ? qcow2_set_refcount_locked(bs, offset >> s->cluster_bits,
+                                                 1)
+                     : qcow2_alloc_clusters_locked(bs, 1, &offset);
+    void *table;
+    if (ret == 0) {
+        ret = qcow2_install_l2_locked(bs, l1_index, offset, &table);
+    }
+    if (ret == 0) {
+        qcow2_cache_put(s->l2_cache, table);
+    }
+    return ret;
+}
+
 bool qcow2_prealloc_data(BlockNode *bs, uint64_t old_size, uint64_t end,
                          PreallocMode mode, bool alloc_sc, Error **errp)
 {
@@ -397,10 +435,15 @@ bool qcow2_prealloc_data(BlockNode *bs, uint64_t old_size, uint64_t end,
         return false;
     }
     uint64_t cluster = start >> s->cluster_bits;
+    uint64_t scan = 0;
     for (uint64_t done = 0; ret == 0 && done < n;) {
         uint64_t chunk = MIN(n - done, s->l2_entries -
                                        ((cluster + done) & (s->l2_entries - 1)));
         LOCK_GUARD(&s->lock);
+        ret = add_l2_locked(bs, (cluster + done) >> s->l2_bits, &scan);
+        if (ret < 0) {
+            break;
+        }
         ret = map_run_locked(bs, cluster + done, chunk,
                              host + (done << s->cluster_bits), alloc_sc,
                              done ? 0 : head_len);
