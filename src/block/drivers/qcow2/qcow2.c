@@ -449,8 +449,26 @@ static bool qcow2_truncate_locked(BlockNode *bs, uint64_t size,
 static bool zero_grown_area(BlockNode *bs, uint64_t old_size, uint64_t size,
                             Error **errp);
 
+static bool truncate_writes(BlockNode *bs, uint64_t size, bool exact,
+                            PreallocMode prealloc, Error **errp);
+
 static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
                            PreallocMode prealloc, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    /* The zeroes a resize writes (past a new end inside a cluster, over
+     * the start of a grown area) are part of the size change, also when
+     * amend asks for it on an image opened for metadata changes only.
+     * No other request runs meanwhile: the node is drained. */
+    bool metadata_only = s->metadata_only;
+    s->metadata_only = false;
+    bool ok = truncate_writes(bs, size, exact, prealloc, errp);
+    s->metadata_only = metadata_only;
+    return ok;
+}
+
+static bool truncate_writes(BlockNode *bs, uint64_t size, bool exact,
+                            PreallocMode prealloc, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t old_size = s->header.size;
