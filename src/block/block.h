@@ -90,9 +90,8 @@ BlockOrigin block_origin_current(void);
 #define BLOCK_O_NO_REPAIR   0x10 /* do not auto-repair a dirty image on
                                     open (used by check) */
 #define BLOCK_O_METADATA_ONLY 0x20 /* read-write for changes of the image's
-                                      metadata only (amend): data writes
-                                      fail with EROFS, so qcow2 opens images
-                                      with internal snapshots */
+                                      metadata only (amend, snapshot):
+                                      data writes fail with EROFS */
 #define BLOCK_O_NO_IO       0x40 /* only the metadata is looked at (info):
                                     a qcow2 image's external data file is
                                     not opened */

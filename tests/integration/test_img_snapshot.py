@@ -350,23 +350,125 @@ def test_image_opts(tmp_path):
     check_clean(img)
 
 
-def test_strata_refuses_data_writes_with_snapshots(tmp_path):
-    """strata keeps images with snapshots read-only for data, as before:
-    convert into one (-n) is refused, reading from one works."""
+def test_data_writes_copy_what_snapshots_share(tmp_path):
+    """Writing into an image with a snapshot copies the L2 table and the
+    data clusters the snapshot shares: the snapshot keeps its data, the
+    refcounts stay right (qemu-img check), and qemu-img reads both."""
     img = tmp_path / "img.qcow2"
     qimg("create", "-q", "-f", "qcow2", img, "16M")
-    qio(img, "write -P 5 0 1M")
+    qio(img, "write -P 5 0 1M", "write -P 6 8M 64k")
     simg("snapshot", "-c", "keep", img)
     src = tmp_path / "src.raw"
-    src.write_bytes(b"\x07" * MiB)
-    proc = simg("convert", "-n", "-f", "raw", "-O", "qcow2", src, img,
-                check=False)
-    assert proc.returncode == 1
-    assert "internal snapshots" in proc.stderr
-    out = tmp_path / "out.raw"
-    simg("convert", "-O", "raw", img, out)
-    assert out.read_bytes()[:MiB] == b"\x05" * MiB
+    src.write_bytes(b"\x07" * (512 * 1024))
+    simg("convert", "-n", "-f", "raw", "-O", "qcow2", src, img)
     check_clean(img)
+    qio(img, "read -P 7 0 512k", "read -P 5 512k 512k", "read -P 0 1M 7M",
+        "read -P 6 8M 64k")
+    simg("snapshot", "-a", "keep", img)
+    check_clean(img)
+    qio(img, "read -P 5 0 1M", "read -P 6 8M 64k")
+
+
+def _resize_both(tmp_path, img, *args):
+    """strata-img and qemu-img resize (ARGS) on copies of img: same
+    output and exit code; returns the two copies."""
+    img_s, img_q = tmp_path / "s.qcow2", tmp_path / "q.qcow2"
+    shutil.copy(img, img_s)
+    shutil.copy(img, img_q)
+    s = simg("resize", *args[:-1], img_s, args[-1], check=False)
+    q = qimg("resize", *args[:-1], img_q, args[-1], check=False)
+    assert s.returncode == q.returncode, (s.stderr, q.stderr)
+    assert s.stdout == q.stdout
+    assert same_stderr(s.stderr.replace(str(img_s), "IMG"),
+                       q.stderr.replace(str(img_q), "IMG")), \
+        (s.stderr, q.stderr)
+    return img_s, img_q
+
+
+def _same_image(img_s, img_q):
+    check_clean(img_s)
+    assert (simg("snapshot", "-l", img_s).stdout ==
+            qimg("snapshot", "-l", img_q).stdout)
+    assert qcow2_header(img_s)["size"] == qcow2_header(img_q)["size"]
+    assert (qimg("map", "--output=json", img_s).stdout ==
+            qimg("map", "--output=json", img_q).stdout)
+
+
+def test_resize_v2_with_snapshots_refused(tmp_path):
+    img = tmp_path / "img.qcow2"
+    qimg("create", "-q", "-f", "qcow2", "-o", "compat=0.10", img, "32M")
+    qio(img, "write -P 0x2a 24M 64k")
+    simg("snapshot", "-c", "foo", img)
+    img_s, img_q = _resize_both(tmp_path, img, "64M")
+    assert "Can't resize a v2 image which has snapshots" in \
+        simg("resize", img_s, "64M", check=False).stderr
+    _same_image(img_s, img_q)
+
+
+def test_resize_v3_with_snapshots_as_qemu(tmp_path):
+    """A v3 image with snapshots grows and shrinks; the snapshots keep
+    their own sizes and data, applied by either tool."""
+    img = tmp_path / "img.qcow2"
+    qimg("create", "-q", "-f", "qcow2", img, "32M")
+    qio(img, "write -P 0x2a 24M 64k", "write -z 0 128k")
+    simg("snapshot", "-c", "foo", img)
+    big_s, big_q = _resize_both(tmp_path, img, "128M")
+    _same_image(big_s, big_q)
+    qio(big_s, "read -P 0x2a 24M 64k", "read -P 0 32M 96M")
+    shutil.copy(big_s, img)
+    simg("snapshot", "-c", "bar", img)
+    # Shrinking below the data: the active table's copy loses it, the
+    # snapshots keep it.
+    small_s, small_q = _resize_both(tmp_path, img, "--shrink", "16M")
+    _same_image(small_s, small_q)
+    for name, size in (("bar", 128 * MiB), ("foo", 32 * MiB)):
+        simg("snapshot", "-a", name, small_s)
+        qimg("snapshot", "-a", name, small_q)
+        _same_image(small_s, small_q)
+        assert qcow2_header(small_s)["size"] == size
+        qio(small_s, "read -P 0x2a 24M 64k", "read -P 0 0 128k")
+
+
+def test_amend_downgrade_with_snapshots(tmp_path):
+    """compat=0.10 with a snapshot of another size is refused after the
+    resize, as qemu-img does; with sizes equal, the zero clusters of the
+    active table and of the snapshot's become data, with the same
+    progress lines and result as qemu-img's."""
+    img = tmp_path / "img.qcow2"
+    qimg("create", "-q", "-f", "qcow2", img, "64M")
+    simg("snapshot", "-c", "foo", img)
+    qio(img, "write -P 1 0 64k")
+    img_s, img_q = tmp_path / "s.qcow2", tmp_path / "q.qcow2"
+    for tool, copy in ((simg, img_s), (qimg, img_q)):
+        shutil.copy(img, copy)
+        r = tool("amend", "-o", "compat=0.10,size=32M", copy, check=False)
+        assert r.returncode == 1
+        assert "Internal snapshots prevent downgrade of image" in r.stderr
+        assert qcow2_header(copy)["size"] == 32 * MiB
+        assert qcow2_header(copy)["version"] == 3
+    _same_image(img_s, img_q)
+
+    base = tmp_path / "base.qcow2"
+    qimg("create", "-q", "-f", "qcow2", base, "4G")
+    qio(base, "write -P 0x2a 1G 128k")
+    qimg("create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", img, "4G")
+    qio(img, "write -z 0 64k", "write -z 1G 64k")
+    simg("snapshot", "-c", "foo", img)
+    qio(img, "write -P 0x42 0 64k", "write -z 3G 64k")
+    outs = []
+    for tool, copy in ((simg, img_s), (qimg, img_q)):
+        shutil.copy(img, copy)
+        outs.append(tool("amend", "-p", "-o", "compat=0.10", copy).stdout)
+    assert outs[0] == outs[1]
+    assert "(6.25/100%)" in outs[0]
+    _same_image(img_s, img_q)
+    assert qcow2_header(img_s)["version"] == 2
+    qio(img_s, "read -P 0x42 0 64k", "read -P 0 1G 64k",
+        "read -P 0x2a 1073807360 64k", "read -P 0 3G 64k")
+    simg("snapshot", "-a", "foo", img_s)
+    check_clean(img_s)
+    qio(img_s, "read -P 0 0 64k", "read -P 0 1G 64k",
+        "read -P 0x2a 1073807360 64k")
 
 
 # ---- what QEMU's iotests check of qemu-img snapshot ----

@@ -165,8 +165,16 @@ static int expand_l2(BlockNode *bs, uint64_t l2_offset, bool has_backing)
     return changed;
 }
 
+/* Progress as qemu-img reports it for a downgrade: one step per L1
+ * entry, of the active table and of every snapshot's. */
+typedef struct ExpandProgress {
+    BlockAmendProgress *cb;
+    void *opaque;
+    uint64_t done, total;
+} ExpandProgress;
+
 static int expand_l1(BlockNode *bs, const uint64_t *l1, uint32_t l1_size,
-                     bool has_backing)
+                     bool has_backing, ExpandProgress *p)
 {
     for (uint32_t i = 0; i < l1_size; i++) {
         uint64_t l2_offset = l1[i] & QCOW2_L1E_OFFSET_MASK;
@@ -175,6 +183,10 @@ static int expand_l1(BlockNode *bs, const uint64_t *l1, uint32_t l1_size,
             if (ret < 0) {
                 return ret;
             }
+        }
+        p->done++;
+        if (p->cb) {
+            p->cb(p->opaque, p->done, p->total);
         }
     }
     return 0;
@@ -198,12 +210,11 @@ static int expand_zero_clusters(BlockNode *bs, BlockAmendProgress *progress,
         qcow2_check_free_snapshots(&c);
         return ret < 0 ? ret : -EIO;
     }
-    /* Progress counts L1 tables, as qemu-img's does. */
-    uint64_t total = 1 + c.nb_snapshots;
-    ret = expand_l1(bs, s->l1_table, s->l1_size, has_backing);
-    if (progress && ret == 0) {
-        progress(opaque, 1, total);
+    ExpandProgress p = { progress, opaque, 0, s->l1_size };
+    for (uint32_t i = 0; i < c.nb_snapshots; i++) {
+        p.total += c.snapshots[i].l1_size;
     }
+    ret = expand_l1(bs, s->l1_table, s->l1_size, has_backing, &p);
     for (uint32_t i = 0; ret == 0 && i < c.nb_snapshots; i++) {
         uint64_t *l1 = NULL;
         /* As QEMU: a snapshot's table that cannot be where the entry
@@ -223,12 +234,9 @@ static int expand_zero_clusters(BlockNode *bs, BlockAmendProgress *progress,
         ret = qcow2_check_read_table(&c, c.snapshots[i].l1_offset,
                                      c.snapshots[i].l1_size, &l1);
         if (ret == 0) {
-            ret = expand_l1(bs, l1, c.snapshots[i].l1_size, has_backing);
+            ret = expand_l1(bs, l1, c.snapshots[i].l1_size, has_backing, &p);
         }
         free(l1);
-        if (progress && ret == 0) {
-            progress(opaque, 2 + i, total);
-        }
     }
     qcow2_check_free_snapshots(&c);
     if (ret == 0) {
@@ -251,6 +259,15 @@ static int downgrade(BlockNode *bs, BlockAmendProgress *progress,
     if (qcow2_has_data_file(s)) {
         error_setg(errp, "Cannot downgrade an image with a data file");
         return -ENOTSUP;
+    }
+    /* v2 readers need not know a snapshot's own size or a VM state past
+     * 32 bits: each snapshot must be of the image's size, as QEMU asks. */
+    for (uint32_t i = 0; i < s->header.nb_snapshots && s->snapshots; i++) {
+        if (s->snapshots[i].vm_state_size > UINT32_MAX ||
+            s->snapshots[i].disk_size != s->header.size) {
+            error_setg(errp, "Internal snapshots prevent downgrade of image");
+            return -ENOTSUP;
+        }
     }
     uint64_t incompat = s->header.incompatible_features &
                         ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_COMPRESSION);

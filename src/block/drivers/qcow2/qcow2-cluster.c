@@ -12,7 +12,6 @@
 #include "block/drivers/qcow2/qcow2-io.h"
 #include "block/drivers/qcow2/qcow2-subcluster.h"
 #include "util/cleanup.h"
-#include "util/log.h"
 
 /* The descriptor splits bits 0..61: the low 62 - (cluster_bits - 8) bits
  * are the byte offset, the rest the number of extra 512-byte sectors. */
@@ -233,6 +232,75 @@ static int write_l1_entry_locked(BlockNode *bs, uint64_t l1_index)
                                    &be, QCOW2_META_L1);
 }
 
+/* Copy-on-write of an L2 table that snapshots share (refcount above 1),
+ * as QEMU's l2_allocate does: the copy and its refcount reach the disk,
+ * then the active L1 entry points at it, then the old table loses the
+ * active table's reference.  The entries are copied as they are: the
+ * data clusters stay shared (their refcounts already count both tables,
+ * and their OFLAG_COPIED is clear), so writes to them copy them too. */
+static int copy_shared_l2_locked(BlockNode *bs, uint64_t l1_index,
+                                 void **table)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t old_offset = s->l1_table[l1_index] & QCOW2_L1E_OFFSET_MASK;
+    void *old;
+    int ret = qcow2_get_l2_table_locked(bs, l1_index, &old);
+    if (ret < 0) {
+        return ret;
+    }
+    uint64_t new_offset;
+    ret = qcow2_alloc_clusters_locked(bs, 1, &new_offset);
+    if (ret < 0) {
+        qcow2_cache_put(s->l2_cache, old);
+        return ret;
+    }
+    ret = qcow2_meta_add(s, new_offset, s->cluster_size, QCOW2_META_L2);
+    if (ret < 0) {
+        qcow2_cache_put(s->l2_cache, old);
+        qcow2_free_new_clusters_locked(bs, new_offset, 1);
+        return ret;
+    }
+    void *t;
+    ret = qcow2_cache_get_locked(bs, s->l2_cache, new_offset, true, &t);
+    if (ret < 0) {
+        qcow2_cache_put(s->l2_cache, old);
+        qcow2_meta_remove(s, new_offset, s->cluster_size);
+        qcow2_free_new_clusters_locked(bs, new_offset, 1);
+        return ret;
+    }
+    memcpy(t, old, s->cluster_size);
+    qcow2_cache_put(s->l2_cache, old);
+    ret = qcow2_write_meta_locked(bs, new_offset, s->cluster_size, t,
+                                  QCOW2_META_L2);
+    if (ret == 0) {
+        ret = qcow2_refcounts_durable_locked(bs);
+    }
+    if (ret < 0) {
+        qcow2_cache_put(s->l2_cache, t);
+        qcow2_cache_discard(s->l2_cache, new_offset);
+        qcow2_meta_remove(s, new_offset, s->cluster_size);
+        qcow2_free_new_clusters_locked(bs, new_offset, 1);
+        return ret;
+    }
+    s->l1_table[l1_index] = new_offset | QCOW2_OFLAG_COPIED;
+    ret = write_l1_entry_locked(bs, l1_index);
+    /* The old table counts one reference less only once no L1 entry on
+     * disk points at it from the active table. */
+    if (ret == 0) {
+        ret = block_flush(bs->file);
+    }
+    if (ret == 0) {
+        ret = qcow2_update_refcount_locked(bs, old_offset, s->cluster_size,
+                                           -1);
+    }
+    if (ret < 0) {
+        qcow2_cache_put(s->l2_cache, t);
+        return ret;
+    }
+    *table = t;
+    return 0;
+}
+
 int qcow2_get_l2_for_write_locked(BlockNode *bs, uint64_t l1_index,
                                   void **table)
 {
@@ -248,8 +316,6 @@ int qcow2_get_l2_for_write_locked(BlockNode *bs, uint64_t l1_index,
     uint64_t l2_offset = l1e & QCOW2_L1E_OFFSET_MASK;
     if (l2_offset) {
         if (!(l1e & QCOW2_OFLAG_COPIED)) {
-            /* Shared with a snapshot: only a refcount of 1 may be
-             * written in place (QEMU would copy the table). */
             uint64_t rc;
             int ret = qcow2_get_refcount_locked(bs, l2_offset >> s->cluster_bits,
                                                 &rc);
@@ -257,11 +323,9 @@ int qcow2_get_l2_for_write_locked(BlockNode *bs, uint64_t l1_index,
                 return ret;
             }
             if (rc != 1) {
-                log_error("qcow2: %s: L2 table at %#" PRIx64 " is shared "
-                          "(refcount %" PRIu64 "); writing to images with "
-                          "internal snapshots is not supported",
-                          bs->filename, l2_offset, rc);
-                return -ENOTSUP;
+                /* Shared with a snapshot: the active L1 table gets a
+                 * copy of its own. */
+                return copy_shared_l2_locked(bs, l1_index, table);
             }
             s->l1_table[l1_index] = l1e | QCOW2_OFLAG_COPIED;
             ret = write_l1_entry_locked(bs, l1_index);
@@ -277,7 +341,14 @@ int qcow2_get_l2_for_write_locked(BlockNode *bs, uint64_t l1_index,
     if (ret < 0) {
         return ret;
     }
-    ret = qcow2_meta_add(s, new_offset, s->cluster_size, QCOW2_META_L2);
+    return qcow2_install_l2_locked(bs, l1_index, new_offset, table);
+}
+
+int qcow2_install_l2_locked(BlockNode *bs, uint64_t l1_index,
+                            uint64_t new_offset, void **table)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = qcow2_meta_add(s, new_offset, s->cluster_size, QCOW2_META_L2);
     if (ret < 0) {
         qcow2_free_new_clusters_locked(bs, new_offset, 1);
         return ret;

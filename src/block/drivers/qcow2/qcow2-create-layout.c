@@ -100,15 +100,15 @@ static int sim_update(Sim *s, uint64_t offset, uint64_t length, bool decrease);
 
 /* Fixed point of "every cluster, including the refcount structures
  * themselves, is counted" (QEMU's qcow2_refcount_metadata_size). */
-static uint64_t refblocks_needed(const Sim *s, uint64_t clusters,
-                                 bool generous)
+uint64_t qcow2_refblocks_needed(uint64_t clusters, uint64_t cluster_size,
+                                uint64_t refblock_entries, bool generous)
 {
-    uint64_t per_table_cluster = s->cs / 8;
+    uint64_t per_table_cluster = cluster_size / 8;
     uint64_t table = 0, blocks = 0, n = 0, last;
 
     do {
         last = n;
-        blocks = DIV_ROUND_UP(clusters + table + blocks, s->rb_size);
+        blocks = DIV_ROUND_UP(clusters + table + blocks, refblock_entries);
         table = DIV_ROUND_UP(blocks, per_table_cluster);
         n = clusters + blocks + table;
         if (n == last && generous) {
@@ -118,6 +118,12 @@ static uint64_t refblocks_needed(const Sim *s, uint64_t clusters,
         }
     } while (n != last);
     return blocks;
+}
+
+static uint64_t refblocks_needed(const Sim *s, uint64_t clusters,
+                                 bool generous)
+{
+    return qcow2_refblocks_needed(clusters, s->cs, s->rb_size, generous);
 }
 
 /* Writes a new refcount table and the refcount blocks it lacks at

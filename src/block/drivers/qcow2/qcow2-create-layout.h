@@ -79,4 +79,11 @@ void qcow2_layout_fill_l2(const Qcow2Layout *l, const Qcow2LayoutL2 *t,
                           uint8_t *buf);
 void qcow2_layout_free(Qcow2Layout *l);
 
+/* Refcount blocks needed to count clusters clusters and themselves and
+ * the refcount table that lists them (QEMU's
+ * qcow2_refcount_metadata_size; generous leaves room for the table to
+ * grow by half). */
+uint64_t qcow2_refblocks_needed(uint64_t clusters, uint64_t cluster_size,
+                                uint64_t refblock_entries, bool generous);
+
 #endif

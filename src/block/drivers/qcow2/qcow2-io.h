@@ -45,6 +45,12 @@ int qcow2_get_l2_table_locked(BlockNode *bs, uint64_t l1_index, void **table);
 /* Same, allocating the table (and growing L1) when there is none. */
 int qcow2_get_l2_for_write_locked(BlockNode *bs, uint64_t l1_index,
                                   void **table);
+/* Puts a new, zeroed L2 table for l1_index (which has none) at
+ * new_offset, a cluster just allocated for it (refcount 1, referenced by
+ * nothing), and returns it pinned; on failure the cluster is given
+ * back. */
+int qcow2_install_l2_locked(BlockNode *bs, uint64_t l1_index,
+                            uint64_t new_offset, void **table);
 
 /* In-flight allocations: a request that changes the L2 entries of guest
  * clusters [first, first+nb) registers them so no other request acts on
@@ -72,6 +78,12 @@ bool qcow2_reads_zero(BlockNode *node, uint64_t offset, uint64_t bytes);
  * to new host clusters without writing data (resize with
  * preallocation=metadata).  0 or -errno. */
 int qcow2_prealloc_metadata(BlockNode *bs, uint64_t offset, uint64_t end);
+/* Resize with preallocation=falloc or full: maps guest [old_size, end)
+ * (from the start of the cluster old_size falls in) to one new run of
+ * host clusters that the file gets with mode; alloc_sc marks their
+ * subclusters allocated (a backing file reaches into the new area). */
+bool qcow2_prealloc_data(BlockNode *bs, uint64_t old_size, uint64_t end,
+                         PreallocMode mode, bool alloc_sc, Error **errp);
 
 /* qcow2-data-file.c: external data files. */
 /* Host offset for nb new data clusters of guest cluster index cluster:

@@ -168,15 +168,6 @@ bool qcow2_check_open_policy(BlockNode *bs, const uint8_t *raw, size_t len,
                    "read/write");
         return false;
     }
-    /* Amend changes metadata only, and walks the snapshots' tables
-     * itself: it may open such an image. */
-    if (writable && h->nb_snapshots && !s->metadata_only) {
-        error_setg(errp, "qcow2: Writing to images with internal snapshots is "
-                   "not supported ('%s' has %" PRIu32 " snapshots); open it "
-                   "read-only or delete the snapshots with qemu-img",
-                   bs->filename, h->nb_snapshots);
-        return false;
-    }
     uint64_t l2_span = s->cluster_size << s->l2_bits;
     if (DIV_ROUND_UP(h->size, l2_span) > h->l1_size) {
         error_setg(errp, "L1 table is too small");

@@ -1,13 +1,25 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* strata - qcow2 resize with preallocation=metadata: the clusters of the
- * new area get host clusters and L2 entries (without data written), as
- * QEMU's preallocate_co does, L2 table before its data clusters.  With
- * extended L2 entries the bitmaps are left alone: the subclusters stay
- * unallocated and read from below until written.
+/* strata - qcow2 resize with preallocation:
+ *  - metadata: the clusters of the new area get host clusters and L2
+ *    entries (without data written), as QEMU's preallocate_co does, L2
+ *    table before its data clusters.  With extended L2 entries the
+ *    bitmaps are left alone: the subclusters stay unallocated and read
+ *    from below until written.
+ *  - falloc and full: as QEMU's qcow2_co_truncate, a new refcount
+ *    table (and the refcount blocks the area needs) goes at the end of
+ *    the image, then one run of data clusters, from the cluster the old
+ *    end falls in to the new end, is added to the file with that mode
+ *    (which makes it read as zeroes) and mapped, new L2 tables after
+ *    it.  The old last cluster moves into the run with its used part
+ *    copied.  So the data lands where qemu-img puts it (only new L2
+ *    tables differ: qemu-img fills the old table's hole with them).
  */
+#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "block/drivers/qcow2/qcow2-create-layout.h"
 #include "block/drivers/qcow2/qcow2-io.h"
 #include "util/cleanup.h"
 
@@ -145,4 +157,304 @@ int qcow2_prealloc_metadata(BlockNode *bs, uint64_t offset, uint64_t end)
         ret = -EIO;
     }
     return ret;
+}
+
+/* Points the guest clusters from first (n of them, inside one L2 table)
+ * at host clusters from host.  With alloc_sc every subcluster is marked
+ * allocated (the file reads zeroes there, and a backing file must not
+ * show through); otherwise bitmaps are kept, but for a compressed first
+ * cluster (which has none): the head_len bytes copied from it are marked
+ * allocated.  The old clusters are dropped once the table is on disk. */
+static int map_run_locked(BlockNode *bs, uint64_t first, uint64_t n,
+                          uint64_t host, bool alloc_sc, uint64_t head_len)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t l2_index = first & (s->l2_entries - 1);
+    void *table;
+    int ret = qcow2_get_l2_for_write_locked(bs, first >> s->l2_bits, &table);
+    if (ret < 0) {
+        return ret;
+    }
+    CLEANUP_FREE uint64_t *old = calloc(n, sizeof(uint64_t));
+    if (!old) {
+        qcow2_cache_put(s->l2_cache, table);
+        return -ENOMEM;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        old[i] = qcow2_l2_get(s, table, l2_index + i);
+        qcow2_l2_set(s, table, l2_index + i,
+                     (host + (i << s->cluster_bits)) | QCOW2_OFLAG_COPIED);
+        if (s->extended_l2 && alloc_sc) {
+            qcow2_l2_bitmap_set(table, l2_index + i,
+                                QCOW2_L2_BITMAP_ALL_ALLOC);
+        } else if (s->extended_l2 && i == 0 && head_len &&
+                   qcow2_l2e_type_ext(old[0]) == QCOW2_CLUSTER_COMPRESSED) {
+            unsigned nb_sc = DIV_ROUND_UP(head_len, s->subcluster_size);
+            qcow2_l2_bitmap_set(table, l2_index,
+                                nb_sc >= 32 ? QCOW2_L2_BITMAP_ALL_ALLOC
+                                            : (1ull << nb_sc) - 1);
+        }
+    }
+    qcow2_cache_mark_dirty(s->l2_cache, table);
+    qcow2_cache_put(s->l2_cache, table);
+    for (uint64_t i = 0; ret == 0 && i < n; i++) {
+        Qcow2ClusterType t = s->extended_l2 ? qcow2_l2e_type_ext(old[i])
+                                            : qcow2_l2e_type(old[i]);
+        if (t == QCOW2_CLUSTER_NORMAL || t == QCOW2_CLUSTER_ZERO_ALLOC ||
+            t == QCOW2_CLUSTER_COMPRESSED) {
+            ret = qcow2_defer_free_locked(bs, old[i]);
+        }
+    }
+    return ret;
+}
+
+/* QEMU's qcow2_refcount_area as its preallocating resize calls it: the
+ * refcount blocks the area lacks and a new refcount table of just the
+ * size needed go at start (the end of the image), all counted, and the
+ * old table is freed.  additional clusters after them will be counted
+ * by blocks that exist.  *end is where the new structures end: the data
+ * run goes there, as in qemu-img's image. */
+static int refcount_area_locked(BlockNode *bs, uint64_t start,
+                                uint64_t additional, uint64_t *end)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size;
+    uint64_t total = qcow2_refblocks_needed(start / cs + additional, cs,
+                                            s->refblock_entries, false);
+    /* Never drop a refcount block the old table lists. */
+    uint64_t keep = s->reftable_entries;
+    while (keep && !(s->reftable[keep - 1] & QCOW2_REFT_OFFSET_MASK)) {
+        keep--;
+    }
+    uint64_t table_size = ALIGN_UP(MAX(total, keep), cs / 8);
+    if (table_size * 8 > QCOW2_MAX_REFTABLE_BYTES) {
+        return -EFBIG;
+    }
+    uint64_t table_clusters = table_size * 8 / cs;
+    uint64_t area_index = (start / cs) >> s->refblock_bits;
+    uint64_t *table = calloc(table_size, sizeof(uint64_t));
+    CLEANUP_FREE uint64_t *disk = calloc(table_size, sizeof(uint64_t));
+    if (!table || !disk) {
+        free(table);
+        return -ENOMEM;
+    }
+    memcpy(table, s->reftable,
+           MIN(table_size, s->reftable_entries) * sizeof(uint64_t));
+    uint64_t missing = 0;
+    for (uint64_t i = area_index; i < total; i++) {
+        missing += !(table[i] & QCOW2_REFT_OFFSET_MASK);
+    }
+    uint64_t table_offset = start + missing * cs;
+    uint64_t end_offset = table_offset + table_clusters * cs;
+
+    int ret = 0;
+    uint64_t block_offset = start;
+    for (uint64_t i = area_index; ret == 0 && i < total; i++) {
+        void *block;
+        bool fresh = !(table[i] & QCOW2_REFT_OFFSET_MASK);
+        if (fresh) {
+            ret = qcow2_meta_add(s, block_offset, cs, QCOW2_META_REFBLOCK);
+            if (ret == 0) {
+                ret = qcow2_cache_get_locked(bs, s->refblock_cache,
+                                             block_offset, true, &block);
+            }
+            table[i] = block_offset;
+            block_offset += cs;
+        } else {
+            ret = qcow2_cache_get_locked(bs, s->refblock_cache,
+                                         table[i] & QCOW2_REFT_OFFSET_MASK,
+                                         false, &block);
+        }
+        if (ret < 0) {
+            break;
+        }
+        uint64_t first = (i << s->refblock_bits) * cs;
+        if (first < end_offset) {
+            uint64_t j = first < start ? (start - first) / cs : 0;
+            uint64_t stop = MIN((end_offset - first) / cs,
+                                s->refblock_entries);
+            for (; j < stop; j++) {
+                qcow2_refblock_set(block, j, s->refcount_order, 1);
+            }
+        }
+        if (fresh || first < end_offset) {
+            qcow2_cache_mark_dirty(s->refblock_cache, block);
+        }
+        qcow2_cache_put(s->refblock_cache, block);
+    }
+    /* The blocks, then the table, then the header that points at it. */
+    if (ret == 0) {
+        ret = qcow2_refcounts_durable_locked(bs);
+    }
+    for (uint64_t i = 0; i < table_size; i++) {
+        disk[i] = htobe64(table[i]);
+    }
+    if (ret == 0) {
+        ret = qcow2_meta_add(s, table_offset, table_clusters * cs,
+                             QCOW2_META_REFTABLE);
+    }
+    if (ret == 0) {
+        ret = qcow2_write_meta_locked(bs, table_offset, table_size * 8, disk,
+                                      QCOW2_META_REFTABLE);
+    }
+    if (ret == 0) {
+        ret = block_flush(bs->file);
+    }
+    struct {
+        uint64_t offset;
+        uint32_t clusters;
+    } __attribute__((packed)) hdr = {
+        htobe64(table_offset), htobe32((uint32_t)table_clusters)
+    };
+    if (ret == 0) {
+        ret = qcow2_write_meta_locked(bs, 48, sizeof(hdr), &hdr,
+                                      QCOW2_META_HEADER);
+    }
+    if (ret == 0) {
+        ret = block_flush(bs->file);
+    }
+    if (ret < 0) {
+        /* The header still names the old table: what was written for
+         * the new one is unreferenced (leaked at worst). */
+        free(table);
+        return ret;
+    }
+    uint64_t old_offset = s->reftable_offset;
+    uint64_t old_bytes = ALIGN_UP(s->reftable_entries * 8, cs);
+    free(s->reftable);
+    s->reftable = table;
+    s->reftable_entries = table_size;
+    s->reftable_offset = table_offset;
+    s->header.refcount_table_offset = table_offset;
+    s->header.refcount_table_clusters = (uint32_t)table_clusters;
+    qcow2_meta_remove(s, old_offset, old_bytes);
+    s->next_alloc = MAX(s->next_alloc, end_offset);
+    *end = end_offset;
+    return qcow2_update_refcount_locked(bs, old_offset, old_bytes, -1);
+}
+
+/* Gives l1_index an L2 table if it has none, where QEMU's allocator
+ * would put it: in the first free cluster of the image (the old
+ * refcount table's, freed just before), else at the end.  *scan is
+ * where the search goes on, as QEMU's free cluster index. */
+static int add_l2_locked(BlockNode *bs, uint64_t l1_index, uint64_t *scan)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (l1_index >= s->l1_size ||
+        (s->l1_table[l1_index] & QCOW2_L1E_OFFSET_MASK)) {
+        return 0;    /* (the resize grew the L1 table over the area) */
+    }
+    uint64_t offset = 0;
+    for (; *scan < (s->next_alloc >> s->cluster_bits); (*scan)++) {
+        uint64_t rc;
+        int ret = qcow2_get_refcount_locked(bs, *scan, &rc);
+        if (ret < 0) {
+            return ret;
+        }
+        if (rc == 0 && qcow2_meta_overlap(s, *scan << s->cluster_bits,
+                                          s->cluster_size, QCOW2_META_NONE)
+                           == QCOW2_META_NONE) {
+            offset = (*scan)++ << s->cluster_bits;
+            break;
+        }
+    }
+    int ret = offset ? qcow2_set_refcount_locked(bs, offset >> s->cluster_bits,
+                                                 1)
+                     : qcow2_alloc_clusters_locked(bs, 1, &offset);
+    void *table;
+    if (ret == 0) {
+        ret = qcow2_install_l2_locked(bs, l1_index, offset, &table);
+    }
+    if (ret == 0) {
+        qcow2_cache_put(s->l2_cache, table);
+    }
+    return ret;
+}
+
+bool qcow2_prealloc_data(BlockNode *bs, uint64_t old_size, uint64_t end,
+                         PreallocMode mode, bool alloc_sc, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size;
+    uint64_t start = ALIGN_DOWN(old_size, cs);
+    uint64_t n = (ALIGN_UP(end, cs) - start) >> s->cluster_bits;
+    CowPart head = { 0 };
+    uint64_t host = 0;
+    int ret = cow_read(bs, &head, start, old_size);
+    if (ret == 0) {
+        LOCK_GUARD(&s->lock);
+        /* Room for the L2 tables too (one more for an unaligned head or
+         * tail), so none of them needs a new refcount block. */
+        uint64_t nb_l2 = DIV_ROUND_UP(n, s->l2_entries) + 1;
+        uint64_t area_end;
+        ret = qcow2_mark_dirty_locked(bs);
+        if (ret == 0) {
+            ret = qcow2_flush_caches_locked(bs);
+        }
+        if (ret == 0) {
+            ret = refcount_area_locked(bs, s->next_alloc, n + nb_l2,
+                                       &area_end);
+        }
+        if (ret == 0) {
+            ret = qcow2_alloc_clusters_locked(bs, n, &host);
+        }
+    }
+    if (ret < 0) {
+        free(head.buf);
+        error_setg_errno(errp, -ret, "Failed to allocate data clusters");
+        return false;
+    }
+    /* The run is appended, so the file grows over it with the mode asked
+     * for; what of it the file already holds (left over past the last
+     * cluster in use) is zeroed here. */
+    uint64_t run_end = host + n * cs;
+    uint64_t file_size = block_node_size(bs->file);
+    if (file_size > host) {
+        ret = block_write_zeroes(bs->file, host, MIN(file_size, run_end) - host,
+                                  0);
+    }
+    if (ret == 0 && file_size < run_end &&
+        !block_truncate(bs->file, run_end, false, mode, errp)) {
+        error_prepend(errp, "Failed to resize underlying file: ");
+        LOCK_GUARD(&s->lock);
+        qcow2_free_new_clusters_locked(bs, host, n);
+        free(head.buf);
+        return false;
+    }
+    uint64_t file_end = run_end;
+    uint64_t head_len = old_size - start;
+    if (ret == 0) {
+        ret = cow_write(bs, &head, host, &file_end);
+    }
+    free(head.buf);
+    if (ret < 0) {
+        /* Nothing points at the run yet. */
+        LOCK_GUARD(&s->lock);
+        qcow2_free_new_clusters_locked(bs, host, n);
+        error_setg_errno(errp, -ret, "Failed to write the new clusters");
+        return false;
+    }
+    uint64_t cluster = start >> s->cluster_bits;
+    uint64_t scan = 0;
+    for (uint64_t done = 0; ret == 0 && done < n;) {
+        uint64_t chunk = MIN(n - done, s->l2_entries -
+                                       ((cluster + done) & (s->l2_entries - 1)));
+        LOCK_GUARD(&s->lock);
+        ret = add_l2_locked(bs, (cluster + done) >> s->l2_bits, &scan);
+        if (ret < 0) {
+            break;
+        }
+        ret = map_run_locked(bs, cluster + done, chunk,
+                             host + (done << s->cluster_bits), alloc_sc,
+                             done ? 0 : head_len);
+        done += chunk;
+    }
+    if (ret == 0) {
+        ret = qcow2_flush_caches(bs);
+    }
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to update L2 tables");
+        return false;
+    }
+    return true;
 }

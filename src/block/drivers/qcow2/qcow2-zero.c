@@ -170,6 +170,12 @@ static int zero_in_l2_locked(BlockNode *bs, uint64_t offset, uint64_t n,
         ret = qcow2_get_l2_for_write_locked(bs, l1_index, &table);
     } else {
         ret = qcow2_get_l2_table_locked(bs, l1_index, &table);
+        if (ret == 0 && table &&
+            !(s->l1_table[l1_index] & QCOW2_OFLAG_COPIED)) {
+            /* Perhaps a snapshot's too: changed only through a copy. */
+            qcow2_cache_put(s->l2_cache, table);
+            ret = qcow2_get_l2_for_write_locked(bs, l1_index, &table);
+        }
     }
     if (ret < 0) {
         return ret;

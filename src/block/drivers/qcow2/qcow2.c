@@ -449,8 +449,26 @@ static bool qcow2_truncate_locked(BlockNode *bs, uint64_t size,
 static bool zero_grown_area(BlockNode *bs, uint64_t old_size, uint64_t size,
                             Error **errp);
 
+static bool truncate_writes(BlockNode *bs, uint64_t size, bool exact,
+                            PreallocMode prealloc, Error **errp);
+
 static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
                            PreallocMode prealloc, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    /* The zeroes a resize writes (past a new end inside a cluster, over
+     * the start of a grown area) are part of the size change, also when
+     * amend asks for it on an image opened for metadata changes only.
+     * No other request runs meanwhile: the node is drained. */
+    bool metadata_only = s->metadata_only;
+    s->metadata_only = false;
+    bool ok = truncate_writes(bs, size, exact, prealloc, errp);
+    s->metadata_only = metadata_only;
+    return ok;
+}
+
+static bool truncate_writes(BlockNode *bs, uint64_t size, bool exact,
+                            PreallocMode prealloc, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t old_size = s->header.size;
@@ -463,7 +481,8 @@ static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
         (prealloc != PREALLOC_OFF || qcow2_data_file_raw(s))) {
         prealloc = PREALLOC_METADATA;
     }
-    if (prealloc != PREALLOC_OFF && prealloc != PREALLOC_METADATA) {
+    if (prealloc != PREALLOC_OFF && prealloc != PREALLOC_METADATA &&
+        prealloc != PREALLOC_FALLOC && prealloc != PREALLOC_FULL) {
         error_setg(errp, "Unsupported preallocation mode '%s'",
                    prealloc_mode_names[prealloc]);
         return false;
@@ -474,10 +493,12 @@ static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
         error_setg(errp, "The new size must be a multiple of 512");
         return false;
     }
-    /* Growing touches only the active L1 table; shrinking would change
-     * L2 tables the snapshots share. */
-    if (s->header.nb_snapshots && size < s->header.size) {
-        error_setg(errp, "Can't shrink an image which has snapshots");
+    /* Each snapshot keeps the size it was taken at, but v2 readers need
+     * not know that field: for them a resize would change the size of
+     * every snapshot too.  (v3 images may shrink too: the L2 tables the
+     * snapshots share are copied before they change.) */
+    if (s->header.nb_snapshots && s->header.version < 3) {
+        error_setg(errp, "Can't resize a v2 image which has snapshots");
         return false;
     }
     if (size < s->header.size) {
@@ -509,8 +530,17 @@ static bool qcow2_truncate(BlockNode *bs, uint64_t size, bool exact,
         !block_truncate(s->data_file, size, exact, data_mode, errp)) {
         return false;
     }
-    if (ok && size > old_size && bs->backing && s->header.version >= 3 &&
-        block_node_size(bs->backing) > old_size) {
+    bool backing_reaches = size > old_size && bs->backing &&
+                           block_node_size(bs->backing) > old_size;
+    if (ok && size > old_size &&
+        (prealloc == PREALLOC_FALLOC || prealloc == PREALLOC_FULL)) {
+        /* (Without a data file.)  The file reads zeroes over the new
+         * clusters: mapped as data (every subcluster), they hide the
+         * backing file. */
+        return qcow2_prealloc_data(bs, old_size, size, prealloc,
+                                   backing_reaches, errp);
+    }
+    if (ok && backing_reaches && s->header.version >= 3) {
         return zero_grown_area(bs, old_size, size, errp);
     }
     return ok;
