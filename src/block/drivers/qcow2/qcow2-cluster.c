@@ -232,6 +232,10 @@ static int write_l1_entry_locked(BlockNode *bs, uint64_t l1_index)
                                    &be, QCOW2_META_L1);
 }
 
+static int install_l2_locked(BlockNode *bs, uint64_t l1_index,
+                             uint64_t new_offset, const void *contents,
+                             void **table);
+
 /* Copy-on-write of an L2 table that snapshots share (refcount above 1),
  * as QEMU's l2_allocate does: the copy and its refcount reach the disk,
  * then the active L1 entry points at it, then the old table loses the
@@ -250,55 +254,25 @@ static int copy_shared_l2_locked(BlockNode *bs, uint64_t l1_index,
     }
     uint64_t new_offset;
     ret = qcow2_alloc_clusters_locked(bs, 1, &new_offset);
-    if (ret < 0) {
-        qcow2_cache_put(s->l2_cache, old);
-        return ret;
-    }
-    ret = qcow2_meta_add(s, new_offset, s->cluster_size, QCOW2_META_L2);
-    if (ret < 0) {
-        qcow2_cache_put(s->l2_cache, old);
-        qcow2_free_new_clusters_locked(bs, new_offset, 1);
-        return ret;
-    }
-    void *t;
-    ret = qcow2_cache_get_locked(bs, s->l2_cache, new_offset, true, &t);
-    if (ret < 0) {
-        qcow2_cache_put(s->l2_cache, old);
-        qcow2_meta_remove(s, new_offset, s->cluster_size);
-        qcow2_free_new_clusters_locked(bs, new_offset, 1);
-        return ret;
-    }
-    memcpy(t, old, s->cluster_size);
-    qcow2_cache_put(s->l2_cache, old);
-    ret = qcow2_write_meta_locked(bs, new_offset, s->cluster_size, t,
-                                  QCOW2_META_L2);
     if (ret == 0) {
-        ret = qcow2_refcounts_durable_locked(bs);
+        ret = install_l2_locked(bs, l1_index, new_offset, old, table);
     }
+    qcow2_cache_put(s->l2_cache, old);
     if (ret < 0) {
-        qcow2_cache_put(s->l2_cache, t);
-        qcow2_cache_discard(s->l2_cache, new_offset);
-        qcow2_meta_remove(s, new_offset, s->cluster_size);
-        qcow2_free_new_clusters_locked(bs, new_offset, 1);
         return ret;
     }
-    s->l1_table[l1_index] = new_offset | QCOW2_OFLAG_COPIED;
-    ret = write_l1_entry_locked(bs, l1_index);
     /* The old table counts one reference less only once no L1 entry on
      * disk points at it from the active table. */
-    if (ret == 0) {
-        ret = block_flush(bs->file);
-    }
+    ret = block_flush(bs->file);
     if (ret == 0) {
         ret = qcow2_update_refcount_locked(bs, old_offset, s->cluster_size,
                                            -1);
     }
     if (ret < 0) {
-        qcow2_cache_put(s->l2_cache, t);
-        return ret;
+        qcow2_cache_put(s->l2_cache, *table);
+        *table = NULL;
     }
-    *table = t;
-    return 0;
+    return ret;
 }
 
 int qcow2_get_l2_for_write_locked(BlockNode *bs, uint64_t l1_index,
@@ -347,6 +321,15 @@ int qcow2_get_l2_for_write_locked(BlockNode *bs, uint64_t l1_index,
 int qcow2_install_l2_locked(BlockNode *bs, uint64_t l1_index,
                             uint64_t new_offset, void **table)
 {
+    return install_l2_locked(bs, l1_index, new_offset, NULL, table);
+}
+
+/* Puts a new L2 table (zeroed, or a copy of contents) at new_offset, a
+ * cluster just allocated, and points L1 entry l1_index at it. */
+static int install_l2_locked(BlockNode *bs, uint64_t l1_index,
+                             uint64_t new_offset, const void *contents,
+                             void **table)
+{
     BDRVQcow2State *s = bs->opaque;
     int ret = qcow2_meta_add(s, new_offset, s->cluster_size, QCOW2_META_L2);
     if (ret < 0) {
@@ -360,12 +343,20 @@ int qcow2_install_l2_locked(BlockNode *bs, uint64_t l1_index,
         qcow2_free_new_clusters_locked(bs, new_offset, 1);
         return ret;
     }
-    /* The zeroed table and its refcount reach the disk before the L1
-     * entry that points at them. */
+    if (contents) {
+        memcpy(t, contents, s->cluster_size);
+    }
+    /* The table and its refcount reach the disk before the L1 entry that
+     * points at them: the cluster may be a freed one reused, and an L1
+     * entry pointing at its old bytes after a power loss would map guest
+     * data to whatever they say. */
     ret = qcow2_write_meta_locked(bs, new_offset, s->cluster_size, t,
                                   QCOW2_META_L2);
     if (ret == 0 && !s->lazy_refcounts) {
         ret = qcow2_cache_flush_locked(bs, s->refblock_cache);
+    }
+    if (ret == 0) {
+        ret = block_flush(bs->file);
     }
     if (ret < 0) {
         /* Nothing points at the new table yet (the L1 entry is not even
