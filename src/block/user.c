@@ -600,6 +600,11 @@ static inline int policy_run(BlockUser *u, BlockReqType type, int req_flags,
 
 /* ---- running requests ---- */
 
+bool block_user_would_wait(BlockUser *u)
+{
+    return atomic_load_explicit(&u->gate, memory_order_acquire) != 0;
+}
+
 int block_user_run(BlockUser *u, BlockReqType type, int req_flags,
                    uint64_t bytes, BlockUserRunFn *run, void *opaque)
 {

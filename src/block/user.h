@@ -186,6 +186,10 @@ bool block_user_resume(BlockUser *u);
 /* QEMU's cont: resumes every paused user but jobs' (job-resume does
  * those); returns how many were. */
 size_t block_user_resume_all(void);
+/* True while a new request would wait before it runs (the user is
+ * paused, or requests are queued behind held ones).  A hint: the state
+ * may change as soon as it is read. */
+bool block_user_would_wait(BlockUser *u);
 /* Requests waiting in hold queues over all users; *paused (may be NULL)
  * gets the number of paused users. */
 size_t block_user_held_requests(size_t *paused);

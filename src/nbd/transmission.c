@@ -424,11 +424,17 @@ static int receive_one(NbdConn *conn, NbdWorkers *w, NbdInbuf *in,
  * whatever arrives meanwhile is read in one go and goes to the workers.
  * Flushes, FUA writes and long requests, which may wait on the disk,
  * always go to a worker. */
-static bool run_inline(const NbdRequest *req, const NbdInbuf *in)
+static bool run_inline(const NbdConn *conn, const NbdRequest *req,
+                       const NbdInbuf *in)
 {
+    /* Never while the export holds requests (paused on ENOSPC, or
+     * requests queued behind held ones): the request would wait on this
+     * thread, and the client's later requests, a disconnect included,
+     * would go unread until the export resumes. */
     return nbd_inbuf_avail(in) < NBD_REQUEST_SIZE &&
            (req->type == NBD_CMD_READ || req->type == NBD_CMD_WRITE) &&
-           !(req->flags & NBD_CMD_FLAG_FUA) && req->len <= NBD_INLINE_MAX;
+           !(req->flags & NBD_CMD_FLAG_FUA) && req->len <= NBD_INLINE_MAX &&
+           !block_user_would_wait(conn->exp->user);
 }
 
 static void receive_loop(NbdConn *conn, NbdWorkers *w)
@@ -454,7 +460,7 @@ static void receive_loop(NbdConn *conn, NbdWorkers *w)
         if (!req) {
             continue;
         }
-        if (run_inline(req, &in)) {
+        if (run_inline(conn, req, &in)) {
             dispatch(w, &batch);
             process(w, req);
             put_slot(w, req);
