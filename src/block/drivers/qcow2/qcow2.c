@@ -334,19 +334,28 @@ fail:
     return false;
 }
 
-/* Writes back the caches and marks the image clean, as on close. */
+/* Writes back the caches and marks the image clean, as on close.  The
+ * file itself is flushed only after what this writes: the core flushed
+ * the node before, and a flush with nothing to write back must not
+ * report a failure of its own (as QEMU's qcow2_inactivate). */
 static void qcow2_write_back(BlockNode *bs)
 {
     BDRVQcow2State *s = bs->opaque;
     if (s->writable && !atomic_load(&s->broken)) {
-        int ret = qcow2_flush(bs);
+        int ret = qcow2_flush_data_file(bs);
+        if (ret == 0) {
+            ret = qcow2_flush_caches(bs);
+        }
         /* As QEMU (qcow2_mark_clean on close): once everything is
          * written back the refcounts are exact, whoever set the bit. */
         if (ret == 0 &&
             (s->header.incompatible_features & QCOW2_INCOMPAT_DIRTY)) {
             LOCK_GUARD(&s->lock);
-            s->header.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
-            ret = write_incompat_locked(bs);
+            ret = block_flush(bs->file);
+            if (ret == 0) {
+                s->header.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
+                ret = write_incompat_locked(bs);
+            }
         }
         if (ret < 0) {
             log_error("qcow2: %s: could not write back metadata: %s",
