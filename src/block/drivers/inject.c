@@ -43,6 +43,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +85,10 @@ typedef struct InjectState {
     InjectRule *rules;        /* configuration order */
     size_t nrules;
     int64_t state;            /* QEMU starts in state 1 */
+    /* Writes tried through the node, and how many of them the last
+     * successful flush covered (QEMU's write_gen/flushed_gen). */
+    atomic_uint_fast64_t write_gen;
+    atomic_uint_fast64_t flushed_gen;
 } InjectState;
 
 static int enum_index(const char *const *names, const char *v)
@@ -525,6 +530,26 @@ static int check(BlockNode *bs, const int *events, IoType type,
     return 0;
 }
 
+/* Counts a write, a write of zeroes or a discard tried on the node,
+ * failed or not (as QEMU's write generation). */
+static void count_write(BlockNode *bs)
+{
+    InjectState *s = bs->opaque;
+    atomic_fetch_add(&s->write_gen, 1);
+}
+
+/* Raises the events (terminated by -1) without a request to check. */
+static void check_events_only(BlockNode *bs, const int *events)
+{
+    InjectState *s = bs->opaque;
+    if (s->nrules == 0) {
+        return;
+    }
+    LOCK_GUARD(&s->lock);
+    for (const int *e = events; *e >= 0; e++) {
+        raise_event_locked(s, *e);
+    }
+}
 
 static int inject_pread(BlockNode *bs, uint64_t offset, uint64_t bytes,
                         void *buf, int flags)
@@ -539,7 +564,9 @@ static int inject_pwrite(BlockNode *bs, uint64_t offset, uint64_t bytes,
 {
     const int events[] = { BLKDBG_WRITE_AIO, BLKDBG_PWRITEV, -1 };
     int ret = check(bs, events, IO_WRITE, offset, bytes);
-    return ret < 0 ? ret : block_write(bs->file, offset, bytes, buf, flags);
+    ret = ret < 0 ? ret : block_write(bs->file, offset, bytes, buf, flags);
+    count_write(bs);
+    return ret;
 }
 
 static int inject_pwrite_zeroes(BlockNode *bs, uint64_t offset,
@@ -547,22 +574,40 @@ static int inject_pwrite_zeroes(BlockNode *bs, uint64_t offset,
 {
     const int events[] = { BLKDBG_PWRITEV_ZERO, -1 };
     int ret = check(bs, events, IO_WRITE_ZEROES, offset, bytes);
-    return ret < 0 ? ret : block_write_zeroes(bs->file, offset, bytes, flags);
+    ret = ret < 0 ? ret : block_write_zeroes(bs->file, offset, bytes, flags);
+    count_write(bs);
+    return ret;
 }
 
 static int inject_pdiscard(BlockNode *bs, uint64_t offset, uint64_t bytes)
 {
     const int events[] = { -1 };
     int ret = check(bs, events, IO_DISCARD, offset, bytes);
-    return ret < 0 ? ret : block_discard(bs->file, offset, bytes);
+    ret = ret < 0 ? ret : block_discard(bs->file, offset, bytes);
+    count_write(bs);
+    return ret;
 }
 
-/* The core flushes bs->file after this returns 0. */
+/* The core flushes bs->file after this returns 0.  As in QEMU, a flush
+ * with no write tried since the last successful one has nothing to put
+ * on disk: it raises flush_to_os only, and no rule can fail it (so a
+ * format that closes with nothing left to write closes quietly). */
 static int inject_flush(BlockNode *bs)
 {
+    InjectState *s = bs->opaque;
+    uint_fast64_t gen = atomic_load(&s->write_gen);
+    if (gen == atomic_load(&s->flushed_gen)) {
+        const int events[] = { BLKDBG_FLUSH_TO_OS, -1 };
+        check_events_only(bs, events);
+        return 0;
+    }
     const int events[] = { BLKDBG_FLUSH_TO_OS, BLKDBG_FLUSH_TO_DISK,
                            -1 };
-    return check(bs, events, IO_FLUSH, 0, 0);
+    int ret = check(bs, events, IO_FLUSH, 0, 0);
+    if (ret == 0) {
+        atomic_store(&s->flushed_gen, gen);
+    }
+    return ret;
 }
 
 /* An event a format above announces (block_debug_event). */
@@ -608,6 +653,8 @@ static int64_t inject_refresh_size(BlockNode *bs)
 static bool inject_truncate(BlockNode *bs, uint64_t size, bool exact,
                             PreallocMode prealloc, Error **errp)
 {
+    InjectState *s = bs->opaque;
+    atomic_fetch_add(&s->write_gen, 1);
     if (!block_truncate(bs->file, size, exact, prealloc, errp)) {
         return false;
     }
