@@ -319,6 +319,9 @@ int qcow2_cache_flush_locked(BlockNode *bs, Qcow2Cache *c)
         }
         Qcow2MetaType type = c == s->l2_cache ? QCOW2_META_L2
                                               : QCOW2_META_REFBLOCK;
+        block_debug_event(bs->file, type == QCOW2_META_L2
+                                    ? BLKDBG_L2_UPDATE
+                                    : BLKDBG_REFBLOCK_UPDATE_PART);
         int ret = qcow2_write_meta_locked(bs, e->offset, c->table_size,
                                           e->table, type);
         if (ret < 0) {
