@@ -613,12 +613,8 @@ static int inject_flush(BlockNode *bs)
 /* An event a format above announces (block_debug_event). */
 static void inject_debug_event(BlockNode *bs, BlockDebugEvent ev)
 {
-    InjectState *s = bs->opaque;
-    if (s->nrules == 0) {
-        return;
-    }
-    LOCK_GUARD(&s->lock);
-    raise_event_locked(s, (int)ev);
+    const int events[] = { (int)ev, -1 };
+    check_events_only(bs, events);
 }
 
 static int inject_status_check(BlockNode *bs, uint64_t offset,
