@@ -20,7 +20,9 @@
  * Events: QEMU's format drivers raise them on their file child.  strata
  * raises them when a request reaches this node from a parent, before the
  * check: read -> read_aio; write -> write_aio, then pwritev; write-zeroes
- * -> pwritev_zero; flush -> flush_to_os, then flush_to_disk.  That is
+ * -> pwritev_zero; flush -> flush_to_os, then flush_to_disk (skipped,
+ * with the rule check, when nothing was written since the last
+ * successful flush).  That is
  * what QEMU does for a raw format node above blkdebug; under qcow2, QEMU
  * raises read_aio and write_aio for guest data only, and so does strata:
  * requests a format makes for its own metadata raise neither, nor do
