@@ -125,6 +125,7 @@ static int grow_reftable_locked(BlockNode *bs, uint64_t min_entries)
     uint64_t new_offset = s->next_alloc;
     s->next_alloc += clusters * cs;
     block_debug_event(bs->file, BLKDBG_REFTABLE_GROW);
+    block_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_WRITE_TABLE);
     int ret = qcow2_write_meta_locked(bs, new_offset, clusters * cs, disk,
                                       QCOW2_META_NONE);
     free(disk);
