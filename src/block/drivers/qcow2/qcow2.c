@@ -342,7 +342,11 @@ static int write_back_cache(BlockNode *bs, Qcow2Cache *c, const char *what)
     int ret;
     {
         LOCK_GUARD(&s->lock);
-        ret = qcow2_cache_flush_locked(bs, c);
+        /* The refcount stage also drops the refcounts of clusters freed
+         * while their L2 tables were cached (qcow2_flush_caches_locked
+         * knows the order that needs). */
+        ret = c == s->refblock_cache ? qcow2_flush_caches_locked(bs)
+                                     : qcow2_cache_flush_locked(bs, c);
     }
     if (ret == 0) {
         ret = block_flush(bs->file);
