@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 
 #include "block/block.h"
+#include "block/debug-event.h"
 
 typedef struct BlockDriver BlockDriver;
 
@@ -303,6 +304,11 @@ struct BlockDriver {
     /* Deallocates everything in this layer so reads fall through to the
      * backing node (qemu-img commit).  Optional. */
     int (*make_empty)(BlockNode *bs);
+
+    /* Receives the debug events announced at or above this node (see
+     * block_debug_event).  Called with the caller's locks held: must not
+     * do I/O.  Optional: without it the event goes on to bs->file. */
+    void (*debug_event)(BlockNode *bs, BlockDebugEvent ev);
 
     /* Format drivers that only append to their file: the offset in
      * bs->file where the image ends (from metadata, so also on a block

@@ -20,14 +20,18 @@
  * Events: QEMU's format drivers raise them on their file child.  strata
  * raises them when a request reaches this node from a parent, before the
  * check: read -> read_aio; write -> write_aio, then pwritev; write-zeroes
- * -> pwritev_zero; flush -> flush_to_os, then flush_to_disk.  That is
+ * -> pwritev_zero; flush -> flush_to_os, then flush_to_disk (skipped,
+ * with the rule check, when nothing was written since the last
+ * successful flush).  That is
  * what QEMU does for a raw format node above blkdebug; under qcow2, QEMU
  * raises read_aio and write_aio for guest data only, and so does strata:
  * requests a format makes for its own metadata raise neither, nor do
  * requests made with no parent above (probing the format).  "none" is
  * raised once when the node opens, so its rules are active from the
- * start.  Every other
- * QEMU event name is accepted and never raised.  "immediately" only changes, in QEMU, whether the
+ * start.  The format's own events (l1_update, cluster_free, ...) come
+ * from the format driver above through block_debug_event, at the
+ * points QEMU raises them; an event no driver raises never fires.
+ * "immediately" only changes, in QEMU, whether the
  * error is returned before or after yielding; strata's requests are
  * synchronous, so it is accepted and has no effect.
  *
@@ -41,6 +45,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,24 +56,6 @@
 #include "util/keyval.h"
 #include "block/drivers/inject.h"
 
-/* QEMU's BlkdebugEvent names, in QEMU's order. */
-static const char *const event_names[] = {
-    "l1_update", "l1_grow_alloc_table", "l1_grow_write_table",
-    "l1_grow_activate_table", "l2_load", "l2_update",
-    "l2_update_compressed", "l2_alloc_cow_read", "l2_alloc_write",
-    "read_aio", "read_backing_aio", "read_compressed", "write_aio",
-    "write_compressed", "vmstate_load", "vmstate_save", "cow_read",
-    "cow_write", "reftable_load", "reftable_grow", "reftable_update",
-    "refblock_load", "refblock_update", "refblock_update_part",
-    "refblock_alloc", "refblock_alloc_hookup", "refblock_alloc_write",
-    "refblock_alloc_write_blocks", "refblock_alloc_write_table",
-    "refblock_alloc_switch_table", "cluster_alloc", "cluster_alloc_bytes",
-    "cluster_free", "flush_to_os", "flush_to_disk", "pwritev_rmw_head",
-    "pwritev_rmw_after_head", "pwritev_rmw_tail", "pwritev_rmw_after_tail",
-    "pwritev", "pwritev_zero", "pwritev_done", "empty_image_prepare",
-    "l1_shrink_write_table", "l1_shrink_free_l2_clusters", "cor_write",
-    "cluster_alloc_space", "none", NULL,
-};
 
 /* QEMU's BlkdebugIOType. */
 typedef enum IoType {
@@ -100,6 +87,10 @@ typedef struct InjectState {
     InjectRule *rules;        /* configuration order */
     size_t nrules;
     int64_t state;            /* QEMU starts in state 1 */
+    /* Writes tried through the node, and how many of them the last
+     * successful flush covered (QEMU's write_gen/flushed_gen). */
+    atomic_uint_fast64_t write_gen;
+    atomic_uint_fast64_t flushed_gen;
 } InjectState;
 
 static int enum_index(const char *const *names, const char *v)
@@ -152,7 +143,7 @@ static bool parse_rule(json_t *r, size_t i, InjectRule *rule, Error **errp)
         error_setg(errp, "Parameter 'inject-error[%zu].event' is missing", i);
         return false;
     }
-    rule->event = json_is_string(ev) ? enum_index(event_names,
+    rule->event = json_is_string(ev) ? enum_index(block_debug_event_names,
                                                   json_string_value(ev)) : -1;
     if (rule->event < 0) {
         error_setg(errp, "Parameter 'inject-error[%zu].event' does not accept "
@@ -312,7 +303,7 @@ static bool add_state_rules(InjectState *s, json_t *list, Error **errp)
             error_setg(errp, "Parameter 'set-state[%zu].event' is missing", i);
             return false;
         }
-        rule->event = json_is_string(ev) ? enum_index(event_names,
+        rule->event = json_is_string(ev) ? enum_index(block_debug_event_names,
                                                       json_string_value(ev))
                                          : -1;
         if (rule->event < 0) {
@@ -453,7 +444,7 @@ static bool inject_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
     /* QEMU raises "none" once the node is open: rules on that event are
      * active from the start. */
     pthread_mutex_lock(&s->lock);
-    raise_event_locked(s, enum_index(event_names, "none"));
+    raise_event_locked(s, BLKDBG_NONE);
     pthread_mutex_unlock(&s->lock);
     return true;
 }
@@ -498,11 +489,6 @@ static void raise_event_locked(InjectState *s, int event)
     s->state = new_state;
 }
 
-static int event_id(const char *name)
-{
-    return enum_index(event_names, name);
-}
-
 /* Raises the events of a request (terminated by -1), then returns the
  * error of the first active rule that matches it, or 0. */
 static int check(BlockNode *bs, const int *events, IoType type,
@@ -520,8 +506,8 @@ static int check(BlockNode *bs, const int *events, IoType type,
     bool data = bs->parents > 0 &&
                 block_origin_current() != BLOCK_ORIGIN_METADATA;
     for (const int *e = events; *e >= 0; e++) {
-        if (data || (*e != event_id("read_aio") &&
-                     *e != event_id("write_aio"))) {
+        if (data || (*e != BLKDBG_READ_AIO &&
+                     *e != BLKDBG_WRITE_AIO)) {
             raise_event_locked(s, *e);
         }
     }
@@ -546,11 +532,31 @@ static int check(BlockNode *bs, const int *events, IoType type,
     return 0;
 }
 
+/* Counts a write, a write of zeroes or a discard tried on the node,
+ * failed or not (as QEMU's write generation). */
+static void count_write(BlockNode *bs)
+{
+    InjectState *s = bs->opaque;
+    atomic_fetch_add(&s->write_gen, 1);
+}
+
+/* Raises the events (terminated by -1) without a request to check. */
+static void check_events_only(BlockNode *bs, const int *events)
+{
+    InjectState *s = bs->opaque;
+    if (s->nrules == 0) {
+        return;
+    }
+    LOCK_GUARD(&s->lock);
+    for (const int *e = events; *e >= 0; e++) {
+        raise_event_locked(s, *e);
+    }
+}
 
 static int inject_pread(BlockNode *bs, uint64_t offset, uint64_t bytes,
                         void *buf, int flags)
 {
-    const int events[] = { event_id("read_aio"), -1 };
+    const int events[] = { BLKDBG_READ_AIO, -1 };
     int ret = check(bs, events, IO_READ, offset, bytes);
     return ret < 0 ? ret : block_read(bs->file, offset, bytes, buf, flags);
 }
@@ -558,32 +564,59 @@ static int inject_pread(BlockNode *bs, uint64_t offset, uint64_t bytes,
 static int inject_pwrite(BlockNode *bs, uint64_t offset, uint64_t bytes,
                          const void *buf, int flags)
 {
-    const int events[] = { event_id("write_aio"), event_id("pwritev"), -1 };
+    const int events[] = { BLKDBG_WRITE_AIO, BLKDBG_PWRITEV, -1 };
     int ret = check(bs, events, IO_WRITE, offset, bytes);
-    return ret < 0 ? ret : block_write(bs->file, offset, bytes, buf, flags);
+    ret = ret < 0 ? ret : block_write(bs->file, offset, bytes, buf, flags);
+    count_write(bs);
+    return ret;
 }
 
 static int inject_pwrite_zeroes(BlockNode *bs, uint64_t offset,
                                 uint64_t bytes, int flags)
 {
-    const int events[] = { event_id("pwritev_zero"), -1 };
+    const int events[] = { BLKDBG_PWRITEV_ZERO, -1 };
     int ret = check(bs, events, IO_WRITE_ZEROES, offset, bytes);
-    return ret < 0 ? ret : block_write_zeroes(bs->file, offset, bytes, flags);
+    ret = ret < 0 ? ret : block_write_zeroes(bs->file, offset, bytes, flags);
+    count_write(bs);
+    return ret;
 }
 
 static int inject_pdiscard(BlockNode *bs, uint64_t offset, uint64_t bytes)
 {
     const int events[] = { -1 };
     int ret = check(bs, events, IO_DISCARD, offset, bytes);
-    return ret < 0 ? ret : block_discard(bs->file, offset, bytes);
+    ret = ret < 0 ? ret : block_discard(bs->file, offset, bytes);
+    count_write(bs);
+    return ret;
 }
 
-/* The core flushes bs->file after this returns 0. */
+/* The core flushes bs->file after this returns 0.  As in QEMU, a flush
+ * with no write tried since the last successful one has nothing to put
+ * on disk: it raises flush_to_os only, and no rule can fail it (so a
+ * format that closes with nothing left to write closes quietly). */
 static int inject_flush(BlockNode *bs)
 {
-    const int events[] = { event_id("flush_to_os"), event_id("flush_to_disk"),
+    InjectState *s = bs->opaque;
+    uint_fast64_t gen = atomic_load(&s->write_gen);
+    if (gen == atomic_load(&s->flushed_gen)) {
+        const int events[] = { BLKDBG_FLUSH_TO_OS, -1 };
+        check_events_only(bs, events);
+        return 0;
+    }
+    const int events[] = { BLKDBG_FLUSH_TO_OS, BLKDBG_FLUSH_TO_DISK,
                            -1 };
-    return check(bs, events, IO_FLUSH, 0, 0);
+    int ret = check(bs, events, IO_FLUSH, 0, 0);
+    if (ret == 0) {
+        atomic_store(&s->flushed_gen, gen);
+    }
+    return ret;
+}
+
+/* An event a format above announces (block_debug_event). */
+static void inject_debug_event(BlockNode *bs, BlockDebugEvent ev)
+{
+    const int events[] = { (int)ev, -1 };
+    check_events_only(bs, events);
 }
 
 static int inject_status_check(BlockNode *bs, uint64_t offset,
@@ -618,6 +651,8 @@ static int64_t inject_refresh_size(BlockNode *bs)
 static bool inject_truncate(BlockNode *bs, uint64_t size, bool exact,
                             PreallocMode prealloc, Error **errp)
 {
+    InjectState *s = bs->opaque;
+    atomic_fetch_add(&s->write_gen, 1);
     if (!block_truncate(bs->file, size, exact, prealloc, errp)) {
         return false;
     }
@@ -678,4 +713,5 @@ const BlockDriver bdrv_blkdebug = {
     .filter_status_check = inject_status_check,
     .refresh_size = inject_refresh_size,
     .truncate = inject_truncate,
+    .debug_event = inject_debug_event,
 };

@@ -173,6 +173,9 @@ static int write_entry_locked(BlockNode *bs, Qcow2Cache *c, int idx)
             return ret;
         }
     }
+    block_debug_event(bs->file, type == QCOW2_META_L2
+                                ? BLKDBG_L2_UPDATE
+                                : BLKDBG_REFBLOCK_UPDATE_PART);
     int ret = qcow2_write_meta_locked(bs, e->offset, c->table_size, e->table,
                                       type);
     if (ret < 0) {
@@ -229,6 +232,10 @@ int qcow2_cache_get_locked(BlockNode *bs, Qcow2Cache *c, uint64_t offset,
     if (fresh) {
         memset(e->table, 0, c->table_size);
     } else {
+        BDRVQcow2State *s = bs->opaque;
+        if (c == s->l2_cache) {
+            block_debug_event(bs->file, BLKDBG_L2_LOAD);
+        }
         int ret = block_read(bs->file, offset, c->table_size, e->table,
                              BLOCK_REQ_METADATA);
         if (ret < 0) {
@@ -312,6 +319,9 @@ int qcow2_cache_flush_locked(BlockNode *bs, Qcow2Cache *c)
         }
         Qcow2MetaType type = c == s->l2_cache ? QCOW2_META_L2
                                               : QCOW2_META_REFBLOCK;
+        block_debug_event(bs->file, type == QCOW2_META_L2
+                                    ? BLKDBG_L2_UPDATE
+                                    : BLKDBG_REFBLOCK_UPDATE_PART);
         int ret = qcow2_write_meta_locked(bs, e->offset, c->table_size,
                                           e->table, type);
         if (ret < 0) {

@@ -179,8 +179,10 @@ int qcow2_grow_l1_locked(BlockNode *bs, uint64_t min_size)
         disk[i] = htobe64(table[i]);
     }
     uint64_t new_offset;
+    block_debug_event(bs->file, BLKDBG_L1_GROW_ALLOC_TABLE);
     int ret = qcow2_alloc_clusters_locked(bs, bytes / cs, &new_offset);
     if (ret == 0) {
+        block_debug_event(bs->file, BLKDBG_L1_GROW_WRITE_TABLE);
         ret = qcow2_write_meta_locked(bs, new_offset, bytes, disk,
                                       QCOW2_META_NONE);
     }
@@ -200,6 +202,7 @@ int qcow2_grow_l1_locked(BlockNode *bs, uint64_t min_size)
     } __attribute__((packed)) hdr = {
         htobe32((uint32_t)new_size), htobe64(new_offset)
     };
+    block_debug_event(bs->file, BLKDBG_L1_GROW_ACTIVATE_TABLE);
     ret = qcow2_write_meta_locked(bs, 36, sizeof(hdr), &hdr,
                                   QCOW2_META_HEADER);
     if (ret < 0) {
@@ -219,7 +222,7 @@ int qcow2_grow_l1_locked(BlockNode *bs, uint64_t min_size)
     }
     ret = qcow2_meta_add(s, new_offset, bytes, QCOW2_META_L1);
     if (ret == 0 && old_offset && old_bytes) {
-        ret = qcow2_update_refcount_locked(bs, old_offset, old_bytes, -1);
+        ret = qcow2_free_clusters_locked(bs, old_offset, old_bytes);
     }
     return ret;
 }
@@ -228,6 +231,7 @@ static int write_l1_entry_locked(BlockNode *bs, uint64_t l1_index)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t be = htobe64(s->l1_table[l1_index]);
+    block_debug_event(bs->file, BLKDBG_L1_UPDATE);
     return qcow2_write_meta_locked(bs, s->l1_table_offset + l1_index * 8, 8,
                                    &be, QCOW2_META_L1);
 }
@@ -248,6 +252,7 @@ static int copy_shared_l2_locked(BlockNode *bs, uint64_t l1_index,
     BDRVQcow2State *s = bs->opaque;
     uint64_t old_offset = s->l1_table[l1_index] & QCOW2_L1E_OFFSET_MASK;
     void *old;
+    block_debug_event(bs->file, BLKDBG_L2_ALLOC_COW_READ);
     int ret = qcow2_get_l2_table_locked(bs, l1_index, &old);
     if (ret < 0) {
         return ret;
@@ -265,8 +270,7 @@ static int copy_shared_l2_locked(BlockNode *bs, uint64_t l1_index,
      * disk points at it from the active table. */
     ret = block_flush(bs->file);
     if (ret == 0) {
-        ret = qcow2_update_refcount_locked(bs, old_offset, s->cluster_size,
-                                           -1);
+        ret = qcow2_free_clusters_locked(bs, old_offset, s->cluster_size);
     }
     if (ret < 0) {
         qcow2_cache_put(s->l2_cache, *table);
@@ -350,6 +354,7 @@ static int install_l2_locked(BlockNode *bs, uint64_t l1_index,
      * points at them: the cluster may be a freed one reused, and an L1
      * entry pointing at its old bytes after a power loss would map guest
      * data to whatever they say. */
+    block_debug_event(bs->file, BLKDBG_L2_ALLOC_WRITE);
     ret = qcow2_write_meta_locked(bs, new_offset, s->cluster_size, t,
                                   QCOW2_META_L2);
     if (ret == 0 && !s->lazy_refcounts) {

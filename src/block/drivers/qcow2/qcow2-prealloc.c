@@ -284,6 +284,7 @@ static int refcount_area_locked(BlockNode *bs, uint64_t start,
     }
     /* The blocks, then the table, then the header that points at it. */
     if (ret == 0) {
+        block_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_WRITE_BLOCKS);
         ret = qcow2_refcounts_durable_locked(bs);
     }
     for (uint64_t i = 0; i < table_size; i++) {
@@ -294,6 +295,7 @@ static int refcount_area_locked(BlockNode *bs, uint64_t start,
                              QCOW2_META_REFTABLE);
     }
     if (ret == 0) {
+        block_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_WRITE_TABLE);
         ret = qcow2_write_meta_locked(bs, table_offset, table_size * 8, disk,
                                       QCOW2_META_REFTABLE);
     }
@@ -307,6 +309,7 @@ static int refcount_area_locked(BlockNode *bs, uint64_t start,
         htobe64(table_offset), htobe32((uint32_t)table_clusters)
     };
     if (ret == 0) {
+        block_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_SWITCH_TABLE);
         ret = qcow2_write_meta_locked(bs, 48, sizeof(hdr), &hdr,
                                       QCOW2_META_HEADER);
     }
@@ -330,7 +333,7 @@ static int refcount_area_locked(BlockNode *bs, uint64_t start,
     qcow2_meta_remove(s, old_offset, old_bytes);
     s->next_alloc = MAX(s->next_alloc, end_offset);
     *end = end_offset;
-    return qcow2_update_refcount_locked(bs, old_offset, old_bytes, -1);
+    return qcow2_free_clusters_locked(bs, old_offset, old_bytes);
 }
 
 /* Gives l1_index an L2 table if it has none, where QEMU's allocator

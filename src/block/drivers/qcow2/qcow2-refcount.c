@@ -6,6 +6,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,6 +124,8 @@ static int grow_reftable_locked(BlockNode *bs, uint64_t min_entries)
     }
     uint64_t new_offset = s->next_alloc;
     s->next_alloc += clusters * cs;
+    block_debug_event(bs->file, BLKDBG_REFTABLE_GROW);
+    block_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_WRITE_TABLE);
     int ret = qcow2_write_meta_locked(bs, new_offset, clusters * cs, disk,
                                       QCOW2_META_NONE);
     free(disk);
@@ -143,6 +146,7 @@ static int grow_reftable_locked(BlockNode *bs, uint64_t min_entries)
     } __attribute__((packed)) hdr = {
         htobe64(new_offset), htobe32((uint32_t)clusters)
     };
+    block_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_SWITCH_TABLE);
     ret = qcow2_write_meta_locked(bs, 48, sizeof(hdr), &hdr,
                                   QCOW2_META_HEADER);
     if (ret < 0) {
@@ -168,7 +172,7 @@ static int grow_reftable_locked(BlockNode *bs, uint64_t min_entries)
     if (ret < 0) {
         return ret;
     }
-    return qcow2_update_refcount_locked(bs, old_offset, old_bytes, -1);
+    return qcow2_free_clusters_locked(bs, old_offset, old_bytes);
 }
 
 /* Pins the refcount block covering cluster.  Without alloc, *block is
@@ -192,6 +196,7 @@ static int get_refblock_locked(BlockNode *bs, uint64_t cluster, bool alloc,
     }
     uint64_t rb = s->reftable[rt_index] & QCOW2_REFT_OFFSET_MASK;
     if (rb) {
+        block_debug_event(bs->file, BLKDBG_REFBLOCK_LOAD);
         if (rb & (s->cluster_size - 1)) {
             return qcow2_signal_corruption_locked(
                 bs, true, -1, -1,
@@ -227,6 +232,7 @@ static int get_refblock_locked(BlockNode *bs, uint64_t cluster, bool alloc,
     }
     ret = qcow2_meta_add(s, new_rb, s->cluster_size, QCOW2_META_REFBLOCK);
     if (ret == 0) {
+        block_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_WRITE);
         ret = qcow2_cache_write_table_locked(bs, s->refblock_cache, table);
     }
     if (ret < 0) {
@@ -234,6 +240,7 @@ static int get_refblock_locked(BlockNode *bs, uint64_t cluster, bool alloc,
         return ret;
     }
     s->reftable[rt_index] = new_rb;
+    block_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_HOOKUP);
     ret = write_reftable_entry_locked(bs, rt_index);
     if (ret == 0 && !self) {
         ret = qcow2_update_refcount_locked(bs, new_rb, s->cluster_size, 1);
@@ -270,6 +277,9 @@ int qcow2_set_refcount_locked(BlockNode *bs, uint64_t cluster,
         return -ERANGE;
     }
     void *block;
+    if (refcount != 0) {
+        block_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC);
+    }
     int ret = get_refblock_locked(bs, cluster, refcount != 0, &block);
     if (ret < 0 || !block) {
         return ret;
@@ -293,6 +303,11 @@ int qcow2_update_refcount_locked(BlockNode *bs, uint64_t offset,
     uint64_t max = qcow2_refcount_max(s->refcount_order);
     for (uint64_t c = first; c <= last; c++) {
         void *block;
+        /* As QEMU, once for each refcount block the update looks up
+         * (which allocates it when missing). */
+        if (c == first || (c & (s->refblock_entries - 1)) == 0) {
+            block_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC);
+        }
         int ret = get_refblock_locked(bs, c, delta > 0, &block);
         if (ret < 0) {
             return ret;
@@ -449,8 +464,8 @@ static int give_back_locked(BlockNode *bs, uint64_t offset, uint64_t counted,
     BDRVQcow2State *s = bs->opaque;
     int ret = 0;
     for (uint64_t i = 0; i < counted; i++) {
-        int r = qcow2_update_refcount_locked(bs, offset + i * s->cluster_size,
-                                             s->cluster_size, -1);
+        int r = qcow2_free_clusters_locked(bs, offset + i * s->cluster_size,
+                                           s->cluster_size);
         if (r < 0 && ret == 0) {
             ret = r;
         }
@@ -479,6 +494,7 @@ int qcow2_alloc_clusters_locked(BlockNode *bs, uint64_t nb, uint64_t *offset)
     if (nb == 0) {
         return -EFBIG;
     }
+    block_debug_event(bs->file, BLKDBG_CLUSTER_ALLOC);
     /* Freed clusters first, as QEMU: the image keeps its size while a
      * guest discards and rewrites.  (The write threshold keeps its
      * meaning: the end of the image, which reuse does not move.) */
@@ -531,6 +547,7 @@ int qcow2_alloc_bytes_locked(BlockNode *bs, uint64_t size, uint64_t *offset)
     if (size == 0 || size > cs) {
         return -EINVAL;
     }
+    block_debug_event(bs->file, BLKDBG_CLUSTER_ALLOC_BYTES);
     if (cur && (cur & (cs - 1))) {
         uint64_t cluster_end = ALIGN_UP(cur, cs);
         /* Pack after the previous compressed cluster if the data fits in
@@ -572,6 +589,19 @@ int qcow2_alloc_bytes_locked(BlockNode *bs, uint64_t size, uint64_t *offset)
     return 0;
 }
 
+int qcow2_free_clusters_locked(BlockNode *bs, uint64_t offset,
+                               uint64_t length)
+{
+    block_debug_event(bs->file, BLKDBG_CLUSTER_FREE);
+    int ret = qcow2_update_refcount_locked(bs, offset, length, -1);
+    if (ret < 0) {
+        /* qemu-img prints this line itself, and scripts (QEMU's tests)
+         * read it. */
+        fprintf(stderr, "qcow2_free_clusters failed: %s\n", strerror(-ret));
+    }
+    return ret;
+}
+
 int qcow2_free_l2e_locked(BlockNode *bs, uint64_t l2e)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -581,13 +611,13 @@ int qcow2_free_l2e_locked(BlockNode *bs, uint64_t l2e)
     switch (qcow2_cluster_type(s, l2e)) {
     case QCOW2_CLUSTER_NORMAL:
     case QCOW2_CLUSTER_ZERO_ALLOC:
-        return qcow2_update_refcount_locked(bs, l2e & QCOW2_L2E_OFFSET_MASK,
-                                            s->cluster_size, -1);
+        return qcow2_free_clusters_locked(bs, l2e & QCOW2_L2E_OFFSET_MASK,
+                                          s->cluster_size);
     case QCOW2_CLUSTER_COMPRESSED: {
         Qcow2CompressedDesc d;
         qcow2_compressed_decode(l2e, s->cluster_bits, &d);
-        return qcow2_update_refcount_locked(bs, d.host_offset & ~511ull,
-                                            d.nb_sectors * 512, -1);
+        return qcow2_free_clusters_locked(bs, d.host_offset & ~511ull,
+                                          d.nb_sectors * 512);
     }
     default:
         return 0;

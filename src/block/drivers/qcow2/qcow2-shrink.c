@@ -33,13 +33,15 @@ static int free_tail_l2_locked(BlockNode *bs, uint64_t new_l1)
         qcow2_cache_discard(s->l2_cache, l2);
         s->l1_table[i] = 0;
         uint64_t zero = 0;
+        block_debug_event(bs->file, BLKDBG_L1_SHRINK_WRITE_TABLE);
         int ret = qcow2_write_meta_locked(bs, s->l1_table_offset + i * 8, 8,
                                           &zero, QCOW2_META_L1);
         if (ret == 0) {
             ret = block_flush(bs->file);
         }
         if (ret == 0) {
-            ret = qcow2_update_refcount_locked(bs, l2, s->cluster_size, -1);
+            block_debug_event(bs->file, BLKDBG_L1_SHRINK_FREE_L2_CLUSTERS);
+            ret = qcow2_free_clusters_locked(bs, l2, s->cluster_size);
         }
         if (ret < 0) {
             return ret;
@@ -99,7 +101,7 @@ static int free_unused_refblocks_locked(BlockNode *bs)
                 block_discard(bs->file, rb, s->cluster_size);
             }
         } else {
-            ret = qcow2_update_refcount_locked(bs, rb, s->cluster_size, -1);
+            ret = qcow2_free_clusters_locked(bs, rb, s->cluster_size);
             if (ret < 0) {
                 return ret;
             }
@@ -269,8 +271,11 @@ static int write_incompat_locked(BlockNode *bs, uint64_t bits)
 
 /* Header, refcount table (cluster 1), refcount block (cluster 2) and
  * the L1 table (from cluster 3), written under the dirty bit so that a
- * crash in between leaves an image that is repaired at open. */
-static int empty_completely_locked(BlockNode *bs)
+ * crash in between leaves an image that is repaired at open.  The
+ * structures are written in QEMU's order, with QEMU's debug events, so
+ * that a failure at any point leaves what QEMU leaves.  *torn is true
+ * from the first write over the old layout until the new one is whole. */
+static int empty_completely_locked(BlockNode *bs, bool *torn)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t cs = s->cluster_size;
@@ -285,10 +290,13 @@ static int empty_completely_locked(BlockNode *bs)
     qcow2_cache_clear(s->refblock_cache);
     ret = write_incompat_locked(bs, incompat | QCOW2_INCOMPAT_DIRTY);
     if (ret == 0) {
+        *torn = true;
+        block_debug_event(bs->file, BLKDBG_L1_UPDATE);
         ret = block_write_zeroes(bs->file, s->l1_table_offset,
                                  l1_clusters * cs, 0);
     }
     if (ret == 0) {
+        block_debug_event(bs->file, BLKDBG_EMPTY_IMAGE_PREPARE);
         ret = block_write_zeroes(bs->file, cs, (2 + l1_clusters) * cs, 0);
     }
     if (ret == 0) {
@@ -297,6 +305,8 @@ static int empty_completely_locked(BlockNode *bs)
     if (ret < 0) {
         return ret;
     }
+    block_debug_event(bs->file, BLKDBG_L1_UPDATE);
+    block_debug_event(bs->file, BLKDBG_REFTABLE_UPDATE);
 
     /* l1_table_offset, refcount_table_offset, refcount_table_clusters. */
     uint8_t fields[20];
@@ -308,10 +318,21 @@ static int empty_completely_locked(BlockNode *bs)
     memcpy(fields + 16, &one, 4);
     ret = block_write(bs->file, 40, sizeof(fields), fields, 0);
     if (ret == 0) {
+        ret = block_flush(bs->file);
+    }
+    if (ret == 0) {
+        block_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC);
         v = htobe64(2 * cs);
         ret = block_write(bs->file, cs, 8, &v, 0);
     }
     if (ret == 0) {
+        /* QEMU counts the new layout through its allocator, which looks
+         * the refcount block up and writes it back. */
+        block_debug_event(bs->file, BLKDBG_CLUSTER_ALLOC);
+        block_debug_event(bs->file, BLKDBG_REFBLOCK_LOAD);
+        block_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC);
+        block_debug_event(bs->file, BLKDBG_REFBLOCK_LOAD);
+        block_debug_event(bs->file, BLKDBG_REFBLOCK_UPDATE_PART);
         CLEANUP_FREE void *rb = calloc(1, cs);
         if (!rb) {
             return -ENOMEM;
@@ -326,6 +347,9 @@ static int empty_completely_locked(BlockNode *bs)
     }
     if (ret == 0) {
         ret = write_incompat_locked(bs, incompat & ~QCOW2_INCOMPAT_DIRTY);
+    }
+    if (ret == 0) {
+        *torn = false;
     }
     if (ret == 0 && !block_node_is_block_device(bs->file)) {
         Error *err = NULL;
@@ -342,9 +366,21 @@ int qcow2_make_completely_empty(BlockNode *bs)
 {
     BDRVQcow2State *s = bs->opaque;
     int ret;
+    bool torn = false;
     {
         LOCK_GUARD(&s->lock);
-        ret = empty_completely_locked(bs);
+        ret = empty_completely_locked(bs, &torn);
+    }
+    if (ret < 0 && torn) {
+        /* Half the old layout and half the new one: nothing in memory
+         * describes the file any more, and the file may not be readable
+         * (the error).  The node stops here, as QEMU ejects it; the
+         * dirty bit has the image repaired at its next open. */
+        atomic_store(&s->broken, true);
+        return ret;
+    }
+    if (ret < 0) {
+        return ret;
     }
     /* Every table moved: read the new layout back into the driver. */
     Error *err = NULL;

@@ -311,7 +311,7 @@ int qcow2_write_snapshots_locked(BlockNode *bs, Qcow2Snapshot *list,
             ret = block_flush(bs->file);
         }
         if (ret < 0) {
-            qcow2_update_refcount_locked(bs, new_offset, size, -1);
+            qcow2_free_clusters_locked(bs, new_offset, size);
             return ret;
         }
     }
@@ -325,7 +325,7 @@ int qcow2_write_snapshots_locked(BlockNode *bs, Qcow2Snapshot *list,
     }
     if (ret < 0) {
         if (size) {
-            qcow2_update_refcount_locked(bs, new_offset, size, -1);
+            qcow2_free_clusters_locked(bs, new_offset, size);
         }
         return ret;
     }
@@ -334,7 +334,7 @@ int qcow2_write_snapshots_locked(BlockNode *bs, Qcow2Snapshot *list,
     if (s->header.nb_snapshots && old_size) {
         qcow2_meta_remove(s, old_offset, ALIGN_UP(old_size, cs));
         /* The header no longer points there: only a leak if this fails. */
-        qcow2_update_refcount_locked(bs, old_offset, old_size, -1);
+        qcow2_free_clusters_locked(bs, old_offset, old_size);
     }
     s->header.nb_snapshots = nb;
     s->header.snapshots_offset = new_offset;

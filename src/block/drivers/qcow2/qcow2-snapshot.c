@@ -532,7 +532,8 @@ int qcow2_snapshot_delete(BlockNode *bs, const char *id, const char *name,
         return ret;
     }
     if (sn.l1_size) {
-        change_refcount(bs, sn.l1_table_offset, (uint64_t)sn.l1_size * 8, -1);
+        qcow2_free_clusters_locked(bs, sn.l1_table_offset,
+                                   (uint64_t)sn.l1_size * 8);
     }
     ret = update_refcounts_locked(bs, s->l1_table, s->l1_size,
                                   s->l1_table_offset, 0);

@@ -334,12 +334,41 @@ fail:
     return false;
 }
 
-/* Writes back the caches and marks the image clean, as on close. */
+/* Writes back one table cache and flushes the file behind it; says so,
+ * in QEMU's words, when that fails. */
+static int write_back_cache(BlockNode *bs, Qcow2Cache *c, const char *what)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret;
+    {
+        LOCK_GUARD(&s->lock);
+        /* The refcount stage also drops the refcounts of clusters freed
+         * while their L2 tables were cached (qcow2_flush_caches_locked
+         * knows the order that needs). */
+        ret = c == s->refblock_cache ? qcow2_flush_caches_locked(bs)
+                                     : qcow2_cache_flush_locked(bs, c);
+    }
+    if (ret == 0) {
+        ret = block_flush(bs->file);
+    }
+    if (ret < 0) {
+        error_report("Failed to flush the %s cache: %s", what, strerror(-ret));
+    }
+    return ret;
+}
+
+/* Writes back the caches and marks the image clean, as on close (QEMU's
+ * qcow2_inactivate).  A file with nothing new to flush does not fail
+ * here even when it cannot be written any more. */
 static void qcow2_write_back(BlockNode *bs)
 {
     BDRVQcow2State *s = bs->opaque;
     if (s->writable && !atomic_load(&s->broken)) {
-        int ret = qcow2_flush(bs);
+        int ret = qcow2_flush_data_file(bs);
+        int r = write_back_cache(bs, s->l2_cache, "L2 table");
+        ret = ret < 0 ? ret : r;
+        r = write_back_cache(bs, s->refblock_cache, "refcount block");
+        ret = ret < 0 ? ret : r;
         /* As QEMU (qcow2_mark_clean on close): once everything is
          * written back the refcounts are exact, whoever set the bit. */
         if (ret == 0 &&
@@ -347,10 +376,10 @@ static void qcow2_write_back(BlockNode *bs)
             LOCK_GUARD(&s->lock);
             s->header.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
             ret = write_incompat_locked(bs);
-        }
-        if (ret < 0) {
-            log_error("qcow2: %s: could not write back metadata: %s",
-                      bs->filename, strerror(-ret));
+            if (ret < 0) {
+                log_error("qcow2: %s: could not mark the image clean: %s",
+                          bs->filename, strerror(-ret));
+            }
         }
     }
 }

@@ -419,6 +419,12 @@ int qcow2_update_refcount_locked(BlockNode *bs, uint64_t offset,
                                  uint64_t length, int64_t delta);
 int qcow2_set_refcount_locked(BlockNode *bs, uint64_t cluster,
                               uint64_t refcount);
+/* Drops one reference to every cluster of [offset, offset+length) that
+ * something referenced until now, announcing cluster_free first, and
+ * prints QEMU's line on stderr when that fails (the caller's error
+ * handling is unchanged: a failure leaks the clusters). */
+int qcow2_free_clusters_locked(BlockNode *bs, uint64_t offset,
+                               uint64_t length);
 int qcow2_alloc_clusters_locked(BlockNode *bs, uint64_t nb, uint64_t *offset);
 /* Gives back nb clusters at offset that qcow2_alloc_clusters_locked
  * returned and that nothing references yet (their data write failed):
