@@ -141,6 +141,10 @@ void block_node_ref(BlockNode *bs);
 /* Drops a reference; the last one drains, flushes, closes the driver and
  * drops the references held on the children. */
 void block_node_unref(BlockNode *bs);
+/* A flush that fails when the last reference goes is logged as a
+ * warning; a program that must print what qemu-img prints (which closes
+ * without a word) turns it into an info line. */
+void block_set_quiet_close(bool quiet);
 /* True when anything besides the caller's one reference holds bs: a
  * parent, an export, a job. */
 bool block_node_in_use(const BlockNode *bs);

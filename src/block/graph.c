@@ -185,6 +185,13 @@ void block_node_ref(BlockNode *bs)
     atomic_fetch_add(&bs->refcnt, 1);
 }
 
+static atomic_bool quiet_close;
+
+void block_set_quiet_close(bool quiet)
+{
+    atomic_store(&quiet_close, quiet);
+}
+
 void block_node_unref(BlockNode *bs)
 {
     if (!bs || atomic_fetch_sub(&bs->refcnt, 1) != 1) {
@@ -194,12 +201,12 @@ void block_node_unref(BlockNode *bs)
     block_drain_begin(bs);
     if (!bs->read_only) {
         int ret = block_flush_nogate(bs);
-        /* Not a warning: QEMU closes without a word (qemu-img's output
-         * must match), and whoever needed the data durable flushed and
-         * saw the error before closing. */
+        /* A daemon's operator hears of it; qemu-img closes silently,
+         * and strata-img must print what it prints. */
         if (ret < 0) {
-            log_info("Failed to flush node '%s' while closing it: %s",
-                     bs->node_name ? bs->node_name : "?", strerror(-ret));
+            log_msg(atomic_load(&quiet_close) ? LOG_INFO : LOG_WARN,
+                    "Failed to flush node '%s' while closing it: %s",
+                    bs->node_name ? bs->node_name : "?", strerror(-ret));
         }
     }
     if (bs->drv->close) {

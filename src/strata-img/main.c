@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/block.h"
 #include "strata-img/img-common.h"
 #include "util/cleanup.h"
 #include "util/error.h"
@@ -159,6 +160,7 @@ int main(int argc, char **argv)
      * qemu-img link to strata-img prints byte for byte what scripts
      * expect. */
     error_set_progname(argv[0]);
+    block_set_quiet_close(true);
     if (argc < 2) {
         img_usage_error("Not enough arguments");
     }
