@@ -144,6 +144,8 @@ extern const BlockDriver bdrv_raw;
 extern const BlockDriver bdrv_blkdebug;
 /* QEMU's copy-on-read filter; drivers/copy-on-read.c. */
 extern const BlockDriver bdrv_copy_on_read;
+/* Voting over several children; drivers/quorum.c. */
+extern const BlockDriver bdrv_quorum;
 /* The NBD client on libnbd; drivers/nbd.c. */
 extern const BlockDriver bdrv_nbd;
 /* QEMU's null-co / null-aio (a sizeable disk that stores nothing);
