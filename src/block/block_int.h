@@ -177,6 +177,19 @@ struct BlockDriver {
      * a format node takes its file's).  Optional. */
     char *(*exact_filename)(BlockNode *bs, const json_t *full_options);
 
+    /* Drivers whose children are not bs->file or bs->backing but a list
+     * they own (quorum): the i-th of them, NULL past the last, and in
+     * *role the name of its link ("children.0").  The core refreshes
+     * their names, puts their options in the node's "json:" filename as
+     * a list under children_option, and checks the permissions that
+     * list_child_perm gives them.  Optional, together. */
+    BlockNode *(*list_child)(BlockNode *bs, int i, const char **role);
+    const char *children_option;
+    /* What bs asks of each list child, given what bs's parents ask of
+     * bs (perm) and let others do (shared); as QEMU's bdrv_child_perm. */
+    void (*list_child_perm)(BlockNode *bs, uint64_t perm, uint64_t shared,
+                            uint64_t *nperm, uint64_t *nshared);
+
     /* Scores how well the first bytes of a file match this format:
      * 0 = not at all, 100 = certain.  Optional. */
     int (*probe)(const uint8_t *buf, size_t len, const char *filename);

@@ -24,6 +24,7 @@ enum { QUORUM_READ_QUORUM, QUORUM_READ_FIFO };
 
 typedef struct QuorumState {
     BlockNode **children;     /* num_children parent links */
+    char (*roles)[24];        /* "children.N", each link's name */
     int num_children;
     int threshold;            /* votes a result needs */
     bool blkverify;           /* any mismatch is fatal */
@@ -123,7 +124,7 @@ static json_t *children_item(json_t *list, int i)
     return json_object_get(list, key);
 }
 
-static bool quorum_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
+static bool open_quorum(BlockNode *bs, json_t *opts, int flags, Error **errp)
 {
     QuorumState *s = bs->opaque;
     json_t *list = json_object_get(opts, "children");
@@ -174,6 +175,12 @@ static bool quorum_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
                        "rewrite-corrupted=on cannot be used with blkverify=on");
             return false;
         }
+        /* Repairs write to the children, which a read-only node's
+         * children do not allow (QEMU fails the child's permissions). */
+        if (rewrite && bs->read_only) {
+            error_setg(errp, "Block node is read-only");
+            return false;
+        }
         s->blkverify = blkverify;
         s->rewrite_corrupted = rewrite;
     }
@@ -184,7 +191,8 @@ static bool quorum_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
     json_object_del(opts, "read-pattern");
 
     s->children = calloc((size_t)n, sizeof(*s->children));
-    if (!s->children) {
+    s->roles = calloc((size_t)n, sizeof(*s->roles));
+    if (!s->children || !s->roles) {
         error_setg(errp, "Out of memory");
         return false;
     }
@@ -192,8 +200,8 @@ static bool quorum_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
     for (int i = 0; i < n; i++) {
         /* block_open_child takes its child from an options object under
          * a key: give it this entry under QEMU's name for it. */
-        char key[32];
-        snprintf(key, sizeof(key), "children.%d", i);
+        char *key = s->roles[i];
+        snprintf(key, sizeof(s->roles[i]), "children.%d", i);
         CLEANUP_JSON json_t *one = json_object();
         if (!one) {
             error_setg(errp, "Out of memory");
@@ -215,6 +223,7 @@ static bool quorum_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
     return true;
 }
 
+
 static void quorum_close(BlockNode *bs)
 {
     QuorumState *s = bs->opaque;
@@ -222,8 +231,21 @@ static void quorum_close(BlockNode *bs)
         block_node_detach_child(s->children[i]);
     }
     free(s->children);
+    free(s->roles);
     s->children = NULL;
+    s->roles = NULL;
     s->num_children = 0;
+}
+
+static bool quorum_open(BlockNode *bs, json_t *opts, int flags, Error **errp)
+{
+    if (!open_quorum(bs, opts, flags, errp)) {
+        /* The core frees a node whose open failed without closing it:
+         * release the children opened so far. */
+        quorum_close(bs);
+        return false;
+    }
+    return true;
 }
 
 /* ---- reads ---- */
@@ -448,6 +470,50 @@ static int64_t quorum_refresh_size(BlockNode *bs)
     return first;
 }
 
+static BlockNode *quorum_list_child(BlockNode *bs, int i, const char **role)
+{
+    QuorumState *s = bs->opaque;
+    if (i < 0 || i >= s->num_children) {
+        return NULL;
+    }
+    if (role) {
+        *role = s->roles[i];
+    }
+    return s->children[i];
+}
+
+static void quorum_list_child_perm(BlockNode *bs, uint64_t perm,
+                                   uint64_t shared, uint64_t *nperm,
+                                   uint64_t *nshared)
+{
+    /* As QEMU: the parents' needs pass on, repairs write, and nobody
+     * else may write or resize a child, which would make the children
+     * differ. */
+    QuorumState *s = bs->opaque;
+    *nperm = perm & (BLOCK_PERM_CONSISTENT_READ | BLOCK_PERM_WRITE |
+                     BLOCK_PERM_WRITE_UNCHANGED | BLOCK_PERM_RESIZE);
+    if (s->rewrite_corrupted) {
+        *nperm |= BLOCK_PERM_WRITE;
+    }
+    *nshared = shared & (BLOCK_PERM_CONSISTENT_READ |
+                         BLOCK_PERM_WRITE_UNCHANGED);
+}
+
+static int64_t quorum_allocated_file_size(BlockNode *bs)
+{
+    /* As QEMU for a node with several children: their sum. */
+    QuorumState *s = bs->opaque;
+    int64_t sum = 0;
+    for (int i = 0; i < s->num_children; i++) {
+        int64_t n = block_allocated_file_size(s->children[i]);
+        if (n < 0) {
+            return n;
+        }
+        sum += n;
+    }
+    return sum;
+}
+
 static const char *const quorum_strong_options[] = {
     "vote-threshold", "blkverify", "rewrite-corrupted", "read-pattern", NULL
 };
@@ -465,4 +531,8 @@ const BlockDriver bdrv_quorum = {
     .flush = quorum_flush,
     .block_status = quorum_block_status,
     .refresh_size = quorum_refresh_size,
+    .get_allocated_file_size = quorum_allocated_file_size,
+    .list_child = quorum_list_child,
+    .children_option = "children",
+    .list_child_perm = quorum_list_child_perm,
 };
