@@ -1,0 +1,254 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""The quorum driver: a node over three raw files exported over NBD.
+Writes reach every child, reads outvote a corrupted child (and repair it
+with rewrite-corrupted), too many bad children fail the read, fifo reads
+the first child; each run under stratad and qemu-storage-daemon with the
+same --blockdev, whose outcomes and QMP events must agree.  strata-img
+info, map and convert on a json: quorum source equal qemu-img's."""
+import json
+import os
+import shutil
+import subprocess
+
+import nbd
+import pytest
+
+from conftest import binary, run
+from qmp_util import Daemon, wait_for_path
+
+MiB = 1 << 20
+SIZE = 4 * MiB
+CHILDREN = ("c0", "c1", "c2")
+
+DAEMONS = ["stratad", "qemu-storage-daemon"]
+
+
+def daemon_binary(which):
+    if which == "stratad":
+        return binary("stratad")
+    if shutil.which(which) is None:
+        pytest.skip(f"{which} not installed")
+    return which
+
+
+def make_children(tmp_path, data=b"\x00"):
+    paths = []
+    for name in CHILDREN:
+        p = tmp_path / f"{name}.raw"
+        with open(p, "wb") as f:
+            f.write(data * SIZE)
+        paths.append(p)
+    return paths
+
+
+def quorum_spec(paths, **opts):
+    spec = {"driver": "quorum", "node-name": "q", "vote-threshold": 2,
+            "children": [{"driver": "file", "node-name": name,
+                          "filename": str(p)}
+                         for name, p in zip(CHILDREN, paths)]}
+    spec.update(opts)
+    return spec
+
+
+class Served:
+    """A daemon with the quorum node exported as "disk" and a QMP client
+    to watch its events."""
+
+    def __init__(self, which, tmp_path, spec):
+        sock = str(tmp_path / "n.sock")
+        self.daemon = Daemon(daemon_binary(which), tmp_path, [
+            "--blockdev", json.dumps(spec),
+            "--nbd-server", f"addr.type=unix,addr.path={sock}",
+            "--export", "type=nbd,id=e0,node-name=q,name=disk,writable=on",
+        ])
+        try:
+            wait_for_path(sock, self.daemon.proc)
+            self.qmp = self.daemon.connect()
+            self.nbd = nbd.NBD()
+            self.nbd.connect_uri(f"nbd+unix:///disk?socket={sock}")
+        except Exception:
+            self.daemon.stop()
+            raise
+
+    def close(self):
+        try:
+            self.nbd.shutdown()
+        except nbd.Error:
+            pass          # the server dropped the connection already
+        finally:
+            self.daemon.stop()
+
+    def events(self, name):
+        """The events called name that arrived so far (data only)."""
+        self.qmp.execute("query-version")   # collects pending events
+        return [e["data"] for e in self.qmp.events if e["event"] == name]
+
+
+def corrupt(path, offset, data):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+def content(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def outcome(which, tmp_path, spec, action):
+    """Runs action(served) against a fresh daemon; returns its result."""
+    s = Served(which, tmp_path, spec)
+    try:
+        return action(s)
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("which", DAEMONS)
+def test_writes_reach_every_child(tmp_path, which):
+    paths = make_children(tmp_path)
+    data = os.urandom(MiB)
+
+    def act(s):
+        s.nbd.pwrite(data, MiB)
+        s.nbd.flush()
+        return s.nbd.pread(MiB, MiB)
+    assert outcome(which, tmp_path, quorum_spec(paths), act) == data
+    for p in paths:
+        assert content(p)[MiB:2 * MiB] == data
+    assert content(paths[0]) == content(paths[1]) == content(paths[2])
+
+
+def majority_read(tmp_path, which, **opts):
+    """Child c1 corrupted at 64k; returns what the read gave, the
+    QUORUM_REPORT_BAD events, and the children's content afterwards."""
+    d = tmp_path / which[0]      # short: socket paths have a limit
+    d.mkdir()
+    paths = make_children(d, b"\x5a")
+    corrupt(paths[1], 64 * 1024, b"\xff" * 512)
+
+    def act(s):
+        got = s.nbd.pread(128 * 1024, 0)
+        return got, s.events("QUORUM_REPORT_BAD")
+    got, events = outcome(which, d, quorum_spec(paths, **opts), act)
+    return got, events, [content(p) for p in paths]
+
+
+@pytest.mark.parametrize("which", DAEMONS)
+def test_majority_outvotes_a_corrupted_child(tmp_path, which):
+    got, events, files = majority_read(tmp_path, which)
+    assert got == b"\x5a" * (128 * 1024)
+    assert events[:1] == [{"type": "read", "node-name": "c1",
+                           "sector-num": 0, "sectors-count": 256}]
+    # Without rewrite-corrupted the bad child stays as it was.
+    assert files[1][64 * 1024:64 * 1024 + 512] == b"\xff" * 512
+
+
+@pytest.mark.parametrize("which", DAEMONS)
+def test_rewrite_corrupted_repairs_the_child(tmp_path, which):
+    got, _, files = majority_read(tmp_path, which, **{"rewrite-corrupted": True})
+    assert got == b"\x5a" * (128 * 1024)
+    assert files[0] == files[1] == files[2]
+
+
+def test_daemons_agree_on_the_events(tmp_path):
+    if shutil.which("qemu-storage-daemon") is None:
+        pytest.skip("qemu-storage-daemon not installed")
+    ours = majority_read(tmp_path, "stratad")
+    theirs = majority_read(tmp_path, "qemu-storage-daemon")
+    assert ours[0] == theirs[0]
+    assert ours[1][:1] == theirs[1][:1]
+    assert ours[2] == theirs[2]
+
+
+@pytest.mark.parametrize("which", DAEMONS)
+def test_no_quorum_fails_the_read(tmp_path, which):
+    paths = make_children(tmp_path, b"\x5a")
+    # Two children differ from the third and from each other: no content
+    # has the two votes the threshold asks for.
+    corrupt(paths[1], 0, b"\x01" * 512)
+    corrupt(paths[2], 0, b"\x02" * 512)
+
+    def act(s):
+        # Elsewhere the children agree.
+        assert s.nbd.pread(4096, MiB) == b"\x5a" * 4096
+        # (qemu-storage-daemon also drops the connection after it.)
+        with pytest.raises(nbd.Error):
+            s.nbd.pread(4096, 0)
+        return s.events("QUORUM_FAILURE")
+    events = outcome(which, tmp_path, quorum_spec(paths), act)
+    assert events[:1] == [{"reference": "q", "sector-num": 0,
+                           "sectors-count": 8}]
+
+
+@pytest.mark.parametrize("which", DAEMONS)
+def test_fifo_reads_the_first_child(tmp_path, which):
+    paths = make_children(tmp_path, b"\x5a")
+    corrupt(paths[0], 0, b"\x01" * 512)
+
+    def act(s):
+        return s.nbd.pread(512, 0)
+    spec = quorum_spec(paths, **{"read-pattern": "fifo"})
+    assert outcome(which, tmp_path, spec, act) == b"\x01" * 512
+
+
+# ---- strata-img against qemu-img ----
+
+def json_name(paths, **opts):
+    spec = {"driver": "quorum", "vote-threshold": 2,
+            "children": [{"driver": "file", "filename": str(p)}
+                         for p in paths]}
+    spec.update(opts)
+    return "json:" + json.dumps(spec)
+
+
+def both(args):
+    """(qemu-img, strata-img) results of the same command line."""
+    q = subprocess.run(["qemu-img"] + args, capture_output=True, text=True)
+    s = subprocess.run([binary("strata-img")] + args, capture_output=True,
+                       text=True)
+    return q, s
+
+
+@pytest.mark.parametrize("args", [
+    ["info"], ["info", "--output=json"], ["map", "--output=json"],
+])
+def test_img_inspection_matches_qemu_img(tmp_path, args):
+    paths = make_children(tmp_path)
+    for p in paths:
+        corrupt(p, MiB, b"\x33" * 65536)
+    q, s = both(args + [json_name(paths)])
+    assert (s.returncode, s.stdout) == (q.returncode, q.stdout)
+
+
+def test_img_convert_matches_qemu_img(tmp_path):
+    paths = make_children(tmp_path, b"\x5a")
+    corrupt(paths[2], 4096, b"\x99" * 4096)     # outvoted
+    name = json_name(paths)
+    run(["qemu-img", "convert", "-O", "qcow2", name,
+         str(tmp_path / "q.qcow2")])
+    run([binary("strata-img"), "convert", "-O", "qcow2", name,
+         str(tmp_path / "s.qcow2")])
+    run(["qemu-img", "compare", str(tmp_path / "q.qcow2"),
+         str(tmp_path / "s.qcow2")])
+    run(["qemu-img", "compare", "-f", "raw", str(paths[0]),
+         str(tmp_path / "s.qcow2")])
+    run(["qemu-img", "check", str(tmp_path / "s.qcow2")])
+
+
+@pytest.mark.parametrize("opts", [
+    {"vote-threshold": 0},
+    {"vote-threshold": 4},
+    {"read-pattern": "random"},
+    {"blkverify": True},
+    {"blkverify": True, "rewrite-corrupted": True},
+    {"rewrite-corrupted": True},
+    {"children": []},
+])
+def test_bad_options_give_qemu_img_errors(tmp_path, opts):
+    paths = make_children(tmp_path)
+    if opts.get("blkverify") and opts.get("rewrite-corrupted"):
+        paths = paths[:2]     # reaches the check past the children count
+    q, s = both(["info", json_name(paths, **opts)])
+    assert q.returncode == s.returncode == 1
+    assert s.stderr.replace("strata-img:", "qemu-img:", 1) == q.stderr
