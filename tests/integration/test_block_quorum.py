@@ -252,3 +252,36 @@ def test_bad_options_give_qemu_img_errors(tmp_path, opts):
     q, s = both(["info", json_name(paths, **opts)])
     assert q.returncode == s.returncode == 1
     assert s.stderr.replace("strata-img:", "qemu-img:", 1) == q.stderr
+
+
+def test_children_links_match_qemu(tmp_path):
+    """Nobody else may write a child; reading it is fine; a child cannot
+    be deleted under the quorum node; every node is listed."""
+    if shutil.which("qemu-storage-daemon") is None:
+        pytest.skip("qemu-storage-daemon not installed")
+    paths = make_children(tmp_path)
+    replies = {}
+    for which in DAEMONS:
+        d = Daemon(daemon_binary(which), tmp_path, [
+            "--blockdev", json.dumps(quorum_spec(paths)),
+            "--nbd-server", f"addr.type=unix,addr.path={tmp_path}/n.sock"])
+        try:
+            c = d.connect()
+            got = [c.execute("block-export-add", args) for args in (
+                {"type": "nbd", "id": "e1", "node-name": "c0",
+                 "writable": True},
+                {"type": "nbd", "id": "e2", "node-name": "c1"},
+                {"type": "nbd", "id": "e3", "node-name": "q",
+                 "writable": True})]
+            got.append(c.execute("blockdev-del", {"node-name": "c2"}))
+            nodes = c.cmd("query-named-block-nodes", flat=True)
+            got.append(sorted((n["node-name"], n["drv"]) for n in nodes))
+            replies[which] = got
+        finally:
+            d.stop()
+    ours = replies["stratad"]
+    assert "Permission conflict on node 'c0'" in ours[0]["error"]["desc"]
+    assert ours[1] == ours[2] == {"return": {}}
+    assert ours[4] == [("c0", "file"), ("c1", "file"), ("c2", "file"),
+                       ("q", "quorum")]
+    assert ours == replies["qemu-storage-daemon"]
