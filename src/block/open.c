@@ -170,8 +170,11 @@ static BlockNode *child_by_name(BlockNode *parent, const char *name,
     /* A backing node is only read, and normally is a format node that
      * locks nothing itself: only a file link asks for the parent's
      * locks. */
-    if (!block_perm_check_link(parent, child, strcmp(key, "backing") == 0,
-                               errp)) {
+    bool listed = !file_link && strcmp(key, "backing") != 0 &&
+                  parent->drv->list_child_perm;
+    if (listed ? !block_perm_check_list_link(parent, child, key, errp)
+               : !block_perm_check_link(parent, child,
+                                        strcmp(key, "backing") == 0, errp)) {
         return NULL;
     }
     BlockChildRole role = child_role(parent, key);

@@ -79,6 +79,7 @@ typedef struct GraphView {
     BlockNode *link_parent;   /* pending link, or NULL */
     BlockNode *link_child;
     bool link_backing;
+    const char *link_role;    /* the pending link is this list child */
     const PermRecord *extra;  /* pending user, or NULL */
 } GraphView;
 
@@ -214,7 +215,9 @@ static size_t parent_edges(GraphView *g, BlockNode *bs, Edge *out)
         }
     }
     if (g->link_child == bs && n < MAX_EDGES) {
-        out[n++] = child_link(g, g->link_parent, bs, g->link_backing);
+        out[n++] = g->link_role
+                       ? list_child_link(g, g->link_parent, g->link_role)
+                       : child_link(g, g->link_parent, bs, g->link_backing);
     }
     for (const PermRecord *r = records; r && n < MAX_EDGES; r = r->next) {
         if (r->bs == bs) {
@@ -339,6 +342,15 @@ bool block_perm_check_link(BlockNode *parent, BlockNode *child, bool backing,
 {
     GraphView g = { .link_parent = parent, .link_child = child,
                     .link_backing = backing };
+    LOCK_GUARD(&records_lock);
+    return check_locked(&g, child, errp);
+}
+
+bool block_perm_check_list_link(BlockNode *parent, BlockNode *child,
+                                const char *role, Error **errp)
+{
+    GraphView g = { .link_parent = parent, .link_child = child,
+                    .link_role = role };
     LOCK_GUARD(&records_lock);
     return check_locked(&g, child, errp);
 }

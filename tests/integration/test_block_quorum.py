@@ -285,3 +285,50 @@ def test_children_links_match_qemu(tmp_path):
     assert ours[4] == [("c0", "file"), ("c1", "file"), ("c2", "file"),
                        ("q", "quorum")]
     assert ours == replies["qemu-storage-daemon"]
+
+
+def test_children_by_name_match_qemu(tmp_path):
+    """Existing nodes as children: a writer of a child keeps the quorum
+    node from being made, and the other way round; deleting the quorum
+    node frees its children."""
+    if shutil.which("qemu-storage-daemon") is None:
+        pytest.skip("qemu-storage-daemon not installed")
+    paths = make_children(tmp_path)
+    add_q = {"driver": "quorum", "node-name": "q", "vote-threshold": 2,
+             "children": list(CHILDREN)}
+    replies = {}
+    for which in DAEMONS:
+        args = []
+        for name, p in zip(CHILDREN, paths):
+            args += ["--blockdev", f"driver=file,node-name={name},"
+                     f"filename={p}"]
+        d = Daemon(daemon_binary(which), tmp_path, args + [
+            "--nbd-server", f"addr.type=unix,addr.path={tmp_path}/n.sock"])
+        try:
+            c = d.connect()
+            got = [
+                c.execute("block-export-add", {"type": "nbd", "id": "e1",
+                                               "node-name": "c0",
+                                               "writable": True}),
+                c.execute("blockdev-add", add_q),
+                c.execute("block-export-del", {"id": "e1"}),
+            ]
+            c.wait_event("BLOCK_EXPORT_DELETED")
+            got += [
+                c.execute("blockdev-add", add_q),
+                c.execute("block-export-add", {"type": "nbd", "id": "e3",
+                                               "node-name": "c1",
+                                               "writable": True}),
+                c.execute("blockdev-del", {"node-name": "q"}),
+                c.execute("block-export-add", {"type": "nbd", "id": "e4",
+                                               "node-name": "c1",
+                                               "writable": True}),
+            ]
+            replies[which] = got
+        finally:
+            d.stop()
+    ours = replies["stratad"]
+    assert "unshared by node 'q'" in ours[1]["error"]["desc"]
+    assert "unshared by node 'q'" in ours[4]["error"]["desc"]
+    assert ours[3] == ours[5] == ours[6] == {"return": {}}
+    assert ours == replies["qemu-storage-daemon"]
