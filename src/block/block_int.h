@@ -36,6 +36,9 @@ typedef enum BlockChildKind {
 typedef struct BlockChildRole {
     BlockChildKind kind;
     bool parent_has_metadata; /* the parent's driver has_metadata */
+    /* The parent lets nobody else write or resize the child, whatever
+     * it does itself (quorum: its children must stay equal). */
+    bool parent_unshares_changes;
 } BlockChildRole;
 
 struct BlockNode {

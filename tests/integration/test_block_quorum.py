@@ -332,3 +332,33 @@ def test_children_by_name_match_qemu(tmp_path):
     assert "unshared by node 'q'" in ours[4]["error"]["desc"]
     assert ours[3] == ours[5] == ours[6] == {"return": {}}
     assert ours == replies["qemu-storage-daemon"]
+
+
+def test_other_processes_cannot_write_children(tmp_path):
+    """The children's lock bytes: another process may read a child but
+    not write it, before and after the quorum node gets a writer."""
+    if shutil.which("qemu-storage-daemon") is None:
+        pytest.skip("qemu-storage-daemon not installed")
+    paths = make_children(tmp_path)
+    tries = (["qemu-io", "-f", "raw", "-c", "write 0 512", str(paths[0])],
+             ["qemu-io", "-f", "raw", "-r", "-c", "read 0 512",
+              str(paths[1])],
+             ["qemu-img", "info", "-f", "raw", str(paths[2])])
+    results = {}
+    for which in DAEMONS:
+        d = Daemon(daemon_binary(which), tmp_path, [
+            "--blockdev", json.dumps(quorum_spec(paths)),
+            "--nbd-server", f"addr.type=unix,addr.path={tmp_path}/n.sock"])
+        try:
+            c = d.connect()
+            got = [subprocess.run(t, capture_output=True).returncode
+                   for t in tries]
+            c.cmd("block-export-add", type="nbd", id="e0", **{
+                "node-name": "q", "writable": True})
+            got += [subprocess.run(t, capture_output=True).returncode
+                    for t in tries]
+            results[which] = got
+        finally:
+            d.stop()
+    assert results["stratad"] == [1, 0, 0, 1, 0, 0]
+    assert results["stratad"] == results["qemu-storage-daemon"]
