@@ -13,6 +13,7 @@ import subprocess
 import nbd
 import pytest
 
+from block_util import lock_bytes
 from conftest import binary, run
 from qmp_util import Daemon, wait_for_path
 
@@ -336,7 +337,8 @@ def test_children_by_name_match_qemu(tmp_path):
 
 def test_other_processes_cannot_write_children(tmp_path):
     """The children's lock bytes: another process may read a child but
-    not write it, before and after the quorum node gets a writer."""
+    not write it, before and after the quorum node gets a writer, whose
+    write permission every child takes while it lasts."""
     if shutil.which("qemu-storage-daemon") is None:
         pytest.skip("qemu-storage-daemon not installed")
     paths = make_children(tmp_path)
@@ -352,13 +354,20 @@ def test_other_processes_cannot_write_children(tmp_path):
         try:
             c = d.connect()
             got = [subprocess.run(t, capture_output=True).returncode
-                   for t in tries]
+                   for t in tries] + [lock_bytes(p) for p in paths]
             c.cmd("block-export-add", type="nbd", id="e0", **{
                 "node-name": "q", "writable": True})
             got += [subprocess.run(t, capture_output=True).returncode
-                    for t in tries]
+                    for t in tries] + [lock_bytes(p) for p in paths]
+            c.cmd("block-export-del", id="e0")
+            c.wait_event("BLOCK_EXPORT_DELETED")
+            got += [lock_bytes(p) for p in paths]
             results[which] = got
         finally:
             d.stop()
-    assert results["stratad"] == [1, 0, 0, 1, 0, 0]
+    ours = results["stratad"]
+    assert ours[0:3] == ours[6:9] == [1, 0, 0]
+    # The writer's write permission reaches every child, and goes again.
+    assert all(101 not in b for b in ours[3:6] + ours[12:15])
+    assert all(101 in b for b in ours[9:12])
     assert results["stratad"] == results["qemu-storage-daemon"]
