@@ -277,6 +277,7 @@ def test_children_links_match_qemu(tmp_path):
             got.append(c.execute("blockdev-del", {"node-name": "c2"}))
             nodes = c.cmd("query-named-block-nodes", flat=True)
             got.append(sorted((n["node-name"], n["drv"]) for n in nodes))
+            got.append(sorted(nodes, key=lambda n: n["node-name"]))
             replies[which] = got
         finally:
             d.stop()
