@@ -372,3 +372,60 @@ def test_other_processes_cannot_write_children(tmp_path):
     assert all(101 not in b for b in ours[3:6] + ours[12:15])
     assert all(101 in b for b in ours[9:12])
     assert results["stratad"] == results["qemu-storage-daemon"]
+
+
+@pytest.mark.parametrize("failing", [1, 2])
+def test_write_vote_matches_qemu(tmp_path, failing):
+    """Children that fail writes (blkdebug): one of three is outvoted and
+    the write succeeds; two leave fewer than vote-threshold and it fails.
+    Outcome and QUORUM_* events as under qemu-storage-daemon."""
+    if shutil.which("qemu-storage-daemon") is None:
+        pytest.skip("qemu-storage-daemon not installed")
+    paths = make_children(tmp_path)
+    spec = quorum_spec(paths)
+    for i in range(failing):
+        spec["children"][i] = {
+            "driver": "blkdebug", "node-name": f"b{i}",
+            "image": spec["children"][i],
+            "inject-error": [{"event": "pwritev", "errno": 5,
+                              "immediately": True}]}
+    results = {}
+    for which in DAEMONS:
+        s = Served(which, tmp_path, spec)
+        try:
+            try:
+                s.nbd.pwrite(b"\x01" * 4096, 0)
+                ok = True
+            except nbd.Error:
+                ok = False
+            events = [(n, d) for n in ("QUORUM_REPORT_BAD", "QUORUM_FAILURE")
+                      for d in s.events(n)]
+            results[which] = (ok, events)
+        finally:
+            s.close()
+    ok, events = results["stratad"]
+    assert ok == (failing == 1)
+    assert [e[1]["node-name"] for e in events
+            if e[0] == "QUORUM_REPORT_BAD"] == [f"b{i}" for i in range(failing)]
+    assert ("QUORUM_FAILURE" in [e[0] for e in events]) == (failing == 2)
+    assert results["stratad"] == results["qemu-storage-daemon"]
+    # The children that took the write hold it.
+    for p in paths[failing:]:
+        assert content(p)[:4096] == b"\x01" * 4096
+
+
+def test_blkverify_mismatch_fails_the_read(tmp_path):
+    """blkverify: two children, any difference is an error (QEMU ends
+    the process there, so only stratad is run)."""
+    paths = make_children(tmp_path, b"\x5a")[:2]
+    corrupt(paths[1], 8192, b"\x00")
+    spec = quorum_spec(paths, blkverify=True)
+
+    def act(s):
+        assert s.nbd.pread(4096, 0) == b"\x5a" * 4096
+        with pytest.raises(nbd.Error):
+            s.nbd.pread(4096, 8192)
+        return s.events("QUORUM_FAILURE")
+    events = outcome("stratad", tmp_path, spec, act)
+    assert events == [{"reference": "q", "sector-num": 16,
+                       "sectors-count": 8}]
