@@ -29,6 +29,7 @@ typedef struct QuorumState {
     int threshold;            /* votes a result needs */
     bool blkverify;           /* any mismatch is fatal */
     bool rewrite_corrupted;   /* repair children that lost a read vote */
+    bool serialising;         /* holds a count of bs->serialise_writes */
     int read_pattern;
 } QuorumState;
 
@@ -185,6 +186,13 @@ static bool open_quorum(BlockNode *bs, json_t *opts, int flags, Error **errp)
         s->rewrite_corrupted = rewrite;
     }
     s->threshold = (int)threshold;
+    if (s->rewrite_corrupted) {
+        /* Every write to the node takes the tracker, so that repairs
+         * can exclude them (see quorum_pread); the node is new, no
+         * write can be in flight yet. */
+        atomic_fetch_add(&bs->serialise_writes, 1);
+        s->serialising = true;
+    }
     json_object_del(opts, "vote-threshold");
     json_object_del(opts, "blkverify");
     json_object_del(opts, "rewrite-corrupted");
@@ -229,6 +237,10 @@ static void quorum_close(BlockNode *bs)
     QuorumState *s = bs->opaque;
     for (int i = 0; i < s->num_children; i++) {
         block_node_detach_child(s->children[i]);
+    }
+    if (s->serialising) {
+        atomic_fetch_sub(&bs->serialise_writes, 1);
+        s->serialising = false;
     }
     free(s->children);
     free(s->roles);
@@ -345,7 +357,17 @@ static int quorum_pread(BlockNode *bs, uint64_t offset, uint64_t bytes,
     if (s->read_pattern == QUORUM_READ_FIFO) {
         return read_fifo(bs, offset, bytes, buf, flags);
     }
-    return read_vote(bs, offset, bytes, buf, flags);
+    if (!s->rewrite_corrupted) {
+        return read_vote(bs, offset, bytes, buf, flags);
+    }
+    /* A repair writes what the children held when they were read: no
+     * write to the range may land between the read and the repair, or
+     * the repair would bring back older data on that child. */
+    TrackedWrite w = { .start = offset, .end = offset + bytes, .rmw = true };
+    block_tracker_enter(bs, &w);
+    int ret = read_vote(bs, offset, bytes, buf, flags);
+    block_tracker_leave(bs, &w);
+    return ret;
 }
 
 /* ---- writes ---- */
