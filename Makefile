@@ -72,7 +72,7 @@ ASAN_INTEGRATION = test_img_malformed.py test_nbd_hostile.py \
   test_qcow2_reuse.py test_block_permissions.py test_qmp_live_overlay.py \
   test_qmp_arg_errors.py test_qcow2_subclusters.py test_img_snapshot.py \
   test_img_thin.py test_img_measure.py test_img_syntaxes.py \
-  test_qcow2_data_file.py
+  test_qcow2_data_file.py test_block_quorum.py
 # Large matrices of well-formed inputs that only repeat, under the
 # sanitizers, code paths the other cases already take.
 ASAN_DESELECT = \

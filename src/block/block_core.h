@@ -44,6 +44,10 @@ uint64_t block_perm_next_seq(void);
  * other parents' permissions, anywhere below; QEMU's message if so. */
 bool block_perm_check_link(BlockNode *parent, BlockNode *child, bool backing,
                            Error **errp);
+/* The same for linking child as the list child role ("children.0") of
+ * parent, whose drv->list_child_perm says what the link asks. */
+bool block_perm_check_list_link(BlockNode *parent, BlockNode *child,
+                                const char *role, Error **errp);
 /* The same for the graph as it is, from bs down (after a graph change). */
 bool block_perm_check(BlockNode *bs, Error **errp);
 /* Records a user's permissions on bs, or fails with QEMU's message on a
@@ -144,6 +148,8 @@ extern const BlockDriver bdrv_raw;
 extern const BlockDriver bdrv_blkdebug;
 /* QEMU's copy-on-read filter; drivers/copy-on-read.c. */
 extern const BlockDriver bdrv_copy_on_read;
+/* Voting over several children; drivers/quorum.c. */
+extern const BlockDriver bdrv_quorum;
 /* The NBD client on libnbd; drivers/nbd.c. */
 extern const BlockDriver bdrv_nbd;
 /* QEMU's null-co / null-aio (a sizeable disk that stores nothing);

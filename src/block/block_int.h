@@ -36,6 +36,9 @@ typedef enum BlockChildKind {
 typedef struct BlockChildRole {
     BlockChildKind kind;
     bool parent_has_metadata; /* the parent's driver has_metadata */
+    /* The parent lets nobody else write or resize the child, whatever
+     * it does itself (quorum: its children must stay equal). */
+    bool parent_unshares_changes;
 } BlockChildRole;
 
 struct BlockNode {
@@ -176,6 +179,19 @@ struct BlockDriver {
      * the core's rule (a protocol node keeps the name it was opened with,
      * a format node takes its file's).  Optional. */
     char *(*exact_filename)(BlockNode *bs, const json_t *full_options);
+
+    /* Drivers whose children are not bs->file or bs->backing but a list
+     * they own (quorum): the i-th of them, NULL past the last, and in
+     * *role the name of its link ("children.0").  The core refreshes
+     * their names, puts their options in the node's "json:" filename as
+     * a list under children_option, and checks the permissions that
+     * list_child_perm gives them.  Optional, together. */
+    BlockNode *(*list_child)(BlockNode *bs, int i, const char **role);
+    const char *children_option;
+    /* What bs asks of each list child, given what bs's parents ask of
+     * bs (perm) and let others do (shared); as QEMU's bdrv_child_perm. */
+    void (*list_child_perm)(BlockNode *bs, uint64_t perm, uint64_t shared,
+                            uint64_t *nperm, uint64_t *nshared);
 
     /* Scores how well the first bytes of a file match this format:
      * 0 = not at all, 100 = certain.  Optional. */

@@ -13,6 +13,7 @@ const BlockDriver *const block_drivers[] = {
     &bdrv_qcow2,
     &bdrv_blkdebug,
     &bdrv_copy_on_read,
+    &bdrv_quorum,
     &bdrv_nbd,
     &bdrv_null_co,
     &bdrv_null_aio,

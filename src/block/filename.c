@@ -257,6 +257,11 @@ void block_refresh_filename(BlockNode *bs)
     if (bs->backing) {
         block_refresh_filename(bs->backing);
     }
+    BlockNode *c;
+    for (int i = 0; bs->drv->list_child &&
+                    (c = bs->drv->list_child(bs, i, NULL)); i++) {
+        block_refresh_filename(c);
+    }
     BlockNodeNaming *n = bs->naming;
     if (!n) {
         return;
@@ -273,6 +278,13 @@ void block_refresh_filename(BlockNode *bs)
     }
     if (bs->file) {
         json_object_set_new(full, child_key(bs), child_full_options(bs->file));
+    }
+    if (bs->drv->list_child) {
+        json_t *list = json_array();
+        for (int i = 0; list && (c = bs->drv->list_child(bs, i, NULL)); i++) {
+            json_array_append_new(list, child_full_options(c));
+        }
+        json_object_set_new(full, bs->drv->children_option, list);
     }
     json_decref(n->full_open_options);
     n->full_open_options = full;

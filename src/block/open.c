@@ -120,6 +120,9 @@ static BlockChildRole child_role(const BlockNode *parent, const char *key)
         .kind = strcmp(key, "backing") == 0 ? BLOCK_CHILD_BACKING
                                             : BLOCK_CHILD_FILE,
         .parent_has_metadata = parent->drv->has_metadata,
+        .parent_unshares_changes = strcmp(key, "file") != 0 &&
+                                   strcmp(key, "backing") != 0 &&
+                                   parent->drv->list_child_perm,
     };
 }
 
@@ -168,14 +171,17 @@ static BlockNode *child_by_name(BlockNode *parent, const char *name,
     }
     bool file_link = strcmp(key, "file") == 0;
     /* A backing node is only read, and normally is a format node that
-     * locks nothing itself: only a file link asks for the parent's
-     * locks. */
-    if (!block_perm_check_link(parent, child, strcmp(key, "backing") == 0,
-                               errp)) {
+     * locks nothing itself: only a file link or a child in a parent's
+     * list (quorum) asks for the parent's locks. */
+    bool listed = !file_link && strcmp(key, "backing") != 0 &&
+                  parent->drv->list_child_perm;
+    if (listed ? !block_perm_check_list_link(parent, child, key, errp)
+               : !block_perm_check_link(parent, child,
+                                        strcmp(key, "backing") == 0, errp)) {
         return NULL;
     }
     BlockChildRole role = child_role(parent, key);
-    if (file_link && child->drv->attach_parent &&
+    if ((file_link || listed) && child->drv->attach_parent &&
         !child->drv->attach_parent(child, &role, errp)) {
         return NULL;
     }

@@ -79,6 +79,7 @@ typedef struct GraphView {
     BlockNode *link_parent;   /* pending link, or NULL */
     BlockNode *link_child;
     bool link_backing;
+    const char *link_role;    /* the pending link is this list child */
     const PermRecord *extra;  /* pending user, or NULL */
 } GraphView;
 
@@ -173,6 +174,16 @@ static Edge child_link(GraphView *g, BlockNode *p, BlockNode *c,
     return e;
 }
 
+/* The link from p to one of the children of its list (quorum). */
+static Edge list_child_link(GraphView *g, BlockNode *p, const char *role)
+{
+    uint64_t pp, ps;
+    Edge e = { .parent = p, .seq = p->perm_seq, .role = role };
+    cumulative(g, p, &pp, &ps);
+    p->drv->list_child_perm(p, pp, ps, &e.perm, &e.shared);
+    return e;
+}
+
 static Edge record_edge(const PermRecord *r)
 {
     return (Edge){ .role = r->role ? r->role : "root",
@@ -192,8 +203,21 @@ static size_t parent_edges(GraphView *g, BlockNode *bs, Edge *out)
             out[n++] = child_link(g, p, bs, true);
         }
     }
+    for (size_t i = 0; i < g->n && n < MAX_EDGES; i++) {
+        BlockNode *p = g->nodes[i];
+        const char *role = NULL;
+        BlockNode *c;
+        for (int k = 0; p->drv->list_child && n < MAX_EDGES &&
+                        (c = p->drv->list_child(p, k, &role)); k++) {
+            if (c == bs) {
+                out[n++] = list_child_link(g, p, role);
+            }
+        }
+    }
     if (g->link_child == bs && n < MAX_EDGES) {
-        out[n++] = child_link(g, g->link_parent, bs, g->link_backing);
+        out[n++] = g->link_role
+                       ? list_child_link(g, g->link_parent, g->link_role)
+                       : child_link(g, g->link_parent, bs, g->link_backing);
     }
     for (const PermRecord *r = records; r && n < MAX_EDGES; r = r->next) {
         if (r->bs == bs) {
@@ -280,6 +304,13 @@ static bool check_down(GraphView *g, BlockNode *bs, Error **errp)
     if (bs->file && !check_down(g, bs->file, errp)) {
         return false;
     }
+    BlockNode *c;
+    for (int k = 0; bs->drv->list_child &&
+                    (c = bs->drv->list_child(bs, k, NULL)); k++) {
+        if (!check_down(g, c, errp)) {
+            return false;
+        }
+    }
     return !bs->backing || bs->backing == bs->file ||
            check_down(g, bs->backing, errp);
 }
@@ -311,6 +342,15 @@ bool block_perm_check_link(BlockNode *parent, BlockNode *child, bool backing,
 {
     GraphView g = { .link_parent = parent, .link_child = child,
                     .link_backing = backing };
+    LOCK_GUARD(&records_lock);
+    return check_locked(&g, child, errp);
+}
+
+bool block_perm_check_list_link(BlockNode *parent, BlockNode *child,
+                                const char *role, Error **errp)
+{
+    GraphView g = { .link_parent = parent, .link_child = child,
+                    .link_role = role };
     LOCK_GUARD(&records_lock);
     return check_locked(&g, child, errp);
 }

@@ -5,7 +5,8 @@
  * processes see are the lock bytes the file nodes at the bottom take.
  * strata keeps the part that shows there: a user's permissions go down
  * through nodes that pass them on unchanged (raw, filters) to the file
- * node, which adds them to its locks.  A metadata format (qcow2) stops
+ * node, which adds them to its locks; a quorum passes them to each of
+ * its children.  A metadata format (qcow2) stops
  * them: it already takes what its own writes need and forbids others
  * to write or resize, as QEMU's qcow2 does.
  */
@@ -13,16 +14,36 @@
 
 #include "block/block_core.h"
 
-/* The protocol node that enforces a user's permissions, or NULL. */
-static BlockNode *perm_target(BlockNode *bs)
+/* Adds (count 1) or removes (count -1) a user's permissions on the
+ * protocol nodes that enforce them below bs: down the file links, and
+ * into every child of a node with a list of them (quorum), as that node
+ * passes them on.  Adding fails, taking nothing, on a conflict. */
+static bool pass_down(BlockNode *bs, uint64_t perm, uint64_t shared,
+                      int count, Error **errp)
 {
     while (bs && !bs->drv->is_protocol) {
         if (bs->drv->has_metadata) {
-            return NULL;
+            return true;
+        }
+        if (bs->drv->list_child_perm) {
+            uint64_t np, ns;
+            bs->drv->list_child_perm(bs, perm, shared, &np, &ns);
+            BlockNode *c;
+            for (int i = 0; (c = bs->drv->list_child(bs, i, NULL)); i++) {
+                if (!pass_down(c, np, ns, count, errp)) {
+                    while (--i >= 0) {
+                        (void)pass_down(bs->drv->list_child(bs, i, NULL), np,
+                                        ns, -count, NULL);
+                    }
+                    return false;
+                }
+            }
+            return true;
         }
         bs = bs->file;
     }
-    return bs && bs->drv->user_perm ? bs : NULL;
+    return !bs || !bs->drv->user_perm ||
+           bs->drv->user_perm(bs, perm, shared, count, errp);
 }
 
 bool block_node_add_perm(BlockNode *bs, uint64_t perm, uint64_t shared,
@@ -35,8 +56,7 @@ bool block_node_add_perm(BlockNode *bs, uint64_t perm, uint64_t shared,
     if (!block_perm_record_add(bs, perm, shared, errp)) {
         return false;
     }
-    BlockNode *target = perm_target(bs);
-    if (target && !target->drv->user_perm(target, perm, shared, 1, errp)) {
+    if (!pass_down(bs, perm, shared, 1, errp)) {
         block_perm_record_del(bs, perm, shared);
         return false;
     }
@@ -46,11 +66,8 @@ bool block_node_add_perm(BlockNode *bs, uint64_t perm, uint64_t shared,
 void block_node_del_perm(BlockNode *bs, uint64_t perm, uint64_t shared)
 {
     block_perm_record_del(bs, perm & BLOCK_PERM_ALL, shared & BLOCK_PERM_ALL);
-    BlockNode *target = perm_target(bs);
-    if (target) {
-        (void)target->drv->user_perm(target, perm & BLOCK_PERM_ALL,
-                                     shared & BLOCK_PERM_ALL, -1, NULL);
-    }
+    (void)pass_down(bs, perm & BLOCK_PERM_ALL, shared & BLOCK_PERM_ALL, -1,
+                    NULL);
 }
 
 typedef struct ResizeCheck {

@@ -34,8 +34,11 @@ json_t *qmp_image_info(BlockNode *bs, bool flat)
     if (spec) {
         json_object_set_new(info, "format-specific", spec);
     }
-    json_object_set_new(info, "dirty-flag",
-                        json_boolean(block_node_is_dirty(bs)));
+    /* As QEMU: only a node whose driver has image info has the flag. */
+    if (block_node_has_image_info(bs)) {
+        json_object_set_new(info, "dirty-flag",
+                            json_boolean(block_node_is_dirty(bs)));
+    }
     const char *backing_file = block_node_backing_file(bs);
     if (backing_file && backing_file[0]) {
         json_object_set_new(info, "backing-filename",

@@ -140,12 +140,16 @@ void file_lock_release(int fd, uint64_t perm, uint64_t unshared)
     }
 }
 
-void file_lock_perms(bool read_only, bool force_share, bool metadata,
+void file_lock_perms(bool read_only, bool force_share,
+                     const BlockChildRole *role,
                      uint64_t *perm, uint64_t *shared)
 {
     *perm = 0;
     *shared = FILE_PERM_ALL;
-    if (!metadata) {
+    if (role->parent_unshares_changes && !force_share) {
+        *shared &= ~(uint64_t)(FILE_PERM_WRITE | FILE_PERM_RESIZE);
+    }
+    if (!role->parent_has_metadata) {
         return;
     }
     *perm = FILE_PERM_CONSISTENT_READ;
@@ -202,8 +206,7 @@ bool file_attach_parent(BlockNode *bs, const BlockChildRole *role,
         return true;
     }
     uint64_t perm, shared;
-    file_lock_perms(bs->read_only, bs->force_share,
-                    role->parent_has_metadata, &perm, &shared);
+    file_lock_perms(bs->read_only, bs->force_share, role, &perm, &shared);
     LOCK_GUARD(&s->perm_lock);
     /* A node can have several parents: keep the union of their needs. */
     uint64_t old_perm = s->parent_perm, old_shared = s->parent_shared;
@@ -225,8 +228,7 @@ void file_make_read_only(BlockNode *bs)
         return;
     }
     uint64_t perm, shared;
-    file_lock_perms(true, bs->force_share, bs->role.parent_has_metadata,
-                    &perm, &shared);
+    file_lock_perms(true, bs->force_share, &bs->role, &perm, &shared);
     LOCK_GUARD(&s->perm_lock);
     s->parent_perm &= perm;
     s->parent_shared |= shared;

@@ -50,9 +50,11 @@ void file_make_read_only(BlockNode *bs);
 
 /* QEMU's permissions for a file node from its parent: none unless the
  * parent is a metadata format (qcow2), which reads, writes and resizes
- * when read-write and lets nobody else write or resize; force-share
+ * when read-write and lets nobody else write or resize, or a quorum,
+ * which lets nobody else write or resize its children; force-share
  * shares all.  Users (exports, tools) add theirs: file_user_perm. */
-void file_lock_perms(bool read_only, bool force_share, bool metadata,
+void file_lock_perms(bool read_only, bool force_share,
+                     const BlockChildRole *role,
                      uint64_t *perm, uint64_t *shared);
 
 /* Size of the file or block device behind fd, or -errno. */

@@ -171,8 +171,8 @@ static bool file_do_open(BlockNode *bs, json_t *opts, int flags,
 
     if (locking != 0) {
         uint64_t perm, shared;
-        file_lock_perms(bs->read_only, bs->force_share,
-                        bs->role.parent_has_metadata, &perm, &shared);
+        file_lock_perms(bs->read_only, bs->force_share, &bs->role, &perm,
+                        &shared);
         int ret = file_lock_apply_and_check(s->fd, perm, shared, filename, errp);
         if (ret == -ENOTSUP && locking == 1) {
             error_setg(errp, "Failed to lock '%s': the file system does not "
