@@ -418,6 +418,9 @@ char *block_full_backing_filename(BlockNode *bs, Error **errp);
 /* ---- drivers ---- */
 /* True if a driver is called name. */
 bool block_driver_known(const char *name);
+/* The names of every driver, in byte order (qemu-img's "Supported
+ * formats" line).  Returns how many there are; fills at most max. */
+size_t block_driver_names(const char **names, size_t max);
 /* True if images of format fmt can take compressed writes
  * (block_write_compressed). */
 bool block_format_can_compress(const char *fmt);

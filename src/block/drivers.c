@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - the registry of block drivers. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "block/block_core.h"
+#include "util/cleanup.h"
 
 #include "block/drivers/qcow2/qcow2.h"
 
@@ -53,6 +55,23 @@ const BlockDriver *block_find_driver(const char *name)
 bool block_driver_known(const char *name)
 {
     return block_find_driver(name) != NULL;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+size_t block_driver_names(const char **names, size_t max)
+{
+    size_t n = 0;
+    for (; block_drivers[n]; n++) {
+        if (n < max) {
+            names[n] = block_drivers[n]->format_name;
+        }
+    }
+    qsort(names, MIN(n, max), sizeof(*names), compare_names);
+    return n;
 }
 
 bool block_format_can_compress(const char *fmt)

@@ -135,13 +135,22 @@ static const char help_text[] =
 "                 sized (encrypt.key-secret=ID)\n"
 "\n"
 "See strata-img(1).\n"
-"\n"
-"Supported formats: file qcow2 raw\n";
+"\n";
 
 void img_help(void)
 {
     printf("strata-img version %s\n", STRATA_VERSION);
     fputs(help_text, stdout);
+    /* The drivers, as qemu-img lists them: scripts look for a name here
+     * to learn whether a driver is there. */
+    const char *names[64];
+    size_t n = MIN(block_driver_names(names, ARRAY_SIZE(names)),
+                   ARRAY_SIZE(names));
+    fputs("Supported formats:", stdout);
+    for (size_t i = 0; i < n; i++) {
+        printf(" %s", names[i]);
+    }
+    putchar('\n');
     exit(0);
 }
 

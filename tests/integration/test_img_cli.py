@@ -96,6 +96,36 @@ def test_help_and_version():
     assert r.stdout.startswith("strata-img version ")
 
 
+def test_help_lists_drivers_as_qemu_img():
+    """A line of --help names the drivers in qemu-img's format: sorted,
+    each one QEMU's name for it, each one usable with -f."""
+    def formats(out):
+        lines = [l for l in out.split("\n")
+                 if l.startswith("Supported formats:")]
+        assert len(lines) == 1
+        return lines[0].split()[2:]
+    ours = formats(simg("--help").stdout)
+    theirs = formats(subprocess.run(["qemu-img", "--help"], text=True,
+                                    capture_output=True).stdout)
+    assert ours == sorted(ours)
+    assert {"file", "qcow2", "raw", "quorum", "blkdebug", "nbd"} <= set(ours)
+    assert set(ours) <= set(theirs)
+    for name in ours:
+        r = simg("info", "-f", name, "/nonexistent/x", check=False)
+        assert "Unknown driver" not in r.stderr, (name, r.stderr)
+
+
+@pytest.mark.parametrize("name", ["/nonexistent/x", "http://x/y",
+                                  "nbd+unix:///e?socket=/nonexistent/s"])
+def test_nbd_filename_errors_as_qemu_img(name):
+    """Scripts probe for NBD support by these texts."""
+    ours = simg("info", "-f", "nbd", name, check=False)
+    theirs = qimg("info", "-f", "nbd", name, check=False)
+    assert ours.returncode == theirs.returncode == 1
+    assert same_stderr(ours.stderr, theirs.stderr), (ours.stderr,
+                                                     theirs.stderr)
+
+
 @pytest.mark.parametrize("args", [
     [],
     ["foo"],

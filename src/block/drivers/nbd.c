@@ -165,7 +165,12 @@ static bool parse_filename(const char *name, NbdTarget *t, Error **errp)
         t->port = strdup(colon + 1);
         return t->export && t->host && t->port;
     }
-    error_setg(errp, "'%s' is not an NBD filename", name);
+    /* QEMU's words: scripts that probe for NBD support read them. */
+    if (strstr(name, "://")) {
+        error_setg(errp, "No valid URL specified");
+    } else {
+        error_setg(errp, "File name string for NBD must start with 'nbd:'");
+    }
     return false;
 }
 
