@@ -301,15 +301,37 @@ def qio_cmds(ops):
     return cmds
 
 
+def image_layout(path):
+    """qemu-img map of path without what only the host file system
+    decides: "zero" on a data extent comes from a hole in the image file
+    under an allocated cluster, and whether a run of zeroes written there
+    stays a hole depends on the order in which qemu-img convert's
+    parallel requests reach the file.  Adjacent extents that then agree
+    are merged."""
+    out = []
+    for e in json.loads(qimg("map", "--output=json", path).stdout):
+        if e["data"]:
+            e["zero"] = False
+        last = out[-1] if out else None
+        if (last and all(last[k] == e[k] for k in e
+                         if k not in ("start", "length", "offset"))
+                and last["start"] + last["length"] == e["start"]
+                and ("offset" not in e or
+                     last.get("offset", -1) + last["length"] == e["offset"])):
+            last["length"] += e["length"]
+        else:
+            out.append(e)
+    return out
+
+
 def assert_same_result(tmp_path, ref, img):
     """img (written by strata) is clean and equal to ref (written by
     qemu-io) in content and qemu-img map."""
-    for args in (["check"], ["map", "--output=json"]):
-        a = qimg(*args, ref, check=False)
-        b = qimg(*args, img, check=False)
-        assert b.returncode == 0, b.stdout + b.stderr
-        assert b.stdout.replace(str(img), "X") == \
-            a.stdout.replace(str(ref), "X"), args
+    a = qimg("check", ref, check=False)
+    b = qimg("check", img, check=False)
+    assert b.returncode == 0, b.stdout + b.stderr
+    assert b.stdout.replace(str(img), "X") == a.stdout.replace(str(ref), "X")
+    assert image_layout(img) == image_layout(ref)
     c = qimg("compare", ref, img, check=False)
     assert c.returncode == 0, c.stdout + c.stderr
 
