@@ -51,6 +51,14 @@ def quorum_spec(paths, **opts):
     return spec
 
 
+def quorum_daemon(which, tmp_path, paths):
+    """A daemon with a quorum node over paths and an NBD server, no
+    export (the tests add their own)."""
+    return Daemon(daemon_binary(which), tmp_path, [
+        "--blockdev", json.dumps(quorum_spec(paths)),
+        "--nbd-server", f"addr.type=unix,addr.path={tmp_path}/n.sock"])
+
+
 class Served:
     """A daemon with the quorum node exported as "disk" and a QMP client
     to watch its events."""
@@ -263,9 +271,7 @@ def test_children_links_match_qemu(tmp_path):
     paths = make_children(tmp_path)
     replies = {}
     for which in DAEMONS:
-        d = Daemon(daemon_binary(which), tmp_path, [
-            "--blockdev", json.dumps(quorum_spec(paths)),
-            "--nbd-server", f"addr.type=unix,addr.path={tmp_path}/n.sock"])
+        d = quorum_daemon(which, tmp_path, paths)
         try:
             c = d.connect()
             got = [c.execute("block-export-add", args) for args in (
@@ -349,9 +355,7 @@ def test_other_processes_cannot_write_children(tmp_path):
              ["qemu-img", "info", "-f", "raw", str(paths[2])])
     results = {}
     for which in DAEMONS:
-        d = Daemon(daemon_binary(which), tmp_path, [
-            "--blockdev", json.dumps(quorum_spec(paths)),
-            "--nbd-server", f"addr.type=unix,addr.path={tmp_path}/n.sock"])
+        d = quorum_daemon(which, tmp_path, paths)
         try:
             c = d.connect()
             got = [subprocess.run(t, capture_output=True).returncode
