@@ -44,6 +44,25 @@ def verify_pattern(uri, total, block=MiB, start=0):
         h.shutdown()
 
 
+def write_pattern_paced(uri, total, agent, image, step=MiB):
+    """Writes what write_pattern writes, one step at a time, each step only
+    once the agent has restored the headroom it keeps (its last "arm"
+    line's free-limit).  The daemon then never writes past the file's end,
+    so on a file volume, as on a block device, every byte of growth is one
+    of the agent's extensions, however slow the agent is scheduled."""
+    h = nbd.NBD()
+    h.connect_uri(uri)
+    try:
+        for i in range(total // step):
+            limit = int(agent.lines("arm")[-1]["free-limit"])
+            agent.wait_for(lambda: os.path.getsize(image) > i * step + limit,
+                           what=f"headroom before byte {i * step}")
+            h.pwrite(pattern(i, step), i * step)
+        h.flush()
+    finally:
+        h.shutdown()
+
+
 def new_image(tmp_path, target, size="1G"):
     subprocess.run(["qemu-img", "create", "-f", "qcow2", target, size],
                    check=True, capture_output=True)
@@ -94,13 +113,16 @@ def test_agent_grows_file_volume_in_chunks(tmp_path, managed):
                              "--chunk", "8M", "--poll-interval", "30"])
     managed.append(agent)
     agent.wait_for(lambda: agent.lines("arm"), what="first arm")
-    write_pattern(d.nbd_uri, 48 * MiB)
+    write_pattern_paced(d.nbd_uri, 48 * MiB, agent, image)
     agent.wait_for(lambda: os.path.getsize(image) > 48 * MiB + 4 * MiB,
                    what="headroom after the writes")
-    sizes = assert_one_extend_per_crossing(agent)
-    # Chunks, not the data's own growth: every step is one chunk.
+    # Paced writes never grow the file themselves: each extension starts
+    # where the one before ended, one chunk at a time (the first one also
+    # rounds the header-sized file up to a MiB).
+    sizes = assert_one_extend_per_crossing(agent, device=True)
     assert all(to - frm <= CHUNK + MiB for frm, to in sizes), sizes
     assert os.path.getsize(image) % MiB == 0
+    # From under 1 MiB to past 52 MiB in steps of at most 9 MiB.
     assert len(sizes) >= 6
     events = [e for e in agent.lines("exceeded") if e["source"] == "event"]
     assert events, agent.text()
@@ -168,7 +190,8 @@ def test_agent_extend_command_and_config_file(tmp_path, managed):
     agent.wait_for(lambda: agent.lines("arm"), what="first arm")
     arm = agent.lines("arm")[-1]
     assert int(arm["free-limit"]) == 3 * MiB   # 75% of 4M
-    write_pattern(d.nbd_uri, 12 * MiB)
+    write_pattern_paced(d.nbd_uri, 12 * MiB, agent, image)
+    # 12 MiB of data with 3 MiB kept free, 4 MiB at a time.
     agent.wait_for(lambda: len(agent.lines("extended")) >= 3,
                    what="three extensions")
     assert all(e["method"] == "command" for e in agent.lines("extend"))
