@@ -187,7 +187,24 @@ class Daemon:
             wait_for_path(self.qmp_path, self.proc)
 
     def connect(self, negotiate=True):
-        c = QmpClient(self.qmp_path, negotiate=negotiate)
+        # qemu-storage-daemon now and then drops a connection it has just
+        # greeted (under load, its monitor's two threads racing over a new
+        # client); while it runs it gets another try.  stratad never does:
+        # a reset from it is a failure.  A daemon that exited is reported
+        # with what it printed.
+        peer = os.path.basename(self.binary) == "qemu-storage-daemon"
+        for attempt in range(3):
+            try:
+                c = QmpClient(self.qmp_path, negotiate=negotiate)
+                break
+            except (ConnectionResetError, BrokenPipeError) as e:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"{self.binary} exited with {self.proc.returncode}: "
+                        f"{self.proc.stderr.read()}") from e
+                if attempt == 2 or not peer:
+                    raise
+                time.sleep(0.1)
         self.clients.append(c)
         return c
 
