@@ -786,7 +786,9 @@ static json_t *image_options(const char *filename, const char *fmt,
         error_setg(errp, "Unknown driver '%s'", fmt);
         return NULL;
     }
-    if (drv && drv->is_protocol) {
+    /* A driver that parses names (blkdebug) takes the name itself, as
+     * QEMU hands it to every driver that can open one. */
+    if (drv && (drv->is_protocol || drv->parse_filename)) {
         return block_protocol_options(filename, drv, errp);
     }
     json_t *file = block_protocol_options(filename, NULL, errp);

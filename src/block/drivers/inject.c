@@ -216,9 +216,16 @@ static void raise_event_locked(InjectState *s, int event);
 static bool inject_parse_filename(const char *filename, json_t *opts,
                                   Error **errp)
 {
+    if (strncmp(filename, "blkdebug:", 9) != 0) {
+        /* Chosen by name (-f blkdebug): the whole name is the image, and
+         * the rules come from options. */
+        json_object_set_new(opts, "x-image", json_string(filename));
+        json_object_del(opts, "filename");
+        return true;
+    }
     const char *p = filename + strlen("blkdebug:");
     const char *colon = strchr(p, ':');
-    if (strncmp(filename, "blkdebug:", 9) != 0 || !colon) {
+    if (!colon) {
         error_setg(errp, "blkdebug requires both config file and image path");
         return false;
     }
