@@ -302,19 +302,11 @@ static int refcount_area_locked(BlockNode *bs, uint64_t start,
     if (ret == 0) {
         ret = block_flush(bs->file);
     }
-    struct {
-        uint64_t offset;
-        uint32_t clusters;
-    } __attribute__((packed)) hdr = {
-        htobe64(table_offset), htobe32((uint32_t)table_clusters)
-    };
+    uint64_t old_offset, old_bytes;
     if (ret == 0) {
-        block_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_SWITCH_TABLE);
-        ret = qcow2_write_meta_locked(bs, 48, sizeof(hdr), &hdr,
-                                      QCOW2_META_HEADER);
-    }
-    if (ret == 0) {
-        ret = block_flush(bs->file);
+        ret = qcow2_switch_reftable_locked(bs, table, table_size,
+                                           table_offset, &old_offset,
+                                           &old_bytes);
     }
     if (ret < 0) {
         /* The header still names the old table: what was written for
@@ -322,16 +314,12 @@ static int refcount_area_locked(BlockNode *bs, uint64_t start,
         free(table);
         return ret;
     }
-    uint64_t old_offset = s->reftable_offset;
-    uint64_t old_bytes = ALIGN_UP(s->reftable_entries * 8, cs);
-    free(s->reftable);
-    s->reftable = table;
-    s->reftable_entries = table_size;
-    s->reftable_offset = table_offset;
-    s->header.refcount_table_offset = table_offset;
-    s->header.refcount_table_clusters = (uint32_t)table_clusters;
-    qcow2_meta_remove(s, old_offset, old_bytes);
     s->next_alloc = MAX(s->next_alloc, end_offset);
+    ret = block_flush(bs->file);
+    if (ret < 0) {
+        /* The new table is in use; the old one stays allocated. */
+        return ret;
+    }
     *end = end_offset;
     return qcow2_free_clusters_locked(bs, old_offset, old_bytes);
 }

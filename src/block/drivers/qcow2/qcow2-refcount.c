@@ -93,6 +93,42 @@ static int write_reftable_entry_locked(BlockNode *bs, uint64_t index)
 
 /* Replaces the refcount table by one at least min_entries long, placed
  * at the end of the image. */
+/* Points the header at a new refcount table (written and durable
+ * already, with everything it lists) and makes it the one in use: table
+ * (entries host-endian entries, a whole number of clusters at offset) is
+ * taken over on success only.  *old_offset and *old_bytes say where the
+ * previous table was, for the caller to free once the new table's own
+ * refcounts are in place. */
+int qcow2_switch_reftable_locked(BlockNode *bs, uint64_t *table,
+                                 uint64_t entries, uint64_t offset,
+                                 uint64_t *old_offset, uint64_t *old_bytes)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t clusters = entries * 8 / s->cluster_size;
+    struct {
+        uint64_t offset;
+        uint32_t clusters;
+    } __attribute__((packed)) hdr = {
+        htobe64(offset), htobe32((uint32_t)clusters)
+    };
+    block_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_SWITCH_TABLE);
+    int ret = qcow2_write_meta_locked(bs, 48, sizeof(hdr), &hdr,
+                                      QCOW2_META_HEADER);
+    if (ret < 0) {
+        return ret;
+    }
+    *old_offset = s->reftable_offset;
+    *old_bytes = ALIGN_UP(s->reftable_entries * 8, s->cluster_size);
+    free(s->reftable);
+    s->reftable = table;
+    s->reftable_entries = entries;
+    s->reftable_offset = offset;
+    s->header.refcount_table_offset = offset;
+    s->header.refcount_table_clusters = (uint32_t)clusters;
+    qcow2_meta_remove(s, *old_offset, *old_bytes);
+    return 0;
+}
+
 static int grow_reftable_locked(BlockNode *bs, uint64_t min_entries)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -140,29 +176,13 @@ static int grow_reftable_locked(BlockNode *bs, uint64_t min_entries)
         return ret;
     }
 
-    struct {
-        uint64_t offset;
-        uint32_t clusters;
-    } __attribute__((packed)) hdr = {
-        htobe64(new_offset), htobe32((uint32_t)clusters)
-    };
-    block_debug_event(bs->file, BLKDBG_REFBLOCK_ALLOC_SWITCH_TABLE);
-    ret = qcow2_write_meta_locked(bs, 48, sizeof(hdr), &hdr,
-                                  QCOW2_META_HEADER);
+    uint64_t old_offset, old_bytes;
+    ret = qcow2_switch_reftable_locked(bs, table, entries, new_offset,
+                                       &old_offset, &old_bytes);
     if (ret < 0) {
         free(table);
         return ret;
     }
-
-    uint64_t old_offset = s->reftable_offset;
-    uint64_t old_bytes = s->reftable_entries * 8;
-    free(s->reftable);
-    s->reftable = table;
-    s->reftable_entries = entries;
-    s->reftable_offset = new_offset;
-    s->header.refcount_table_offset = new_offset;
-    s->header.refcount_table_clusters = (uint32_t)clusters;
-    qcow2_meta_remove(s, old_offset, old_bytes);
     ret = qcow2_meta_add(s, new_offset, clusters * cs, QCOW2_META_REFTABLE);
     if (ret < 0) {
         return ret;

@@ -419,6 +419,12 @@ int qcow2_update_refcount_locked(BlockNode *bs, uint64_t offset,
                                  uint64_t length, int64_t delta);
 int qcow2_set_refcount_locked(BlockNode *bs, uint64_t cluster,
                               uint64_t refcount);
+/* Points the header at a new, durable refcount table of entries
+ * entries at offset and puts table (taken over on success) in use;
+ * returns where the old one was, for the caller to free. */
+int qcow2_switch_reftable_locked(BlockNode *bs, uint64_t *table,
+                                 uint64_t entries, uint64_t offset,
+                                 uint64_t *old_offset, uint64_t *old_bytes);
 /* Drops one reference to every cluster of [offset, offset+length) that
  * something referenced until now, announcing cluster_free first, and
  * prints QEMU's line on stderr when that fails (the caller's error
