@@ -347,3 +347,36 @@ def test_open_repairs_dirty_image(tmp_path):
     assert Image(img).incompat & 1 == 0
     assert qemu_img("check", img, check=False).returncode == 0
     qemu_io(img, "read -P 0x11 0 64k", "read -P 0x22 1M 128k")
+
+
+def test_repair_that_cannot_grow_the_file_like_qemu(tmp_path):
+    """A refcount block listed a TiB past the end: the repair grows the
+    file to reach it.  Where the file may not grow (a size limit here, a
+    full disk in life), both tools report the failed resize alike, with
+    its errno, and go on to rebuild the refcounts the same way."""
+    import resource
+    import signal
+    import subprocess
+    from conftest import binary
+
+    img = base_image(tmp_path)
+    im = Image(img)
+    im.put_u64(im.rt_off + 8, 1 << 40)
+    ours, theirs = both(tmp_path, img, "r")
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 20, 64 << 20))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    def repair(tool, path):
+        p = subprocess.run([tool, "check", "-r", "all", path],
+                           preexec_fn=limited, capture_output=True,
+                           text=True)
+        return p.returncode, p.stdout, normalize_stderr(p.stderr)
+
+    mine = repair(binary("strata-img"), ours)
+    qemu = repair("qemu-img", theirs)
+    assert mine == qemu
+    assert "ERROR could not resize image: File too large" in mine[2]
+    assert filecmp.cmp(ours, theirs, shallow=False)
+    assert_same_check(ours, theirs)

@@ -100,7 +100,7 @@ static bool regular_resize(int fd, uint64_t cur, uint64_t size,
         return false;
     }
     if (ftruncate(fd, (off_t)size) < 0) {
-        error_setg_errno(errp, errno, "Failed to resize the file");
+        error_setg_errno(errp, errno, "Could not resize file");
         return false;
     }
     if (prealloc == PREALLOC_OFF && cur == 0 && size > 0) {

@@ -297,10 +297,11 @@ static int count_refblocks(Qcow2Check *c, BlockCheckResult *res, int fix,
             Error *err = NULL;
             if (!block_truncate(c->bs->file, offset + s->cluster_size, false,
                                 PREALLOC_OFF, &err)) {
+                int errnum = err->errnum ? err->errnum : EIO;
                 error_report_err(err);
                 *rebuild = true;
                 fprintf(stderr, "ERROR could not resize image: %s\n",
-                        strerror(EIO));
+                        strerror(errnum));
                 continue;
             }
             uint64_t nb = DIV_ROUND_UP(block_node_size(c->bs->file),
