@@ -91,8 +91,6 @@ static int write_reftable_entry_locked(BlockNode *bs, uint64_t index)
                                    QCOW2_META_REFTABLE);
 }
 
-/* Replaces the refcount table by one at least min_entries long, placed
- * at the end of the image. */
 /* Points the header at a new refcount table (written and durable
  * already, with everything it lists) and makes it the one in use: table
  * (entries host-endian entries, a whole number of clusters at offset) is
@@ -129,6 +127,8 @@ int qcow2_switch_reftable_locked(BlockNode *bs, uint64_t *table,
     return 0;
 }
 
+/* Replaces the refcount table by one at least min_entries long, placed
+ * at the end of the image. */
 static int grow_reftable_locked(BlockNode *bs, uint64_t min_entries)
 {
     BDRVQcow2State *s = bs->opaque;
