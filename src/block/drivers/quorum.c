@@ -285,8 +285,10 @@ static int read_vote(BlockNode *bs, uint64_t offset, uint64_t bytes,
     CLEANUP_FREE int *rets = calloc((size_t)n, sizeof(int));
     /* same[i]: the first child whose content equals child i's */
     CLEANUP_FREE int *same = calloc((size_t)n, sizeof(int));
+    /* votes[j]: how many children hold the content first read from j */
+    CLEANUP_FREE int *votes = calloc((size_t)n, sizeof(int));
     CLEANUP_FREE uint8_t *bufs = malloc((size_t)n * bytes);
-    if (!rets || !same || !bufs) {
+    if (!rets || !same || !votes || !bufs) {
         return -ENOMEM;
     }
     int ok = 0;
@@ -317,13 +319,9 @@ static int read_vote(BlockNode *bs, uint64_t offset, uint64_t bytes,
                 break;
             }
         }
-        int votes = 0;
-        for (int j = 0; j <= i; j++) {
-            votes += !rets[j] && same[j] == same[i];
-        }
-        if (votes > winner_votes) {
+        if (++votes[same[i]] > winner_votes) {
             winner = same[i];
-            winner_votes = votes;
+            winner_votes = votes[same[i]];
         }
     }
     if (winner_votes == ok) {
@@ -402,9 +400,9 @@ static int for_all_children(BlockNode *bs, QuorumOp op, uint64_t offset,
         if (rets[i] == 0) {
             ok++;
         } else {
-            report_bad(op == OP_FLUSH ? "flush" : "write",
-                       op == OP_FLUSH ? 0 : offset, op == OP_FLUSH ? 0 : bytes,
-                       c, rets[i]);
+            /* (A flush comes with offset and bytes 0.) */
+            report_bad(op == OP_FLUSH ? "flush" : "write", offset, bytes, c,
+                       rets[i]);
         }
     }
     if (ok >= s->threshold) {
