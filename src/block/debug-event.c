@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* strata - debug events (debug-event.h): the names, and the walk down to
  * the node that listens. */
-#include <string.h>
-
 #include "block/block_int.h"
 #include "block/debug-event.h"
 
@@ -57,16 +55,6 @@ const char *const block_debug_event_names[BLKDBG__MAX + 1] = {
     [BLKDBG_NONE] = "none",
     [BLKDBG__MAX] = NULL,
 };
-
-int block_debug_event_lookup(const char *name)
-{
-    for (int i = 0; i < BLKDBG__MAX; i++) {
-        if (strcmp(block_debug_event_names[i], name) == 0) {
-            return i;
-        }
-    }
-    return -1;
-}
 
 void block_debug_event(BlockNode *bs, BlockDebugEvent ev)
 {

@@ -66,9 +66,6 @@ typedef enum BlockDebugEvent {
 /* QEMU's name of each event ("l1_update", ...), NULL terminated. */
 extern const char *const block_debug_event_names[BLKDBG__MAX + 1];
 
-/* The event of that name, or -1. */
-int block_debug_event_lookup(const char *name);
-
 /* Announces ev at bs: the first node of bs's file chain whose driver
  * listens for events (bs itself included) receives it; without one the
  * event is dropped.  Format drivers call it on bs->file. */

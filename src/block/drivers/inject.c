@@ -539,8 +539,8 @@ static int check(BlockNode *bs, const int *events, IoType type,
     return 0;
 }
 
-/* Counts a write, a write of zeroes or a discard tried on the node,
- * failed or not (as QEMU's write generation). */
+/* Counts a write, a write of zeroes, a discard or a resize tried on the
+ * node, failed or not (as QEMU's write generation). */
 static void count_write(BlockNode *bs)
 {
     InjectState *s = bs->opaque;
@@ -658,8 +658,7 @@ static int64_t inject_refresh_size(BlockNode *bs)
 static bool inject_truncate(BlockNode *bs, uint64_t size, bool exact,
                             PreallocMode prealloc, Error **errp)
 {
-    InjectState *s = bs->opaque;
-    atomic_fetch_add(&s->write_gen, 1);
+    count_write(bs);
     if (!block_truncate(bs->file, size, exact, prealloc, errp)) {
         return false;
     }
