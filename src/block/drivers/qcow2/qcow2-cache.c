@@ -150,40 +150,51 @@ static int find_by_table(const Qcow2Cache *c, const void *table)
     return idx < c->nb_entries ? (int)idx : -1;
 }
 
-static int write_entry_locked(BlockNode *bs, Qcow2Cache *c, int idx)
+/* What must reach the disk before tables of c are written: for L2
+ * tables, the refcounts of what they point at (unless lazy) and the
+ * guest data written into newly allocated clusters. */
+static int order_before_write_locked(BlockNode *bs, Qcow2Cache *c)
 {
-    Qcow2CacheEntry *e = &c->entries[idx];
-    if (!e->dirty) {
+    BDRVQcow2State *s = bs->opaque;
+    if (c != s->l2_cache) {
         return 0;
     }
-    BDRVQcow2State *s = bs->opaque;
-    Qcow2MetaType type = QCOW2_META_REFBLOCK;
-    if (c == s->l2_cache) {
-        type = QCOW2_META_L2;
-        if (!s->lazy_refcounts) {
-            int ret = qcow2_cache_flush_locked(bs, s->refblock_cache);
-            if (ret < 0) {
-                return ret;
-            }
-        }
-        /* Guest data written into newly allocated clusters must be on
-         * disk before the L2 entry that makes it visible. */
-        int ret = block_flush(bs->file);
+    if (!s->lazy_refcounts) {
+        int ret = qcow2_cache_flush_locked(bs, s->refblock_cache);
         if (ret < 0) {
             return ret;
         }
     }
-    block_debug_event(bs->file, type == QCOW2_META_L2
-                                ? BLKDBG_L2_UPDATE
-                                : BLKDBG_REFBLOCK_UPDATE_PART);
+    return block_flush(bs->file);
+}
+
+/* Writes one dirty entry of c, once order_before_write_locked is done. */
+static int store_entry_locked(BlockNode *bs, Qcow2Cache *c,
+                              Qcow2CacheEntry *e)
+{
+    BDRVQcow2State *s = bs->opaque;
+    bool l2 = c == s->l2_cache;
+    block_debug_event(bs->file, l2 ? BLKDBG_L2_UPDATE
+                                   : BLKDBG_REFBLOCK_UPDATE_PART);
     int ret = qcow2_write_meta_locked(bs, e->offset, c->table_size, e->table,
-                                      type);
+                                      l2 ? QCOW2_META_L2
+                                         : QCOW2_META_REFBLOCK);
     if (ret < 0) {
         return ret;
     }
     e->dirty = false;
     c->nb_dirty--;
     return 0;
+}
+
+static int write_entry_locked(BlockNode *bs, Qcow2Cache *c, int idx)
+{
+    Qcow2CacheEntry *e = &c->entries[idx];
+    if (!e->dirty) {
+        return 0;
+    }
+    int ret = order_before_write_locked(bs, c);
+    return ret < 0 ? ret : store_entry_locked(bs, c, e);
 }
 
 int qcow2_cache_get_locked(BlockNode *bs, Qcow2Cache *c, uint64_t offset,
@@ -297,39 +308,17 @@ int qcow2_cache_flush_locked(BlockNode *bs, Qcow2Cache *c)
     if (!c || c->nb_dirty == 0) {
         return 0;
     }
-    BDRVQcow2State *s = bs->opaque;
-    if (c == s->l2_cache) {
-        /* One refcount write-back and one file flush for all tables. */
-        if (!s->lazy_refcounts) {
-            int ret = qcow2_cache_flush_locked(bs, s->refblock_cache);
-            if (ret < 0) {
-                return ret;
-            }
-        }
-        int ret = block_flush(bs->file);
-        if (ret < 0) {
-            return ret;
-        }
+    /* One refcount write-back and one file flush for all tables. */
+    int result = order_before_write_locked(bs, c);
+    if (result < 0) {
+        return result;
     }
-    int result = 0;
     for (unsigned i = 0; i < c->nb_entries && c->nb_dirty; i++) {
         Qcow2CacheEntry *e = &c->entries[i];
-        if (!e->dirty) {
-            continue;
+        if (e->dirty) {
+            int ret = store_entry_locked(bs, c, e);
+            result = ret < 0 ? ret : result;
         }
-        Qcow2MetaType type = c == s->l2_cache ? QCOW2_META_L2
-                                              : QCOW2_META_REFBLOCK;
-        block_debug_event(bs->file, type == QCOW2_META_L2
-                                    ? BLKDBG_L2_UPDATE
-                                    : BLKDBG_REFBLOCK_UPDATE_PART);
-        int ret = qcow2_write_meta_locked(bs, e->offset, c->table_size,
-                                          e->table, type);
-        if (ret < 0) {
-            result = ret;
-            continue;
-        }
-        e->dirty = false;
-        c->nb_dirty--;
     }
     return result;
 }
