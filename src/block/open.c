@@ -114,15 +114,20 @@ static bool crumple(json_t *obj, Error **errp)
     return true;
 }
 
+/* key names one child of parent's list (quorum's "children.0"). */
+static bool is_list_child(const BlockNode *parent, const char *key)
+{
+    return strcmp(key, "file") != 0 && strcmp(key, "backing") != 0 &&
+           parent->drv->list_child_perm;
+}
+
 static BlockChildRole child_role(const BlockNode *parent, const char *key)
 {
     return (BlockChildRole){
         .kind = strcmp(key, "backing") == 0 ? BLOCK_CHILD_BACKING
                                             : BLOCK_CHILD_FILE,
         .parent_has_metadata = parent->drv->has_metadata,
-        .parent_unshares_changes = strcmp(key, "file") != 0 &&
-                                   strcmp(key, "backing") != 0 &&
-                                   parent->drv->list_child_perm,
+        .parent_unshares_changes = is_list_child(parent, key),
     };
 }
 
@@ -173,8 +178,7 @@ static BlockNode *child_by_name(BlockNode *parent, const char *name,
     /* A backing node is only read, and normally is a format node that
      * locks nothing itself: only a file link or a child in a parent's
      * list (quorum) asks for the parent's locks. */
-    bool listed = !file_link && strcmp(key, "backing") != 0 &&
-                  parent->drv->list_child_perm;
+    bool listed = is_list_child(parent, key);
     if (listed ? !block_perm_check_list_link(parent, child, key, errp)
                : !block_perm_check_link(parent, child,
                                         strcmp(key, "backing") == 0, errp)) {
